@@ -1,0 +1,76 @@
+# banquet — `make help` lists the targets. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+PIP       := $(PY) -m pip
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/banquet/target
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+HOST_PY   ?= python3
+EXT_STAMP := $(VENV)/.ext-stamp
+RUST_SRC  := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml pyproject.toml
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.deps-stamp: requirements-dev.txt
+	@test -x $(PY) || $(HOST_PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements-dev.txt
+	@touch $@
+
+$(EXT_STAMP): $(VENV)/.deps-stamp $(RUST_SRC)
+	$(VENV)/bin/maturin develop --release --quiet
+	@touch $@
+
+.PHONY: venv develop
+venv: $(VENV)/.deps-stamp ## create .venv with the Python dependencies
+develop: $(EXT_STAMP) ## build the Rust extension (release) into .venv
+
+.PHONY: services services-stop
+services: ## install (if missing) and start local Postgres and Redis on loopback
+	@scripts/services.sh start
+services-stop: ## stop the servers `make services` started
+	@scripts/services.sh stop
+
+.PHONY: test test-rust test-python test-wheel
+test: develop services test-rust test-python test-wheel ## everything: cargo test, pytest, the wheel in a fresh venv
+test-rust:
+	cargo test --release -p banquet-core --quiet
+test-python: develop services
+	source scripts/services.env && $(PY) -m pytest -q -p no:cacheprovider
+test-wheel: wheel
+	scripts/wheel-smoke.sh
+
+.PHONY: demo
+demo: develop ## init a repo on embedded defaults, apply, materialize, retrieve, print
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH scripts/demo.sh
+
+.PHONY: wheel
+wheel: $(VENV)/.deps-stamp ## build one abi3 wheel (Python >= 3.10) into dist/
+	rm -rf dist
+	$(VENV)/bin/maturin build --release --quiet --out dist
+
+.PHONY: lint fmt
+lint: $(VENV)/.deps-stamp ## cargo fmt --check, clippy -D warnings, ruff, mypy
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy
+fmt: $(VENV)/.deps-stamp ## format Rust and Python
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests benches
+	$(VENV)/bin/ruff check --fix python tests benches
+
+.PHONY: bench
+bench: develop services ## whole-path benchmarks against peers (see benches/README.md)
+	$(PIP) install -q -r benches/requirements.txt
+	source scripts/services.env && $(PY) benches/historical.py
+	source scripts/services.env && $(PY) benches/online.py
+
+.PHONY: clean
+clean: ## remove the venv, wheels and caches (the cargo target dir is kept)
+	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,131 @@
+"""Every error banquet raises on purpose.
+
+All derive from :class:`BanquetError`; each also derives from the built-in exception that fits
+(``KeyError`` for lookups, ``ValueError`` for bad input, ``FileNotFoundError`` ...), so code
+written against plain Python exceptions keeps working. Messages say what was wrong and how to
+fix it.
+"""
+
+from __future__ import annotations
+
+
+class BanquetError(Exception):
+    """Root of every error raised by banquet."""
+
+    def __str__(self) -> str:  # KeyError would otherwise print the message in quotes
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+# --- configuration and definitions -------------------------------------------------------
+
+
+class ConfigError(BanquetError, ValueError):
+    """``feature_store.yaml`` is missing, malformed or holds an invalid value."""
+
+
+class DefinitionError(BanquetError, ValueError):
+    """A feature definition (entity, view, source, service) is invalid."""
+
+
+class DuplicateNameError(DefinitionError):
+    """Two objects of one kind share a name."""
+
+
+class RepoError(BanquetError):
+    """A feature repository could not be loaded (a definition file failed to import)."""
+
+
+# --- registry ----------------------------------------------------------------------------
+
+
+class RegistryError(BanquetError):
+    """The registry could not be read or written."""
+
+
+class RegistryConflict(RegistryError):
+    """Another process changed the registry while this one was applying; re-run the apply."""
+
+
+class RegistryCorrupt(RegistryError):
+    """The registry file exists but cannot be parsed."""
+
+
+class NotFoundError(BanquetError, KeyError):
+    """A named object does not exist."""
+
+
+class EntityNotFound(NotFoundError):
+    pass
+
+
+class FeatureViewNotFound(NotFoundError):
+    pass
+
+
+class FeatureServiceNotFound(NotFoundError):
+    pass
+
+
+class DataSourceNotFound(NotFoundError):
+    pass
+
+
+class FeatureNotFound(NotFoundError):
+    """A feature reference names a view that exists but a feature it does not have."""
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+class EntityDataError(BanquetError, ValueError):
+    """The entity rows passed to a retrieval are unusable (missing key, no timestamp, ...)."""
+
+
+class MissingJoinKeyError(EntityDataError):
+    pass
+
+
+class TimestampColumnError(EntityDataError):
+    pass
+
+
+class KeyTypeError(EntityDataError, TypeError):
+    """An entity key column has a type that cannot be safely cast to the entity's type."""
+
+
+class FeatureNameCollisionError(BanquetError, ValueError):
+    """Two requested features would produce the same output column."""
+
+
+class SchemaMismatch(BanquetError, ValueError):
+    """Data does not match the schema it is written or read under."""
+
+
+class DataSourceError(BanquetError):
+    """A data source cannot be read as declared."""
+
+
+class SourceFileNotFound(DataSourceError, FileNotFoundError):
+    pass
+
+
+class SourceColumnMissing(DataSourceError, SchemaMismatch):
+    pass
+
+
+class RequestDataNotFound(EntityDataError):
+    """An on-demand feature needs a request field that was not provided."""
+
+
+# --- stores ------------------------------------------------------------------------------
+
+
+class StoreError(BanquetError):
+    """An online or offline store failed."""
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """A store server cannot be reached; the operation can be retried."""
+
+
+__all__ = [name for name, obj in globals().items() if isinstance(obj, type)]

@@ -1,0 +1,12 @@
+//! banquet-core: the pure-Rust kernels of the banquet feature store.
+//!
+//! Everything here speaks arrow-rs and nothing else: no Python, no I/O. The PyO3 crate in
+//! `rust/python` is a thin layer over these functions.
+
+pub mod asof;
+pub mod error;
+pub mod keys;
+pub mod latest;
+pub mod values;
+
+pub use error::{Error, Result};

@@ -1,0 +1,17 @@
+//! banquet._core: thin PyO3 bindings over banquet-core.
+//!
+//! Arrow crosses the boundary through the PyCapsule interface (pyo3-arrow), so any
+//! Arrow-exporting object is accepted and results are zero-copy. Every kernel runs with the
+//! GIL released (see `gil::run_detached`).
+
+use pyo3::prelude::*;
+
+mod errors;
+mod gil;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    Ok(())
+}
