@@ -6,12 +6,18 @@
 
 use pyo3::prelude::*;
 
+mod asof;
+mod codec;
 mod errors;
 mod gil;
+mod keys;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
+    keys::register(m)?;
+    asof::register(m)?;
+    codec::register(m)?;
     Ok(())
 }

@@ -1,0 +1,75 @@
+"""Type stubs for the Rust extension ``banquet._core``.
+
+Arguments typed ``ArrowArray`` accept any object exporting ``__arrow_c_array__`` (pyarrow,
+polars, arro3, nanoarrow ...). Results are ``pyarrow`` objects, built zero-copy.
+Timestamps are microseconds since the Unix epoch, UTC: ``timestamp[us, tz=UTC]`` or ``int64``.
+Every function releases the GIL while it works.
+"""
+
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+__version__: str
+
+class ArrowArray(Protocol):
+    def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]: ...
+
+class ArrowSchema(Protocol):
+    def __arrow_c_schema__(self) -> Any: ...
+
+class KernelError(ValueError): ...
+class CorruptDataError(KernelError): ...
+
+# --- keys: entity-key serialization (Feast v3 bytes) and hashing ---------------------------
+
+def serialize_entity_keys(names: list[str], columns: list[ArrowArray]) -> pa.Array:
+    """Serialize N entity keys (one column per join key, N rows) to N ``binary`` values,
+    byte-for-byte Feast's ``entity_key_serialization_version: 3``. Keys are written sorted
+    by name. Column types: int32, int64, string, binary, timestamp (seconds in the bytes).
+    A null key value raises ``KernelError``."""
+
+def hash_entity_keys(keys: ArrowArray) -> pa.Array:
+    """A fast, stable 64-bit hash (``uint64``) of each serialized key (xxh3-64)."""
+
+# --- asof: the point-in-time join ----------------------------------------------------------
+
+def asof_join(
+    entity_keys: list[ArrowArray],
+    entity_ts: ArrowArray,
+    feature_keys: list[ArrowArray],
+    feature_ts: ArrowArray,
+    feature_created: ArrowArray | None,
+    ttl_us: int | None,
+) -> pa.Array:
+    """For each entity row, the index (``uint32``) of the matching feature row, or null.
+
+    A feature row matches when its keys equal the entity row's and
+    ``entity_ts - ttl <= feature_ts <= entity_ts``; ``ttl_us`` None or 0 means unbounded.
+    The latest ``feature_ts`` wins, then the larger created timestamp (null created sorts
+    first), then the larger row index. Null keys or timestamps never match. Key columns are
+    compared pairwise and must have the same types on both sides."""
+
+# --- latest and values: materialization and the online value codec ------------------------
+
+def latest_per_key(
+    keys: list[ArrowArray],
+    event_ts: ArrowArray,
+    created_ts: ArrowArray | None,
+    start_us: int | None,
+    end_us: int | None,
+) -> pa.Array:
+    """Indices (``uint32``, ascending) of the latest row per key among rows with
+    ``start_us <= event_ts <= end_us`` (None = unbounded), with the tie rules of
+    ``asof_join``."""
+
+def encode_values(
+    event_ts: ArrowArray, created_ts: ArrowArray | None, columns: list[ArrowArray]
+) -> pa.Array:
+    """Encode N rows into N ``binary`` blobs (layout in ARCHITECTURE.md)."""
+
+def decode_values(
+    blobs: ArrowArray, schema: ArrowSchema
+) -> tuple[pa.Array, pa.Array, list[pa.Array]]:
+    """Decode N blobs (null = not found) into (event_ts, created_ts, one array per field of
+    ``schema``). Null blobs decode to nulls everywhere."""

@@ -1,0 +1,7 @@
+//! Bindings for banquet_core::keys (see python/banquet/_core.pyi for the contract).
+
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}
