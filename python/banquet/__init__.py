@@ -1,5 +1,33 @@
-"""banquet: a feature store with Feast's Python API and a Rust core."""
+"""banquet: a feature store with Feast's Python API and a Rust core.
+
+>>> from banquet import Entity, FeatureView, Field, FileSource, FeatureStore
+"""
+
+from __future__ import annotations
 
 from banquet._core import __version__
+from banquet.config import RepoConfig
+from banquet.entity import Entity
+from banquet.feature_service import FeatureService
+from banquet.feature_view import FeatureView
+from banquet.field import Feature, Field
+from banquet.sources import DataSource, FileSource, PostgreSQLSource, PushSource, RequestSource
+from banquet.store import FeatureStore
+from banquet.types import ValueType
 
-__all__ = ["__version__"]
+__all__ = [
+    "DataSource",
+    "Entity",
+    "Feature",
+    "FeatureService",
+    "FeatureStore",
+    "FeatureView",
+    "Field",
+    "FileSource",
+    "PostgreSQLSource",
+    "PushSource",
+    "RepoConfig",
+    "RequestSource",
+    "ValueType",
+    "__version__",
+]

@@ -1,0 +1,159 @@
+"""The ``banquet`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from banquet.errors import BanquetError
+
+
+class _Group(click.Group):
+    """Turns banquet errors into one line on stderr and exit status 1 (traceback with -v)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BanquetError as e:
+            if ctx.obj and ctx.obj.get("verbose"):
+                traceback.print_exc()
+            click.secho(f"Error: {e}", fg="red", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--chdir", type=click.Path(file_okay=False), default=".", help="Feature repo folder (default: the current one).")
+@click.option("-f", "--feature-store-yaml", type=click.Path(dir_okay=False), default=None, help="Path to feature_store.yaml (default: in the repo folder).")
+@click.option("-v", "--verbose", is_flag=True, help="Print full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, chdir: str, feature_store_yaml: str | None, verbose: bool) -> None:
+    """banquet: define features once, train on history, serve online."""
+    ctx.obj = {"repo": Path(chdir), "yaml": feature_store_yaml, "verbose": verbose}
+
+
+def _store(ctx: click.Context) -> Any:
+    from banquet.store import FeatureStore
+
+    return FeatureStore(repo_path=ctx.obj["repo"], fs_yaml_file=ctx.obj["yaml"])
+
+
+@cli.command()
+def version() -> None:
+    """Print the banquet version."""
+    from banquet import __version__
+
+    click.echo(f"banquet {__version__}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--template", "-t", type=click.Choice(["local"]), default="local", show_default=True)
+@click.pass_context
+def init(ctx: click.Context, name: str, template: str) -> None:
+    """Create a working example feature repo in the folder NAME."""
+    from banquet.templates import create_repo
+
+    target = ctx.obj["repo"] / name
+    create_repo(target, name, template)
+    click.echo(f"Created feature repo {target}/ ({template} template). Next:\n  cd {target} && banquet apply")
+
+
+@cli.command()
+@click.pass_context
+def plan(ctx: click.Context) -> None:
+    """Show what `apply` would change in the registry; change nothing."""
+    click.echo(_store(ctx).plan().render())
+
+
+@cli.command()
+@click.pass_context
+def apply(ctx: click.Context) -> None:
+    """Register the repo's definitions (and remove those deleted from the code)."""
+    d = _store(ctx).apply()
+    click.echo(d.render() if d.empty else "Applied:\n" + d.render())
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def teardown(ctx: click.Context, yes: bool) -> None:
+    """Delete the project's online data and registry records."""
+    store = _store(ctx)
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Delete all online data and registry records of project {store.project!r}?", abort=True)
+    store.teardown()
+    click.echo(f"Project {store.project!r} torn down.")
+
+
+@cli.command("registry-dump")
+@click.pass_context
+def registry_dump(ctx: click.Context) -> None:
+    """Print the project's registry as JSON."""
+    click.echo(json.dumps(_store(ctx).registry_dump(), indent=2, sort_keys=True))
+
+
+def _lister(kind: str, columns: list[tuple[str, Any]]) -> click.Command:
+    @click.command("list")
+    @click.pass_context
+    def _list(ctx: click.Context) -> None:
+        objs = getattr(_store(ctx), f"list_{kind}")()
+        rows = [[h for h, _ in columns]] + [[str(get(o)) for _, get in columns] for o in objs]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+        for r in rows:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+    _list.help = f"List the registered {kind.replace('_', ' ')}."
+    return _list
+
+
+_GROUPS = {
+    "entities": [("NAME", lambda o: o.name), ("JOIN KEY", lambda o: o.join_key), ("TYPE", lambda o: o.dtype or "-"), ("DESCRIPTION", lambda o: o.description)],
+    "feature_views": [("NAME", lambda o: o.name), ("ENTITIES", lambda o: ",".join(e.name for e in o.entities)), ("FEATURES", lambda o: ",".join(f.name for f in o.features)), ("TTL", lambda o: o.ttl or "-"), ("ONLINE", lambda o: o.online)],
+    "feature_services": [("NAME", lambda o: o.name), ("FEATURES", lambda o: ",".join(f"{v.projected_name}:{f.name}" for v in o.feature_views for f in v.projected_features))],
+    "data_sources": [("NAME", lambda o: o.name), ("KIND", lambda o: type(o).__name__), ("WHERE", lambda o: getattr(o, "path", "") or getattr(o, "table", "") or getattr(o, "query", "") or "-")],
+}
+for _kind, _cols in _GROUPS.items():
+    _g = click.Group(_kind.replace("_", "-"), help=f"Inspect registered {_kind.replace('_', ' ')}.")
+    _g.add_command(_lister(_kind, _cols))
+    cli.add_command(_g)
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2024-01-31T00:00:00") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+@cli.command()
+@click.argument("start")
+@click.argument("end")
+@click.option("--views", "-v", "views", multiple=True, help="Only this feature view (repeatable).")
+@click.pass_context
+def materialize(ctx: click.Context, start: str, end: str, views: tuple[str, ...]) -> None:
+    """Load feature values with event times in [START, END] into the online store."""
+    _store(ctx).materialize(_parse_time(start), _parse_time(end), feature_views=list(views) or None, progress=True)
+
+
+@cli.command("materialize-incremental")
+@click.argument("end")
+@click.option("--views", "-v", "views", multiple=True, help="Only this feature view (repeatable).")
+@click.pass_context
+def materialize_incremental(ctx: click.Context, end: str, views: tuple[str, ...]) -> None:
+    """Load everything since each view's last materialization, up to END."""
+    _store(ctx).materialize_incremental(_parse_time(end), feature_views=list(views) or None, progress=True)
+
+
+def main() -> None:
+    cli(prog_name="banquet")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""``feature_store.yaml``: typed, validated, with ``${ENV_VAR}`` expansion.
+
+Every mistake is reported as :class:`~banquet.errors.ConfigError` naming the file and the key
+(``online_store.port``) and what to write instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types as _pytypes
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from banquet.errors import ConfigError
+
+CONFIG_FILE = "feature_store.yaml"
+
+
+# --- the schema ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    path: str = "data/registry.db"
+    registry_type: Literal["file", "sql"] = "file"
+    cache_ttl_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class SqliteOnlineConfig:
+    type: Literal["sqlite"] = "sqlite"
+    path: str = "data/online_store.db"
+
+
+@dataclass(frozen=True)
+class RedisOnlineConfig:
+    type: Literal["redis"] = "redis"
+    connection_string: str = "localhost:6379"
+    redis_type: Literal["redis", "redis_cluster"] = "redis"
+    key_ttl_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class PostgresConnConfig:
+    host: str = "localhost"
+    port: int = 5432
+    database: str = "postgres"
+    user: str = "postgres"
+    password: str = ""
+    db_schema: str = "public"
+    sslmode: str | None = None
+    min_conn: int = 1
+    max_conn: int = 10
+
+
+@dataclass(frozen=True)
+class PostgresOnlineConfig(PostgresConnConfig):
+    type: Literal["postgres"] = "postgres"
+
+
+@dataclass(frozen=True)
+class FileOfflineConfig:
+    type: Literal["file"] = "file"
+
+
+@dataclass(frozen=True)
+class PostgresOfflineConfig(PostgresConnConfig):
+    type: Literal["postgres"] = "postgres"
+
+
+OnlineConfig = Union[SqliteOnlineConfig, RedisOnlineConfig, PostgresOnlineConfig]
+OfflineConfig = Union[FileOfflineConfig, PostgresOfflineConfig]
+_ONLINE: dict[str, type] = {"sqlite": SqliteOnlineConfig, "redis": RedisOnlineConfig, "postgres": PostgresOnlineConfig}
+_OFFLINE: dict[str, type] = {"file": FileOfflineConfig, "postgres": PostgresOfflineConfig}
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """The parsed ``feature_store.yaml``. ``repo_path`` is the folder it was read from."""
+
+    project: str
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    provider: Literal["local"] = "local"
+    online_store: OnlineConfig = field(default_factory=SqliteOnlineConfig)
+    offline_store: OfflineConfig = field(default_factory=FileOfflineConfig)
+    entity_key_serialization_version: Literal[3] = 3
+    repo_path: Path = Path(".")
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, relative to the repo folder unless absolute."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.repo_path / p
+
+    @staticmethod
+    def from_dict(data: Any, *, repo_path: Path | str = ".", source: str = CONFIG_FILE) -> RepoConfig:
+        """Validate a mapping as read from YAML (after ``${VAR}`` expansion)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping of keys to values at the top level")
+        data = _expand_env(data, source, "")
+        data = dict(data)
+        if "project" not in data:
+            raise ConfigError(f"{source}: missing required key 'project' (a name for this feature repo)")
+        if isinstance(data.get("registry"), str):
+            data["registry"] = {"path": data["registry"]}
+        data["online_store"] = _pick(data.get("online_store"), _ONLINE, "sqlite", source, "online_store")
+        data["offline_store"] = _pick(data.get("offline_store"), _OFFLINE, "file", source, "offline_store")
+        cfg = _build(RepoConfig, data, source, "", skip={"repo_path"})
+        cfg = dataclasses.replace(cfg, repo_path=Path(repo_path).resolve())
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", cfg.project):
+            raise ConfigError(
+                f"{source}: project {cfg.project!r} must be letters, digits and '_', "
+                "starting with a letter"
+            )
+        return cfg
+
+
+def load_config(repo_path: str | Path = ".", config_file: str | Path | None = None) -> RepoConfig:
+    """Read and validate ``feature_store.yaml`` from ``repo_path`` (or ``config_file``)."""
+    import yaml
+
+    path = Path(config_file) if config_file else Path(repo_path) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: no such file; run inside a feature repo (`banquet init NAME` makes one) "
+            "or pass -c/--chdir or -f/--feature-store-yaml"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    repo = Path(repo_path) if not config_file else path.parent
+    return RepoConfig.from_dict(data, repo_path=repo, source=str(path))
+
+
+# --- validation machinery ------------------------------------------------------------------
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: Any, source: str, where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, source, f"{where}{k}.") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, source, where) for v in value]
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{source}: key '{where.rstrip('.')}' uses ${{{name}}} but the environment "
+                    f"variable {name} is not set"
+                )
+            return os.environ[name]
+
+        return _ENV.sub(sub, value)
+    return value
+
+
+def _pick(value: Any, kinds: dict[str, type], default: str, source: str, key: str) -> Any:
+    if value is None:
+        return kinds[default]()
+    if isinstance(value, str):  # Feast allows `online_store: sqlite`? We accept the type name.
+        value = {"type": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: '{key}' must be a mapping with a 'type' key")
+    kind = value.get("type", default)
+    if kind not in kinds:
+        raise ConfigError(
+            f"{source}: '{key}.type' is {kind!r}; expected one of {sorted(kinds)}"
+        )
+    return _build(kinds[kind], value, source, f"{key}.")
+
+
+def _build(cls: type, data: dict[str, Any], source: str, prefix: str, skip: set[str] = set()) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)} - skip
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key '{prefix}{unknown[0]}'; valid keys here are {sorted(names)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if dataclasses.is_dataclass(value):
+            kwargs[f.name] = value
+            continue
+        kwargs[f.name] = _check(hints[f.name], value, source, f"{prefix}{f.name}")
+    return cls(**kwargs)
+
+
+def _check(hint: Any, value: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping")
+        return _build(hint, value, source, f"{key}.")
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{source}: '{key}' is {value!r}; expected one of {list(allowed)}")
+        return value
+    if origin in (Union, _pytypes.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        return _check(hint, value, source, key)
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)  # values from ${ENV} expansion arrive as strings
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(hint, type) and (not isinstance(value, hint) or isinstance(value, bool) and hint is not bool):
+        raise ConfigError(
+            f"{source}: '{key}' must be of type {hint.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value

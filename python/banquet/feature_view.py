@@ -1,0 +1,265 @@
+"""``FeatureView``: a group of features read from one source, keyed by entities."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from banquet import types
+from banquet._naming import check_name, check_tags, check_unique, drop_empty, ttl_to_us, us_to_ttl
+from banquet.entity import Entity
+from banquet.errors import DefinitionError, FeatureNotFound
+from banquet.field import Field
+from banquet.sources import DataSource, RequestSource
+
+
+class Projection:
+    """How a view is used in one request: an alias, a subset of features, renamed join keys."""
+
+    __slots__ = ("name_alias", "features", "join_key_map")
+
+    def __init__(
+        self,
+        name_alias: str | None = None,
+        features: list[str] | None = None,
+        join_key_map: dict[str, str] | None = None,
+    ) -> None:
+        self.name_alias = name_alias
+        self.features = features
+        self.join_key_map = dict(join_key_map or {})
+
+    def is_default(self) -> bool:
+        return self.name_alias is None and self.features is None and not self.join_key_map
+
+
+class FeatureView:
+    """Features of one or more entities, read from ``source``.
+
+    >>> from banquet import Entity, FeatureView, Field, FileSource
+    >>> from banquet.types import Float32
+    >>> user = Entity(name="user", join_keys=["user_id"])
+    >>> src = FileSource(path="data/tx.parquet", timestamp_field="event_timestamp")
+    >>> fv = FeatureView(name="tx", entities=[user], source=src,
+    ...                  schema=[Field(name="avg_spend", dtype=Float32)])
+    >>> [f.name for f in fv.features]
+    ['avg_spend']
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        source: DataSource,
+        schema: Sequence[Field] | None = None,
+        entities: Sequence[Entity] | None = None,
+        ttl: timedelta | None = None,
+        online: bool = True,
+        offline: bool = True,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        owner: str = "",
+    ) -> None:
+        self.name = check_name("FeatureView", name)
+        where = f"FeatureView {name!r}"
+        if not isinstance(source, DataSource) or isinstance(source, RequestSource):
+            raise DefinitionError(
+                f"{where}: source must be a FileSource, PostgreSQLSource or PushSource, "
+                f"got {source!r}"
+            )
+        if not source.batch.timestamp_field:
+            raise DefinitionError(
+                f"{where}: source {source.batch.name!r} has no timestamp_field; set "
+                "timestamp_field= on the source to the column holding each row's event time"
+            )
+        self.source = source
+        entities = list(entities or [])
+        if not entities:
+            raise DefinitionError(f"{where}: entities must list at least one Entity")
+        for e in entities:
+            if not isinstance(e, Entity):
+                raise DefinitionError(f"{where}: entities must be Entity objects, got {e!r}")
+        check_unique("entity", where, [e.name for e in entities])
+        check_unique("join key", where, [e.join_key for e in entities])
+        self.entities = entities
+
+        fields = list(schema or [])
+        for f in fields:
+            if not isinstance(f, Field):
+                raise DefinitionError(f"{where}: schema must be a list of Field, got {f!r}")
+        check_unique("field", where, [f.name for f in fields])
+        by_key = {e.join_key: e for e in entities}
+        reserved = {source.batch.timestamp_field, source.batch.created_timestamp_column} - {""}
+        self.entity_columns: list[Field] = []
+        self.features: list[Field] = []
+        for f in fields:
+            if f.name in by_key:
+                ent = by_key[f.name]
+                if ent.dtype is not None and ent.dtype != f.dtype:
+                    raise DefinitionError(
+                        f"{where}: field {f.name!r} has the name of entity {ent.name!r}'s join "
+                        f"key but dtype {f.dtype} instead of the entity's {ent.dtype}; rename "
+                        "the feature or give it the entity's type"
+                    )
+                self.entity_columns.append(f)
+            elif f.name in reserved:
+                raise DefinitionError(
+                    f"{where}: feature {f.name!r} has the name of the source's timestamp "
+                    "column; timestamps are not features, remove it from the schema"
+                )
+            else:
+                self.features.append(f)
+        for key, ent in by_key.items():
+            if ent.dtype is not None and key not in {c.name for c in self.entity_columns}:
+                self.entity_columns.append(Field(name=key, dtype=ent.dtype))
+        self.ttl_us = ttl_to_us(where, ttl)
+        self.online = bool(online)
+        self.offline = bool(offline)
+        self.description = description
+        self.tags = check_tags(where, tags)
+        self.owner = owner
+        self.projection = Projection()
+
+    # --- Feast-style accessors -----------------------------------------------------------
+
+    @property
+    def ttl(self) -> timedelta | None:
+        return us_to_ttl(self.ttl_us)
+
+    @property
+    def join_keys(self) -> list[str]:
+        """Join keys as named in the source."""
+        return [e.join_key for e in self.entities]
+
+    @property
+    def schema(self) -> list[Field]:
+        return self.entity_columns + self.features
+
+    @property
+    def batch_source(self) -> DataSource:
+        return self.source.batch
+
+    def key_dtype(self, join_key: str) -> types.BanquetType | None:
+        for c in self.entity_columns:
+            if c.name == join_key:
+                return c.dtype
+        return None
+
+    # --- projections ---------------------------------------------------------------------
+
+    @property
+    def projected_name(self) -> str:
+        return self.projection.name_alias or self.name
+
+    @property
+    def projected_features(self) -> list[Field]:
+        if self.projection.features is None:
+            return self.features
+        by_name = {f.name: f for f in self.features}
+        return [by_name[n] for n in self.projection.features]
+
+    def entity_column(self, join_key: str) -> str:
+        """The entity-row column that feeds ``join_key`` (after ``with_join_key_map``)."""
+        return self.projection.join_key_map.get(join_key, join_key)
+
+    def feature(self, name: str) -> Field:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise FeatureNotFound(
+            f"feature view {self.name!r} has no feature {name!r}; it has "
+            f"{[f.name for f in self.features]}"
+        )
+
+    def _copy(self) -> FeatureView:
+        new = copy.copy(self)
+        new.projection = copy.copy(self.projection)
+        return new
+
+    def __getitem__(self, names: Sequence[str]) -> FeatureView:
+        """``fv[["a", "b"]]``: the same view restricted to some features."""
+        if isinstance(names, str):
+            names = [names]
+        for n in names:
+            self.feature(n)
+        new = self._copy()
+        new.projection.features = list(names)
+        return new
+
+    def with_name(self, name: str) -> FeatureView:
+        """The same view under another name in requests (``alias:feature``, output prefix)."""
+        new = self._copy()
+        new.projection.name_alias = check_name("FeatureView alias", name)
+        return new
+
+    def with_join_key_map(self, join_key_map: Mapping[str, str]) -> FeatureView:
+        """Read join key ``k`` from entity column ``join_key_map[k]``."""
+        unknown = set(join_key_map) - set(self.join_keys)
+        if unknown:
+            raise DefinitionError(
+                f"FeatureView {self.name!r}: with_join_key_map names {sorted(unknown)}, which "
+                f"are not join keys; the join keys are {self.join_keys}"
+            )
+        new = self._copy()
+        new.projection.join_key_map = dict(join_key_map)
+        return new
+
+    # --- registry form -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return drop_empty(
+            {
+                "name": self.name,
+                "entities": [e.name for e in self.entities],
+                "entity_columns": [f.to_dict() for f in self.entity_columns],
+                "features": [f.to_dict() for f in self.features],
+                "source": self.source.to_dict(),
+                "ttl_us": self.ttl_us,
+                "online": self.online,
+                "offline": None if self.offline else False,
+                "description": self.description,
+                "tags": self.tags,
+                "owner": self.owner,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], entities: Mapping[str, Entity]) -> FeatureView:
+        fields = [Field.from_dict(f) for f in d.get("entity_columns", []) + d.get("features", [])]
+        return cls(
+            name=d["name"],
+            source=DataSource.from_dict(d["source"]),
+            schema=fields,
+            entities=[entities[n] for n in d["entities"]],
+            ttl=us_to_ttl(d.get("ttl_us")),
+            online=d.get("online", False),
+            offline=d.get("offline", True),
+            description=d.get("description", ""),
+            tags=d.get("tags"),
+            owner=d.get("owner", ""),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, FeatureView)
+            and self.to_dict() == other.to_dict()
+            and self.projection_dict() == other.projection_dict()
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def projection_dict(self) -> dict[str, Any]:
+        p = self.projection
+        return drop_empty(
+            {
+                "view": self.name,
+                "alias": p.name_alias,
+                "features": p.features,
+                "join_key_map": p.join_key_map,
+            }
+        )
+
+    def __repr__(self) -> str:
+        return f"FeatureView(name={self.name!r}, features={[f.name for f in self.features]})"

@@ -1,0 +1,93 @@
+"""The offline store interface.
+
+An offline store reads feature rows from the batch sources it understands. The point-in-time
+join itself is the same Rust kernel for every store: stores only supply Arrow tables of
+(join keys, event timestamp, created timestamp, features) restricted to a time range.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING
+
+from banquet import types
+from banquet.errors import SourceColumnMissing
+from banquet.field import Field
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from banquet.config import RepoConfig
+    from banquet.feature_view import FeatureView
+    from banquet.sources import DataSource
+
+
+class OfflineStore(abc.ABC):
+    def __init__(self, config: RepoConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def source_schema(self, source: DataSource) -> pa.Schema | None:
+        """The columns ``source`` provides, or None when it cannot be known yet (e.g. a push
+        source's file that no push has created)."""
+
+    @abc.abstractmethod
+    def read(
+        self,
+        source: DataSource,
+        columns: list[str],
+        start_us: int | None,
+        end_us: int | None,
+    ) -> pa.Table:
+        """Rows of ``source`` with ``start_us <= timestamp_field <= end_us`` (None: unbounded),
+        only ``columns`` (source column names), timestamps as ``timestamp[us, UTC]``."""
+
+    def check_view(self, config: RepoConfig, fv: FeatureView) -> None:
+        """At apply: the source must hold every column the view reads; join keys without a
+        declared type take the source column's type."""
+        source = fv.batch_source
+        schema = self.source_schema(fv.source)
+        if schema is None:
+            return
+        needed = [source.timestamp_field, *fv.join_keys, *(f.name for f in fv.features)]
+        if source.created_timestamp_column:
+            needed.append(source.created_timestamp_column)
+        names = set(schema.names)
+        for name in needed:
+            col = source.source_column(name)
+            if col not in names:
+                raise SourceColumnMissing(
+                    f"feature view {fv.name!r}: source {source.name!r} has no column {col!r}"
+                    + (f" (mapped to {name!r})" if col != name else "")
+                    + f"; its columns are {sorted(names)}. Add the column to the source "
+                    "or fix the name in the definition"
+                )
+        for key in fv.join_keys:
+            if fv.key_dtype(key) is None:
+                dt = types.from_arrow(schema.field(source.source_column(key)).type)
+                if dt.name not in ("int32", "int64", "string", "bytes", "timestamp"):
+                    dt = types.Int64 if dt.name in ("bool",) else dt
+                fv.entity_columns.append(Field(name=key, dtype=dt))
+
+
+class RetrievalJob(abc.ABC):
+    """A lazy result: nothing runs until one of the ``to_*`` methods is called."""
+
+    @abc.abstractmethod
+    def to_arrow(self) -> pa.Table: ...
+
+    def to_df(self):  # type: ignore[no-untyped-def]
+        """The result as a pandas DataFrame (timestamps stay timezone-aware UTC)."""
+        return self.to_arrow().to_pandas()
+
+    def to_polars(self):  # type: ignore[no-untyped-def]
+        try:
+            import polars as pl
+        except ImportError:
+            raise ImportError("to_polars() needs polars: pip install polars") from None
+        return pl.from_arrow(self.to_arrow())
+
+    def to_parquet(self, path: str) -> None:
+        import pyarrow.parquet as pq
+
+        pq.write_table(self.to_arrow(), path)

@@ -1,0 +1,56 @@
+"""The online store interface: small enough that a new store is one short module.
+
+Stores hold, per (project, feature view, serialized entity key), one blob from the value codec
+(``banquet._core.encode_values``) plus its event and created timestamps (UTC microseconds),
+which the store itself compares so that an older event never replaces a newer one.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from banquet.config import RepoConfig
+    from banquet.feature_view import FeatureView
+
+
+class OnlineStore(abc.ABC):
+    def __init__(self, config: RepoConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def create_view(self, project: str, view: FeatureView) -> None:
+        """Make storage for ``view`` (idempotent)."""
+
+    @abc.abstractmethod
+    def drop_view(self, project: str, view_name: str) -> None:
+        """Remove ``view``'s storage and data (idempotent)."""
+
+    @abc.abstractmethod
+    def write(
+        self,
+        project: str,
+        view_name: str,
+        keys: Sequence[bytes],
+        event_ts: Sequence[int],
+        created_ts: Sequence[int],
+        blobs: Sequence[bytes],
+    ) -> None:
+        """Upsert rows; a row replaces the stored one only if its (event_ts, created_ts) is
+        not older. Decided inside the store, atomically."""
+
+    @abc.abstractmethod
+    def read(
+        self, project: str, requests: Sequence[tuple[str, Sequence[bytes]]]
+    ) -> list[list[bytes | None]]:
+        """For each (view name, keys) pair, the stored blob per key (None when absent), in
+        key order. Implementations make as few round trips as they can."""
+
+    @abc.abstractmethod
+    def teardown(self, project: str) -> None:
+        """Remove everything this project stored (and nothing else)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,136 @@
+"""The registry interface and the in-memory catalog of one project's definitions.
+
+A registry stores, per project, plain JSON-able records of every object plus bookkeeping
+(a version number, the time of the last change, materialized intervals). ``Catalog`` turns
+those records into definition objects once per registry version.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from banquet.entity import Entity
+from banquet.errors import (
+    DataSourceNotFound,
+    EntityNotFound,
+    FeatureServiceNotFound,
+    FeatureViewNotFound,
+    NotFoundError,
+)
+from banquet.feature_service import FeatureService
+from banquet.feature_view import FeatureView
+from banquet.sources import DataSource
+
+if TYPE_CHECKING:
+    from banquet.config import RepoConfig
+
+KINDS = ("entities", "data_sources", "feature_views", "on_demand_feature_views", "feature_services")
+State = dict[str, Any]
+
+
+def empty_state() -> State:
+    return {
+        **{k: {} for k in KINDS},
+        "materializations": {},
+        "version": 0,
+        "last_updated": None,
+    }
+
+
+class Registry(abc.ABC):
+    """Stores project states. Implementations make ``update`` atomic across processes."""
+
+    @abc.abstractmethod
+    def read(self, project: str) -> State:
+        """The project's current state (an empty one if the project has never been applied)."""
+
+    @abc.abstractmethod
+    def update(self, project: str, change: Callable[[State], bool]) -> State:
+        """Read the state, let ``change`` edit it in place, and write it back atomically with
+        no other writer in between. ``change`` returns False when it changed nothing (then
+        nothing is written). Returns the state as written."""
+
+    @abc.abstractmethod
+    def delete_project(self, project: str) -> None:
+        """Remove everything recorded for ``project``."""
+
+    @abc.abstractmethod
+    def projects(self) -> list[str]: ...
+
+    @staticmethod
+    def stamp(state: State) -> None:
+        """Bump the version and the last-change time; called by implementations on write."""
+        state["version"] = int(state.get("version", 0)) + 1
+        state["last_updated"] = datetime.now(timezone.utc).isoformat()
+
+
+def open_registry(config: RepoConfig) -> Registry:
+    reg = config.registry
+    if reg.registry_type == "sql":
+        from banquet.registry.sql import SqlRegistry
+
+        return SqlRegistry(reg.path)
+    from banquet.registry.file import FileRegistry
+
+    return FileRegistry(config.resolve(reg.path))
+
+
+class Catalog:
+    """One project's definitions as objects, built from a registry state."""
+
+    def __init__(self, project: str, state: State) -> None:
+        self.project = project
+        self.state = state
+        self.version: int = state.get("version", 0)
+        self.loaded_at = time.monotonic()
+        self.entities = {n: Entity.from_dict(d) for n, d in state["entities"].items()}
+        self.data_sources = {n: DataSource.from_dict(d) for n, d in state["data_sources"].items()}
+        self.feature_views = {
+            n: FeatureView.from_dict(d, self.entities) for n, d in state["feature_views"].items()
+        }
+        self.on_demand_feature_views: dict[str, Any] = {}
+        if state.get("on_demand_feature_views"):
+            from banquet.on_demand import OnDemandFeatureView
+
+            self.on_demand_feature_views = {
+                n: OnDemandFeatureView.from_dict(d, self.feature_views)
+                for n, d in state["on_demand_feature_views"].items()
+            }
+        views: dict[str, Any] = {**self.feature_views, **self.on_demand_feature_views}
+        self.feature_services = {
+            n: FeatureService.from_dict(d, views) for n, d in state["feature_services"].items()
+        }
+
+    def materializations(self, view: str) -> list[tuple[int, int]]:
+        return [tuple(iv) for iv in self.state["materializations"].get(view, [])]  # type: ignore[misc]
+
+    def get(self, kind: str, name: str) -> Any:
+        table: dict[str, Any] = getattr(self, kind)
+        if name in table:
+            return table[name]
+        error: type[NotFoundError] = _NOT_FOUND[kind]
+        label = kind[:-1].replace("_", " ") if kind != "entities" else "entity"
+        known = ", ".join(sorted(table)) or "none"
+        raise error(
+            f"{label} {name!r} is not registered in project {self.project!r} "
+            f"(registered: {known}); check the name or run `banquet apply`"
+        )
+
+    def view(self, name: str) -> Any:
+        """A feature view or on-demand feature view by name."""
+        if name in self.on_demand_feature_views:
+            return self.on_demand_feature_views[name]
+        return self.get("feature_views", name)
+
+
+_NOT_FOUND: dict[str, type[NotFoundError]] = {
+    "entities": EntityNotFound,
+    "data_sources": DataSourceNotFound,
+    "feature_views": FeatureViewNotFound,
+    "on_demand_feature_views": FeatureViewNotFound,
+    "feature_services": FeatureServiceNotFound,
+}

@@ -1,0 +1,110 @@
+"""The embedded registry: one JSON file, written atomically under an exclusive lock.
+
+Writers take ``flock`` on ``<path>.lock``, read the file, change it, write a temp file in the
+same folder, fsync it, rename it over the old one and fsync the folder. A crash at any point
+leaves either the old or the new file, never a torn one; two concurrent applies run one
+after the other, each on the other's result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from banquet.errors import RegistryCorrupt, RegistryError
+from banquet.registry.base import Registry, State, empty_state
+
+FORMAT = "banquet-registry/1"
+
+
+class FileRegistry(Registry):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {"format": FORMAT, "projects": {}}
+        except OSError as e:
+            raise RegistryError(f"cannot read registry {self.path}: {e}") from None
+        try:
+            doc = json.loads(raw)
+        except ValueError as e:
+            raise RegistryCorrupt(
+                f"registry {self.path} is not valid JSON ({e}); restore it from a backup or "
+                "delete it and run `banquet apply` again"
+            ) from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise RegistryCorrupt(
+                f"registry {self.path} is not a banquet registry (format {doc.get('format')!r}, "
+                f"expected {FORMAT!r})"
+            )
+        return doc
+
+    def read(self, project: str) -> State:
+        state = self._load()["projects"].get(project)
+        return _complete(state)
+
+    def projects(self) -> list[str]:
+        return sorted(self._load()["projects"])
+
+    # --- writing -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{self.path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def update(self, project: str, change: Callable[[State], bool]) -> State:
+        with self._locked():
+            doc = self._load()
+            state = _complete(doc["projects"].get(project))
+            if change(state) is False:
+                return state
+            self.stamp(state)
+            doc["projects"][project] = state
+            self._write(doc)
+            return state
+
+    def delete_project(self, project: str) -> None:
+        with self._locked():
+            doc = self._load()
+            if doc["projects"].pop(project, None) is not None:
+                self._write(doc)
+
+    def _write(self, doc: dict[str, Any]) -> None:
+        data = json.dumps(doc, indent=1, sort_keys=True).encode()
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise RegistryError(f"cannot write registry {self.path}: {e}") from None
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _complete(state: State | None) -> State:
+    full = empty_state()
+    full.update(state or {})
+    return full

@@ -1,0 +1,246 @@
+"""Load a feature repo's definitions and diff them against the registry.
+
+``load_repo`` imports every ``.py`` file of the repo folder (minus ``.banquetignore``
+patterns and the usual clutter) and collects the definition objects it finds. ``diff`` compares
+what the code defines with what a registry state holds, per kind, by their records.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from banquet.entity import Entity
+from banquet.errors import DefinitionError, DuplicateNameError, RepoError
+from banquet.feature_service import FeatureService
+from banquet.feature_view import FeatureView
+from banquet.registry.base import KINDS, State
+from banquet.sources import DataSource
+
+ALWAYS_IGNORED = (".*", "__pycache__", "data", "venv", ".venv", "node_modules", "build", "dist")
+IGNORE_FILE = ".banquetignore"
+
+LABELS = {
+    "entities": "Entities",
+    "data_sources": "Data sources",
+    "feature_views": "Feature views",
+    "on_demand_feature_views": "On-demand feature views",
+    "feature_services": "Feature services",
+}
+
+
+@dataclass
+class RepoContents:
+    """Definitions, by kind and name."""
+
+    entities: dict[str, Entity] = field(default_factory=dict)
+    data_sources: dict[str, DataSource] = field(default_factory=dict)
+    feature_views: dict[str, FeatureView] = field(default_factory=dict)
+    on_demand_feature_views: dict[str, Any] = field(default_factory=dict)
+    feature_services: dict[str, FeatureService] = field(default_factory=dict)
+    origin: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @classmethod
+    def from_objects(cls, objects: list[Any], where: str = "apply()") -> RepoContents:
+        contents = cls()
+        for obj in objects:
+            contents.add(obj, where)
+        contents.validate()
+        return contents
+
+    def add(self, obj: Any, where: str) -> None:
+        kind = kind_of(obj)
+        if kind is None:
+            return
+        table: dict[str, Any] = getattr(self, kind)
+        name = obj.name
+        if name in table and table[name] is not obj:
+            if table[name] == obj:
+                return
+            first = self.origin.get((kind, name), "?")
+            raise DuplicateNameError(
+                f"two different {LABELS[kind].lower()} are named {name!r} ({first} and {where}); "
+                "rename one of them"
+            )
+        table[name] = obj
+        self.origin[(kind, name)] = where
+        if kind == "feature_views":  # a view's source and entities are registered with it
+            self.add(obj.source, where)
+            for e in obj.entities:
+                self.add(e, where)
+
+    def validate(self) -> None:
+        """Cross-object checks: references resolve, names do not collide."""
+        join_keys = {e.join_key: e.name for e in self.entities.values()}
+        for fv in self.feature_views.values():
+            for e in fv.entities:
+                if self.entities.get(e.name) != e:
+                    raise DefinitionError(
+                        f"FeatureView {fv.name!r} uses entity {e.name!r}, which is not defined "
+                        "in the repo (or is defined differently)"
+                    )
+            for f in fv.features:
+                if f.name in join_keys:
+                    raise DefinitionError(
+                        f"FeatureView {fv.name!r}: feature {f.name!r} has the name of entity "
+                        f"{join_keys[f.name]!r}'s join key; rename the feature (field_mapping "
+                        "on the source can rename the column)"
+                    )
+        views = {**self.feature_views, **self.on_demand_feature_views}
+        for fs in self.feature_services.values():
+            for v in fs.feature_views:
+                if v.name not in views:
+                    raise DefinitionError(
+                        f"FeatureService {fs.name!r} uses feature view {v.name!r}, which is not "
+                        "defined in the repo"
+                    )
+
+    def records(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {k: {n: o.to_dict() for n, o in getattr(self, k).items()} for k in KINDS}
+
+    def all_objects(self) -> list[Any]:
+        return [o for k in KINDS for o in getattr(self, k).values()]
+
+
+def kind_of(obj: Any) -> str | None:
+    if isinstance(obj, Entity):
+        return "entities"
+    if isinstance(obj, FeatureView):
+        return "feature_views"
+    if isinstance(obj, FeatureService):
+        return "feature_services"
+    if isinstance(obj, DataSource):
+        return "data_sources"
+    return None
+
+
+def repo_files(repo: Path) -> list[Path]:
+    patterns = list(ALWAYS_IGNORED)
+    ignore = repo / IGNORE_FILE
+    if ignore.is_file():
+        patterns += [
+            ln.strip().rstrip("/")
+            for ln in ignore.read_text().splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")
+        ]
+
+    def ignored(rel: Path) -> bool:
+        parts = rel.parts
+        for pat in patterns:
+            if fnmatch.fnmatch(rel.as_posix(), pat) or any(fnmatch.fnmatch(p, pat) for p in parts):
+                return True
+        return False
+
+    return sorted(p for p in repo.rglob("*.py") if not ignored(p.relative_to(repo)))
+
+
+def load_repo(repo_path: str | Path) -> RepoContents:
+    """Import the repo's definition files and collect their objects."""
+    repo = Path(repo_path).resolve()
+    files = repo_files(repo)
+    for name, mod in list(sys.modules.items()):  # forget modules from an earlier load
+        f = getattr(mod, "__file__", None)
+        if f and Path(f).resolve().is_relative_to(repo):
+            del sys.modules[name]
+    contents = RepoContents()
+    sys.path.insert(0, str(repo))
+    try:
+        for path in files:
+            rel = path.relative_to(repo)
+            module_name = ".".join(rel.with_suffix("").parts)
+            try:
+                module = importlib.import_module(module_name)
+            except (DefinitionError, DuplicateNameError) as e:
+                raise type(e)(f"{rel}: {e}") from None
+            except Exception as e:
+                raise RepoError(
+                    f"{rel}: importing it failed with {type(e).__name__}: {e}"
+                ) from e
+            for value in vars(module).values():
+                contents.add(value, str(rel))
+    finally:
+        sys.path.remove(str(repo))
+    contents.validate()
+    return contents
+
+
+# --- diff ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Diff:
+    """Per kind: names added, changed (with the changed top-level fields) and removed."""
+
+    added: dict[str, list[str]] = field(default_factory=dict)
+    changed: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    removed: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.changed or self.removed)
+
+    def render(self) -> str:
+        if self.empty:
+            return "No changes: the registry already matches the repo."
+        lines = []
+        for kind in KINDS:
+            for name in self.added.get(kind, []):
+                lines.append(f"  + {LABELS[kind][:-1] if kind != 'entities' else 'Entity'} {name}")
+            for name, fields in self.changed.get(kind, {}).items():
+                label = LABELS[kind][:-1] if kind != "entities" else "Entity"
+                lines.append(f"  ~ {label} {name} ({', '.join(fields)})")
+            for name in self.removed.get(kind, []):
+                lines.append(f"  - {LABELS[kind][:-1] if kind != 'entities' else 'Entity'} {name}")
+        counts = (
+            f"{sum(map(len, self.added.values()))} to add, "
+            f"{sum(map(len, self.changed.values()))} to change, "
+            f"{sum(map(len, self.removed.values()))} to remove"
+        )
+        return "\n".join([*lines, counts])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"added": self.added, "changed": self.changed, "removed": self.removed}
+
+
+def diff(
+    desired: dict[str, dict[str, dict[str, Any]]], state: State, *, partial: bool = False
+) -> Diff:
+    """How ``state`` must change to hold ``desired``. With ``partial`` nothing is removed."""
+    d = Diff()
+    for kind in KINDS:
+        want, have = desired.get(kind, {}), state.get(kind, {})
+        added = sorted(set(want) - set(have))
+        removed = [] if partial else sorted(set(have) - set(want))
+        changed = {
+            n: sorted(k for k in set(want[n]) | set(have[n]) if want[n].get(k) != have[n].get(k))
+            for n in sorted(set(want) & set(have))
+            if want[n] != have[n]
+        }
+        if added:
+            d.added[kind] = added
+        if changed:
+            d.changed[kind] = changed
+        if removed:
+            d.removed[kind] = removed
+    return d
+
+
+def apply_diff(state: State, desired: dict[str, dict[str, dict[str, Any]]], d: Diff) -> None:
+    """Edit ``state`` in place so that it holds ``desired`` (as computed by ``diff``)."""
+    for kind in KINDS:
+        table = state.setdefault(kind, {})
+        for name in d.added.get(kind, []) + list(d.changed.get(kind, {})):
+            table[name] = desired[kind][name]
+        for name in d.removed.get(kind, []):
+            del table[name]
+    # A view whose data changed shape must be materialized again; a removed view is forgotten.
+    stale = set(d.removed.get("feature_views", []))
+    for name, fields in d.changed.get("feature_views", {}).items():
+        if {"features", "entities", "entity_columns", "source"} & set(fields):
+            stale.add(name)
+    for name in stale:
+        state["materializations"].pop(name, None)

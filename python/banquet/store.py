@@ -1,0 +1,253 @@
+"""``FeatureStore``: the façade users hold. It delegates to the registry, the offline store
+and the online store named in ``feature_store.yaml``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from banquet.config import RepoConfig, load_config
+from banquet.entity import Entity
+from banquet.errors import ConfigError
+from banquet.feature_service import FeatureService
+from banquet.feature_view import FeatureView
+from banquet.registry.base import KINDS, Catalog, Registry, open_registry
+from banquet.repo import Diff, RepoContents, apply_diff, diff, load_repo
+from banquet.sources import DataSource
+
+if TYPE_CHECKING:
+    from banquet.offline.base import OfflineStore
+    from banquet.online.base import OnlineStore
+
+
+class FeatureStore:
+    """Entry point: ``FeatureStore(repo_path=".")`` or ``FeatureStore(config=RepoConfig(...))``."""
+
+    def __init__(
+        self,
+        repo_path: str | Path | None = None,
+        config: RepoConfig | None = None,
+        fs_yaml_file: str | Path | None = None,
+    ) -> None:
+        if config is not None and (repo_path is not None or fs_yaml_file is not None):
+            raise ConfigError("FeatureStore: pass either config= or repo_path=/fs_yaml_file=, not both")
+        if config is None:
+            config = load_config(repo_path or ".", fs_yaml_file)
+        self.config = config
+        self.repo_path = config.repo_path
+        self._registry: Registry = open_registry(config)
+        self._catalog: Catalog | None = None
+        self._lock = threading.Lock()
+        self._online: OnlineStore | None = None
+        self._offline: OfflineStore | None = None
+
+    @property
+    def project(self) -> str:
+        return self.config.project
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    # --- the registry cache ------------------------------------------------------------
+
+    def catalog(self) -> Catalog:
+        """The project's definitions, re-read after ``registry.cache_ttl_seconds``."""
+        cat = self._catalog
+        ttl = self.config.registry.cache_ttl_seconds
+        if cat is None or (ttl > 0 and time.monotonic() - cat.loaded_at > ttl):
+            with self._lock:
+                cat = self._catalog
+                if cat is None or (ttl > 0 and time.monotonic() - cat.loaded_at > ttl):
+                    cat = self._catalog = Catalog(self.project, self._registry.read(self.project))
+        return cat
+
+    def refresh_registry(self) -> None:
+        """Re-read the registry now instead of waiting for the cache to expire."""
+        with self._lock:
+            self._catalog = Catalog(self.project, self._registry.read(self.project))
+
+    # --- stores --------------------------------------------------------------------------
+
+    @property
+    def online_store(self) -> OnlineStore:
+        if self._online is None:
+            from banquet.online import open_online_store
+
+            self._online = open_online_store(self.config)
+        return self._online
+
+    @property
+    def offline_store(self) -> OfflineStore:
+        if self._offline is None:
+            from banquet.offline import open_offline_store
+
+            self._offline = open_offline_store(self.config)
+        return self._offline
+
+    # --- apply / plan / teardown ---------------------------------------------------------
+
+    def plan(self, objects: RepoContents | Sequence[Any] | None = None, *, partial: bool = False) -> Diff:
+        """What ``apply`` would change, writing nothing. Without ``objects``: the repo folder."""
+        contents = self._contents(objects)
+        return diff(contents.records(), self._registry.read(self.project), partial=partial)
+
+    def apply(
+        self,
+        objects: RepoContents | Sequence[Any] | Any | None = None,
+        objects_to_delete: Sequence[Any] | None = None,
+        *,
+        partial: bool = True,
+    ) -> Diff:
+        """Register definitions and create their online storage.
+
+        ``objects`` may be a list of definitions (added or updated; nothing else is removed
+        unless listed in ``objects_to_delete``), or None to sync the whole repo folder
+        (objects no longer defined are removed), as ``banquet apply`` does.
+        """
+        if objects is None:
+            partial = False
+        contents = self._contents(objects)
+        desired = contents.records()
+        if partial and not isinstance(objects, RepoContents):
+            # Validate references against what the registry already holds, too.
+            held = self.catalog()
+            merged = RepoContents()
+            for k in KINDS:
+                getattr(merged, k).update(getattr(held, k))
+            for obj in contents.all_objects():
+                getattr(merged, _kind(obj))[obj.name] = obj
+            merged.validate()
+        to_delete = {(_kind(o), o.name) for o in objects_to_delete or []}
+        result: dict[str, Diff] = {}
+
+        def change(state: dict[str, Any]) -> bool:
+            d = diff(desired, state, partial=partial)
+            for kind, name in to_delete:
+                if name in state.get(kind, {}):
+                    d.removed.setdefault(kind, []).append(name)
+            result["diff"] = d
+            if d.empty:
+                return False
+            self._update_online_infra(d, desired, state)
+            apply_diff(state, desired, d)
+            return True
+
+        self._registry.update(self.project, change)
+        self.refresh_registry()
+        self._drop_online_infra(result["diff"])
+        return result["diff"]
+
+    def _update_online_infra(self, d: Diff, desired: dict[str, Any], state: dict[str, Any]) -> None:
+        """Create storage for new online views and recreate it for views whose shape changed,
+        before the registry records them (so a registered view always has its storage)."""
+        names = d.added.get("feature_views", []) + list(d.changed.get("feature_views", {}))
+        views = [self._view_from_record(desired, n) for n in names]
+        online = [v for v in views if v.online]
+        if not online and not d.changed.get("feature_views"):
+            return
+        store = self.online_store
+        for v in views:
+            fields = d.changed.get("feature_views", {}).get(v.name, [])
+            if {"features", "entities", "entity_columns", "source", "online"} & set(fields):
+                store.drop_view(self.project, v.name)
+            if v.online:
+                store.create_view(self.project, v)
+
+    def _drop_online_infra(self, d: Diff) -> None:
+        removed = d.removed.get("feature_views", [])
+        if removed:
+            for name in removed:
+                self.online_store.drop_view(self.project, name)
+
+    def _view_from_record(self, desired: dict[str, Any], name: str) -> FeatureView:
+        entities = {n: Entity.from_dict(r) for n, r in desired["entities"].items()}
+        entities.update(self.catalog().entities)
+        entities.update({n: Entity.from_dict(r) for n, r in desired["entities"].items()})
+        return FeatureView.from_dict(desired["feature_views"][name], entities)
+
+    def _contents(self, objects: RepoContents | Sequence[Any] | Any | None) -> RepoContents:
+        if objects is None:
+            contents = load_repo(self.repo_path)
+        elif isinstance(objects, RepoContents):
+            contents = objects
+        else:
+            objs = list(objects) if isinstance(objects, (list, tuple)) else [objects]
+            contents = RepoContents()
+            for o in objs:
+                contents.add(o, "apply()")
+        self._check_sources(contents)
+        return contents
+
+    def _check_sources(self, contents: RepoContents) -> None:
+        """Fill in key types the definitions leave open and check that sources hold the
+        declared columns, so mistakes surface at apply rather than at training time."""
+        for fv in contents.feature_views.values():
+            self.offline_store.check_view(self.config, fv)
+
+    def teardown(self) -> None:
+        """Delete the project's online data and its registry records."""
+        for name in self.catalog().feature_views:
+            self.online_store.drop_view(self.project, name)
+        self.online_store.teardown(self.project)
+        self._registry.delete_project(self.project)
+        self.refresh_registry()
+
+    # --- listing -------------------------------------------------------------------------
+
+    def list_entities(self, tags: dict[str, str] | None = None) -> list[Entity]:
+        return _tagged(self.catalog().entities.values(), tags)
+
+    def list_feature_views(self, tags: dict[str, str] | None = None) -> list[FeatureView]:
+        return _tagged(self.catalog().feature_views.values(), tags)
+
+    def list_on_demand_feature_views(self, tags: dict[str, str] | None = None) -> list[Any]:
+        return _tagged(self.catalog().on_demand_feature_views.values(), tags)
+
+    def list_feature_services(self, tags: dict[str, str] | None = None) -> list[FeatureService]:
+        return _tagged(self.catalog().feature_services.values(), tags)
+
+    def list_data_sources(self, tags: dict[str, str] | None = None) -> list[DataSource]:
+        return _tagged(self.catalog().data_sources.values(), tags)
+
+    def get_entity(self, name: str) -> Entity:
+        return self.catalog().get("entities", name)  # type: ignore[no-any-return]
+
+    def get_feature_view(self, name: str) -> FeatureView:
+        return self.catalog().get("feature_views", name)  # type: ignore[no-any-return]
+
+    def get_on_demand_feature_view(self, name: str) -> Any:
+        return self.catalog().get("on_demand_feature_views", name)
+
+    def get_feature_service(self, name: str) -> FeatureService:
+        return self.catalog().get("feature_services", name)  # type: ignore[no-any-return]
+
+    def get_data_source(self, name: str) -> DataSource:
+        return self.catalog().get("data_sources", name)  # type: ignore[no-any-return]
+
+    def registry_dump(self) -> dict[str, Any]:
+        """The project's registry records as JSON-able data."""
+        state = self._registry.read(self.project)
+        return {"project": self.project, **state}
+
+    def __repr__(self) -> str:
+        return f"FeatureStore(project={self.project!r}, repo_path={str(self.repo_path)!r})"
+
+
+def _kind(obj: Any) -> str:
+    from banquet.repo import kind_of
+
+    kind = kind_of(obj)
+    if kind is None:
+        raise TypeError(f"{obj!r} is not a banquet definition")
+    return kind
+
+
+def _tagged(objs: Any, tags: dict[str, str] | None) -> list[Any]:
+    out = list(objs)
+    if tags:
+        out = [o for o in out if all(o.tags.get(k) == v for k, v in tags.items())]
+    return sorted(out, key=lambda o: o.name)
