@@ -7,6 +7,7 @@ pub mod asof;
 pub mod error;
 pub mod keys;
 pub mod latest;
+pub mod ord;
 pub mod values;
 
 pub use error::{Error, Result};
