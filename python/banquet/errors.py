@@ -70,6 +70,10 @@ class DataSourceNotFound(NotFoundError):
     pass
 
 
+class InvalidFeatureRef(BanquetError, ValueError):
+    """A feature reference is not of the form ``"view:feature"``."""
+
+
 class FeatureNotFound(NotFoundError):
     """A feature reference names a view that exists but a feature it does not have."""
 

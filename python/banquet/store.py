@@ -19,7 +19,7 @@ from banquet.repo import Diff, RepoContents, apply_diff, diff, load_repo
 from banquet.sources import DataSource
 
 if TYPE_CHECKING:
-    from banquet.offline.base import OfflineStore
+    from banquet.offline.base import OfflineStore, RetrievalJob
     from banquet.online.base import OnlineStore
 
 
@@ -195,6 +195,29 @@ class FeatureStore:
         self.online_store.teardown(self.project)
         self._registry.delete_project(self.project)
         self.refresh_registry()
+
+    # --- retrieval ----------------------------------------------------------------------
+
+    def get_historical_features(
+        self,
+        entity_df: Any,
+        features: Sequence[str] | FeatureService,
+        full_feature_names: bool = False,
+    ) -> RetrievalJob:
+        """A point-in-time correct training set: for every entity row, each feature's latest
+        value at or before the row's timestamp (within the view's ttl).
+
+        ``entity_df``: pandas/polars DataFrame, pyarrow Table, anything exporting Arrow, or
+        (on the Postgres offline store) a SQL query. Returns a lazy job: call ``to_df()``,
+        ``to_arrow()``, ``to_polars()`` or ``to_parquet(path)``.
+        """
+        from banquet.historical import HistoricalJob
+        from banquet.request import resolve
+
+        request = resolve(self.catalog(), features, full_feature_names)
+        if isinstance(entity_df, str):
+            entity_df = self.offline_store.query(entity_df)
+        return HistoricalJob(self.offline_store, request, entity_df)
 
     # --- listing -------------------------------------------------------------------------
 

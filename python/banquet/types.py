@@ -77,7 +77,7 @@ class Array(BanquetType):
     def to_arrow(self) -> pa.DataType:
         import pyarrow as pa
 
-        return pa.large_list(self.base.to_arrow())
+        return pa.list_(self.base.to_arrow())
 
     def __repr__(self) -> str:
         return f"Array({self.base!r})"
@@ -108,8 +108,8 @@ _REPR = {
     "timestamp": "UnixTimestamp",
 }
 _ARROW: dict[str, Any] = {
-    "string": lambda pa: pa.large_string(),
-    "bytes": lambda pa: pa.large_binary(),
+    "string": lambda pa: pa.string(),
+    "bytes": lambda pa: pa.binary(),
     "bool": lambda pa: pa.bool_(),
     "int32": lambda pa: pa.int32(),
     "int64": lambda pa: pa.int64(),

@@ -42,6 +42,15 @@ class OfflineStore(abc.ABC):
         """Rows of ``source`` with ``start_us <= timestamp_field <= end_us`` (None: unbounded),
         only ``columns`` (source column names), timestamps as ``timestamp[us, UTC]``."""
 
+    def query(self, sql: str) -> pa.Table:
+        """Run ``sql`` and return its rows (entity rows given as a query)."""
+        from banquet.errors import EntityDataError
+
+        raise EntityDataError(
+            f"entity_df is a SQL string, which the {self.config.offline_store.type!r} offline "
+            "store cannot run; pass a DataFrame or use offline_store type 'postgres'"
+        )
+
     def check_view(self, config: RepoConfig, fv: FeatureView) -> None:
         """At apply: the source must hold every column the view reads; join keys without a
         declared type take the source column's type."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from banquet.errors import DataSourceError, SourceFileNotFound
+from banquet.errors import DataSourceError, SourceColumnMissing, SourceFileNotFound
 from banquet.offline.base import OfflineStore
 from banquet.sources import FileSource
 
@@ -53,4 +53,41 @@ class FileOfflineStore(OfflineStore):
         start_us: int | None,
         end_us: int | None,
     ) -> pa.Table:
-        raise NotImplementedError  # filled in by the historical retrieval work
+        import pyarrow.dataset as ds
+
+        dataset = self.dataset(source)
+        names = set(dataset.schema.names)
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise SourceColumnMissing(
+                f"source {source.name!r} ({self._path(source)}) has no column {missing[0]!r}; "
+                f"its columns are {sorted(names)}"
+            )
+        ts_field = dataset.schema.field(source.timestamp_field)
+        cond = None
+        for bound, op in ((start_us, "ge"), (end_us, "le")):
+            if bound is None:
+                continue
+            scalar = _ts_scalar(bound, ts_field.type)
+            c = ds.field(source.timestamp_field)
+            expr = c >= scalar if op == "ge" else c <= scalar
+            cond = expr if cond is None else cond & expr
+        try:
+            return dataset.to_table(columns=columns, filter=cond, use_threads=True)
+        except (OSError, ValueError) as e:
+            raise DataSourceError(f"source {source.name!r}: reading {self._path(source)} failed: {e}") from None
+
+
+def _ts_scalar(us: int, t: pa.DataType) -> pa.Scalar:
+    """A bound in the column's own type, so the filter is pushed into the Parquet scan."""
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    if pat.is_timestamp(t):
+        s = pa.scalar(us, pa.timestamp("us", tz=t.tz and "UTC"))
+        if t.unit in ("s", "ms"):  # round outward so no row inside the window is lost
+            return pa.scalar(s.value // (1_000_000 if t.unit == "s" else 1_000), t)
+        return s.cast(t)
+    if pat.is_date(t):
+        return pa.scalar(us // 86_400_000_000, pa.int32()).cast(t)
+    raise DataSourceError(f"timestamp column has type {t}, expected a timestamp")

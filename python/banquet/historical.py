@@ -1,0 +1,127 @@
+"""Point-in-time correct training sets.
+
+For each feature view in the request: the offline store reads the needed columns of rows in
+``[min entity ts - ttl, max entity ts]``; the Rust kernel ``asof_join`` finds, for every
+entity row, the matching feature row; ``take`` gathers the features. The output keeps every
+entity column unchanged and first, one row per entity row in input order, then the features
+in request order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from banquet import _core
+from banquet.entity_data import key_column, timestamp_column, to_table, utc_us
+from banquet.errors import FeatureNameCollisionError, SchemaMismatch
+from banquet.offline.base import RetrievalJob
+from banquet.request import ResolvedRequest, ViewGroup
+
+if TYPE_CHECKING:
+    from banquet.offline.base import OfflineStore
+
+
+class HistoricalJob(RetrievalJob):
+    """The lazy result of ``get_historical_features``; computed once, on first ``to_*``."""
+
+    def __init__(self, store: OfflineStore, request: ResolvedRequest, entity_df: Any) -> None:
+        self._store = store
+        self._request = request
+        self._entity = to_table(entity_df)
+        self._ts_col = timestamp_column(self._entity)
+        clash = sorted(set(request.names) & set(self._entity.column_names))
+        if clash:
+            raise FeatureNameCollisionError(
+                f"entity_df already has columns named {clash}, like requested features; "
+                "rename them or pass full_feature_names=True"
+            )
+        for g in request.groups:  # fail fast on a missing key, before any I/O
+            if not g.is_on_demand:
+                for k in g.view.join_keys:
+                    key_column(self._entity, g.view.entity_column(k), None, _where(g))
+        self._result: pa.Table | None = None
+
+    def to_arrow(self) -> pa.Table:
+        if self._result is None:
+            self._result = self._run()
+        return self._result
+
+    def _run(self) -> pa.Table:
+        entity = self._entity
+        ts = utc_us(entity.column(self._ts_col), f"entity_df column {self._ts_col!r}")
+        ts = ts.combine_chunks() if isinstance(ts, pa.ChunkedArray) else ts
+        per_group: list[list[pa.Array]] = []
+        for g in self._request.groups:
+            if g.is_on_demand:
+                per_group.append([])  # filled below, once the inputs exist
+            else:
+                per_group.append(self._join_view(g, entity, ts))
+        columns = [per_group[gi][fi] for gi, fi in self._request.columns if per_group[gi]]
+        names = [n for (gi, _), n in zip(self._request.columns, self._request.names) if per_group[gi]]
+        out = entity
+        for name, col in zip(names, columns):
+            out = out.append_column(name, col)
+        if any(g.is_on_demand for g in self._request.groups):
+            from banquet.on_demand import apply_historical
+
+            out = apply_historical(out, self._request)
+        return out
+
+    def _join_view(self, g: ViewGroup, entity: pa.Table, ts: pa.Array) -> list[pa.Array]:
+        view = g.view
+        source = view.batch_source
+        where = _where(g)
+        keys = view.join_keys
+        entity_keys = [
+            _flat(key_column(entity, view.entity_column(k), view.key_dtype(k), where)) for k in keys
+        ]
+        ttl = view.ttl_us
+        if len(ts) and ts.null_count < len(ts):
+            lo_hi = pc.min_max(ts)
+            hi = lo_hi["max"].value
+            lo = None if ttl is None else lo_hi["min"].value - ttl
+        else:
+            lo = hi = 0  # nothing can match: read an empty range
+        created = source.created_timestamp_column
+        wanted = [*keys, source.timestamp_field, *([created] if created else []), *(f.name for f in g.features)]
+        src_cols = list(dict.fromkeys(source.source_column(n) for n in wanted))
+        table = self._store.read(source, src_cols, lo, hi)
+        table = table.rename_columns(_renamed(table, source))
+        src = f"source {source.name!r}"
+        feature_keys = [_flat(key_column(table, k, view.key_dtype(k), src)) for k in keys]
+        feature_ts = _flat(utc_us(table.column(source.timestamp_field), f"{src} timestamp"))
+        feature_created = _flat(utc_us(table.column(created), f"{src} created")) if created else None
+        idx = _core.asof_join(entity_keys, ts, feature_keys, feature_ts, feature_created, ttl)
+        out = []
+        for f in g.features:
+            values = table.column(f.name)
+            target = f.dtype.to_arrow()
+            taken = values.take(idx)
+            if taken.type != target:
+                try:
+                    taken = taken.cast(target)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    raise SchemaMismatch(
+                        f"{where}: source column {source.source_column(f.name)!r} has type "
+                        f"{values.type}, which does not convert to the declared {f.dtype}"
+                    ) from None
+            out.append(taken)
+        return out
+
+
+def _where(g: ViewGroup) -> str:
+    return f"feature view {g.view.name!r}"
+
+
+def _renamed(table: pa.Table, source: Any) -> list[str]:
+    mapping = source.field_mapping
+    return [mapping.get(n, n) for n in table.column_names]
+
+
+def _flat(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr

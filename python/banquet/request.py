@@ -1,0 +1,114 @@
+"""Resolve a feature request (refs or a FeatureService) into per-view groups.
+
+Shared by historical and online retrieval. A resolved request is cached on the catalog it was
+resolved against, so repeated online requests do no registry work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from banquet.errors import FeatureNameCollisionError, InvalidFeatureRef
+from banquet.feature_service import FeatureService
+from banquet.field import Field
+from banquet.registry.base import Catalog
+
+
+@dataclass
+class ViewGroup:
+    """The features one (projected) view contributes to a request."""
+
+    view: Any  # FeatureView or OnDemandFeatureView, with its projection
+    features: list[Field] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # output column names, same order
+
+    @property
+    def is_on_demand(self) -> bool:
+        return hasattr(self.view, "udf")
+
+
+@dataclass
+class ResolvedRequest:
+    groups: list[ViewGroup]
+    columns: list[tuple[int, int]]  # output order: (group index, feature index in the group)
+    names: list[str]  # output names, in request order
+
+    def join_key_columns(self) -> list[str]:
+        """Entity-row columns the request needs, in first-use order."""
+        seen: dict[str, None] = {}
+        for g in self.groups:
+            if not g.is_on_demand:
+                for k in g.view.join_keys:
+                    seen[g.view.entity_column(k)] = None
+        return list(seen)
+
+
+def resolve(
+    catalog: Catalog,
+    features: Sequence[str] | FeatureService,
+    full_feature_names: bool = False,
+) -> ResolvedRequest:
+    key = (
+        ("service", features.name) if isinstance(features, FeatureService) else tuple(features),
+        full_feature_names,
+    )
+    cache: dict[Any, ResolvedRequest] = catalog.__dict__.setdefault("_request_cache", {})
+    hit = cache.get(key)
+    if hit is None:
+        hit = _resolve(catalog, features, full_feature_names)
+        if len(cache) > 1024:
+            cache.clear()
+        cache[key] = hit
+    return hit
+
+
+def _resolve(
+    catalog: Catalog, features: Sequence[str] | FeatureService, full: bool
+) -> ResolvedRequest:
+    groups: list[ViewGroup] = []
+    by_name: dict[str, int] = {}
+    columns: list[tuple[int, int]] = []
+
+    def group_for(view: Any) -> int:
+        name = view.projected_name
+        if name not in by_name:
+            by_name[name] = len(groups)
+            groups.append(ViewGroup(view))
+        return by_name[name]
+
+    def add(view: Any, f: Field) -> None:
+        gi = group_for(view)
+        g = groups[gi]
+        g.features.append(f)
+        g.names.append(f"{view.projected_name}__{f.name}" if full else f.name)
+        columns.append((gi, len(g.features) - 1))
+
+    if isinstance(features, FeatureService):
+        service = catalog.get("feature_services", features.name)
+        for view in service.feature_views:
+            for f in view.projected_features:
+                add(view, f)
+    else:
+        if isinstance(features, str):
+            features = [features]
+        if not features:
+            raise InvalidFeatureRef("no features requested; pass refs like ['view:feature']")
+        for ref in features:
+            if not isinstance(ref, str) or ref.count(":") != 1:
+                raise InvalidFeatureRef(
+                    f"feature reference {ref!r} is not of the form 'view:feature'"
+                )
+            view_name, feature = ref.split(":")
+            view = catalog.view(view_name)
+            add(view, view.feature(feature))
+    names = [groups[gi].names[fi] for gi, fi in columns]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise FeatureNameCollisionError(
+            f"features {dup} would appear more than once in the output (they come from "
+            "different feature views); pass full_feature_names=True to name columns "
+            "'view__feature', or request only one of them"
+        )
+    return ResolvedRequest(groups, columns, names)
