@@ -50,12 +50,18 @@ pid_matches() {
   local pid=$1 cmd pat
   shift
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  { cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline"); } 2>/dev/null || return 1
   [[ -n $cmd ]] || return 1
   for pat; do [[ $cmd == *"$pat"* ]] || return 1; done
 }
 
-pid_alive() { [[ $1 =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null; }
+# pid_alive PID: the process exists and is not a zombie (our daemons are reaped by pid 1, maybe late).
+pid_alive() {
+  local stat
+  [[ $1 =~ ^[0-9]+$ ]] && { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
 
 # wait_until SECONDS CMD...: poll CMD every 0.1 s until it succeeds; fail after SECONDS.
 wait_until() {
@@ -276,7 +282,7 @@ pg_start() {
       pg_login_ok || pg_provision
       return 0
     fi
-    log "pg: removing stale pid file (pid ${pid:-?} is gone)"
+    log "pg: removing stale pid file (pid ${pid:-?} is not our server)"
     rm -f "$PG_DATA/postmaster.pid"
   fi
 
@@ -299,7 +305,7 @@ pg_stop() {
   local pid
   pid=$(pg_pid 2>/dev/null) || { log "pg: not running (no pid file)"; return 0; }
   if ! pid_matches "$pid" postgres "$PG_DATA"; then
-    log "pg: removing stale pid file (pid ${pid:-?} is gone)"
+    log "pg: removing stale pid file (pid ${pid:-?} is not our server)"
     rm -f "$PG_DATA/postmaster.pid"
     return 0
   fi
@@ -356,7 +362,7 @@ redis_start() {
       fi
       return 0
     fi
-    log "redis: removing stale pid file (pid ${pid:-?} is gone)"
+    log "redis: removing stale pid file (pid ${pid:-?} is not our server)"
     rm -f "$REDIS_PIDFILE"
   fi
   [[ -e $REDIS_LOG ]] && mv -f "$REDIS_LOG" "$REDIS_LOG.prev"
@@ -374,7 +380,7 @@ redis_stop() {
   local pid
   pid=$(redis_pid 2>/dev/null) || { log "redis: not running (no pid file)"; return 0; }
   if ! pid_matches "$pid" redis-server "$LOOPBACK:$REDIS_PORT"; then
-    log "redis: removing stale pid file (pid ${pid:-?} is gone)"
+    log "redis: removing stale pid file (pid ${pid:-?} is not our server)"
     rm -f "$REDIS_PIDFILE"
     return 0
   fi

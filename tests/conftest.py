@@ -28,11 +28,14 @@ def pg_dsn() -> str:
     import psycopg
 
     dsn = os.environ.get("BANQUET_PG_DSN", DEFAULT_PG_DSN)
+    error = None
     try:
         with psycopg.connect(dsn, connect_timeout=5) as conn:
             conn.execute("SELECT 1").fetchone()
     except psycopg.Error as e:
-        pytest.fail(f"Postgres at {dsn} does not answer ({e}): {_START_HINT}", pytrace=False)
+        error = str(e).strip()
+    if error is not None:
+        pytest.fail(f"Postgres at {dsn} does not answer: {_START_HINT} ({error})", pytrace=False)
     return dsn
 
 
@@ -43,12 +46,15 @@ def redis_url() -> str:
 
     url = os.environ.get("BANQUET_REDIS_URL", DEFAULT_REDIS_URL)
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    error = None
     try:
         client.ping()
     except redis.RedisError as e:
-        pytest.fail(f"Redis at {url} does not answer ({e}): {_START_HINT}", pytrace=False)
+        error = str(e).strip()
     finally:
         client.close()
+    if error is not None:
+        pytest.fail(f"Redis at {url} does not answer: {_START_HINT} ({error})", pytrace=False)
     return url
 
 
