@@ -10,7 +10,7 @@
 # $BANQUET_SERVICES_DIR (default: $HOME/.cache/banquet/services), whatever the clone's location:
 #   pg/data         Postgres data dir (initdb, owned by the `postgres` OS user when run as root)
 #   pg/postgres.log server log          pg/run   unix socket dir
-#   redis/          redis.pid, redis.log, working dir (no persistence)
+#   redis/          redis-PORT.pid, redis-PORT.log, working dir (no persistence)
 # These are disposable test servers: trust auth, fsync off, no Redis persistence.
 #
 # Adding a service (e.g. a Redis Cluster): define NAME_packages (Debian packages it needs that
@@ -335,12 +335,12 @@ pg_status() {
 
 REDIS_PORT=$BANQUET_REDIS_PORT
 REDIS_DIR="$SERVICES_DIR/redis"
-REDIS_PIDFILE="$REDIS_DIR/redis.pid"
-REDIS_LOG="$REDIS_DIR/redis.log"
+REDIS_PIDFILE="$REDIS_DIR/redis-$REDIS_PORT.pid"
+REDIS_LOG="$REDIS_DIR/redis-$REDIS_PORT.log"
 
 redis_packages() { command -v redis-server >/dev/null && command -v redis-cli >/dev/null || echo redis-server; }
 
-redis_ping() { [[ $(timeout 5 redis-cli -h "$LOOPBACK" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
+redis_ping() { [[ $(timeout 2 redis-cli -h "$LOOPBACK" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
 redis_pid() { [[ -r $REDIS_PIDFILE ]] && head -n1 "$REDIS_PIDFILE"; }
 redis_ours() {
   local pid
