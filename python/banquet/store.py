@@ -3,9 +3,11 @@ and the online store named in ``feature_store.yaml``."""
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +21,17 @@ from banquet.repo import Diff, RepoContents, apply_diff, diff, load_repo
 from banquet.sources import DataSource
 
 if TYPE_CHECKING:
+    from banquet.serving import OnlineResponse
     from banquet.offline.base import OfflineStore, RetrievalJob
     from banquet.online.base import OnlineStore
+
+
+class PushMode(enum.Enum):
+    """Where ``FeatureStore.push`` sends rows."""
+
+    ONLINE = 1
+    OFFLINE = 2
+    ONLINE_AND_OFFLINE = 3
 
 
 class FeatureStore:
@@ -218,6 +229,90 @@ class FeatureStore:
         if isinstance(entity_df, str):
             entity_df = self.offline_store.query(entity_df)
         return HistoricalJob(self.offline_store, request, entity_df)
+
+    def get_online_features(
+        self,
+        features: Sequence[str] | FeatureService,
+        entity_rows: Any,
+        full_feature_names: bool = False,
+    ) -> OnlineResponse:
+        """The latest values of ``features`` for ``entity_rows`` (a list of dicts or a dict of
+        columns), with a status per value. Values older than the view's ttl come back as
+        None with status OUTSIDE_MAX_AGE."""
+        from banquet.request import resolve
+        from banquet.serving import get_online_features
+
+        request = resolve(self.catalog(), features, full_feature_names)
+        return get_online_features(self, request, entity_rows)
+
+    # --- materialization and writes --------------------------------------------------------
+
+    def materialize(
+        self,
+        start_date: datetime,
+        end_date: datetime,
+        feature_views: Sequence[str] | None = None,
+        *,
+        progress: bool = False,
+    ) -> None:
+        """Load the latest values with event times in ``[start_date, end_date]`` into the
+        online store, then record the interval in the registry."""
+        from banquet.materialize import materialize_view, record_interval, to_us
+
+        start_us, end_us = to_us(start_date), to_us(end_date)
+        if start_us > end_us:
+            raise ValueError(f"materialize: start {start_date} is after end {end_date}")
+        for view in self._online_views(feature_views):
+            materialize_view(self, view, start_us, end_us, progress)
+            record_interval(self, view.name, start_us, end_us)
+
+    def materialize_incremental(
+        self,
+        end_date: datetime,
+        feature_views: Sequence[str] | None = None,
+        *,
+        progress: bool = False,
+    ) -> None:
+        """Materialize each view from where its last materialization ended (or, the first
+        time, from ``end_date - ttl``, or from the beginning for views without ttl)."""
+        from banquet.materialize import materialize_view, record_interval, to_us
+
+        end_us = to_us(end_date)
+        catalog = self.catalog()
+        for view in self._online_views(feature_views):
+            done = catalog.materializations(view.name)
+            if done:
+                start_us: int | None = max(hi for _, hi in done)
+            else:
+                start_us = None if view.ttl_us is None else end_us - view.ttl_us
+            if start_us is not None and start_us > end_us:
+                continue
+            materialize_view(self, view, start_us, end_us, progress)
+            record_interval(self, view.name, start_us, end_us)
+
+    def _online_views(self, names: Sequence[str] | None) -> list[FeatureView]:
+        catalog = self.catalog()
+        if names is None:
+            return [v for v in catalog.feature_views.values() if v.online]
+        views = [catalog.get("feature_views", n) for n in names]
+        for v in views:
+            if not v.online:
+                raise ValueError(f"feature view {v.name!r} has online=False; it cannot be materialized")
+        return views
+
+    def write_to_online_store(self, feature_view_name: str, df: Any) -> None:
+        """Write rows (join keys, the timestamp field, features) straight to the online store.
+        The whole frame is checked against the view's schema before anything is written."""
+        from banquet.push import write_online
+
+        write_online(self, self.get_feature_view(feature_view_name), df)
+
+    def push(self, push_source_name: str, df: Any, to: PushMode = PushMode.ONLINE) -> None:
+        """Send rows to every view fed by the push source: to the online store, to the batch
+        source (offline), or both."""
+        from banquet.push import push
+
+        push(self, push_source_name, df, to)
 
     # --- listing -------------------------------------------------------------------------
 

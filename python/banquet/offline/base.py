@@ -42,6 +42,15 @@ class OfflineStore(abc.ABC):
         """Rows of ``source`` with ``start_us <= timestamp_field <= end_us`` (None: unbounded),
         only ``columns`` (source column names), timestamps as ``timestamp[us, UTC]``."""
 
+    def append(self, source: DataSource, rows: pa.Table) -> None:
+        """Add rows to a batch source (an offline push)."""
+        from banquet.errors import DataSourceError
+
+        raise DataSourceError(
+            f"the {self.config.offline_store.type!r} offline store cannot append to source "
+            f"{source.name!r}"
+        )
+
     def query(self, sql: str) -> pa.Table:
         """Run ``sql`` and return its rows (entity rows given as a query)."""
         from banquet.errors import EntityDataError

@@ -78,6 +78,32 @@ class FileOfflineStore(OfflineStore):
             raise DataSourceError(f"source {source.name!r}: reading {self._path(source)} failed: {e}") from None
 
 
+    def append(self, source: DataSource, rows: pa.Table) -> None:
+        """A directory source gets a new Parquet file; a single-file source is rewritten
+        atomically with the rows added (temp file, then rename)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from banquet.push import new_part_name
+
+        path = self._path(source)
+        if path.is_file():
+            existing = pq.read_table(path)
+            rows = rows.select(existing.column_names).cast(existing.schema)
+            tmp = path.with_name(f".{path.name}.{new_part_name()}")
+            pq.write_table(pa.concat_tables([existing, rows]), tmp)
+            tmp.replace(path)
+            return
+        path.mkdir(parents=True, exist_ok=True)
+        if any(path.glob("*.parquet")):
+            schema = self.dataset(source).schema
+            rows = rows.select([n for n in schema.names if n in rows.column_names])
+            rows = rows.cast(pa.schema([schema.field(n) for n in rows.column_names]))
+        tmp = path / f".{new_part_name()}"
+        pq.write_table(rows, tmp)
+        tmp.replace(path / tmp.name[1:])
+
+
 def _ts_scalar(us: int, t: pa.DataType) -> pa.Scalar:
     """A bound in the column's own type, so the filter is pushed into the Parquet scan."""
     import pyarrow as pa

@@ -70,4 +70,5 @@ def write_demo_data(folder: Path, users: int = 50, days: int = 14, seed: int = 7
             "segment": pa.array(rng.choice(["new", "regular", "vip"], users * days)),
         }
     )
-    pq.write_table(profiles, folder / "profiles.parquet")
+    (folder / "profiles").mkdir(exist_ok=True)  # a directory: offline pushes add files here
+    pq.write_table(profiles, folder / "profiles" / "part-0.parquet")

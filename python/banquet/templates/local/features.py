@@ -29,7 +29,7 @@ user_transactions = FeatureView(
 profile_push = PushSource(
     name="profile_push",
     batch_source=FileSource(
-        name="profiles", path="data/profiles.parquet", timestamp_field="event_timestamp"
+        name="profiles", path="data/profiles", timestamp_field="event_timestamp"
     ),
 )
 

@@ -1,0 +1,123 @@
+"""Offline -> online: the latest row per entity key in a time window, encoded and written.
+
+Per view: read ``[start, end]`` from the offline store, keep the latest row per key
+(``_core.latest_per_key``, the as-of join's tie rules), serialize keys and encode values in
+Rust, write in batches (the store keeps the newer event on conflict), and only then record the
+interval in the registry. Re-running a window is idempotent; an interrupted run leaves every
+stored row consistent (each is a whole blob) and the interval unrecorded, so it can be rerun.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from banquet import _core
+from banquet.entity_data import key_column, utc_us
+from banquet.errors import BanquetError, SchemaMismatch
+from banquet.progress import Progress
+
+if TYPE_CHECKING:
+    from banquet.feature_view import FeatureView
+    from banquet.store import FeatureStore
+
+BATCH_ROWS = 100_000
+
+
+def to_us(ts: datetime) -> int:
+    """UTC microseconds; naive datetimes are read as UTC."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def materialize_view(
+    store: FeatureStore, view: FeatureView, start_us: int | None, end_us: int, progress: bool
+) -> int:
+    """Load one view's window into the online store; returns the number of keys written."""
+    source = view.batch_source
+    created = source.created_timestamp_column
+    wanted = [*view.join_keys, source.timestamp_field, *([created] if created else []), *(f.name for f in view.features)]
+    cols = list(dict.fromkeys(source.source_column(n) for n in wanted))
+    table = store.offline_store.read(source, cols, start_us, end_us)
+    table = table.rename_columns([_feature_name(source, n) for n in table.column_names])
+    where = f"source {source.name!r}"
+    keys = [_flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys]
+    ts = _flat(utc_us(table.column(source.timestamp_field), f"{where} timestamp"))
+    cr = _flat(utc_us(table.column(created), f"{where} created")) if created else None
+    idx = _core.latest_per_key(keys, ts, cr, start_us, end_us)
+    n = len(idx)
+    with Progress(view.name, n, enabled=progress) as bar:
+        for lo in range(0, n, BATCH_ROWS):
+            part = idx.slice(lo, BATCH_ROWS)
+            write_rows(store, view, [k.take(part) for k in keys], ts.take(part), cr.take(part) if cr is not None else None, [table.column(f.name).take(part) for f in view.features])
+            bar.advance(len(part))
+    return n
+
+
+def write_rows(
+    store: FeatureStore,
+    view: FeatureView,
+    keys: list[pa.Array],
+    event_ts: pa.Array,
+    created_ts: pa.Array | None,
+    features: list[Any],
+) -> None:
+    """Encode rows (keys already typed, features in ``view.features`` order) and write them."""
+    values = [_as_type(view, f, col) for f, col in zip(view.features, features)]
+    blobs = _core.encode_values(event_ts, created_ts, values)
+    key_bytes = _core.serialize_entity_keys(view.join_keys, keys)
+    ev = event_ts.cast(pa.int64()).to_numpy(zero_copy_only=False).tolist()
+    cr = (
+        created_ts.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).tolist()
+        if created_ts is not None
+        else [0] * len(ev)
+    )
+    store.online_store.write(store.project, view.name, key_bytes.to_pylist(), ev, cr, blobs.to_pylist())
+
+
+def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:
+    col = _flat(col)
+    target = field.dtype.to_arrow()
+    if col.type == target:
+        return col
+    try:
+        return col.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise SchemaMismatch(
+            f"feature view {view.name!r}: column {field.name!r} has type {col.type}, which does "
+            f"not convert to the declared {field.dtype}"
+        ) from None
+
+
+def _feature_name(source: Any, column: str) -> str:
+    return source.field_mapping.get(column, column)
+
+
+def _flat(arr: Any) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr
+
+
+def record_interval(store: FeatureStore, view: str, start_us: int | None, end_us: int) -> None:
+    """Add [start, end] to the view's materialized intervals, merging overlaps."""
+
+    def change(state: dict[str, Any]) -> bool:
+        if view not in state["feature_views"]:
+            raise BanquetError(f"feature view {view!r} was removed while it was being materialized")
+        ivs = [*state["materializations"].get(view, []), [start_us if start_us is not None else 0, end_us]]
+        ivs.sort()
+        merged: list[list[int]] = []
+        for lo, hi in ivs:
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        state["materializations"][view] = merged
+        return True
+
+    store.registry.update(store.project, change)

@@ -1,0 +1,131 @@
+"""Writes from outside: ``write_to_online_store`` and ``push``.
+
+Every frame is validated against each target view's schema before anything is written, so a
+rejected push writes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from banquet import _core
+from banquet.entity_data import key_column, to_table, utc_us
+from banquet.errors import DataSourceNotFound, SchemaMismatch
+from banquet.materialize import write_rows
+from banquet.sources import FileSource, PushSource
+
+if TYPE_CHECKING:
+    from banquet.feature_view import FeatureView
+    from banquet.store import FeatureStore, PushMode
+
+
+class Prepared:
+    """A frame checked and typed for one view: keys, timestamps and features as Arrow."""
+
+    def __init__(self, view: FeatureView, table: pa.Table) -> None:
+        source = view.batch_source
+        where = f"rows for feature view {view.name!r}"
+        ts_name = source.timestamp_field
+        needed = [*view.join_keys, ts_name, *(f.name for f in view.features)]
+        missing = [c for c in needed if c not in table.column_names]
+        if missing:
+            raise SchemaMismatch(
+                f"{where} lack column(s) {missing}; the frame must hold the join keys, "
+                f"'{ts_name}' and every feature ({[f.name for f in view.features]})"
+            )
+        self.view = view
+        self.keys = [_flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys]
+        self.event_ts = _flat(utc_us(table.column(ts_name), f"{where}: column {ts_name!r}"))
+        created = source.created_timestamp_column
+        self.created_ts = (
+            _flat(utc_us(table.column(created), f"{where}: column {created!r}"))
+            if created and created in table.column_names
+            else None
+        )
+        self.features = []
+        for f in view.features:
+            col = _flat(table.column(f.name))
+            target = f.dtype.to_arrow()
+            if col.type != target:
+                try:
+                    col = col.cast(target, safe=True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    raise SchemaMismatch(
+                        f"{where}: column {f.name!r} has type {col.type}, which does not "
+                        f"safely convert to the declared {f.dtype}"
+                    ) from None
+            self.features.append(col)
+
+    def write_online(self, store: FeatureStore) -> None:
+        idx = _core.latest_per_key(self.keys, self.event_ts, self.created_ts, None, None)
+        write_rows(
+            store,
+            self.view,
+            [k.take(idx) for k in self.keys],
+            self.event_ts.take(idx),
+            self.created_ts.take(idx) if self.created_ts is not None else None,
+            [c.take(idx) for c in self.features],
+        )
+
+
+def write_online(store: FeatureStore, view: FeatureView, df: Any) -> None:
+    Prepared(view, to_table(df, "df")).write_online(store)
+
+
+def push(store: FeatureStore, push_source_name: str, df: Any, to: PushMode) -> None:
+    from banquet.store import PushMode
+
+    catalog = store.catalog()
+    source = catalog.data_sources.get(push_source_name)
+    if not isinstance(source, PushSource):
+        raise DataSourceNotFound(
+            f"no push source named {push_source_name!r} is registered; push sources: "
+            f"{sorted(n for n, s in catalog.data_sources.items() if isinstance(s, PushSource))}"
+        )
+    views = [v for v in catalog.feature_views.values() if v.source.name == push_source_name]
+    table = to_table(df, "df")
+    prepared = [Prepared(v, table) for v in views]  # validate everything before writing
+    offline = None
+    if to in (PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE):
+        offline = _offline_rows(source, table, prepared)
+    if to in (PushMode.ONLINE, PushMode.ONLINE_AND_OFFLINE):
+        for p in prepared:
+            if p.view.online:
+                p.write_online(store)
+    if offline is not None:
+        store.offline_store.append(source.batch_source, offline)
+
+
+def _offline_rows(source: PushSource, table: pa.Table, prepared: list[Prepared]) -> pa.Table:
+    """The pushed rows as the batch source stores them: source column names, typed."""
+    batch = source.batch_source
+    reverse = {v: k for k, v in batch.field_mapping.items()}
+    cols: dict[str, pa.Array] = {}
+    for p in prepared:
+        for k, arr in zip(p.view.join_keys, p.keys):
+            cols[reverse.get(k, k)] = arr
+        cols[batch.timestamp_field] = p.event_ts
+        if p.created_ts is not None:
+            cols[batch.created_timestamp_column] = p.created_ts
+        for f, arr in zip(p.view.features, p.features):
+            cols[reverse.get(f.name, f.name)] = arr
+    if not prepared:
+        return table
+    return pa.table(cols)
+
+
+def new_part_name() -> str:
+    return f"part-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
+
+
+def _flat(arr: Any) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr
+
+
+__all__ = ["FileSource", "push", "write_online"]
