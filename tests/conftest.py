@@ -61,3 +61,148 @@ def redis_url() -> str:
 # ---------------------------------------------------------------------------------------------
 # (end of the local servers section)
 # ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature repos in temporary folders (definitions, config, registry, repo, CLI tests).
+# `tmp_repo(...)` writes feature_store.yaml, small Parquet sources and definition files into a
+# fresh folder under tmp_path and returns it; `write_parquet` writes one small Parquet file.
+# ---------------------------------------------------------------------------------------------
+
+import textwrap  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from datetime import datetime, timedelta, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+REPO_YAML = """\
+project: {project}
+registry: data/registry.db
+provider: local
+online_store:
+  type: sqlite
+  path: data/online_store.db
+offline_store:
+  type: file
+entity_key_serialization_version: 3
+"""
+
+# One entity, two file sources, two views and a service: what most repo tests start from.
+REPO_FEATURES = '''\
+from datetime import timedelta
+
+from banquet import Entity, FeatureService, FeatureView, Field, FileSource
+from banquet.types import Float64, Int64, String
+
+user = Entity(name="user", join_keys=["user_id"], description="a customer")
+
+profile_source = FileSource(
+    name="profiles", path="data/profiles.parquet", timestamp_field="event_timestamp",
+    created_timestamp_column="created",
+)
+activity_source = FileSource(
+    name="activity", path="data/activity.parquet", timestamp_field="event_timestamp"
+)
+
+user_profile = FeatureView(
+    name="user_profile",
+    entities=[user],
+    ttl=timedelta(days=30),
+    schema=[Field(name="age", dtype=Int64), Field(name="segment", dtype=String)],
+    source=profile_source,
+    tags={"team": "growth"},
+)
+
+user_activity = FeatureView(
+    name="user_activity",
+    entities=[user],
+    schema=[Field(name="clicks", dtype=Int64), Field(name="score", dtype=Float64)],
+    source=activity_source,
+)
+
+model_v1 = FeatureService(name="model_v1", features=[user_profile[["age"]], user_activity])
+'''
+
+_T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def _write_parquet(path: Path, columns: dict[str, Any]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def _default_sources(data: Path) -> None:
+    import pyarrow as pa
+
+    ts = pa.array([_T0 + timedelta(hours=h) for h in range(4)], pa.timestamp("us", tz="UTC"))
+    _write_parquet(
+        data / "profiles.parquet",
+        {
+            "user_id": pa.array([1, 2, 3, 1], pa.int64()),
+            "event_timestamp": ts,
+            "created": ts,
+            "age": pa.array([30, 41, 25, 31], pa.int64()),
+            "segment": pa.array(["a", "b", "a", "c"]),
+        },
+    )
+    _write_parquet(
+        data / "activity.parquet",
+        {
+            "user_id": pa.array([1, 2, 3, 2], pa.int64()),
+            "event_timestamp": ts,
+            "clicks": pa.array([5, 0, 7, 1], pa.int64()),
+            "score": pa.array([0.5, 0.25, 1.0, 0.75], pa.float64()),
+        },
+    )
+
+
+@pytest.fixture
+def write_parquet() -> Callable[[Path, dict[str, Any]], Path]:
+    """``write_parquet(path, {"col": pyarrow array or list, ...})`` -> path."""
+    return _write_parquet
+
+
+@pytest.fixture
+def repo_features() -> str:
+    """The text of the default ``features.py`` that ``tmp_repo`` writes."""
+    return REPO_FEATURES
+
+
+@pytest.fixture
+def tmp_repo(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``tmp_repo(files=None, *, yaml=None, project="test_project", name="repo")``.
+
+    ``files`` maps repo-relative paths to text (dedented); None means the default
+    ``features.py`` (REPO_FEATURES). ``yaml`` replaces the default feature_store.yaml (``{project}`` in
+    it is replaced by ``project``). The folder gets ``data/profiles.parquet`` and
+    ``data/activity.parquet`` (user_id, event_timestamp, [created], features).
+    """
+    counter = iter(range(1_000_000))
+
+    def make(
+        files: dict[str, str] | None = None,
+        *,
+        yaml: str | None = None,
+        project: str = "test_project",
+        name: str | None = None,
+    ) -> Path:
+        root = tmp_path / (name or f"repo{next(counter)}")
+        root.mkdir(parents=True)
+        (root / "feature_store.yaml").write_text((yaml or REPO_YAML).replace("{project}", project))
+        _default_sources(root / "data")
+        for rel, text in ({"features.py": REPO_FEATURES} if files is None else files).items():
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(textwrap.dedent(text))
+        return root
+
+    return make
+
+
+# ---------------------------------------------------------------------------------------------
+# (end of the feature repos section)
+# ---------------------------------------------------------------------------------------------

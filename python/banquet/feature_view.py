@@ -177,6 +177,12 @@ class FeatureView:
         new.projection = copy.copy(self.projection)
         return new
 
+    def without_projection(self) -> FeatureView:
+        """The view itself, as registered (no alias, feature subset or key map)."""
+        new = self._copy()
+        new.projection = Projection()
+        return new
+
     def __getitem__(self, names: Sequence[str]) -> FeatureView:
         """``fv[["a", "b"]]``: the same view restricted to some features."""
         if isinstance(names, str):

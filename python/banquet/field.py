@@ -24,7 +24,13 @@ class Field:
     ) -> None:
         self.name = check_name("Field", name)
         if isinstance(dtype, types.ValueType):
-            dtype = types.from_value_type(dtype)
+            try:
+                dtype = types.from_value_type(dtype)
+            except ValueError:
+                raise DefinitionError(
+                    f"Field {name!r}: ValueType.{dtype.name} is not a feature type; use a banquet "
+                    "type such as Int64 or Array(Float32)"
+                ) from None
         if not isinstance(dtype, types.BanquetType):
             raise DefinitionError(
                 f"Field {name!r}: dtype must be a banquet type such as Int64 or "

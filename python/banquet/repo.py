@@ -58,8 +58,10 @@ class RepoContents:
             return
         table: dict[str, Any] = getattr(self, kind)
         name = obj.name
+        if kind == "feature_views" and not obj.projection.is_default():
+            obj = obj.without_projection()  # `view[["a"]]` in a module is the view itself
         if name in table and table[name] is not obj:
-            if table[name] == obj:
+            if table[name].to_dict() == obj.to_dict():
                 return
             first = self.origin.get((kind, name), "?")
             raise DuplicateNameError(
@@ -68,10 +70,8 @@ class RepoContents:
             )
         table[name] = obj
         self.origin[(kind, name)] = where
-        if kind == "feature_views":  # a view's source and entities are registered with it
+        if kind == "feature_views":  # a view's source is registered with it (not its entities)
             self.add(obj.source, where)
-            for e in obj.entities:
-                self.add(e, where)
 
     def validate(self) -> None:
         """Cross-object checks: references resolve, names do not collide."""
@@ -97,6 +97,13 @@ class RepoContents:
                     raise DefinitionError(
                         f"FeatureService {fs.name!r} uses feature view {v.name!r}, which is not "
                         "defined in the repo"
+                    )
+                have = {f.name for f in getattr(views[v.name], "features", [])}
+                missing = [n for n in v.projection.features or [] if have and n not in have]
+                if missing:
+                    raise DefinitionError(
+                        f"FeatureService {fs.name!r} uses feature {missing[0]!r} of feature view "
+                        f"{v.name!r}, which the view does not define (it has {sorted(have)})"
                     )
 
     def records(self) -> dict[str, dict[str, dict[str, Any]]]:
