@@ -33,12 +33,15 @@ die() {
   exit 1
 }
 
-# show_log FILE [N]: print the last N lines of a server log to stderr.
+# log_size FILE: its size in bytes (0 if missing), to show only what a start adds to it.
+log_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
+
+# show_log FILE [FROM_BYTE]: print the last lines of a log (those written after FROM_BYTE).
 show_log() {
-  local f=$1 n=${2:-40}
+  local f=$1 from=${2:-0}
   if [[ -s $f ]]; then
-    printf -- '----- last %s lines of %s -----\n' "$n" "$f" >&2
-    tail -n "$n" "$f" >&2
+    printf -- '----- last lines of %s -----\n' "$f" >&2
+    tail -c +$((from + 1)) "$f" | tail -n 40 >&2
     printf -- '-----\n' >&2
   else
     printf 'services: (no log at %s)\n' "$f" >&2
@@ -175,7 +178,8 @@ pg_ours() {
   local pid
   pid=$(pg_pid) && pid_matches "$pid" postgres "$PG_DATA"
 }
-pg_ready() { "$(pg_tool pg_isready)" -q -h "$LOOPBACK" -p "$PG_PORT" -t 3 >/dev/null 2>&1; }
+# (-U/-d name a role that exists: else each probe logs FATAL: role "root" does not exist)
+pg_ready() { "$(pg_tool pg_isready)" -q -h "$LOOPBACK" -p "$PG_PORT" -U postgres -d postgres -t 3 >/dev/null 2>&1; }
 
 # The login the tests use: TCP on loopback as $BANQUET_PG_USER with its password.
 pg_login_ok() {
@@ -288,15 +292,17 @@ pg_start() {
 
   pg_write_conf
   log "pg: starting on $LOOPBACK:$PG_PORT"
+  local from
+  from=$(log_size "$PG_LOG")
   # 9>&-: the server must not inherit (and so hold forever) our lock file descriptor.
   if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 -s start >/dev/null 2>&1 9>&- ||
     ! pg_ready; then
-    show_log "$PG_LOG"
+    show_log "$PG_LOG" "$from"
     die "PostgreSQL did not start on $LOOPBACK:$PG_PORT (data dir $PG_DATA)"
   fi
   pg_provision
   if ! pg_login_ok; then
-    show_log "$PG_LOG"
+    show_log "$PG_LOG" "$from"
     die "PostgreSQL is up but refuses $BANQUET_PG_USER@$LOOPBACK:$PG_PORT/$BANQUET_PG_DB"
   fi
 }
@@ -365,13 +371,14 @@ redis_start() {
     log "redis: removing stale pid file (pid ${pid:-?} is not our server)"
     rm -f "$REDIS_PIDFILE"
   fi
-  [[ -e $REDIS_LOG ]] && mv -f "$REDIS_LOG" "$REDIS_LOG.prev"
   log "redis: starting on $LOOPBACK:$REDIS_PORT"
+  local from
+  from=$(log_size "$REDIS_LOG")
   if ! redis-server --bind "$LOOPBACK" --port "$REDIS_PORT" --protected-mode yes \
     --save '' --appendonly no --dir "$REDIS_DIR" \
     --daemonize yes --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" >/dev/null 2>&1 9>&- ||
     ! wait_until 10 redis_ping; then
-    show_log "$REDIS_LOG"
+    show_log "$REDIS_LOG" "$from"
     die "Redis did not start on $LOOPBACK:$REDIS_PORT"
   fi
 }
@@ -434,10 +441,10 @@ main() {
 
   case $cmd in
   start)
-    local t0=$SECONDS
+    local t0=${EPOCHREALTIME/,/.}
     ensure_packages "${svcs[@]}"
     for svc in "${svcs[@]}"; do "${svc}_start"; done
-    log "up on $LOOPBACK in $((SECONDS - t0))s: ${svcs[*]} (settings: scripts/services.env)"
+    log "up on $LOOPBACK: ${svcs[*]} ($(awk -v a="$t0" -v b="${EPOCHREALTIME/,/.}" 'BEGIN { printf "%.1f", b - a }')s; settings: scripts/services.env)"
     ;;
   stop)
     for ((i = ${#svcs[@]} - 1; i >= 0; i--)); do "${svcs[i]}_stop"; done
