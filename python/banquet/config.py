@@ -131,9 +131,17 @@ def load_config(repo_path: str | Path = ".", config_file: str | Path | None = No
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
     repo = Path(repo_path) if not config_file else path.parent
     return RepoConfig.from_dict(data, repo_path=repo, source=str(path))
+
+
+def _yaml_problem(e: Exception) -> str:
+    """A YAML error on one line: what is wrong and where (PyYAML's own text spans lines)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
 
 
 # --- validation machinery ------------------------------------------------------------------
@@ -215,6 +223,11 @@ def _check(hint: Any, value: Any, source: str, key: str) -> Any:
         return _check(hint, value, source, key)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # values from ${ENV} expansion arrive as strings
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is int and isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)  # values from ${ENV} expansion arrive as strings
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
