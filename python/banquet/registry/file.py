@@ -43,9 +43,15 @@ class FileRegistry(Registry):
                 "delete it and run `banquet apply` again"
             ) from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
             raise RegistryCorrupt(
-                f"registry {self.path} is not a banquet registry (format {doc.get('format')!r}, "
+                f"registry {self.path} is not a banquet registry (format {found!r}, "
                 f"expected {FORMAT!r})"
+            )
+        if not isinstance(doc.get("projects"), dict):
+            raise RegistryCorrupt(
+                f"registry {self.path} has no 'projects' mapping; restore it from a backup or "
+                "delete it and run `banquet apply` again"
             )
         return doc
 
