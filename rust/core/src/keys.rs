@@ -96,6 +96,16 @@ impl<'a> ByteCol<'a> {
         }
     }
 
+    /// The number of value bytes of rows `lo..hi` (nulls included).
+    pub(crate) fn range_len(&self, lo: usize, hi: usize) -> usize {
+        match *self {
+            ByteCol::Small { offsets, .. } => (offsets[hi] - offsets[lo]) as usize,
+            ByteCol::Large { offsets, .. } => (offsets[hi] - offsets[lo]) as usize,
+            ByteCol::StrView(a) => a.views()[lo..hi].iter().map(|v| *v as u32 as usize).sum(),
+            ByteCol::BinView(a) => a.views()[lo..hi].iter().map(|v| *v as u32 as usize).sum(),
+        }
+    }
+
     /// The total number of value bytes over all rows (nulls included).
     pub(crate) fn total_len(&self) -> usize {
         match *self {
@@ -430,7 +440,7 @@ mod tests {
             "",
             "a string longer than 12",
         ])) as ArrayRef;
-        let a = serialize_entity_keys(&names(&["s"]), &[s.clone()]).unwrap();
+        let a = serialize_entity_keys(&names(&["s"]), std::slice::from_ref(&s)).unwrap();
         let b = serialize_entity_keys(&names(&["s"]), &[ls]).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), 3);

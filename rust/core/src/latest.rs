@@ -383,7 +383,7 @@ mod tests {
     fn null_created_is_smallest() {
         let k = i64s(vec![Some(1), Some(1)]);
         let out = run(
-            &[k.clone()],
+            std::slice::from_ref(&k),
             vec![Some(5), Some(5)],
             Some(vec![Some(i64::MIN), None]),
             None,
@@ -399,11 +399,11 @@ mod tests {
         let k = i64s(vec![Some(1), Some(1), Some(1), None, Some(2), Some(3)]);
         let ts = vec![Some(10), Some(20), Some(30), Some(20), None, Some(15)];
         assert_eq!(
-            run(&[k.clone()], ts.clone(), None, Some(10), Some(20)),
+            run(std::slice::from_ref(&k), ts.clone(), None, Some(10), Some(20)),
             vec![1, 5]
         );
-        assert_eq!(run(&[k.clone()], ts.clone(), None, Some(21), None), vec![2]);
-        assert_eq!(run(&[k.clone()], ts.clone(), None, None, Some(9)), vec![]);
+        assert_eq!(run(std::slice::from_ref(&k), ts.clone(), None, Some(21), None), vec![2]);
+        assert_eq!(run(std::slice::from_ref(&k), ts.clone(), None, None, Some(9)), vec![]);
         assert_eq!(run(&[k], ts, None, None, None), vec![2, 5]);
     }
 
@@ -418,12 +418,12 @@ mod tests {
         ]));
         let ts = vec![Some(1), Some(1), Some(2), Some(9), Some(0)];
         assert_eq!(
-            run(&[s.clone()], ts.clone(), None, None, None),
+            run(std::slice::from_ref(&s), ts.clone(), None, None, None),
             vec![1, 2, 4]
         );
 
         let i: ArrayRef = Arc::new(Int32Array::from(vec![7, 7, 8, 8, 7]));
-        assert_eq!(run(&[i.clone()], ts.clone(), None, None, None), vec![1, 3]);
+        assert_eq!(run(std::slice::from_ref(&i), ts.clone(), None, None, None), vec![1, 3]);
 
         // (s, i): ("a",7) rows 0; ("b",7) row 1; ("a",8) row 2; null row 3; ("",7) row 4
         assert_eq!(
@@ -446,11 +446,11 @@ mod tests {
         let k = i64s(vec![Some(1), Some(1)]);
         let ts: ArrayRef =
             Arc::new(TimestampMicrosecondArray::from(vec![2, 1]).with_timezone("UTC"));
-        let out = latest_per_key(&[k.clone()], &ts, None, None, None).unwrap();
+        let out = latest_per_key(std::slice::from_ref(&k), &ts, None, None, None).unwrap();
         assert_eq!(out.values().to_vec(), vec![0]);
         let bad: ArrayRef = Arc::new(TimestampSecondArray::from(vec![2, 1]));
         assert!(matches!(
-            latest_per_key(&[k.clone()], &bad, None, None, None),
+            latest_per_key(std::slice::from_ref(&k), &bad, None, None, None),
             Err(Error::UnsupportedType { .. })
         ));
         let short = i64s(vec![Some(1)]);
@@ -499,7 +499,7 @@ mod tests {
                     .collect::<Vec<_>>(),
             ));
             let got_s = run(
-                &[s.clone()],
+                std::slice::from_ref(&s),
                 ts.clone(),
                 Some(created.clone()),
                 Some(start),
@@ -550,7 +550,7 @@ mod tests {
                         .collect::<Vec<_>>(),
                 ));
                 let t0 = Instant::now();
-                latest_per_key(&[s.clone()], &t, None, None, None).unwrap();
+                latest_per_key(std::slice::from_ref(&s), &t, None, None, None).unwrap();
                 let dt = t0.elapsed().as_secs_f64();
                 println!(
                     "string key, {distinct} distinct: {:.1} M rows/s",
