@@ -60,9 +60,9 @@ class RepoContents:
         name = obj.name
         if kind == "feature_views" and not obj.projection.is_default():
             obj = obj.without_projection()  # `view[["a"]]` in a module is the view itself
-        if name in table and table[name] is not obj:
-            if table[name].to_dict() == obj.to_dict():
-                return
+        if name in table:
+            if table[name] is obj or table[name].to_dict() == obj.to_dict():
+                return  # the same definition seen again (e.g. imported by another file)
             first = self.origin.get((kind, name), "?")
             raise DuplicateNameError(
                 f"two different {LABELS[kind].lower()} are named {name!r} ({first} and {where}); "
@@ -78,7 +78,9 @@ class RepoContents:
         join_keys = {e.join_key: e.name for e in self.entities.values()}
         for fv in self.feature_views.values():
             for e in fv.entities:
-                if self.entities.get(e.name) != e:
+                defined = self.entities.get(e.name)
+                # A view records its entities by name: what must agree is the key they read.
+                if defined is None or (defined.join_key, defined.dtype) != (e.join_key, e.dtype):
                     raise DefinitionError(
                         f"FeatureView {fv.name!r} uses entity {e.name!r}, which is not defined "
                         "in the repo (or is defined differently)"
@@ -149,12 +151,19 @@ def load_repo(repo_path: str | Path) -> RepoContents:
     """Import the repo's definition files and collect their objects."""
     repo = Path(repo_path).resolve()
     files = repo_files(repo)
-    for name, mod in list(sys.modules.items()):  # forget modules from an earlier load
-        f = getattr(mod, "__file__", None)
-        if f and Path(f).resolve().is_relative_to(repo):
+    # Forget modules from an earlier load of this repo or of another one (which may have the
+    # same module names, e.g. both have a `features.py`).
+    for name in list(sys.modules):
+        if name in _loaded_modules or _module_in(sys.modules[name], repo):
             del sys.modules[name]
+    _loaded_modules.clear()
+    importlib.invalidate_caches()  # files created since the last import must be found
     contents = RepoContents()
     sys.path.insert(0, str(repo))
+    write_bytecode = sys.dont_write_bytecode
+    # No .pyc files: they would litter the repo, and one written in the same second as an
+    # edit that keeps the file's size would hide the edit from the next load.
+    sys.dont_write_bytecode = True
     try:
         for path in files:
             rel = path.relative_to(repo)
@@ -170,9 +179,24 @@ def load_repo(repo_path: str | Path) -> RepoContents:
             for value in vars(module).values():
                 contents.add(value, str(rel))
     finally:
+        sys.dont_write_bytecode = write_bytecode
         sys.path.remove(str(repo))
+        _loaded_modules.update(n for n, m in list(sys.modules.items()) if _module_in(m, repo))
     contents.validate()
     return contents
+
+
+_loaded_modules: set[str] = set()
+
+
+def _module_in(module: Any, repo: Path) -> bool:
+    """Whether ``module`` (or namespace package) was imported from a file under ``repo``."""
+    f = getattr(module, "__file__", None)
+    places = [f] if f else list(getattr(module, "__path__", None) or [])
+    try:
+        return any(Path(p).resolve().is_relative_to(repo) for p in places)
+    except (TypeError, ValueError, OSError):
+        return False
 
 
 # --- diff ------------------------------------------------------------------------------------

@@ -123,16 +123,22 @@ class FeatureStore:
             partial = False
         contents = self._contents(objects)
         desired = contents.records()
-        if partial and not isinstance(objects, RepoContents):
-            # Validate references against what the registry already holds, too.
-            held = self.catalog()
-            merged = RepoContents()
-            for k in KINDS:
-                getattr(merged, k).update(getattr(held, k))
-            for obj in contents.all_objects():
-                getattr(merged, _kind(obj))[obj.name] = obj
-            merged.validate()
         to_delete = {(_kind(o), o.name) for o in objects_to_delete or []}
+        if objects is not None and not isinstance(objects, RepoContents):
+            if partial:
+                # Validate references against what the registry will hold: what it holds now
+                # (read afresh, not from the cache), plus these objects, minus the deleted ones.
+                held = Catalog(self.project, self._registry.read(self.project))
+                merged = RepoContents()
+                for k in KINDS:
+                    getattr(merged, k).update(getattr(held, k))
+                for obj in contents.all_objects():
+                    getattr(merged, _kind(obj))[obj.name] = obj
+                for kind, name in to_delete:
+                    getattr(merged, kind).pop(name, None)
+                merged.validate()
+            else:
+                contents.validate()
         result: dict[str, Diff] = {}
 
         def change(state: dict[str, Any]) -> bool:
