@@ -373,6 +373,8 @@ def test_config_file_elsewhere(tmp_path: Path) -> None:
     path = _write(tmp_path / "conf", "project: other\n", name="prod.yaml")
     cfg = load_config(tmp_path, path)
     assert cfg.project == "other"
+    assert cfg.repo_path == tmp_path.resolve()  # an explicit repo folder wins
+    assert load_config(config_file=path).repo_path == (tmp_path / "conf").resolve()
     message = str(pytest.raises(ConfigError, load_config, tmp_path, tmp_path / "nope.yaml").value)
     assert str(tmp_path / "nope.yaml") in message
 

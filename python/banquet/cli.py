@@ -20,21 +20,30 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors and --help: click reports them itself
         except BanquetError as e:
-            if ctx.obj and ctx.obj.get("verbose"):
-                traceback.print_exc()
-            click.secho(f"Error: {e}", fg="red", err=True)
-            sys.exit(1)
+            _fail(ctx, str(e))
+        except Exception as e:  # not expected: still one line unless --verbose
+            _fail(ctx, f"{type(e).__name__}: {e} (run with --verbose for the traceback)")
+
+
+def _fail(ctx: click.Context, message: str) -> None:
+    if ctx.obj and ctx.obj.get("verbose"):
+        traceback.print_exc()
+    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    click.secho(f"Error: {one_line}", fg="red", err=True)
+    sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-c", "--chdir", type=click.Path(file_okay=False), default=".", help="Feature repo folder (default: the current one).")
+@click.option("-c", "--chdir", type=click.Path(file_okay=False), default=None, help="Feature repo folder (default: the folder of -f, else the current one).")
 @click.option("-f", "--feature-store-yaml", type=click.Path(dir_okay=False), default=None, help="Path to feature_store.yaml (default: in the repo folder).")
 @click.option("-v", "--verbose", is_flag=True, help="Print full tracebacks on errors.")
 @click.pass_context
-def cli(ctx: click.Context, chdir: str, feature_store_yaml: str | None, verbose: bool) -> None:
+def cli(ctx: click.Context, chdir: str | None, feature_store_yaml: str | None, verbose: bool) -> None:
     """banquet: define features once, train on history, serve online."""
-    ctx.obj = {"repo": Path(chdir), "yaml": feature_store_yaml, "verbose": verbose}
+    ctx.obj = {"repo": Path(chdir) if chdir else None, "yaml": feature_store_yaml, "verbose": verbose}
 
 
 def _store(ctx: click.Context) -> Any:
@@ -59,7 +68,7 @@ def init(ctx: click.Context, name: str, template: str) -> None:
     """Create a working example feature repo in the folder NAME."""
     from banquet.templates import create_repo
 
-    target = ctx.obj["repo"] / name
+    target = (ctx.obj["repo"] or Path(".")) / name
     create_repo(target, name, template)
     click.echo(f"Created feature repo {target}/ ({template} template). Next:\n  cd {target} && banquet apply")
 

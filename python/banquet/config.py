@@ -118,11 +118,17 @@ class RepoConfig:
         return cfg
 
 
-def load_config(repo_path: str | Path = ".", config_file: str | Path | None = None) -> RepoConfig:
-    """Read and validate ``feature_store.yaml`` from ``repo_path`` (or ``config_file``)."""
+def load_config(
+    repo_path: str | Path | None = None, config_file: str | Path | None = None
+) -> RepoConfig:
+    """Read and validate ``feature_store.yaml`` from ``repo_path`` (or ``config_file``).
+
+    The repo folder is ``repo_path`` when given, else the folder of ``config_file``, else the
+    current folder.
+    """
     import yaml
 
-    path = Path(config_file) if config_file else Path(repo_path) / CONFIG_FILE
+    path = Path(config_file) if config_file else Path(repo_path or ".") / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(
             f"{path}: no such file; run inside a feature repo (`banquet init NAME` makes one) "
@@ -132,7 +138,10 @@ def load_config(repo_path: str | Path = ".", config_file: str | Path | None = No
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
-    repo = Path(repo_path) if not config_file else path.parent
+    if repo_path is not None:
+        repo = Path(repo_path)
+    else:
+        repo = path.parent if config_file else Path(".")
     return RepoConfig.from_dict(data, repo_path=repo, source=str(path))
 
 

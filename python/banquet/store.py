@@ -46,7 +46,7 @@ class FeatureStore:
         if config is not None and (repo_path is not None or fs_yaml_file is not None):
             raise ConfigError("FeatureStore: pass either config= or repo_path=/fs_yaml_file=, not both")
         if config is None:
-            config = load_config(repo_path or ".", fs_yaml_file)
+            config = load_config(repo_path, fs_yaml_file)
         self.config = config
         self.repo_path = config.repo_path
         self._registry: Registry = open_registry(config)
