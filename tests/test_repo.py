@@ -391,6 +391,26 @@ def test_apply_checks_source_columns(tmp_repo: MakeRepo) -> None:
     assert not (repo / "data" / "registry.db").exists()
 
 
+def test_apply_refuses_one_entity_with_two_key_types(
+    tmp_repo: MakeRepo, write_parquet: Callable[..., Path]
+) -> None:
+    import pyarrow as pa
+
+    repo = tmp_repo({})
+    ts = pa.array([0], pa.timestamp("us", tz="UTC"))
+    write_parquet(repo / "data" / "s.parquet", {"user_id": pa.array(["1"]), "event_timestamp": ts, "n": [1]})
+    user, profile, _ = _objects()
+    other = FeatureView(
+        name="other",
+        entities=[user],
+        schema=[Field(name="n", dtype=Int64)],
+        source=FileSource(path="data/s.parquet", timestamp_field="event_timestamp"),
+    )
+    with pytest.raises(DefinitionError, match="entity 'user'.*Int64.*'user_profile'.*String.*'other'"):
+        _store(repo).apply([user, profile, other])
+    assert _store(repo).list_feature_views() == []
+
+
 def test_apply_checks_source_files(tmp_repo: MakeRepo) -> None:
     repo = tmp_repo()
     (repo / "data" / "activity.parquet").unlink()

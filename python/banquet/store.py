@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from banquet.config import RepoConfig, load_config
 from banquet.entity import Entity
-from banquet.errors import ConfigError
+from banquet.errors import ConfigError, DefinitionError
 from banquet.feature_service import FeatureService
 from banquet.feature_view import FeatureView
 from banquet.registry.base import KINDS, Catalog, Registry, open_registry
@@ -202,8 +202,21 @@ class FeatureStore:
     def _check_sources(self, contents: RepoContents) -> None:
         """Fill in key types the definitions leave open and check that sources hold the
         declared columns, so mistakes surface at apply rather than at training time."""
+        key_types: dict[str, tuple[Any, str]] = {}
         for fv in contents.feature_views.values():
             self.offline_store.check_view(self.config, fv)
+            for e in fv.entities:  # an entity's key must have one type wherever it is read
+                dtype = fv.key_dtype(e.join_key)
+                if dtype is None:
+                    continue  # unknown until the source exists (a push source's file)
+                first = key_types.setdefault(e.name, (dtype, fv.name))
+                if first[0] != dtype:
+                    raise DefinitionError(
+                        f"entity {e.name!r}: its join key {e.join_key!r} is {first[0]} in feature "
+                        f"view {first[1]!r} but {dtype} in feature view {fv.name!r}; make the "
+                        "sources' key columns the same type (or declare value_type= on the "
+                        "entity and the schema)"
+                    )
 
     def teardown(self) -> None:
         """Delete the project's online data and its registry records."""
