@@ -399,11 +399,23 @@ mod tests {
         let k = i64s(vec![Some(1), Some(1), Some(1), None, Some(2), Some(3)]);
         let ts = vec![Some(10), Some(20), Some(30), Some(20), None, Some(15)];
         assert_eq!(
-            run(std::slice::from_ref(&k), ts.clone(), None, Some(10), Some(20)),
+            run(
+                std::slice::from_ref(&k),
+                ts.clone(),
+                None,
+                Some(10),
+                Some(20)
+            ),
             vec![1, 5]
         );
-        assert_eq!(run(std::slice::from_ref(&k), ts.clone(), None, Some(21), None), vec![2]);
-        assert_eq!(run(std::slice::from_ref(&k), ts.clone(), None, None, Some(9)), vec![]);
+        assert_eq!(
+            run(std::slice::from_ref(&k), ts.clone(), None, Some(21), None),
+            vec![2]
+        );
+        assert_eq!(
+            run(std::slice::from_ref(&k), ts.clone(), None, None, Some(9)),
+            vec![]
+        );
         assert_eq!(run(&[k], ts, None, None, None), vec![2, 5]);
     }
 
@@ -423,7 +435,10 @@ mod tests {
         );
 
         let i: ArrayRef = Arc::new(Int32Array::from(vec![7, 7, 8, 8, 7]));
-        assert_eq!(run(std::slice::from_ref(&i), ts.clone(), None, None, None), vec![1, 3]);
+        assert_eq!(
+            run(std::slice::from_ref(&i), ts.clone(), None, None, None),
+            vec![1, 3]
+        );
 
         // (s, i): ("a",7) rows 0; ("b",7) row 1; ("a",8) row 2; null row 3; ("",7) row 4
         assert_eq!(

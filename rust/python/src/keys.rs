@@ -1,7 +1,37 @@
 //! Bindings for banquet_core::keys (see python/banquet/_core.pyi for the contract).
 
-use pyo3::prelude::*;
+use std::sync::Arc;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use arrow_array::ArrayRef;
+use pyo3::prelude::*;
+use pyo3_arrow::PyArray;
+
+use crate::gil::run_detached;
+
+/// Serialize N entity keys (one column per join key) to N Feast v3 blobs.
+#[pyfunction]
+fn serialize_entity_keys<'py>(
+    py: Python<'py>,
+    names: Vec<String>,
+    columns: Vec<PyArray>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let columns: Vec<ArrayRef> = columns.into_iter().map(|c| c.into_inner().0).collect();
+    let out = run_detached(py, move || {
+        banquet_core::keys::serialize_entity_keys(&names, &columns)
+    })?;
+    crate::codec::to_pyarrow(py, Arc::new(out))
+}
+
+/// xxh3-64 of each serialized key (uint64; null stays null).
+#[pyfunction]
+fn hash_entity_keys<'py>(py: Python<'py>, keys: PyArray) -> PyResult<Bound<'py, PyAny>> {
+    let keys = keys.into_inner().0;
+    let out = run_detached(py, move || banquet_core::keys::hash_keys_array(&keys))?;
+    crate::codec::to_pyarrow(py, Arc::new(out))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(serialize_entity_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(hash_entity_keys, m)?)?;
     Ok(())
 }
