@@ -88,7 +88,7 @@ entity_key_serialization_version: 3
 """
 
 # One entity, two file sources, two views and a service: what most repo tests start from.
-REPO_FEATURES = '''\
+REPO_FEATURES = """\
 from datetime import timedelta
 
 from banquet import Entity, FeatureService, FeatureView, Field, FileSource
@@ -121,7 +121,7 @@ user_activity = FeatureView(
 )
 
 model_v1 = FeatureService(name="model_v1", features=[user_profile[["age"]], user_activity])
-'''
+"""
 
 _T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

@@ -70,8 +70,20 @@ def test_version(tmp_path: Path) -> None:
 
 def test_help(tmp_path: Path) -> None:
     out = run("--help", cwd=tmp_path).stdout
-    for word in ("init", "plan", "apply", "registry-dump", "entities", "feature-views",
-                 "feature-services", "data-sources", "version", "--chdir", "--feature-store-yaml", "--verbose"):
+    for word in (
+        "init",
+        "plan",
+        "apply",
+        "registry-dump",
+        "entities",
+        "feature-views",
+        "feature-services",
+        "data-sources",
+        "version",
+        "--chdir",
+        "--feature-store-yaml",
+        "--verbose",
+    ):
         assert word in out
 
 
@@ -104,7 +116,9 @@ def test_plan_apply_and_list(demo_parent: Path) -> None:
 
     again = run("apply", cwd=repo).stdout
     assert again.strip() == "No changes: the registry already matches the repo."
-    assert run("plan", cwd=repo).stdout.strip() == "No changes: the registry already matches the repo."
+    assert (
+        run("plan", cwd=repo).stdout.strip() == "No changes: the registry already matches the repo."
+    )
 
     dump = json.loads(run("registry-dump", cwd=repo).stdout)
     assert dump["project"] == "demo" and dump["version"] == 1
@@ -129,7 +143,10 @@ def test_plan_apply_and_list(demo_parent: Path) -> None:
     sources = _columns(run("data-sources", "list", cwd=repo).stdout)
     assert sources[0] == ["NAME", "KIND", "WHERE"]
     assert ["transactions", "FileSource", "data/transactions.parquet"] in sources
-    assert [s[:2] for s in sources[1:]] == [["profile_push", "PushSource"], ["transactions", "FileSource"]]
+    assert [s[:2] for s in sources[1:]] == [
+        ["profile_push", "PushSource"],
+        ["transactions", "FileSource"],
+    ]
 
 
 def test_chdir(demo_parent: Path) -> None:
@@ -137,7 +154,9 @@ def test_chdir(demo_parent: Path) -> None:
     for flag in ("-c", "--chdir"):
         out = run(flag, "demo", "feature-views", "list", cwd=demo_parent).stdout
         assert "user_transactions" in out
-    assert json.loads(run("-c", "demo", "registry-dump", cwd=demo_parent).stdout)["project"] == "demo"
+    assert (
+        json.loads(run("-c", "demo", "registry-dump", cwd=demo_parent).stdout)["project"] == "demo"
+    )
     # init inside another folder
     (demo_parent / "elsewhere").mkdir()
     run("-c", "elsewhere", "init", "nested", cwd=demo_parent)
@@ -178,7 +197,8 @@ def test_teardown(tmp_repo: MakeRepo) -> None:
 def test_feature_store_yaml_option(tmp_repo: MakeRepo) -> None:
     repo = tmp_repo()
     (repo / "prod.yaml").write_text(
-        (repo / "feature_store.yaml").read_text()
+        (repo / "feature_store.yaml")
+        .read_text()
         .replace("project: test_project", "project: prod")
         .replace("data/registry.db", "data/prod_registry.db")
     )
@@ -206,8 +226,13 @@ def test_chdir_and_a_yaml_elsewhere(tmp_repo: MakeRepo, tmp_path: Path) -> None:
     )
     out = run("-c", repo, "-f", conf / "staging.yaml", "apply", cwd=tmp_path).stdout
     assert "+ Feature view user_profile" in out
-    dump = json.loads(run("-c", repo, "-f", conf / "staging.yaml", "registry-dump", cwd=tmp_path).stdout)
-    assert dump["project"] == "staging" and set(dump["feature_views"]) == {"user_profile", "user_activity"}
+    dump = json.loads(
+        run("-c", repo, "-f", conf / "staging.yaml", "registry-dump", cwd=tmp_path).stdout
+    )
+    assert dump["project"] == "staging" and set(dump["feature_views"]) == {
+        "user_profile",
+        "user_activity",
+    }
 
 
 # --- errors: one line saying what to fix; a traceback only with --verbose -----------------------
@@ -239,7 +264,9 @@ def test_no_repo_here(tmp_path: Path) -> None:
 
 
 def test_typo_in_a_repo_file(tmp_repo: MakeRepo, repo_features: str) -> None:
-    repo = tmp_repo({"features.py": repo_features.replace("Field(name=\"clicks\"", "Feild(name=\"clicks\"")})
+    repo = tmp_repo(
+        {"features.py": repo_features.replace('Field(name="clicks"', 'Feild(name="clicks"')}
+    )
     line = fails("apply", cwd=repo)
     assert "features.py" in line and "NameError" in line and "Feild" in line
     assert not (repo / "data" / "registry.db").exists()
@@ -252,7 +279,9 @@ def test_typo_in_a_repo_file(tmp_repo: MakeRepo, repo_features: str) -> None:
 
 
 def test_definition_error_in_a_repo_file(tmp_repo: MakeRepo, repo_features: str) -> None:
-    repo = tmp_repo({"features.py": repo_features.replace("ttl=timedelta(days=30)", "ttl=timedelta(days=-1)")})
+    repo = tmp_repo(
+        {"features.py": repo_features.replace("ttl=timedelta(days=30)", "ttl=timedelta(days=-1)")}
+    )
     line = fails("plan", cwd=repo)
     assert "features.py" in line and "'user_profile'" in line and "negative" in line
 

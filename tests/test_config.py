@@ -46,7 +46,9 @@ def test_defaults(tmp_path: Path) -> None:
     _write(tmp_path, "project: my_project\n")
     cfg = load_config(tmp_path)
     assert cfg.project == "my_project"
-    assert cfg.registry == RegistryConfig(path="data/registry.db", registry_type="file", cache_ttl_seconds=60.0)
+    assert cfg.registry == RegistryConfig(
+        path="data/registry.db", registry_type="file", cache_ttl_seconds=60.0
+    )
     assert cfg.provider == "local"
     assert cfg.online_store == SqliteOnlineConfig(type="sqlite", path="data/online_store.db")
     assert cfg.offline_store == FileOfflineConfig(type="file")
@@ -99,7 +101,9 @@ def test_registry_as_mapping() -> None:
     )
     assert cfg.registry == RegistryConfig(path="r.db", registry_type="file", cache_ttl_seconds=5.0)
     assert isinstance(cfg.registry.cache_ttl_seconds, float)
-    sql = RepoConfig.from_dict({"project": "p", "registry": {"registry_type": "sql", "path": "postgresql://h/db"}})
+    sql = RepoConfig.from_dict(
+        {"project": "p", "registry": {"registry_type": "sql", "path": "postgresql://h/db"}}
+    )
     assert sql.registry.registry_type == "sql"
     assert RepoConfig.from_dict({"project": "p", "registry": {}}).registry == RegistryConfig()
 
@@ -116,7 +120,9 @@ def test_online_sqlite() -> None:
     cfg = RepoConfig.from_dict({"project": "p", "online_store": {"type": "sqlite", "path": "o.db"}})
     assert cfg.online_store == SqliteOnlineConfig(path="o.db")
     # without a type the default (sqlite) is meant
-    assert RepoConfig.from_dict({"project": "p", "online_store": {"path": "o.db"}}).online_store == SqliteOnlineConfig(path="o.db")
+    assert RepoConfig.from_dict(
+        {"project": "p", "online_store": {"path": "o.db"}}
+    ).online_store == SqliteOnlineConfig(path="o.db")
 
 
 def test_online_redis() -> None:
@@ -132,9 +138,14 @@ def test_online_redis() -> None:
         }
     )
     assert cfg.online_store == RedisOnlineConfig(
-        connection_string="10.0.0.1:6380,password=x", redis_type="redis_cluster", key_ttl_seconds=3600
+        connection_string="10.0.0.1:6380,password=x",
+        redis_type="redis_cluster",
+        key_ttl_seconds=3600,
     )
-    assert RepoConfig.from_dict({"project": "p", "online_store": "redis"}).online_store == RedisOnlineConfig()
+    assert (
+        RepoConfig.from_dict({"project": "p", "online_store": "redis"}).online_store
+        == RedisOnlineConfig()
+    )
     assert RedisOnlineConfig().key_ttl_seconds is None
 
 
@@ -156,12 +167,24 @@ def test_online_postgres() -> None:
     assert cfg.online_store == PostgresOnlineConfig(**POSTGRES)  # type: ignore[arg-type]
     dflt = RepoConfig.from_dict({"project": "p", "online_store": {"type": "postgres"}}).online_store
     assert isinstance(dflt, PostgresOnlineConfig)
-    assert (dflt.host, dflt.port, dflt.database, dflt.db_schema, dflt.sslmode) == ("localhost", 5432, "postgres", "public", None)
+    assert (dflt.host, dflt.port, dflt.database, dflt.db_schema, dflt.sslmode) == (
+        "localhost",
+        5432,
+        "postgres",
+        "public",
+        None,
+    )
 
 
 def test_offline_stores() -> None:
-    assert RepoConfig.from_dict({"project": "p", "offline_store": {"type": "file"}}).offline_store == FileOfflineConfig()
-    assert RepoConfig.from_dict({"project": "p", "offline_store": "file"}).offline_store == FileOfflineConfig()
+    assert (
+        RepoConfig.from_dict({"project": "p", "offline_store": {"type": "file"}}).offline_store
+        == FileOfflineConfig()
+    )
+    assert (
+        RepoConfig.from_dict({"project": "p", "offline_store": "file"}).offline_store
+        == FileOfflineConfig()
+    )
     cfg = RepoConfig.from_dict({"project": "p", "offline_store": {"type": "postgres", **POSTGRES}})
     assert cfg.offline_store == PostgresOfflineConfig(**POSTGRES)  # type: ignore[arg-type]
 
@@ -195,7 +218,10 @@ def test_postgres_everywhere_from_a_file(tmp_path: Path) -> None:
     cfg = load_config(tmp_path)
     assert cfg.registry.cache_ttl_seconds == 0.0
     assert isinstance(cfg.online_store, PostgresOnlineConfig) and cfg.online_store.port == 55432
-    assert isinstance(cfg.offline_store, PostgresOfflineConfig) and cfg.offline_store.db_schema == "offline"
+    assert (
+        isinstance(cfg.offline_store, PostgresOfflineConfig)
+        and cfg.offline_store.db_schema == "offline"
+    )
 
 
 # --- ${ENV_VAR} expansion ----------------------------------------------------------------------
@@ -259,7 +285,9 @@ def test_env_expansion_empty_value_is_used(tmp_path: Path, monkeypatch: pytest.M
 
 def test_env_value_of_wrong_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BQ_TEST_PORT", "not-a-port")
-    message, path = _error(tmp_path, "project: p\nonline_store: {type: postgres, port: '${BQ_TEST_PORT}'}\n")
+    message, path = _error(
+        tmp_path, "project: p\nonline_store: {type: postgres, port: '${BQ_TEST_PORT}'}\n"
+    )
     assert str(path) in message and "online_store.port" in message and "int" in message
 
 
@@ -290,7 +318,10 @@ def test_unknown_key(tmp_path: Path, text: str, key: str) -> None:
         ("project: p\nonline_store: {type: postgres, port: five}\n", "online_store.port"),
         ("project: p\nonline_store: {type: postgres, port: true}\n", "online_store.port"),
         ("project: p\nonline_store: {type: postgres, port: 5.5}\n", "online_store.port"),
-        ("project: p\nonline_store: {type: redis, key_ttl_seconds: [1]}\n", "online_store.key_ttl_seconds"),
+        (
+            "project: p\nonline_store: {type: redis, key_ttl_seconds: [1]}\n",
+            "online_store.key_ttl_seconds",
+        ),
         ("project: p\nregistry: {cache_ttl_seconds: soon}\n", "registry.cache_ttl_seconds"),
         ("project: p\nregistry: {cache_ttl_seconds: false}\n", "registry.cache_ttl_seconds"),
         ("project: p\nregistry: {path: [a, b]}\n", "registry.path"),
@@ -300,7 +331,10 @@ def test_unknown_key(tmp_path: Path, text: str, key: str) -> None:
         ("project: p\nentity_key_serialization_version: 2\n", "entity_key_serialization_version"),
         ("project: p\nprovider: gcp\n", "provider"),
         ("project: p\nregistry: {registry_type: s3}\n", "registry.registry_type"),
-        ("project: p\nonline_store: {type: redis, redis_type: sentinel}\n", "online_store.redis_type"),
+        (
+            "project: p\nonline_store: {type: redis, redis_type: sentinel}\n",
+            "online_store.redis_type",
+        ),
     ],
 )
 def test_wrong_type_or_value(tmp_path: Path, text: str, key: str) -> None:
@@ -344,7 +378,12 @@ def test_not_a_mapping(tmp_path: Path, text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["project: p\nonline_store: [\n", "project: p\n  bad: indent\n", "project: 'unterminated\n", "a: b: c\n"],
+    [
+        "project: p\nonline_store: [\n",
+        "project: p\n  bad: indent\n",
+        "project: 'unterminated\n",
+        "a: b: c\n",
+    ],
 )
 def test_invalid_yaml(tmp_path: Path, text: str) -> None:
     message, path = _error(tmp_path, text)

@@ -215,7 +215,11 @@ def test_entity_defaults_and_roundtrip() -> None:
     again = Entity.from_dict(full.to_dict())
     assert again == full
     assert again.to_dict() == full.to_dict()
-    assert (again.description, again.tags, again.owner) == ("a customer", {"team": "risk"}, "me@example.com")
+    assert (again.description, again.tags, again.owner) == (
+        "a customer",
+        {"team": "risk"},
+        "me@example.com",
+    )
     assert full != Entity(name="user", join_keys=["user_id"])
 
 
@@ -297,7 +301,9 @@ def test_postgres_source_roundtrip() -> None:
 
 @pytest.mark.parametrize("kw", [{}, {"table": "t", "query": "SELECT 1"}])
 def test_postgres_source_needs_exactly_one_of_table_and_query(kw: dict[str, str]) -> None:
-    with pytest.raises(DefinitionError, match="PostgreSQLSource 'pg'.*exactly one of table= or query="):
+    with pytest.raises(
+        DefinitionError, match="PostgreSQLSource 'pg'.*exactly one of table= or query="
+    ):
         PostgreSQLSource(name="pg", timestamp_field="ts", **kw)
 
 
@@ -328,7 +334,8 @@ def test_push_source_batch_source_kind(batch: object) -> None:
 
 def test_request_source_roundtrip() -> None:
     req = RequestSource(
-        name="req", schema=[Field(name="amount", dtype=Float64), Field(name="ids", dtype=Array(Int64))]
+        name="req",
+        schema=[Field(name="amount", dtype=Float64), Field(name="ids", dtype=Array(Int64))],
     )
     again = _roundtrip_source(req)
     assert isinstance(again, RequestSource)
@@ -369,7 +376,10 @@ def test_feature_view_entity_columns_from_typed_entities() -> None:
         schema=[Field(name="merchant_id", dtype=String), Field(name="count", dtype=Int64)],
     )
     assert [f.name for f in fv2.features] == ["count"]
-    assert {c.name: c.dtype for c in fv2.entity_columns} == {"merchant_id": String, "user_id": Int64}
+    assert {c.name: c.dtype for c in fv2.entity_columns} == {
+        "merchant_id": String,
+        "user_id": Int64,
+    }
     assert [f.name for f in fv2.schema] == ["merchant_id", "user_id", "count"]
 
 
@@ -696,5 +706,7 @@ def test_service_projecting_a_feature_the_view_no_longer_has() -> None:
     old = _view(entities=[user])
     svc = FeatureService(name="svc", features=[old[["spend"]]])
     new = _view(entities=[user], schema=[Field(name="count", dtype=Int64)])  # `spend` removed
-    with pytest.raises(DefinitionError, match="FeatureService 'svc' uses feature 'spend'.*'tx_stats'"):
+    with pytest.raises(
+        DefinitionError, match="FeatureService 'svc' uses feature 'spend'.*'tx_stats'"
+    ):
         RepoContents.from_objects([user, new, svc])

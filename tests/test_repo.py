@@ -23,7 +23,7 @@ from banquet.errors import (
     SourceFileNotFound,
 )
 from banquet.repo import Diff, load_repo, repo_files
-from banquet.types import Float64, Int64, String
+from banquet.types import Int64, String
 
 MakeRepo = Callable[..., Path]
 
@@ -116,9 +116,20 @@ def test_load_repo_several_files(tmp_repo: MakeRepo) -> None:
 
 def test_load_repo_twice_sees_edits(tmp_repo: MakeRepo) -> None:
     repo = tmp_repo()
-    assert [f.name for f in load_repo(repo).feature_views["user_profile"].features] == ["age", "segment"]
-    _edit(repo, 'Field(name="segment", dtype=String)', 'Field(name="segment", dtype=String), Field(name="x", dtype=Int64)')
-    assert [f.name for f in load_repo(repo).feature_views["user_profile"].features] == ["age", "segment", "x"]
+    assert [f.name for f in load_repo(repo).feature_views["user_profile"].features] == [
+        "age",
+        "segment",
+    ]
+    _edit(
+        repo,
+        'Field(name="segment", dtype=String)',
+        'Field(name="segment", dtype=String), Field(name="x", dtype=Int64)',
+    )
+    assert [f.name for f in load_repo(repo).feature_views["user_profile"].features] == [
+        "age",
+        "segment",
+        "x",
+    ]
 
 
 def test_same_size_edit_in_the_same_second_is_seen(
@@ -129,7 +140,9 @@ def test_same_size_edit_in_the_same_second_is_seen(
     import os
     import sys
 
-    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as for users (not PYTHONDONTWRITEBYTECODE)
+    monkeypatch.setattr(
+        sys, "dont_write_bytecode", False
+    )  # as for users (not PYTHONDONTWRITEBYTECODE)
     repo = tmp_repo()
     path = repo / "features.py"
     stat = path.stat()
@@ -169,7 +182,10 @@ def test_load_repo_leaves_sys_path_alone(tmp_repo: MakeRepo) -> None:
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("from banquet import Entity\nuser = Entity(name='user', join_keys=['user_id']\n", "SyntaxError"),
+        (
+            "from banquet import Entity\nuser = Entity(name='user', join_keys=['user_id']\n",
+            "SyntaxError",
+        ),
         ("from banquet import Entity\nuser = Entitty(name='user')\n", "NameError.*Entitty"),
         ("import banquet_does_not_exist\n", "ModuleNotFoundError"),
     ],
@@ -183,7 +199,9 @@ def test_load_repo_broken_file(tmp_repo: MakeRepo, text: str, match: str) -> Non
 
 def test_load_repo_definition_error_names_the_file(tmp_repo: MakeRepo) -> None:
     repo = tmp_repo(
-        {"defs/bad.py": "from banquet import Entity\nuser = Entity(name='user', join_keys=['a', 'b'])\n"}
+        {
+            "defs/bad.py": "from banquet import Entity\nuser = Entity(name='user', join_keys=['a', 'b'])\n"
+        }
     )
     with pytest.raises(DefinitionError, match=r"^defs/bad.py: Entity 'user': join_keys"):
         load_repo(repo)
@@ -237,7 +255,9 @@ def test_load_repo_feature_named_like_a_join_key(tmp_repo: MakeRepo, repo_featur
             + '\nmerchant = Entity(name="merchant", join_keys=["segment"])\n'
         }
     )
-    with pytest.raises(DefinitionError, match="FeatureView 'user_profile': feature 'segment'.*'merchant'"):
+    with pytest.raises(
+        DefinitionError, match="FeatureView 'user_profile': feature 'segment'.*'merchant'"
+    ):
         load_repo(repo)
 
 
@@ -246,7 +266,9 @@ def test_load_repo_feature_named_like_a_join_key(tmp_repo: MakeRepo, repo_featur
 
 def test_plan_writes_nothing(tmp_repo: MakeRepo) -> None:
     repo = tmp_repo()
-    before = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if "__pycache__" not in p.parts)
+    before = sorted(
+        p.relative_to(repo).as_posix() for p in repo.rglob("*") if "__pycache__" not in p.parts
+    )
     d = _store(repo).plan()
     assert d.added == {
         "entities": ["user"],
@@ -255,7 +277,9 @@ def test_plan_writes_nothing(tmp_repo: MakeRepo) -> None:
         "feature_services": ["model_v1"],
     }
     assert not d.changed and not d.removed
-    after = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if "__pycache__" not in p.parts)
+    after = sorted(
+        p.relative_to(repo).as_posix() for p in repo.rglob("*") if "__pycache__" not in p.parts
+    )
     assert after == before
     assert not (repo / "data" / "registry.db").exists()
     assert _store(repo).list_feature_views() == []
@@ -301,7 +325,11 @@ def test_apply_infers_key_types_from_the_source(tmp_repo: MakeRepo) -> None:
 def test_editing_a_feature_shows_as_changed(tmp_repo: MakeRepo) -> None:
     repo = tmp_repo()
     _store(repo).apply()
-    _edit(repo, 'Field(name="score", dtype=Float64)', 'Field(name="score", dtype=Float64, description="new")')
+    _edit(
+        repo,
+        'Field(name="score", dtype=Float64)',
+        'Field(name="score", dtype=Float64, description="new")',
+    )
     d = _store(repo).plan()
     assert d.changed == {"feature_views": {"user_activity": ["features"]}}
     assert not d.added and not d.removed
@@ -342,7 +370,9 @@ def test_editing_other_fields(tmp_repo: MakeRepo) -> None:
     assert store.get_feature_view("user_profile").ttl.days == 7  # type: ignore[union-attr]
 
 
-def test_deleting_from_the_code_removes_from_the_registry(tmp_repo: MakeRepo, repo_features: str) -> None:
+def test_deleting_from_the_code_removes_from_the_registry(
+    tmp_repo: MakeRepo, repo_features: str
+) -> None:
     repo = tmp_repo()
     _store(repo).apply()
     # drop the activity source and view; the service keeps only the profile view
@@ -383,7 +413,11 @@ def test_removing_everything(tmp_repo: MakeRepo) -> None:
 
 def test_apply_checks_source_columns(tmp_repo: MakeRepo) -> None:
     repo = tmp_repo()
-    _edit(repo, 'Field(name="clicks", dtype=Int64)', 'Field(name="clicks", dtype=Int64), Field(name="clickz", dtype=Int64)')
+    _edit(
+        repo,
+        'Field(name="clicks", dtype=Int64)',
+        'Field(name="clicks", dtype=Int64), Field(name="clickz", dtype=Int64)',
+    )
     with pytest.raises(SourceColumnMissing, match="'user_activity'.*'activity'.*'clickz'"):
         _store(repo).plan()
     with pytest.raises(SourceColumnMissing):
@@ -398,7 +432,9 @@ def test_apply_refuses_one_entity_with_two_key_types(
 
     repo = tmp_repo({})
     ts = pa.array([0], pa.timestamp("us", tz="UTC"))
-    write_parquet(repo / "data" / "s.parquet", {"user_id": pa.array(["1"]), "event_timestamp": ts, "n": [1]})
+    write_parquet(
+        repo / "data" / "s.parquet", {"user_id": pa.array(["1"]), "event_timestamp": ts, "n": [1]}
+    )
     user, profile, _ = _objects()
     other = FeatureView(
         name="other",
@@ -406,7 +442,9 @@ def test_apply_refuses_one_entity_with_two_key_types(
         schema=[Field(name="n", dtype=Int64)],
         source=FileSource(path="data/s.parquet", timestamp_field="event_timestamp"),
     )
-    with pytest.raises(DefinitionError, match="entity 'user'.*Int64.*'user_profile'.*String.*'other'"):
+    with pytest.raises(
+        DefinitionError, match="entity 'user'.*Int64.*'user_profile'.*String.*'other'"
+    ):
         _store(repo).apply([user, profile, other])
     assert _store(repo).list_feature_views() == []
 
@@ -438,13 +476,17 @@ def _objects() -> tuple[Entity, FeatureView, FeatureView]:
         name="user_profile",
         entities=[user],
         schema=[Field(name="age", dtype=Int64), Field(name="segment", dtype=String)],
-        source=FileSource(name="profiles", path="data/profiles.parquet", timestamp_field="event_timestamp"),
+        source=FileSource(
+            name="profiles", path="data/profiles.parquet", timestamp_field="event_timestamp"
+        ),
     )
     activity = FeatureView(
         name="user_activity",
         entities=[user],
         schema=[Field(name="clicks", dtype=Int64)],
-        source=FileSource(name="activity", path="data/activity.parquet", timestamp_field="event_timestamp"),
+        source=FileSource(
+            name="activity", path="data/activity.parquet", timestamp_field="event_timestamp"
+        ),
     )
     return user, profile, activity
 
@@ -454,7 +496,11 @@ def test_partial_apply_adds_and_keeps(tmp_repo: MakeRepo) -> None:
     store = _store(repo)
     user, profile, activity = _objects()
     d = store.apply([user, profile])
-    assert d.added == {"entities": ["user"], "data_sources": ["profiles"], "feature_views": ["user_profile"]}
+    assert d.added == {
+        "entities": ["user"],
+        "data_sources": ["profiles"],
+        "feature_views": ["user_profile"],
+    }
     d2 = store.apply([activity])  # nothing else is removed
     assert d2.added == {"data_sources": ["activity"], "feature_views": ["user_activity"]}
     assert not d2.removed
@@ -495,7 +541,9 @@ def test_partial_apply_service_with_an_unregistered_view(tmp_repo: MakeRepo) -> 
     store = _store(repo)
     user, profile, activity = _objects()
     store.apply([user, profile])
-    with pytest.raises(DefinitionError, match="FeatureService 'svc' uses feature view 'user_activity'"):
+    with pytest.raises(
+        DefinitionError, match="FeatureService 'svc' uses feature view 'user_activity'"
+    ):
         store.apply([FeatureService(name="svc", features=[activity])])
 
 
@@ -573,7 +621,9 @@ def test_partial_apply_checks_sources(tmp_repo: MakeRepo) -> None:
         name="bad",
         entities=[user],
         schema=[Field(name="nope", dtype=Int64)],
-        source=FileSource(name="profiles", path="data/profiles.parquet", timestamp_field="event_timestamp"),
+        source=FileSource(
+            name="profiles", path="data/profiles.parquet", timestamp_field="event_timestamp"
+        ),
     )
     with pytest.raises(SourceColumnMissing, match="'nope'"):
         _store(repo).apply([user, bad])
@@ -608,7 +658,9 @@ def test_list_and_get(tmp_repo: MakeRepo) -> None:
     src = store.get_data_source("profiles")
     assert isinstance(src, FileSource) and src.created_timestamp_column == "created"
     svc = store.get_feature_service("model_v1")
-    assert [(v.projected_name, [f.name for f in v.projected_features]) for v in svc.feature_views] == [
+    assert [
+        (v.projected_name, [f.name for f in v.projected_features]) for v in svc.feature_views
+    ] == [
         ("user_profile", ["age"]),
         ("user_activity", ["clicks", "score"]),
     ]
@@ -666,7 +718,11 @@ def test_registry_dump(tmp_repo: MakeRepo) -> None:
     dump = store.registry_dump()
     assert dump["project"] == "test_project" and dump["version"] == 1
     assert set(dump["feature_views"]) == {"user_activity", "user_profile"}
-    assert dump["entities"]["user"] == {"name": "user", "join_key": "user_id", "description": "a customer"}
+    assert dump["entities"]["user"] == {
+        "name": "user",
+        "join_key": "user_id",
+        "description": "a customer",
+    }
 
 
 # --- teardown ----------------------------------------------------------------------------------
@@ -677,7 +733,9 @@ def test_teardown(tmp_repo: MakeRepo) -> None:
     other = tmp_repo(project="other_project", name="other")
     # a second project sharing the online store file must survive
     (other / "feature_store.yaml").write_text(
-        (other / "feature_store.yaml").read_text().replace("data/online_store.db", str(repo / "data" / "online_store.db"))
+        (other / "feature_store.yaml")
+        .read_text()
+        .replace("data/online_store.db", str(repo / "data" / "online_store.db"))
     )
     store = _store(repo)
     store.apply()

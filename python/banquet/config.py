@@ -138,10 +138,8 @@ def load_config(
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
-    if repo_path is not None:
-        repo = Path(repo_path)
-    else:
-        repo = path.parent if config_file else Path(".")
+    # the repo folder: as given, else the config file's folder, else the current one
+    repo = Path(repo_path) if repo_path is not None else path.parent
     return RepoConfig.from_dict(data, repo_path=repo, source=str(path))
 
 

@@ -94,7 +94,9 @@ def test_version_and_last_change_time(reg: FileRegistry) -> None:
     assert s1["version"] == 1
     stamp = datetime.fromisoformat(s1["last_updated"])
     assert stamp.tzinfo is not None
-    assert before - timedelta(seconds=1) <= stamp <= datetime.now(timezone.utc) + timedelta(seconds=1)
+    assert (
+        before - timedelta(seconds=1) <= stamp <= datetime.now(timezone.utc) + timedelta(seconds=1)
+    )
     time.sleep(0.01)
     s2 = reg.update(PROJECT, _add_entity("b"))
     assert s2["version"] == 2
@@ -180,7 +182,9 @@ class _Crash(BaseException):
     """Stands for the process dying: nothing after it runs, no cleanup by `except Exception`."""
 
 
-def test_crash_between_temp_write_and_rename(reg: FileRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_between_temp_write_and_rename(
+    reg: FileRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reg.update(PROJECT, _add_entity("a"))
     raw = reg.path.read_bytes()
 
@@ -201,7 +205,9 @@ def test_crash_between_temp_write_and_rename(reg: FileRegistry, monkeypatch: pyt
     assert sorted(reg.read(PROJECT)["entities"]) == ["a", "c"]
 
 
-def test_failed_rename_is_a_registry_error(reg: FileRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_rename_is_a_registry_error(
+    reg: FileRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reg.update(PROJECT, _add_entity("a"))
     raw = reg.path.read_bytes()
 
@@ -261,9 +267,8 @@ def test_writer_killed_mid_write(reg: FileRegistry, tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the writer never reached the write"
             time.sleep(0.02)
         # the writer holds the lock and its temp file exists
-        with open(f"{reg.path}.lock", "a") as lock:
-            with pytest.raises(BlockingIOError):
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with open(f"{reg.path}.lock", "a") as lock, pytest.raises(BlockingIOError):
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert list(reg.path.parent.glob(".*.tmp"))
         # readers never see a half-written registry
         assert list(reg.read(PROJECT)["entities"]) == ["a"]
@@ -370,7 +375,17 @@ def test_concurrent_applies_of_whole_views(reg: FileRegistry) -> None:
         b'{"format": "banquet-registry/1"}',
         b'{"format": "banquet-registry/1", "projects": []}',
     ],
-    ids=["empty", "garbage", "truncated", "list", "string", "other-format", "no-format", "no-projects", "projects-list"],
+    ids=[
+        "empty",
+        "garbage",
+        "truncated",
+        "list",
+        "string",
+        "other-format",
+        "no-format",
+        "no-projects",
+        "projects-list",
+    ],
 )
 def test_corrupt_file(reg: FileRegistry, content: bytes) -> None:
     reg.path.parent.mkdir(parents=True)
