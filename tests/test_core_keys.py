@@ -65,11 +65,22 @@ def test_matches_reference_on_random_rows():
     n = 500
     cols = {
         "zeta": ("int64", [rnd.randint(-(2**63), 2**63 - 1) for _ in range(n)]),
-        "alpha": ("string", ["".join(rnd.choice("aé☃xyz") for _ in range(rnd.randint(0, 9))) for _ in range(n)]),
+        "alpha": (
+            "string",
+            ["".join(rnd.choice("aé☃xyz") for _ in range(rnd.randint(0, 9))) for _ in range(n)],
+        ),
         "mid": ("int32", [rnd.randint(-(2**31), 2**31 - 1) for _ in range(n)]),
-        "blob": ("binary", [bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 5))) for _ in range(n)]),
+        "blob": (
+            "binary",
+            [bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 5))) for _ in range(n)],
+        ),
     }
-    arrow_type = {"int64": pa.int64(), "int32": pa.int32(), "string": pa.string(), "binary": pa.binary()}
+    arrow_type = {
+        "int64": pa.int64(),
+        "int32": pa.int32(),
+        "string": pa.string(),
+        "binary": pa.binary(),
+    }
     out = _core.serialize_entity_keys(
         list(cols), [pa.array(v, arrow_type[t]) for t, v in cols.values()]
     ).to_pylist()
