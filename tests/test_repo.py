@@ -601,6 +601,29 @@ def test_partial_delete_of_an_entity_a_view_uses(tmp_repo: MakeRepo) -> None:
     assert [e.name for e in _store(repo).list_entities()] == ["user"]
 
 
+def test_partial_apply_validates_against_the_registry_it_writes(
+    tmp_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process deletes the entity between this apply's start and its write: the
+    check must see that (it runs under the registry lock), not the state read before."""
+    repo = tmp_repo({})
+    user, profile, _ = _objects()
+    _store(repo).apply([user])
+    store = _store(repo)
+    assert store.list_entities() == [user]  # cached: the entity is there
+    real_update = store.registry.update
+
+    def racing_update(project: str, change: Callable[..., bool]) -> object:
+        _store(repo).apply([], objects_to_delete=[user])  # legal: no view uses it yet
+        return real_update(project, change)
+
+    monkeypatch.setattr(store.registry, "update", racing_update)
+    with pytest.raises(DefinitionError, match="'user_profile' uses entity 'user'"):
+        store.apply([profile])
+    fresh = _store(repo)
+    assert fresh.list_entities() == [] and fresh.list_feature_views() == []
+
+
 def test_full_apply_of_a_list(tmp_repo: MakeRepo) -> None:
     repo = tmp_repo({})
     store = _store(repo)

@@ -124,11 +124,17 @@ class FeatureStore:
         contents = self._contents(objects)
         desired = contents.records()
         to_delete = {(_kind(o), o.name) for o in objects_to_delete or []}
-        if objects is not None and not isinstance(objects, RepoContents):
-            if partial:
+        listed = objects is not None and not isinstance(objects, RepoContents)
+        if listed and not partial:
+            contents.validate()
+        result: dict[str, Diff] = {}
+
+        def change(state: dict[str, Any]) -> bool:
+            if listed and partial:
                 # Validate references against what the registry will hold: what it holds now
-                # (read afresh, not from the cache), plus these objects, minus the deleted ones.
-                held = Catalog(self.project, self._registry.read(self.project))
+                # (under the registry's lock, so no concurrent apply slips in between), plus
+                # these objects, minus the deleted ones.
+                held = Catalog(self.project, state)
                 merged = RepoContents()
                 for k in KINDS:
                     getattr(merged, k).update(getattr(held, k))
@@ -137,11 +143,6 @@ class FeatureStore:
                 for kind, name in to_delete:
                     getattr(merged, kind).pop(name, None)
                 merged.validate()
-            else:
-                contents.validate()
-        result: dict[str, Diff] = {}
-
-        def change(state: dict[str, Any]) -> bool:
             d = diff(desired, state, partial=partial)
             for kind, name in to_delete:
                 if name in state.get(kind, {}):
