@@ -26,11 +26,15 @@ class CorruptDataError(KernelError): ...
 def serialize_entity_keys(names: list[str], columns: list[ArrowArray]) -> pa.Array:
     """Serialize N entity keys (one column per join key, N rows) to N ``binary`` values,
     byte-for-byte Feast's ``entity_key_serialization_version: 3``. Keys are written sorted
-    by name. Column types: int32, int64, string, binary, timestamp (seconds in the bytes).
-    A null key value raises ``KernelError``."""
+    by name. Column types: int32, int64, string / large_string / string_view, binary /
+    large_binary / binary_view, timestamp of any unit (whole seconds in the bytes, rounded
+    down). A null key value raises ``KernelError`` naming the column; a duplicate name or
+    mismatched lengths raise ``KernelError``; another column type raises ``TypeError``."""
 
 def hash_entity_keys(keys: ArrowArray) -> pa.Array:
-    """A fast, stable 64-bit hash (``uint64``) of each serialized key (xxh3-64)."""
+    """A fast, stable 64-bit hash (``uint64``) of each serialized key (xxh3-64, seed 0; the
+    same value on every run and platform). ``keys``: binary, large_binary or binary_view;
+    a null key hashes to null."""
 
 # --- asof: the point-in-time join ----------------------------------------------------------
 
@@ -61,15 +65,28 @@ def latest_per_key(
 ) -> pa.Array:
     """Indices (``uint32``, ascending) of the latest row per key among rows with
     ``start_us <= event_ts <= end_us`` (None = unbounded), with the tie rules of
-    ``asof_join``."""
+    ``asof_join``: the latest ``event_ts``, then the larger created timestamp (null first),
+    then the larger row index. Rows with a null key or a null ``event_ts`` are skipped. Key
+    columns take the types of ``serialize_entity_keys`` and compare as they serialize (a
+    timestamp key by its whole second)."""
 
 def encode_values(
-    event_ts: ArrowArray, created_ts: ArrowArray | None, columns: list[ArrowArray]
+    event_ts: ArrowArray,
+    created_ts: ArrowArray | None,
+    columns: list[ArrowArray],
+    schema: ArrowSchema | None = None,
 ) -> pa.Array:
-    """Encode N rows into N ``binary`` blobs (layout in ARCHITECTURE.md)."""
+    """Encode N rows into N ``binary`` blobs (layout in ARCHITECTURE.md, "The online value
+    codec"). ``event_ts`` must have no nulls; ``created_ts`` may. Column types: bool, int32,
+    int64, float32, float64, string, binary (any layout), timestamp[us], and list /
+    large_list of those. Pass the view's ``schema`` (one field per column, same types) so the
+    blobs' fingerprint covers the feature names as well as the types; ``decode_values`` then
+    also detects renamed or reordered features."""
 
 def decode_values(
     blobs: ArrowArray, schema: ArrowSchema
 ) -> tuple[pa.Array, pa.Array, list[pa.Array]]:
     """Decode N blobs (null = not found) into (event_ts, created_ts, one array per field of
-    ``schema``). Null blobs decode to nulls everywhere."""
+    ``schema``, each of exactly that field's type). Timestamps are ``timestamp[us, UTC]``.
+    Null blobs decode to nulls everywhere. A blob written under another schema (the view
+    changed since it was materialized) or a damaged blob raises ``CorruptDataError``."""
