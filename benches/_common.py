@@ -1,0 +1,178 @@
+"""Helpers shared by the benchmark scripts in benches/: the machine, child processes with
+their peak memory, busy-machine checks, checksums and tables.
+
+Only the standard library here, so any venv (banquet's or the peers') can import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+BENCHES = Path(__file__).resolve().parent
+ROOT = BENCHES.parent
+DATA = BENCHES / "data"
+BANQUET_PY = ROOT / ".venv" / "bin" / "python"
+PEERS_VENV = BENCHES / ".venv-peers"
+PEERS_PY = PEERS_VENV / "bin" / "python"
+RESULT_TAG = "BENCH-RESULT "
+
+
+# --- the machine -----------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "ram": ram,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def machine_line(info: dict[str, str] | None = None) -> str:
+    i = info or machine_info()
+    return f"{i['date']}; {i['nproc']} cores ({i['cpu']}), {i['ram']} RAM; {i['os']}; Python {i['python']}"
+
+
+def busy_processes(pattern: str = "cargo|rustc") -> list[str]:
+    """Other processes matching ``pattern`` (compilers by default): benchmarks wait for them."""
+    try:
+        out = subprocess.run(["pgrep", "-fa", pattern], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    me = {os.getpid(), os.getppid()}
+    found = []
+    for line in out.splitlines():
+        pid, _, cmd = line.partition(" ")
+        if int(pid) in me or "pgrep" in cmd:
+            continue
+        found.append(f"{pid} {cmd[:100]}")
+    return found
+
+
+def wait_until_quiet(max_wait_s: float, pattern: str = "cargo|rustc", poll_s: float = 10.0) -> bool:
+    """Wait (at most ``max_wait_s``) until no compiler runs; True when the machine is quiet."""
+    deadline = time.monotonic() + max_wait_s
+    told = False
+    while True:
+        busy = busy_processes(pattern)
+        if not busy:
+            return True
+        if time.monotonic() >= deadline:
+            print(f"  ! still busy after {max_wait_s:.0f}s, running anyway: {busy[0]}", flush=True)
+            return False
+        if not told:
+            print(f"  waiting for other work to finish ({len(busy)} processes, e.g. {busy[0][:80]})", flush=True)
+            told = True
+        time.sleep(poll_s)
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+def rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak (``VmHWM``) or current (``VmRSS``) resident set, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- child processes -------------------------------------------------------------------------
+
+
+@dataclass
+class ChildRun:
+    ok: bool
+    result: dict | None  # the JSON the child printed after RESULT_TAG
+    error: str  # why it failed, "" when ok
+    maxrss_mb: float  # ru_maxrss of this child (whole life, including its output writing)
+    elapsed_s: float  # wall time of the whole child, imports included
+
+
+def run_child(cmd: list[str], timeout_s: float, log: Path | None = None, env: dict | None = None) -> ChildRun:
+    """Run ``cmd`` in its own process group, kill the group after ``timeout_s``. The child's
+    stdout/stderr go to ``log``; its result is the last line starting with RESULT_TAG."""
+    log = log or Path(os.devnull)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        timed_out = False
+        status = None
+        rusage = None
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - t0 > timeout_s:
+                timed_out = True
+                os.killpg(proc.pid, signal.SIGKILL)  # this child's own group only
+                _, status, rusage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.monotonic() - t0
+    maxrss = rusage.ru_maxrss / 1024 if rusage else float("nan")
+    text = log.read_text(errors="replace") if log != Path(os.devnull) else ""
+    result = None
+    for line in text.splitlines():
+        if line.startswith(RESULT_TAG):
+            result = json.loads(line[len(RESULT_TAG):])
+    if timed_out:
+        return ChildRun(False, None, f"timed out after {timeout_s:.0f}s", maxrss, elapsed)
+    if proc.returncode != 0 or result is None:
+        tail = [ln for ln in text.strip().splitlines() if not ln.startswith(RESULT_TAG)][-3:]
+        why = f"exit {proc.returncode}" + (": " + " | ".join(t.strip() for t in tail) if tail else "")
+        return ChildRun(False, result, why[:400], maxrss, elapsed)
+    return ChildRun(True, result, "", maxrss, elapsed)
+
+
+def report(result: dict) -> None:
+    """Called by a child: print its result for the parent."""
+    print(RESULT_TAG + json.dumps(result), flush=True)
+    sys.stdout.flush()
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def markdown_table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    right = right or set()
+    rows = [[str(c).replace("|", "\\|") for c in r] for r in rows]
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def fmt(cells: list[str]) -> str:
+        return "| " + " | ".join(
+            str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ) + " |"
+
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if i in right else ("-" * (w + 2)) for i, w in enumerate(widths)) + "|"
+    return "\n".join([fmt(headers), sep, *(fmt(r) for r in rows)])

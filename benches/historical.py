@@ -1,0 +1,779 @@
+"""Historical retrieval, whole path: Parquet on disk -> point-in-time join -> one Arrow table.
+
+Every peer computes the same thing: for each entity row and each of two feature views, the
+feature row with the same ``user_id`` and ``entity_ts - ttl <= feature_ts <= entity_ts``
+(both inclusive); the latest ``feature_ts`` wins, ties go to the larger ``created``; one row
+per entity row, in input order; nulls when nothing matches. View A has a 7-day ttl, view B 30.
+
+Peers: banquet (this repo's venv), polars ``join_asof``, DuckDB ``ASOF JOIN``, pandas
+``merge_asof`` and Feast 0.67 on its ``duckdb`` offline store (all from benches/.venv-peers).
+Each run is its own subprocess; the child times itself from the first Parquet read to the
+final Arrow table and reports its peak RSS (VmHWM, read before it writes its output). The
+parent checks every output against banquet's, row for row, and banquet's against a small
+numpy oracle.
+
+    python3 -m venv benches/.venv-peers && benches/.venv-peers/bin/pip install -r benches/requirements.txt
+    .venv/bin/python benches/historical.py --quick              # 100k smoke run
+    .venv/bin/python benches/historical.py --sizes 1m,10m       # the published sizes
+    .venv/bin/python benches/historical.py --sizes 1m --profile # where banquet's time goes
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+GEN_VERSION = 1  # bump when the generated data changes
+SEED = 20240611
+US = 1_000_000
+DAY_US = 86_400 * US
+T0_US = 1_735_689_600 * US  # 2025-01-01T00:00:00Z
+SPAN_DAYS = 90
+
+# size -> (entity rows, feature rows per view, distinct user ids in the feature data)
+SIZES = {
+    "quick": (100_000, 100_000, 10_000),
+    "1m": (1_000_000, 1_000_000, 100_000),
+    "10m": (1_000_000, 10_000_000, 100_000),
+}
+SIZE_LABEL = {
+    "quick": "100k entity rows x 2 views x 100k feature rows",
+    "1m": "1M entity rows x 2 views x 1M feature rows",
+    "10m": "1M entity rows x 2 views x 10M feature rows",
+}
+
+# (view name, file, ttl in days, [(feature, arrow type name)])
+VIEWS = [
+    ("user_txn_7d", "view_a.parquet", 7, [
+        ("a_amount", "float64"), ("a_count", "int64"), ("a_score", "float32"),
+        ("a_country", "string"), ("a_max", "float64"),
+    ]),
+    ("user_profile_30d", "view_b.parquet", 30, [
+        ("b_balance", "float64"), ("b_logins", "int64"), ("b_risk", "float32"),
+        ("b_age_days", "int64"), ("b_ltv", "float64"),
+    ]),
+]
+FEATURE_REFS = [f"{v}:{f}" for v, _, _, feats in VIEWS for f, _ in feats]
+FEATURES = [f for _, _, _, feats in VIEWS for f, _ in feats]
+PEERS = ["banquet", "polars", "duckdb", "pandas", "feast"]
+COUNTRIES = ["US", "DE", "FR", "GB", "JP", "BR", "IN", "CA", "ES", "IT", "NL", "SE", "PL", "MX",
+             "KR", "AU", "CH", "AT", "BE", "NO"]
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def size_dir(size: str) -> Path:
+    return C.DATA / size
+
+
+def ensure_data(size: str) -> Path:
+    """Generate the size's Parquet files unless a matching cache is there."""
+    d = size_dir(size)
+    n_ent, n_feat, n_keys = SIZES[size]
+    want = {"gen": GEN_VERSION, "seed": SEED, "entity_rows": n_ent, "feature_rows": n_feat, "keys": n_keys}
+    manifest = d / "manifest.json"
+    if manifest.exists() and json.loads(manifest.read_text()) == want:
+        return d
+    print(f"  generating {SIZE_LABEL[size]} into {d} ...", flush=True)
+    t = time.perf_counter()
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    _generate(d, n_ent, n_feat, n_keys)
+    manifest.write_text(json.dumps(want))
+    print(f"  generated in {time.perf_counter() - t:.1f}s", flush=True)
+    return d
+
+
+def _generate(d: Path, n_ent: int, n_feat: int, n_keys: int) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng([SEED, n_ent, n_feat, n_keys])
+    ts_type = pa.timestamp("us", tz="UTC")
+    span_s = SPAN_DAYS * 86_400
+    picked: list[tuple[np.ndarray, np.ndarray]] = []  # (user_id, ts) per view, for edge cases
+    for vi, (_, fname, _, feats) in enumerate(VIEWS):
+        n_dup = n_feat // 20  # 5% of rows repeat an existing (user_id, ts) with another created
+        n_base = n_feat - n_dup
+        uid = rng.integers(0, n_keys, n_base, dtype=np.int64)
+        ts = T0_US + rng.integers(0, span_s, n_base, dtype=np.int64) * US
+        src = rng.integers(0, n_base, n_dup)
+        uid = np.concatenate([uid, uid[src]])
+        ts = np.concatenate([ts, ts[src]])
+        created = ts + rng.integers(1, 3_600 * US, n_feat, dtype=np.int64)
+        perm = rng.permutation(n_feat)  # files in no particular order
+        uid, ts, created = uid[perm], ts[perm], created[perm]
+        _break_full_ties(uid, ts, created)
+        picked.append((uid, ts))
+        cols = {
+            "user_id": pa.array(uid),
+            "event_timestamp": pa.array(ts, ts_type),
+            "created": pa.array(created, ts_type),
+        }
+        for fi, (name, typ) in enumerate(feats):
+            mask = rng.random(n_feat) < 0.01 if fi in (0, 3) else None  # some stored nulls
+            if typ == "float64":
+                vals = rng.normal(100.0, 30.0, n_feat)
+            elif typ == "float32":
+                vals = rng.random(n_feat, dtype=np.float32)
+            elif typ == "int64":
+                vals = rng.integers(0, 10_000, n_feat, dtype=np.int64)
+            else:
+                idx = rng.integers(0, len(COUNTRIES), n_feat, dtype=np.int32)
+                vals = np.array(COUNTRIES, dtype=object)[idx]
+            cols[name] = pa.array(vals, type=getattr(pa, typ)() if typ != "string" else pa.string(), mask=mask)
+        pq.write_table(pa.table(cols), d / fname)
+        del cols, uid, ts, created
+
+    # Entity rows: 10% of user ids have no feature rows at all; times after the first week.
+    uid = rng.integers(0, int(n_keys * 1.1), n_ent, dtype=np.int64)
+    ts = T0_US + 7 * DAY_US + rng.integers(0, span_s - 7 * 86_400, n_ent, dtype=np.int64) * US
+    # Edge cases, 1% of rows each: entity ts equal to a feature ts (upper bound, inclusive),
+    # exactly ttl after it (lower bound, inclusive) and 1 µs past that (no longer matches).
+    a_ttl, b_ttl = VIEWS[0][2] * DAY_US, VIEWS[1][2] * DAY_US
+    cases = [(0, 0), (0, a_ttl), (0, a_ttl + 1), (1, 0), (1, b_ttl), (1, b_ttl + 1)]
+    k = n_ent // 100
+    pos = rng.permutation(n_ent)[: k * len(cases)].reshape(len(cases), k)
+    for (vi, offset), p in zip(cases, pos):
+        fu, ft = picked[vi]
+        j = rng.integers(0, len(fu), k)
+        uid[p] = fu[j]
+        ts[p] = ft[j] + offset
+    pq.write_table(pa.table({"user_id": pa.array(uid), "event_timestamp": pa.array(ts, ts_type)}), d / "entity.parquet")
+
+
+def _break_full_ties(uid, ts, created) -> None:
+    """No two rows share (user_id, ts, created): a full tie's winner is up to each engine."""
+    import numpy as np
+
+    while True:
+        o = np.lexsort((created, ts, uid))
+        u, t, c = uid[o], ts[o], created[o]
+        tie = (u[1:] == u[:-1]) & (t[1:] == t[:-1]) & (c[1:] == c[:-1])
+        if not tie.any():
+            return
+        created[o[1:][tie]] += 1
+
+
+# --- feature repos (applied once, outside the timing) -----------------------------------------
+
+
+def repo_dir(size: str, peer: str) -> Path:
+    return size_dir(size) / f"{peer}_repo"
+
+
+def _defs(kind: str, data: Path) -> str:
+    """The feature definitions, for banquet or Feast (the same API shape)."""
+    types_mod = "banquet.types" if kind == "banquet" else "feast.types"
+    lines = [
+        "from datetime import timedelta",
+        "",
+        f"from {kind} import Entity, FeatureView, Field, FileSource",
+        f"from {types_mod} import Float32, Float64, Int64, String",
+    ]
+    if kind == "feast":
+        lines.append("from feast import ValueType")
+        lines += ["", 'user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)']
+    else:
+        lines += ["", 'user = Entity(name="user", join_keys=["user_id"])']
+    dtype = {"float64": "Float64", "float32": "Float32", "int64": "Int64", "string": "String"}
+    names = []
+    for i, (view, fname, ttl, feats) in enumerate(VIEWS):
+        schema = ", ".join(f'Field(name="{f}", dtype={dtype[t]})' for f, t in feats)
+        lines += [
+            "",
+            f"src_{i} = FileSource(",
+            f'    name="{view}_src", path="{data / fname}",',
+            '    timestamp_field="event_timestamp", created_timestamp_column="created",',
+            ")",
+            f"view_{i} = FeatureView(",
+            f'    name="{view}", entities=[user], ttl=timedelta(days={ttl}),',
+            f"    schema=[{schema}],",
+            f"    source=src_{i},",
+            ")",
+        ]
+        names.append(f"view_{i}")
+    lines += ["", f"OBJECTS = [user, {', '.join(names)}]", ""]
+    return "\n".join(lines)
+
+
+def setup_repo(size: str, peer: str) -> None:
+    """Write the feature repo for banquet or Feast and apply it (runs in that peer's venv)."""
+    data = size_dir(size)
+    repo = repo_dir(size, peer)
+    if repo.exists():
+        shutil.rmtree(repo)
+    (repo / "data").mkdir(parents=True)
+    offline = "file" if peer == "banquet" else "duckdb"
+    (repo / "feature_store.yaml").write_text(
+        "project: bench_hist\n"
+        "provider: local\n"
+        "registry: data/registry.db\n"
+        "online_store:\n"
+        "  type: sqlite\n"
+        "  path: data/online_store.db\n"
+        "offline_store:\n"
+        f"  type: {offline}\n"
+        "entity_key_serialization_version: 3\n"
+    )
+    (repo / "definitions.py").write_text(_defs(peer, data))
+    if peer == "banquet":
+        from banquet import FeatureStore
+
+        FeatureStore(repo_path=repo).apply()  # the repo folder, as `banquet apply` does
+    else:
+        import importlib.util
+
+        from feast import FeatureStore
+
+        spec = importlib.util.spec_from_file_location("bench_defs", repo / "definitions.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        FeatureStore(repo_path=str(repo)).apply(mod.OBJECTS)
+    (repo / "applied").write_text("ok\n")
+    C.report({"setup": peer, "repo": str(repo)})
+
+
+# --- peers: each returns (run, version); run() is what is timed --------------------------------
+
+
+def peer_banquet(d: Path, profile: dict | None):
+    import pyarrow.parquet as pq
+
+    import banquet
+    from banquet import FeatureStore
+
+    store = FeatureStore(repo_path=repo_dir(d.name, "banquet"))
+    store.catalog()  # the registry is read once per process, like a long-lived store
+    if profile is not None:
+        _instrument_banquet(profile)
+
+    def run():
+        t = time.perf_counter()
+        entity = pq.read_table(d / "entity.parquet")
+        if profile is not None:
+            profile["entity parquet read"] = time.perf_counter() - t
+        return store.get_historical_features(entity, FEATURE_REFS).to_arrow()
+
+    return run, f"banquet {getattr(banquet, '__version__', '?')}"
+
+
+def _instrument_banquet(timers: dict) -> None:
+    """Wrap the stages of banquet's historical path with timers (no change to banquet)."""
+    import banquet.historical as H
+    import banquet.offline.file as F
+
+    state = {"in_view": False}
+
+    def timed(name, fn, marks_view=False):
+        def wrapper(*a, **k):
+            label = name if (marks_view or state["in_view"]) else f"{name} (entity side, outside views)"
+            if marks_view:
+                state["in_view"] = True
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                timers[label] = timers.get(label, 0.0) + time.perf_counter() - t
+                if marks_view:
+                    state["in_view"] = False
+        return wrapper
+
+    class CoreShim:
+        def __getattr__(self, name):
+            return getattr(real_core, name)
+
+    real_core = H._core
+    shim = CoreShim()
+    shim.asof_join = timed("asof_join kernel (Rust)", real_core.asof_join)
+    H._core = shim
+    F.FileOfflineStore.read = timed("feature parquet read (pyarrow.dataset)", F.FileOfflineStore.read)
+    H.key_column = timed("key_column (checks, casts)", H.key_column)
+    H.utc_us = timed("utc_us (timestamp normalisation)", H.utc_us)
+    H._flat = timed("_flat (combine chunks)", H._flat)
+    H.to_table = timed("entity to_table", H.to_table)
+    H.HistoricalJob._join_view = timed("_join_view total", H.HistoricalJob._join_view, marks_view=True)
+    H.HistoricalJob._run = timed("_run total", H.HistoricalJob._run)
+
+
+def peer_polars(d: Path, profile: dict | None):
+    from datetime import timedelta
+
+    import polars as pl
+
+    def run():
+        entity = pl.read_parquet(d / "entity.parquet").with_row_index("_row")
+        lo, hi = entity["event_timestamp"].min(), entity["event_timestamp"].max()
+        keys = entity["user_id"].unique().implode()
+        out = entity.lazy().sort("event_timestamp")
+        for _, fname, ttl_days, feats in VIEWS:
+            ttl = timedelta(days=ttl_days)
+            features = (
+                pl.scan_parquet(d / fname)
+                .select("user_id", "event_timestamp", "created", *(f for f, _ in feats))
+                .filter(pl.col("event_timestamp").is_between(lo - ttl, hi), pl.col("user_id").is_in(keys))
+                .sort("event_timestamp", "created")
+                .unique(subset=["user_id", "event_timestamp"], keep="last", maintain_order=True)
+                .drop("created")
+            )
+            out = out.join_asof(
+                features, on="event_timestamp", by="user_id", strategy="backward",
+                tolerance=ttl, check_sortedness=False,
+            )
+        return out.sort("_row").drop("_row").collect().to_arrow()
+
+    return run, f"polars {pl.__version__}"
+
+
+def peer_duckdb(d: Path, profile: dict | None):
+    import duckdb
+
+    con = duckdb.connect()
+
+    def run():
+        ent = f"read_parquet('{d / 'entity.parquet'}', file_row_number = true)"
+        lo, hi = con.sql(f"SELECT min(event_timestamp), max(event_timestamp) FROM {ent}").fetchall()[0]
+        # One ordering key per row, (event timestamp, created) packed into a HUGEINT, so the
+        # ASOF match is the latest timestamp and, among equal ones, the latest created.
+        # An entity row probes with (its timestamp, the largest possible created).
+        ctes, selects, joins = [], [], []
+        for i, (_, fname, ttl_days, feats) in enumerate(VIEWS):
+            cols = ", ".join(f for f, _ in feats)
+            ctes.append(
+                f"f{i} AS (SELECT user_id, event_timestamp AS ts, "
+                f"epoch_us(event_timestamp)::HUGEINT * 18446744073709551616 + epoch_us(created) AS ord, {cols} "
+                f"FROM read_parquet('{d / fname}') "
+                f"WHERE event_timestamp BETWEEN TIMESTAMPTZ '{lo.isoformat()}' - INTERVAL {ttl_days} DAY "
+                f"AND TIMESTAMPTZ '{hi.isoformat()}')"
+            )
+            # The ttl: the ASOF match is the latest row at or before the entity time; if even
+            # that one is older than ttl, nothing matches. (Written into the ON clause instead,
+            # DuckDB 2.0 plans a nested-loop join: 64 s instead of 0.6 s at 100k rows.)
+            fresh = f"f{i}.ts >= e.event_timestamp - INTERVAL {ttl_days} DAY"
+            selects += [f"CASE WHEN {fresh} THEN f{i}.{f} END AS {f}" for f, _ in feats]
+            joins.append(f"ASOF LEFT JOIN f{i} ON e.user_id = f{i}.user_id AND e.ord >= f{i}.ord")
+        sql = (
+            "WITH e AS (SELECT user_id, event_timestamp, file_row_number, "
+            "epoch_us(event_timestamp)::HUGEINT * 18446744073709551616 + 18446744073709551615 AS ord "
+            f"FROM {ent}), "
+            + ", ".join(ctes)
+            + f" SELECT e.user_id, e.event_timestamp, {', '.join(selects)} FROM e "
+            + " ".join(joins)
+            + " ORDER BY e.file_row_number"
+        )
+        return con.sql(sql).to_arrow_table()
+
+    return run, f"duckdb {duckdb.__version__}"
+
+
+def peer_pandas(d: Path, profile: dict | None):
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [("user_id", pa.int64()), ("event_timestamp", pa.timestamp("us", tz="UTC"))]
+        + [(f, getattr(pa, t)() if t != "string" else pa.string()) for _, _, _, feats in VIEWS for f, t in feats]
+    )
+
+    def run():
+        entity = pd.read_parquet(d / "entity.parquet")
+        entity["_row"] = np.arange(len(entity))
+        lo, hi = entity["event_timestamp"].min(), entity["event_timestamp"].max()
+        keys = entity["user_id"].unique()
+        out = entity.sort_values("event_timestamp", kind="stable")
+        for _, fname, ttl_days, feats in VIEWS:
+            ttl = pd.Timedelta(days=ttl_days)
+            f = pd.read_parquet(
+                d / fname,
+                columns=["user_id", "event_timestamp", "created", *(n for n, _ in feats)],
+                filters=[("event_timestamp", ">=", lo - ttl), ("event_timestamp", "<=", hi)],
+            )
+            f = f[f["user_id"].isin(keys)]
+            f = f.sort_values(["event_timestamp", "created"]).drop_duplicates(["user_id", "event_timestamp"], keep="last")
+            out = pd.merge_asof(
+                out, f.drop(columns="created"), on="event_timestamp", by="user_id",
+                direction="backward", tolerance=ttl, allow_exact_matches=True,
+            )
+        out = out.sort_values("_row").drop(columns="_row")
+        # ints that met a miss became float64 with NaN; the schema turns them back (NaN -> null)
+        return pa.Table.from_pandas(out, schema=schema, preserve_index=False)
+
+    return run, f"pandas {pd.__version__}"
+
+
+def peer_feast(d: Path, profile: dict | None):
+    import numpy as np
+    import pandas as pd
+
+    import feast
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(repo_dir(d.name, "feast")))
+    store.list_feature_views()  # load the registry outside the timing
+
+    def run():
+        entity = pd.read_parquet(d / "entity.parquet")
+        entity["_row"] = np.arange(len(entity))  # Feast does not promise input order
+        out = store.get_historical_features(entity_df=entity, features=FEATURE_REFS).to_arrow()
+        return out.sort_by("_row").drop_columns(["_row"])
+
+    return run, f"feast {feast.__version__} (duckdb offline store)"
+
+
+PEER_FNS = {
+    "banquet": peer_banquet,
+    "polars": peer_polars,
+    "duckdb": peer_duckdb,
+    "pandas": peer_pandas,
+    "feast": peer_feast,
+}
+
+
+# --- the child ---------------------------------------------------------------------------------
+
+
+def canonical(table):
+    """The output's user_id, event_timestamp and features, in the declared types."""
+    import pyarrow as pa
+
+    types = {"user_id": pa.int64(), "event_timestamp": pa.timestamp("us", tz="UTC")}
+    for _, _, _, feats in VIEWS:
+        for f, t in feats:
+            types[f] = getattr(pa, t)() if t != "string" else pa.string()
+    cols = []
+    for name, typ in types.items():
+        col = table.column(name)
+        if col.type != typ:
+            col = col.cast(typ)
+        cols.append(col.combine_chunks())
+    return pa.table(cols, names=list(types))
+
+
+def checksum(table) -> str:
+    """A digest of the values and validity of every column (independent of chunking)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    h = hashlib.sha256()
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        h.update(name.encode())
+        h.update(np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=np.uint8).tobytes())
+        if pa.types.is_string(col.type):
+            filled = pc.fill_null(col, "")
+            h.update(pc.binary_length(filled).to_numpy().tobytes())
+            h.update(b"".join(s.encode() for s in filled.to_pylist()))
+        else:
+            if pa.types.is_timestamp(col.type):
+                col = col.cast(pa.int64())
+            filled = pc.fill_null(col, pa.scalar(0, col.type))
+            h.update(filled.to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def child_main(args) -> None:
+    import pyarrow.parquet as pq
+
+    d = size_dir(args.size)
+    profile: dict | None = {} if args.profile else None
+    run, version = PEER_FNS[args.peer](d, profile)
+    gc.collect()
+    rss_start = C.rss_mb("VmRSS")
+    t0 = time.perf_counter()
+    out = run()
+    wall = time.perf_counter() - t0
+    peak = C.rss_mb("VmHWM")  # before writing the output, which is not part of the benchmark
+    rows = out.num_rows
+    canon = canonical(out)
+    del out
+    result = {
+        "peer": args.peer, "version": version, "wall_s": wall, "peak_mb": peak,
+        "rss_start_mb": rss_start, "rows": rows, "checksum": checksum(canon),
+        "threads": os.cpu_count(),
+    }
+    if profile is not None:
+        result["profile"] = profile
+    if args.out:
+        pq.write_table(canon, args.out)
+    C.report(result)
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+def oracle(d: Path):
+    """The expected output, from a plain numpy implementation of the rule (no engine)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    entity = pq.read_table(d / "entity.parquet")
+    eu = entity["user_id"].to_numpy()
+    et = entity["event_timestamp"].cast(pa.int64()).to_numpy()
+    cols = {"user_id": entity["user_id"], "event_timestamp": entity["event_timestamp"]}
+    for _, fname, ttl_days, feats in VIEWS:
+        f = pq.read_table(d / fname)
+        fu = f["user_id"].to_numpy()
+        ft = f["event_timestamp"].cast(pa.int64()).to_numpy()
+        fc = f["created"].cast(pa.int64()).to_numpy()
+        # rank all timestamps so (user_id, ts) packs into one int64 that sorts like the pair
+        uniq, inv = np.unique(np.concatenate([ft, et]), return_inverse=True)
+        r = len(uniq)
+        fkey = fu * r + inv[: len(ft)]
+        ekey = eu * r + inv[len(ft):]
+        order = np.lexsort((fc, fkey))  # by (user_id, ts), then created
+        pos = np.searchsorted(fkey[order], ekey, side="right") - 1  # last row <= (user, ts)
+        cand = order[np.maximum(pos, 0)]
+        ok = (pos >= 0) & (fu[cand] == eu) & (ft[cand] >= et - ttl_days * DAY_US)
+        idx = pa.array(np.where(ok, cand, 0), mask=~ok)
+        for name, _ in feats:
+            cols[name] = f[name].take(idx)
+    return canonical(pa.table(cols))
+
+
+def compare(expected, got, label: str) -> list[str]:
+    """Row-for-row differences between two canonical tables (empty list when equal)."""
+    import pyarrow.compute as pc
+
+    problems = []
+    if got.num_rows != expected.num_rows:
+        return [f"{label}: {got.num_rows} rows, expected {expected.num_rows}"]
+    for name in expected.column_names:
+        a, b = expected.column(name).combine_chunks(), got.column(name).combine_chunks()
+        if a.equals(b):
+            continue
+        null_diff = pc.xor(a.is_null(), b.is_null())
+        val_diff = pc.fill_null(pc.not_equal(a, b), False)
+        diff = pc.or_(null_diff, val_diff)
+        n = pc.sum(diff).as_py() or 0
+        if n == 0:
+            continue
+        rows = pc.indices_nonzero(diff).to_pylist()[:3]
+        ex = "; ".join(
+            f"row {i} (user {expected['user_id'][i].as_py()}, ts {expected['event_timestamp'][i]}): "
+            f"expected {a[i].as_py()!r}, got {b[i].as_py()!r}"
+            for i in rows
+        )
+        problems.append(f"{label}: column {name}: {n} rows differ, e.g. {ex}")
+    return problems
+
+
+# --- the parent -------------------------------------------------------------------------------
+
+
+def python_for(peer: str) -> Path:
+    return C.BANQUET_PY if peer == "banquet" else C.PEERS_PY
+
+
+def run_size(size: str, peers: list[str], args, info: dict) -> dict:
+    import pyarrow.parquet as pq
+
+    d = ensure_data(size)
+    out_dir, log_dir = d / "out", d / "logs"
+    out_dir.mkdir(exist_ok=True)
+    log_dir.mkdir(exist_ok=True)
+    me = str(Path(__file__).resolve())
+    failures: dict[str, str] = {}
+    for peer in ("banquet", "feast"):
+        if peer not in peers:
+            continue
+        if not python_for(peer).exists():
+            failures[peer] = f"{python_for(peer)} missing (see benches/requirements.txt)"
+            continue
+        if not (repo_dir(size, peer) / "applied").exists():
+            r = C.run_child([str(python_for(peer)), me, "setup", "--peer", peer, "--size", size],
+                            args.timeout, log_dir / f"setup_{peer}.log")
+            if not r.ok:
+                failures[peer] = f"setup (apply) failed: {r.error}"
+    runs: dict[str, list[dict]] = {p: [] for p in peers}
+    for rep in range(args.repeat):
+        for peer in peers:
+            if peer in failures:
+                continue
+            if not python_for(peer).exists():
+                failures[peer] = f"{python_for(peer)} missing (see benches/requirements.txt)"
+                continue
+            if not args.no_wait:
+                C.wait_until_quiet(args.wait_max)
+            busy_before = C.busy_processes()
+            cmd = [str(python_for(peer)), me, "child", "--peer", peer, "--size", size,
+                   "--out", str(out_dir / f"{peer}.parquet")]
+            if args.profile and peer == "banquet":
+                cmd.append("--profile")
+            for f in (out_dir / f"{peer}.parquet",):
+                f.unlink(missing_ok=True)
+            r = C.run_child(cmd, args.timeout, log_dir / f"{peer}.log")
+            busy = bool(busy_before or C.busy_processes())
+            if not r.ok:
+                failures[peer] = r.error
+                print(f"  {peer:8} FAILED: {r.error}", flush=True)
+                continue
+            res = dict(r.result, child_maxrss_mb=r.maxrss_mb, busy=busy)
+            runs[peer].append(res)
+            print(f"  {peer:8} run {rep + 1}: {res['wall_s']:7.2f}s  peak {res['peak_mb']:7.0f} MB"
+                  + ("  (compiler was running)" if busy else ""), flush=True)
+            if rep == 0:  # verify the first output of every peer
+                res["verify"] = _verify(d, peer, out_dir, args)
+    return {"size": size, "runs": runs, "failures": failures}
+
+
+_oracle_cache: dict = {}
+
+
+def _verify(d: Path, peer: str, out_dir: Path, args) -> list[str]:
+    import pyarrow.parquet as pq
+
+    got = pq.read_table(out_dir / f"{peer}.parquet")
+    ref_path = out_dir / "banquet.parquet"
+    problems: list[str] = []
+    if peer == "banquet":
+        if d not in _oracle_cache:
+            _oracle_cache.clear()
+            _oracle_cache[d] = oracle(d)
+        problems = compare(_oracle_cache[d], got, "banquet vs numpy oracle")
+    elif ref_path.exists():
+        problems = compare(pq.read_table(ref_path), got, f"{peer} vs banquet")
+    else:
+        if d not in _oracle_cache:
+            _oracle_cache.clear()
+            _oracle_cache[d] = oracle(d)
+        problems = compare(_oracle_cache[d], got, f"{peer} vs numpy oracle (banquet has no output)")
+    for p in problems:
+        print(f"  !!! MISMATCH {p}", flush=True)
+    if not problems:
+        against = "banquet" if peer != "banquet" and ref_path.exists() else "the numpy oracle"
+        print(f"  {peer:8} output verified: equal to {against}, row for row", flush=True)
+    return problems
+
+
+def summarize(res: dict, peers: list[str]) -> str:
+    runs, failures = res["runs"], res["failures"]
+
+    def best(peer):
+        rs = runs.get(peer) or []
+        return min(rs, key=lambda r: r["wall_s"]) if rs else None
+
+    base = best("banquet")
+    rows = []
+    for peer in peers:
+        b = best(peer)
+        if b is None:
+            rows.append([peer, "-", "failed", "-", "-", "-", "no run (see below)"])
+            continue
+        verify = runs[peer][0].get("verify", ["not verified"])
+        ok = "yes" if not verify else "**NO** (see below)"
+        ratio = f"{b['wall_s'] / base['wall_s']:.2f}" if base else "-"
+        peak = max(r["peak_mb"] for r in runs[peer])
+        note = " *" if any(r["busy"] for r in runs[peer]) else ""
+        rows.append([peer, b["version"].split(" (")[0], f"{b['wall_s']:.2f}{note}", f"{peak:.0f}",
+                     f"{b['rss_start_mb']:.0f}", ratio, ok])
+    table = C.markdown_table(
+        ["peer", "version", "wall s", "peak RSS MB", "RSS before MB", "time vs banquet", "correct"],
+        rows, right={2, 3, 4, 5},
+    )
+    notes = [f"- {p}: {why}" for p, why in failures.items() if p in peers]
+    notes += [f"- {p}: {v}" for p in peers for v in (runs.get(p) or [{}])[0].get("verify", [])]
+    if any(r["busy"] for rs in runs.values() for r in rs):
+        notes.append("- * a compiler was running during at least one run of this peer")
+    return table + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def print_profile(res: dict) -> None:
+    rs = res["runs"].get("banquet") or []
+    profs = [r for r in rs if "profile" in r]
+    if not profs:
+        return
+    p = min(profs, key=lambda r: r["wall_s"])
+    prof = dict(p["profile"])
+    total = p["wall_s"]
+    view = prof.pop("_join_view total", 0.0)
+    run = prof.pop("_run total", 0.0)
+    inner = sum(v for k, v in prof.items() if "outside views" not in k and k not in ("entity parquet read", "entity to_table"))
+    prof["take + cast of features (rest of _join_view)"] = view - inner
+    prof["rest of _run (entity ts, min/max, assembling)"] = run - view - sum(
+        v for k, v in prof.items() if "outside views" in k)
+    prof["get_historical_features setup (resolve, checks)"] = total - run - prof.get("entity parquet read", 0.0)
+    print(f"\n  banquet time split, {SIZE_LABEL[res['size']]} (total {total:.2f}s, timers around banquet's own functions):")
+    for k, v in sorted(prof.items(), key=lambda kv: -kv[1]):
+        print(f"    {v:7.3f}s {100 * v / total:5.1f}%  {k}")
+
+
+def parent_main(args) -> None:
+    sizes = ["quick"] if args.quick else [s.strip() for s in args.sizes.split(",") if s.strip()]
+    for s in sizes:
+        if s not in SIZES:
+            sys.exit(f"unknown size {s!r}; choose from {', '.join(SIZES)}")
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    for p in peers:
+        if p not in PEER_FNS:
+            sys.exit(f"unknown peer {p!r}; choose from {', '.join(PEERS)}")
+    if "banquet" in peers:  # banquet first: it is the reference the others are checked against
+        peers = ["banquet"] + [p for p in peers if p != "banquet"]
+    info = C.machine_info()
+    print(f"machine: {C.machine_line(info)}")
+    print(f"command: {' '.join(sys.argv)}")
+    results = []
+    for size in sizes:
+        print(f"\n== {SIZE_LABEL[size]} ==", flush=True)
+        res = run_size(size, peers, args, info)
+        results.append(res)
+        print()
+        print(summarize(res, peers), flush=True)
+        print_profile(res)
+    print("\n\n## results (markdown)\n")
+    print(f"Date: {info['date']}. Machine: {info['nproc']} cores ({info['cpu']}), {info['ram']} RAM.\n")
+    for res in results:
+        print(f"**{SIZE_LABEL[res['size']]}**\n")
+        print(summarize(res, peers))
+        print()
+    bad = [p for res in results for p, rs in res["runs"].items() if rs and rs[0].get("verify")]
+    if bad:
+        print(f"!!! OUTPUT MISMATCHES: {sorted(set(bad))}")
+        sys.exit(2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd")
+    ch = sub.add_parser("child", help="(internal) run one peer once")
+    ch.add_argument("--peer", required=True, choices=PEERS)
+    ch.add_argument("--size", required=True, choices=list(SIZES))
+    ch.add_argument("--out")
+    ch.add_argument("--profile", action="store_true")
+    st = sub.add_parser("setup", help="(internal) write and apply a feature repo")
+    st.add_argument("--peer", required=True, choices=["banquet", "feast"])
+    st.add_argument("--size", required=True, choices=list(SIZES))
+    ap.add_argument("--sizes", default="1m,10m", help="comma list of: " + ", ".join(SIZES) + " (default 1m,10m)")
+    ap.add_argument("--quick", action="store_true", help="only the 100k smoke size")
+    ap.add_argument("--peers", default=",".join(PEERS), help="comma list (default all)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per peer; the fastest is reported")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds per peer run (default 600)")
+    ap.add_argument("--profile", action="store_true", help="time banquet's stages")
+    ap.add_argument("--no-wait", action="store_true", help="don't wait for running compilers")
+    ap.add_argument("--wait-max", type=float, default=1800, help="max seconds to wait for compilers")
+    args = ap.parse_args()
+    if args.cmd == "child":
+        child_main(args)
+    elif args.cmd == "setup":
+        setup_repo(args.size, args.peer)
+    else:
+        parent_main(args)
+
+
+if __name__ == "__main__":
+    main()
