@@ -94,7 +94,9 @@ def apply(ctx: click.Context) -> None:
 def teardown(ctx: click.Context, yes: bool) -> None:
     """Delete the project's online data and registry records."""
     store = _store(ctx)
-    if not yes and sys.stdin.isatty():
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("teardown deletes data; pass --yes to confirm when not at a terminal")
         click.confirm(f"Delete all online data and registry records of project {store.project!r}?", abort=True)
     store.teardown()
     click.echo(f"Project {store.project!r} torn down.")

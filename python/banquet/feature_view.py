@@ -140,6 +140,16 @@ class FeatureView:
     def batch_source(self) -> DataSource:
         return self.source.batch
 
+    def value_schema(self) -> Any:
+        """The Arrow schema of the view's features as the online value codec stores them."""
+        schema = self.__dict__.get("_value_schema")
+        if schema is None:
+            import pyarrow as pa
+
+            schema = pa.schema([pa.field(f.name, f.dtype.to_arrow()) for f in self.features])
+            self.__dict__["_value_schema"] = schema
+        return schema
+
     def key_dtype(self, join_key: str) -> types.BanquetType | None:
         for c in self.entity_columns:
             if c.name == join_key:

@@ -68,7 +68,7 @@ def write_rows(
 ) -> None:
     """Encode rows (keys already typed, features in ``view.features`` order) and write them."""
     values = [_as_type(view, f, col) for f, col in zip(view.features, features)]
-    blobs = _core.encode_values(event_ts, created_ts, values)
+    blobs = _core.encode_values(event_ts, created_ts, values, view.value_schema())
     key_bytes = _core.serialize_entity_keys(view.join_keys, keys)
     ev = event_ts.cast(pa.int64()).to_numpy(zero_copy_only=False).tolist()
     cr = (

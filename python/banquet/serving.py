@@ -111,9 +111,7 @@ def _stored_schema(group: ViewGroup) -> pa.Schema:
     cache = group.__dict__
     schema = cache.get("_schema")
     if schema is None:
-        schema = cache["_schema"] = pa.schema(
-            [pa.field(f.name, f.dtype.to_arrow()) for f in group.view.features]
-        )
+        schema = cache["_schema"] = group.view.value_schema()
         positions = {f.name: i for i, f in enumerate(group.view.features)}
         cache["_positions"] = [positions[f.name] for f in group.features]
     return schema

@@ -101,8 +101,13 @@ class FeatureStore:
 
     # --- apply / plan / teardown ---------------------------------------------------------
 
-    def plan(self, objects: RepoContents | Sequence[Any] | None = None, *, partial: bool = False) -> Diff:
-        """What ``apply`` would change, writing nothing. Without ``objects``: the repo folder."""
+    def plan(
+        self, objects: RepoContents | Sequence[Any] | None = None, *, partial: bool | None = None
+    ) -> Diff:
+        """What ``apply`` would change, writing nothing. Without ``objects``: the repo folder
+        (a full sync); with a list of objects: an additive change, as ``apply`` does."""
+        if partial is None:
+            partial = objects is not None and not isinstance(objects, RepoContents)
         contents = self._contents(objects)
         return diff(contents.records(), self._registry.read(self.project), partial=partial)
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from banquet.config import RepoConfig, SqliteOnlineConfig
     from banquet.feature_view import FeatureView
 
+_VIEWS = "banquet_views"  # which tables belong to which project, so teardown drops only those
 _MAX_VARS = 900  # stay under SQLite's bound-parameter limit on old builds
 
 
@@ -45,14 +46,22 @@ class SqliteOnlineStore(OnlineStore):
         return conn
 
     def create_view(self, project: str, view: FeatureView) -> None:
-        self._conn().execute(
+        conn = self._conn()
+        conn.execute(
             f"CREATE TABLE IF NOT EXISTS {table_name(project, view.name)} ("
             "entity_key BLOB PRIMARY KEY, event_ts INTEGER NOT NULL, "
             "created_ts INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID"
         )
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {_VIEWS} (project TEXT, view TEXT, PRIMARY KEY (project, view))"
+        )
+        conn.execute(f"INSERT OR IGNORE INTO {_VIEWS} VALUES (?, ?)", (project, view.name))
 
     def drop_view(self, project: str, view_name: str) -> None:
-        self._conn().execute(f"DROP TABLE IF EXISTS {table_name(project, view_name)}")
+        conn = self._conn()
+        conn.execute(f"DROP TABLE IF EXISTS {table_name(project, view_name)}")
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_VIEWS,)).fetchone():
+            conn.execute(f"DELETE FROM {_VIEWS} WHERE project = ? AND view = ?", (project, view_name))
 
     def write(
         self,
@@ -104,12 +113,11 @@ class SqliteOnlineStore(OnlineStore):
 
     def teardown(self, project: str) -> None:
         conn = self._conn()
-        rows = conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\\'",
-            (project.replace("_", "\\_") + "\\_\\_%",),
-        ).fetchall()
-        for (name,) in rows:
-            conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_VIEWS,)).fetchone():
+            return
+        views = conn.execute(f"SELECT view FROM {_VIEWS} WHERE project = ?", (project,)).fetchall()
+        for (view,) in views:
+            self.drop_view(project, view)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
