@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 
 from banquet import _core
 from banquet.entity_data import key_column, utc_us
@@ -49,6 +50,7 @@ def materialize_view(
     ts = _flat(utc_us(table.column(source.timestamp_field), f"{where} timestamp"))
     cr = _flat(utc_us(table.column(created), f"{where} created")) if created else None
     idx = _core.latest_per_key(keys, ts, cr, start_us, end_us)
+    idx = _in_key_order(view, keys, idx)
     n = len(idx)
     with Progress(view.name, n, enabled=progress) as bar:
         for lo in range(0, n, BATCH_ROWS):
@@ -70,6 +72,7 @@ def write_rows(
     values = [_as_type(view, f, col) for f, col in zip(view.features, features)]
     blobs = _core.encode_values(event_ts, created_ts, values, view.value_schema())
     key_bytes = _core.serialize_entity_keys(view.join_keys, keys)
+    store.online_store.ensure_view(store.project, view)
     ev = event_ts.cast(pa.int64()).to_numpy(zero_copy_only=False).tolist()
     cr = (
         created_ts.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).tolist()
@@ -77,6 +80,15 @@ def write_rows(
         else [0] * len(ev)
     )
     store.online_store.write(store.project, view.name, key_bytes.to_pylist(), ev, cr, blobs.to_pylist())
+
+
+def _in_key_order(view: FeatureView, keys: list[pa.Array], idx: pa.Array) -> pa.Array:
+    """Winning rows ordered by serialized key: stores keyed by a B-tree (SQLite, Postgres)
+    then insert in key order, which is several times faster than random order."""
+    if len(idx) < 2:
+        return idx
+    serialized = _core.serialize_entity_keys(view.join_keys, [k.take(idx) for k in keys])
+    return idx.take(pa.compute.sort_indices(serialized))
 
 
 def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:

@@ -52,5 +52,13 @@ class OnlineStore(abc.ABC):
     def teardown(self, project: str) -> None:
         """Remove everything this project stored (and nothing else)."""
 
+    def ensure_view(self, project: str, view: FeatureView) -> None:
+        """``create_view`` once per process and view: writers call it so that storage lost
+        behind the registry's back (a deleted database file) is recreated, not an error."""
+        seen: set[tuple[str, str]] = self.__dict__.setdefault("_ensured", set())
+        if (project, view.name) not in seen:
+            self.create_view(project, view)
+            seen.add((project, view.name))
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

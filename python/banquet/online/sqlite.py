@@ -42,6 +42,7 @@ class SqliteOnlineStore(OnlineStore):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA cache_size=-131072")  # 128 MiB: bulk upserts stay in memory
             self._local.conn = conn
         return conn
 
@@ -58,6 +59,7 @@ class SqliteOnlineStore(OnlineStore):
         conn.execute(f"INSERT OR IGNORE INTO {_VIEWS} VALUES (?, ?)", (project, view.name))
 
     def drop_view(self, project: str, view_name: str) -> None:
+        self.__dict__.get("_ensured", set()).discard((project, view_name))
         conn = self._conn()
         conn.execute(f"DROP TABLE IF EXISTS {table_name(project, view_name)}")
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_VIEWS,)).fetchone():
