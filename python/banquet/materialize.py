@@ -133,3 +133,6 @@ def record_interval(store: FeatureStore, view: str, start_us: int | None, end_us
         return True
 
     store.registry.update(store.project, change)
+    # The store's catalog is cached (registry.cache_ttl_seconds): without a refresh the next
+    # materialize_incremental in this process would not see this interval.
+    store.refresh_registry()
