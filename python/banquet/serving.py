@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from banquet import _core
+from banquet.entity_data import key_column
 from banquet.errors import EntityDataError, KeyTypeError, MissingJoinKeyError
 from banquet.request import ResolvedRequest, ViewGroup
 
@@ -58,7 +59,8 @@ class OnlineResponse:
         return out
 
     def to_arrow(self) -> pa.Table:
-        return pa.table({n: self._arrow.get(n) or pa.array(v) for n, v in self.columns.items()})
+        arrow = self._arrow
+        return pa.table({n: arrow[n] if n in arrow else pa.array(v) for n, v in self.columns.items()})
 
     def to_df(self) -> pd.DataFrame:
         return self.to_arrow().to_pandas()
@@ -94,14 +96,17 @@ def entity_columns(entity_rows: Any) -> dict[str, list[Any]]:
 
 def _key_array(values: list[Any], group: ViewGroup, key: str, column: str) -> pa.Array:
     dtype = group.view.key_dtype(key)
-    target = dtype.to_arrow() if dtype is not None else None
     try:
-        arr = pa.array(values, type=target)
+        # Infer, then cast with the historical path's rules: pa.array(values, type=int64)
+        # would silently truncate 1.5 to 1 and look up the wrong entity.
+        inferred = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as e:
         raise KeyTypeError(
             f"feature view {group.view.name!r}: entity column {column!r} must hold "
             f"{dtype} values, got {values[:3]!r}{'...' if len(values) > 3 else ''} ({e})"
         ) from None
+    where = f"feature view {group.view.name!r}"
+    arr = key_column(pa.table({column: inferred}), column, dtype, where).chunk(0)
     if arr.null_count:
         raise KeyTypeError(f"entity column {column!r} holds None; every entity row needs a key")
     return arr
@@ -125,6 +130,7 @@ def get_online_features(
     groups = [g for g in request.groups if not g.is_on_demand]
     # Serialize keys once per distinct (join keys, entity columns) combination.
     keys_for: dict[tuple[Any, ...], list[bytes]] = {}
+    typed: dict[str, pa.Array] = {}  # entity columns as the entities' types
     reads: list[tuple[str, list[bytes]]] = []
     for g in groups:
         jk = g.view.join_keys
@@ -138,15 +144,18 @@ def get_online_features(
                         f"feature view {g.view.name!r} needs entity column {column!r}; "
                         f"entity_rows give {sorted(cols)}"
                     )
-                arrays.append(_key_array(cols[column], g, k, column))
+                arr = _key_array(cols[column], g, k, column)
+                arrays.append(arr)
+                typed.setdefault(column, arr)
             keys_for[sig] = _core.serialize_entity_keys(jk, arrays).to_pylist()
         reads.append((g.view.name, keys_for[sig]))
     blobs_per_view = store.online_store.read(store.project, reads) if reads else []
 
+    cols = {c: typed[c].to_pylist() if c in typed else v for c, v in cols.items()}
     out: dict[str, list[Any]] = dict(cols)
     statuses: dict[str, list[str]] = {}
     stamps: dict[str, list[int | None]] = {}
-    arrow: dict[str, pa.Array] = {}
+    arrow: dict[str, pa.Array] = dict(typed)
     values_by_group: dict[int, list[list[Any]]] = {}
     now_us = time.time_ns() // 1000
     for g, blobs in zip(groups, blobs_per_view):
