@@ -86,10 +86,12 @@ class SqliteOnlineStore(OnlineStore):
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(sql, zip(keys, event_ts, created_ts, blobs))
             conn.execute("COMMIT")
-        except sqlite3.OperationalError as e:
+        except BaseException as e:  # any failure (even Ctrl-C) must not leave the write lock held
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise _error(e, view_name) from None
+            if isinstance(e, sqlite3.Error):
+                raise _error(e, view_name) from None
+            raise
 
     def read(
         self, project: str, requests: Sequence[tuple[str, Sequence[bytes]]]
@@ -128,7 +130,7 @@ class SqliteOnlineStore(OnlineStore):
             self._local.conn = None
 
 
-def _error(e: sqlite3.OperationalError, view: str) -> StoreError:
+def _error(e: sqlite3.Error, view: str) -> StoreError:
     if "no such table" in str(e):
         return StoreError(
             f"the online store has no table for feature view {view!r}; run `banquet apply` "
