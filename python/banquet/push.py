@@ -52,6 +52,8 @@ class Prepared:
             target = f.dtype.to_arrow()
             if col.type != target:
                 try:
+                    if not _castable(col.type, target):  # cast() would parse "1.5" into 1.5
+                        raise pa.ArrowInvalid("incompatible")
                     col = col.cast(target, safe=True)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
                     raise SchemaMismatch(
@@ -89,15 +91,14 @@ def push(store: FeatureStore, push_source_name: str, df: Any, to: PushMode) -> N
     views = [v for v in catalog.feature_views.values() if v.source.name == push_source_name]
     table = to_table(df, "df")
     prepared = [Prepared(v, table) for v in views]  # validate everything before writing
-    offline = None
     if to in (PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE):
-        offline = _offline_rows(source, table, prepared)
+        # Offline first: if the append fails (the source's files disagree), nothing was
+        # written; a retry after a failed online write only repeats identical offline rows.
+        store.offline_store.append(source.batch_source, _offline_rows(source, table, prepared))
     if to in (PushMode.ONLINE, PushMode.ONLINE_AND_OFFLINE):
         for p in prepared:
             if p.view.online:
                 p.write_online(store)
-    if offline is not None:
-        store.offline_store.append(source.batch_source, offline)
 
 
 def _offline_rows(source: PushSource, table: pa.Table, prepared: list[Prepared]) -> pa.Table:
@@ -115,7 +116,39 @@ def _offline_rows(source: PushSource, table: pa.Table, prepared: list[Prepared])
             cols[reverse.get(f.name, f.name)] = arr
     if not prepared:
         return table
+    created = batch.created_timestamp_column
+    if created and created not in cols:  # the source has the column: store nulls in it
+        cols[created] = pa.nulls(table.num_rows, pa.timestamp("us", tz="UTC"))
+    used = {batch.timestamp_field, created} | {n for p in prepared for n in p.view.join_keys}
+    used |= {f.name for p in prepared for f in p.view.features}
+    for name in table.column_names:  # other columns the frame holds (the source may have them)
+        if name not in used and name not in cols:
+            cols[name] = table.column(name)
     return pa.table(cols)
+
+
+def _castable(src: pa.DataType, target: pa.DataType) -> bool:
+    """Whether a pushed column of type ``src`` may be stored as ``target``: numbers as numbers
+    (the cast still refuses lossy values), text as text, bytes as bytes, times as times, lists
+    of castable items; never a conversion between kinds (strings parsed as floats ...)."""
+    import pyarrow.types as pat
+
+    if pat.is_dictionary(src):
+        src = src.value_type
+    if src == target or pat.is_null(src):
+        return True
+    if pat.is_list(target):
+        return (pat.is_list(src) or pat.is_large_list(src) or pat.is_fixed_size_list(src)) and _castable(
+            src.value_type, target.value_type
+        )
+    kinds = (
+        lambda t: pat.is_integer(t) or pat.is_floating(t),
+        lambda t: pat.is_string(t) or pat.is_large_string(t) or str(t) == "string_view",
+        lambda t: pat.is_binary(t) or pat.is_large_binary(t) or pat.is_fixed_size_binary(t) or str(t) == "binary_view",
+        pat.is_boolean,
+        lambda t: pat.is_timestamp(t) or pat.is_date(t),
+    )
+    return any(kind(src) and kind(target) for kind in kinds)
 
 
 def new_part_name() -> str:
