@@ -286,6 +286,33 @@ def test_window_is_inclusive_on_both_ends(tmp_repo: MakeRepo) -> None:
     assert stored(store, "stats")[3][2]["a"] == 3
 
 
+def test_second_precision_source_with_sub_second_window(tmp_repo: MakeRepo) -> None:
+    """Bounds pushed into the Parquet scan are rounded outward, then applied exactly."""
+    import pyarrow.parquet as pq
+
+    t = BASE.replace(tzinfo=None)
+    store = make_store(tmp_repo, make_rows())
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array([1, 2, 3, 4], pa.int64()),
+                "event_timestamp": pa.array(
+                    [t + timedelta(seconds=s) for s in (0, 1, 2, 3)], pa.timestamp("s")
+                ),
+                "created": pa.array([None] * 4, pa.timestamp("s")),
+                "a": pa.array([0, 1, 2, 3], pa.int64()),
+                "b": pa.array([None] * 4, pa.float64()),
+                "c": pa.array([None] * 4, pa.string()),
+            }
+        ),
+        store.repo_path / "data" / "events.parquet",
+    )
+    store.materialize(BASE + timedelta(seconds=0.5), BASE + timedelta(seconds=2.5), ["stats"])
+    assert {k: v[2]["a"] for k, v in stored(store, "stats").items()} == {2: 1, 3: 2}
+    store.materialize(BASE + timedelta(seconds=3), BASE + timedelta(seconds=3), ["stats"])
+    assert {k: v[2]["a"] for k, v in stored(store, "stats").items()} == {2: 1, 3: 2, 4: 3}
+
+
 def test_start_after_end_is_refused(tmp_repo: MakeRepo) -> None:
     store = make_store(tmp_repo, make_rows())
     with pytest.raises(ValueError, match="after"):

@@ -481,8 +481,6 @@ def test_missing_join_key(store: FeatureStore) -> None:
         store.get_online_features(["stats:clicks"], {"uid": [1]})
     with pytest.raises(MissingJoinKeyError, match="shop_id"):
         store.get_online_features(["pairs:visits"], [{"user_id": 1}])
-    with pytest.raises(MissingJoinKeyError):
-        store.get_online_features(["stats:clicks"], [])
     assert issubclass(MissingJoinKeyError, EntityDataError)
 
 
