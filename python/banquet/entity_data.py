@@ -99,6 +99,7 @@ def key_column(
         col = col.cast(col.type.value_type)
     compatible = (
         (pat.is_integer(col.type) and pat.is_integer(target))
+        or (pat.is_floating(col.type) and pat.is_integer(target))  # pandas makes 1 into 1.0
         or ((pat.is_string(col.type) or pat.is_large_string(col.type) or str(col.type) == "string_view") and pat.is_string(target))
         or ((pat.is_binary(col.type) or pat.is_large_binary(col.type)) and pat.is_binary(target))
         or (pat.is_timestamp(col.type) and pat.is_timestamp(target))

@@ -8,6 +8,7 @@ online store, decode them in Rust, and enforce each view's ttl at read time.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,19 +38,19 @@ class OnlineResponse:
     ``event_timestamps[name]`` the event time (UTC µs) of each value, or None.
     """
 
-    __slots__ = ("columns", "statuses", "event_timestamps", "_arrow")
+    __slots__ = ("columns", "statuses", "event_timestamps", "_types")
 
     def __init__(
         self,
         columns: dict[str, list[Any]],
         statuses: dict[str, list[str]],
         event_timestamps: dict[str, list[int | None]],
-        arrow: dict[str, pa.Array],
+        types: dict[str, pa.DataType],
     ) -> None:
         self.columns = columns
         self.statuses = statuses
         self.event_timestamps = event_timestamps
-        self._arrow = arrow
+        self._types = types
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
         out = dict(self.columns)
@@ -59,8 +60,8 @@ class OnlineResponse:
         return out
 
     def to_arrow(self) -> pa.Table:
-        arrow = self._arrow
-        return pa.table({n: arrow[n] if n in arrow else pa.array(v) for n, v in self.columns.items()})
+        types = self._types
+        return pa.table({n: pa.array(v, types.get(n)) for n, v in self.columns.items()})
 
     def to_df(self) -> pd.DataFrame:
         return self.to_arrow().to_pandas()
@@ -112,14 +113,68 @@ def _key_array(values: list[Any], group: ViewGroup, key: str, column: str) -> pa
     return arr
 
 
-def _stored_schema(group: ViewGroup) -> pa.Schema:
-    cache = group.__dict__
-    schema = cache.get("_schema")
-    if schema is None:
-        schema = cache["_schema"] = group.view.value_schema()
-        positions = {f.name: i for i, f in enumerate(group.view.features)}
-        cache["_positions"] = [positions[f.name] for f in group.features]
-    return schema
+class _Plan:
+    """What a resolved request needs at read time, computed once and cached on it."""
+
+    def __init__(self, request: ResolvedRequest) -> None:
+        self.groups = [g for g in request.groups if not g.is_on_demand]
+        self.codecs = [_core.ValueCodec(g.view.value_schema()) for g in self.groups]
+        self.positions = []
+        self.timestamps = []  # per group: {feature position: True for timestamp, False for list}
+        for g in self.groups:
+            where = {f.name: i for i, f in enumerate(g.view.features)}
+            self.positions.append([where[f.name] for f in g.features])
+            self.timestamps.append(
+                {i: f.dtype.name == "timestamp" for i, f in enumerate(g.features) if "timestamp" in f.dtype.name}
+            )
+        self.signatures = [
+            tuple((k, g.view.entity_column(k), g.view.key_dtype(k)) for k in g.view.join_keys)
+            for g in self.groups
+        ]
+        self.types = {
+            name: f.dtype.to_arrow() for g in self.groups for name, f in zip(g.names, g.features)
+        }
+        for sig in self.signatures:
+            for _, column, dtype in sig:
+                if dtype is not None:
+                    self.types.setdefault(column, dtype.to_arrow())
+        self.on_demand = any(g.is_on_demand for g in request.groups)
+
+
+def _plan(request: ResolvedRequest) -> _Plan:
+    plan = request.__dict__.get("_online_plan")
+    if plan is None:
+        plan = request.__dict__["_online_plan"] = _Plan(request)
+    return plan
+
+
+_FAST_KINDS = {"int64", "int32", "string", "bytes"}
+
+
+def _serialize(
+    sig: tuple[Any, ...], group: ViewGroup, cols: dict[str, list[Any]], typed: dict[str, pa.Array]
+) -> list[bytes]:
+    names = [k for k, _, _ in sig]
+    for _, column, _ in sig:
+        if column not in cols:
+            raise MissingJoinKeyError(
+                f"feature view {group.view.name!r} needs entity column {column!r}; "
+                f"entity_rows give {sorted(cols)}"
+            )
+    kinds = [dtype.name if dtype is not None else "" for _, _, dtype in sig]
+    if all(k in _FAST_KINDS for k in kinds):
+        values = [cols[c] for _, c, _ in sig]
+        if all(type(v) in (int, str, bytes) for col in values for v in col):
+            try:
+                return _core.serialize_key_rows(names, values, kinds)  # type: ignore[no-any-return]
+            except (TypeError, OverflowError):
+                pass  # the general path below reports the problem precisely
+    arrays = []
+    for k, column, _ in sig:
+        arr = _key_array(cols[column], group, k, column)
+        typed.setdefault(column, arr)
+        arrays.append(arr)
+    return _core.serialize_entity_keys(names, arrays).to_pylist()  # type: ignore[no-any-return]
 
 
 def get_online_features(
@@ -127,72 +182,61 @@ def get_online_features(
 ) -> OnlineResponse:
     cols = entity_columns(entity_rows)
     n = len(next(iter(cols.values()))) if cols else 0
-    groups = [g for g in request.groups if not g.is_on_demand]
-    # Serialize keys once per distinct (join keys, entity columns) combination.
+    plan = _plan(request)
     keys_for: dict[tuple[Any, ...], list[bytes]] = {}
-    typed: dict[str, pa.Array] = {}  # entity columns as the entities' types
+    typed: dict[str, pa.Array] = {}  # entity columns that needed converting to the key type
     reads: list[tuple[str, list[bytes]]] = []
-    for g in groups:
-        jk = g.view.join_keys
-        sig = tuple((k, g.view.entity_column(k), g.view.key_dtype(k)) for k in jk)
-        if sig not in keys_for:
-            arrays = []
-            for k in jk:
-                column = g.view.entity_column(k)
-                if column not in cols:
-                    raise MissingJoinKeyError(
-                        f"feature view {g.view.name!r} needs entity column {column!r}; "
-                        f"entity_rows give {sorted(cols)}"
-                    )
-                arr = _key_array(cols[column], g, k, column)
-                arrays.append(arr)
-                typed.setdefault(column, arr)
-            keys_for[sig] = _core.serialize_entity_keys(jk, arrays).to_pylist()
-        reads.append((g.view.name, keys_for[sig]))
+    for g, sig in zip(plan.groups, plan.signatures):
+        keys = keys_for.get(sig)
+        if keys is None:
+            keys = keys_for[sig] = _serialize(sig, g, cols, typed)
+        reads.append((g.view.name, keys))
     blobs_per_view = store.online_store.read(store.project, reads) if reads else []
 
-    cols = {c: typed[c].to_pylist() if c in typed else v for c, v in cols.items()}
+    if typed:
+        cols = {c: typed[c].to_pylist() if c in typed else v for c, v in cols.items()}
     out: dict[str, list[Any]] = dict(cols)
     statuses: dict[str, list[str]] = {}
     stamps: dict[str, list[int | None]] = {}
-    arrow: dict[str, pa.Array] = dict(typed)
-    values_by_group: dict[int, list[list[Any]]] = {}
+    values: dict[str, list[Any]] = {}
     now_us = time.time_ns() // 1000
-    for g, blobs in zip(groups, blobs_per_view):
-        schema = _stored_schema(g)
-        event, _created, decoded = _core.decode_values(pa.array(blobs, pa.binary()), schema)
-        ev = event.cast(pa.int64()).to_pylist()
+    for g, codec, positions, ts_pos, blobs in zip(
+        plan.groups, plan.codecs, plan.positions, plan.timestamps, blobs_per_view
+    ):
+        ev, decoded = codec.decode_rows(blobs)
         ttl = g.view.ttl_us
-        expired = [e is not None and ttl is not None and now_us - e > ttl for e in ev]
-        per_feature = []
-        for name, pos in zip(g.names, g.__dict__["_positions"]):
-            arr = decoded[pos]
-            vals = arr.to_pylist()
-            st = []
-            for i, v in enumerate(vals):
-                if ev[i] is None:
-                    st.append(NOT_FOUND)
-                elif expired[i]:
-                    st.append(OUTSIDE_MAX_AGE)
-                    vals[i] = None
+        base = [
+            NOT_FOUND if e is None else OUTSIDE_MAX_AGE if ttl is not None and now_us - e > ttl else PRESENT
+            for e in ev
+        ]
+        expired = OUTSIDE_MAX_AGE in base
+        for j, (name, pos) in enumerate(zip(g.names, positions)):
+            vals = decoded[pos]
+            if expired:
+                vals = [None if b is OUTSIDE_MAX_AGE else v for v, b in zip(vals, base)]
+            if j in ts_pos:  # decoded as UTC microseconds: scalars, or lists of them
+                if ts_pos[j]:
+                    vals = [None if v is None else _datetime(v) for v in vals]
                 else:
-                    st.append(PRESENT if v is not None else NULL_VALUE)
-            if any(expired):
-                arr = pa.array(vals, arr.type)
-            statuses[name] = st
+                    vals = [None if v is None else [None if x is None else _datetime(x) for x in v] for v in vals]
+            statuses[name] = [NULL_VALUE if b is PRESENT and v is None else b for v, b in zip(vals, base)]
             stamps[name] = ev
-            arrow[name] = arr
-            per_feature.append(vals)
-        values_by_group[id(g)] = per_feature
-    for gi, fi in request.columns:
-        g = request.groups[gi]
-        name = g.names[fi]
-        if g.is_on_demand:
-            continue
-        out[name] = values_by_group[id(g)][fi]
-    if any(g.is_on_demand for g in request.groups):
+            values[name] = vals
+    for name in request.names:
+        if name in values:
+            out[name] = values[name]
+    if plan.on_demand:
         from banquet.on_demand import apply_online
 
-        apply_online(out, statuses, arrow, request, n)
+        apply_online(out, statuses, request, n)
         out = {**dict(cols), **{name: out[name] for name in request.names}}
-    return OnlineResponse(out, statuses, stamps, arrow)
+    types = dict(plan.types)
+    types.update({c: a.type for c, a in typed.items()})
+    return OnlineResponse(out, statuses, stamps, types)
+
+
+def _datetime(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -7,10 +7,11 @@ SQLite, in the same statement.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from banquet.errors import StoreError
 from banquet.online.base import OnlineStore
@@ -97,23 +98,27 @@ class SqliteOnlineStore(OnlineStore):
         self, project: str, requests: Sequence[tuple[str, Sequence[bytes]]]
     ) -> list[list[bytes | None]]:
         conn = self._conn()
-        out: list[list[bytes | None]] = []
+        total = sum(len(keys) for _, keys in requests)
         try:
+            if total <= _MAX_VARS:  # the usual online request: one statement for every view
+                sql = _union_sql(project, tuple((v, len(k)) for v, k in requests))
+                params = [k for _, keys in requests for k in keys]
+                found: list[dict[bytes, bytes]] = [{} for _ in requests]
+                for i, key, value in conn.execute(sql, params):
+                    found[i][key] = value
+                return [[f.get(k) for k in keys] for f, (_, keys) in zip(found, requests)]
+            out: list[list[bytes | None]] = []
             for view, keys in requests:
                 t = table_name(project, view)
-                if len(keys) == 1:
-                    row = conn.execute(f"SELECT value FROM {t} WHERE entity_key = ?", (keys[0],)).fetchone()
-                    out.append([row[0] if row else None])
-                    continue
-                found: dict[bytes, bytes] = {}
+                got: dict[bytes, bytes] = {}
                 for i in range(0, len(keys), _MAX_VARS):
                     chunk = keys[i : i + _MAX_VARS]
                     q = f"SELECT entity_key, value FROM {t} WHERE entity_key IN ({','.join('?' * len(chunk))})"
-                    found.update(conn.execute(q, chunk).fetchall())
-                out.append([found.get(k) for k in keys])
+                    got.update(conn.execute(q, chunk).fetchall())
+                out.append([got.get(k) for k in keys])
+            return out
         except sqlite3.OperationalError as e:
-            raise _error(e, requests[len(out)][0]) from None
-        return out
+            raise _error(e, _missing_view(e, project, requests)) from None
 
     def teardown(self, project: str) -> None:
         conn = self._conn()
@@ -128,6 +133,24 @@ class SqliteOnlineStore(OnlineStore):
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+@functools.lru_cache(maxsize=512)
+def _union_sql(project: str, shape: tuple[tuple[str, int], ...]) -> str:
+    """One SELECT per (view, number of keys), glued with UNION ALL; tagged by request index."""
+    return " UNION ALL ".join(
+        f"SELECT {i}, entity_key, value FROM {table_name(project, view)} "
+        f"WHERE entity_key IN ({','.join('?' * n)})"
+        for i, (view, n) in enumerate(shape)
+    )
+
+
+def _missing_view(e: sqlite3.OperationalError, project: str, requests: Sequence[tuple[str, Any]]) -> str:
+    """The view whose table a 'no such table' error names (else the first one)."""
+    for view, _ in requests:
+        if f"{project}__{view}" in str(e):
+            return view
+    return requests[0][0] if requests else "?"
 
 
 def _error(e: sqlite3.Error, view: str) -> StoreError:

@@ -11,6 +11,7 @@ mod codec;
 mod errors;
 mod gil;
 mod keys;
+mod online;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -19,5 +20,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     keys::register(m)?;
     asof::register(m)?;
     codec::register(m)?;
+    online::register(m)?;
     Ok(())
 }
