@@ -1,0 +1,492 @@
+"""get_historical_features on the file offline store: the output contract, the point-in-time
+rules against a brute-force reference (hypothesis), and every named edge case."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from banquet import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from banquet.errors import (
+    FeatureNameCollisionError,
+    FeatureNotFound,
+    FeatureViewNotFound,
+    KeyTypeError,
+    MissingJoinKeyError,
+    SourceColumnMissing,
+    SourceFileNotFound,
+    TimestampColumnError,
+)
+from banquet.types import Float64, Int64, String
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+UTC_US = pa.timestamp("us", tz="UTC")
+H = timedelta(hours=1)
+
+
+def make_store(path: Path) -> FeatureStore:
+    cfg = RepoConfig.from_dict(
+        {
+            "project": "hist",
+            "registry": str(path / "registry.db"),
+            "online_store": {"type": "sqlite", "path": str(path / "online.db")},
+        },
+        repo_path=path,
+    )
+    return FeatureStore(config=cfg)
+
+
+def write(path: Path, cols: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(cols), path)
+
+
+user = Entity(name="user", join_keys=["user_id"])
+
+
+def views(
+    ttls: dict[str, timedelta | None], path: str = "src.parquet", created: str = "created"
+) -> list[FeatureView]:
+    src = FileSource(
+        name="src", path=path, timestamp_field="event_timestamp", created_timestamp_column=created
+    )
+    return [
+        FeatureView(
+            name=name,
+            entities=[user],
+            ttl=ttl,
+            source=src,
+            schema=[Field(name="f_int", dtype=Int64), Field(name="f_str", dtype=String)],
+        )
+        for name, ttl in ttls.items()
+    ]
+
+
+# --- the brute-force reference ----------------------------------------------------------------
+
+
+def reference(
+    entity: list[tuple[Any, datetime | None]], rows: list[dict[str, Any]], ttl: timedelta | None
+) -> list[int | None]:
+    """For each entity row, the index of the matching source row, by the documented rules."""
+    out: list[int | None] = []
+    for key, ets in entity:
+        best, best_rank = None, None
+        for i, r in enumerate(rows):
+            if key is None or ets is None or r["user_id"] != key or r["event_timestamp"] is None:
+                continue
+            if r["event_timestamp"] > ets or (ttl and r["event_timestamp"] < ets - ttl):
+                continue
+            created = r["created"]
+            rank = (r["event_timestamp"], created is not None, created or T0, i)
+            if best_rank is None or rank > best_rank:
+                best, best_rank = i, rank
+        out.append(best)
+    return out
+
+
+hours = st.integers(0, 8).map(lambda h: T0 + h * H)
+source_rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "user_id": st.integers(1, 4),
+            "event_timestamp": hours,
+            "created": st.none() | hours,
+            "f_int": st.none() | st.integers(-5, 5),
+            "f_str": st.none() | st.sampled_from(["a", "b", ""]),
+        }
+    ),
+    max_size=25,
+)
+entity_rows = st.lists(st.tuples(st.integers(1, 5), hours), max_size=15)
+TTLS = {"unbounded": None, "one_hour": H, "three_hours": 3 * H, "zero": timedelta(0)}
+
+
+@pytest.fixture(scope="module")
+def prop_store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
+    path = tmp_path_factory.mktemp("prop")
+    write(
+        path / "src.parquet",
+        {
+            "user_id": pa.array([1], pa.int64()),
+            "event_timestamp": pa.array([T0], UTC_US),
+            "created": pa.array([T0], UTC_US),
+            "f_int": [1],
+            "f_str": ["x"],
+        },
+    )
+    store = make_store(path)
+    store.apply([user, *views(TTLS)])
+    return store
+
+
+@settings(
+    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=source_rows, entity=entity_rows)
+def test_matches_brute_force_reference(
+    prop_store: FeatureStore, rows: list[dict[str, Any]], entity: list[tuple[int, datetime]]
+) -> None:
+    write(
+        prop_store.repo_path / "src.parquet",
+        {
+            "user_id": pa.array([r["user_id"] for r in rows], pa.int64()),
+            "event_timestamp": pa.array([r["event_timestamp"] for r in rows], UTC_US),
+            "created": pa.array([r["created"] for r in rows], UTC_US),
+            "f_int": pa.array([r["f_int"] for r in rows], pa.int64()),
+            "f_str": pa.array([r["f_str"] for r in rows], pa.string()),
+        },
+    )
+    entity_df = pa.table(
+        {
+            "user_id": pa.array([k for k, _ in entity], pa.int64()),
+            "event_timestamp": pa.array([t for _, t in entity], UTC_US),
+        }
+    )
+    refs = [f"{v}:{f}" for v in TTLS for f in ("f_int", "f_str")]
+    out = prop_store.get_historical_features(entity_df, refs, full_feature_names=True).to_arrow()
+    assert out.num_rows == len(entity)
+    assert out.column_names == ["user_id", "event_timestamp", *(r.replace(":", "__") for r in refs)]
+    for view, ttl in TTLS.items():
+        want = reference(entity, rows, ttl)
+        for f in ("f_int", "f_str"):
+            got = out.column(f"{view}__{f}").to_pylist()
+            assert got == [None if i is None else rows[i][f] for i in want], (view, f)
+
+
+# --- named edge cases ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    write(
+        tmp_path / "src.parquet",
+        {
+            "user_id": pa.array([1, 1, 1, 2, 2], pa.int64()),
+            "event_timestamp": pa.array([T0, T0 + H, T0 + H, T0, T0 + 2 * H], UTC_US),
+            "created": pa.array([T0, T0 + H, T0 + 2 * H, None, T0], UTC_US),
+            "f_int": pa.array([10, 11, 12, 20, None], pa.int64()),
+            "f_str": pa.array(["a", "b", "c", "d", "e"]),
+        },
+    )
+    s = make_store(tmp_path)
+    s.apply([user, *views({"v": None, "short": H})])
+    return s
+
+
+def entity(keys: list[Any], times: list[datetime], **extra: Any) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": keys, "event_timestamp": times, **extra})
+
+
+def test_created_timestamp_breaks_event_time_ties(store: FeatureStore) -> None:
+    out = store.get_historical_features(entity([1], [T0 + H]), ["v:f_int"]).to_df()
+    assert out["f_int"].tolist() == [12]  # same event ts as row 11; larger created wins
+
+
+def test_full_tie_goes_to_the_later_row(tmp_path: Path) -> None:
+    write(
+        tmp_path / "src.parquet",
+        {
+            "user_id": pa.array([1, 1, 1], pa.int64()),
+            "event_timestamp": pa.array([T0] * 3, UTC_US),
+            "created": pa.array([T0] * 3, UTC_US),
+            "f_int": [1, 2, 3],
+            "f_str": ["x", "y", "z"],
+        },
+    )
+    s = make_store(tmp_path)
+    s.apply([user, *views({"v": None})])
+    for _ in range(3):  # the same answer every run
+        assert s.get_historical_features(entity([1], [T0]), ["v:f_int"]).to_arrow().column(
+            "f_int"
+        ).to_pylist() == [3]
+
+
+def test_ttl_boundaries_are_inclusive(store: FeatureStore) -> None:
+    df = entity([2, 2, 2], [T0 + H, T0 + H + timedelta(microseconds=1), T0])
+    out = store.get_historical_features(df, ["short:f_str"]).to_arrow()
+    assert out.column("f_str").to_pylist() == [
+        "d",
+        None,
+        "d",
+    ]  # exactly ttl old matches; 1 µs older does not
+
+
+def test_future_rows_are_not_visible(store: FeatureStore) -> None:
+    out = store.get_historical_features(
+        entity([1], [T0 + H - timedelta(microseconds=1)]), ["v:f_int"]
+    ).to_df()
+    assert out["f_int"].tolist() == [10]
+
+
+def test_null_feature_value_is_returned_as_null_not_skipped(store: FeatureStore) -> None:
+    out = store.get_historical_features(
+        entity([2], [T0 + 3 * H]), ["v:f_int", "v:f_str"]
+    ).to_arrow()
+    assert out.column("f_int").to_pylist() == [None]
+    assert out.column("f_str").to_pylist() == ["e"]
+
+
+def test_output_contract_order_duplicates_and_extra_columns(store: FeatureStore) -> None:
+    df = entity([2, 1, 9, 1, 2], [T0 + 5 * H] * 5, label=[1, 0, 1, 0, 1])
+    out = store.get_historical_features(
+        df, ["v:f_str", "short:f_int"], full_feature_names=True
+    ).to_arrow()
+    assert out.column_names == ["user_id", "event_timestamp", "label", "v__f_str", "short__f_int"]
+    assert out.column("user_id").to_pylist() == [2, 1, 9, 1, 2]
+    assert out.column("label").to_pylist() == [1, 0, 1, 0, 1]
+    assert out.column("v__f_str").to_pylist() == ["e", "c", None, "c", "e"]
+    assert out.column("short__f_int").null_count == 5
+
+
+def test_typed_nulls_when_nothing_matches(store: FeatureStore) -> None:
+    out = store.get_historical_features(entity([9], [T0]), ["v:f_int", "v:f_str"]).to_arrow()
+    assert out.schema.field("f_int").type == pa.int64()
+    assert out.schema.field("f_str").type == pa.string()
+    assert out.column("f_int").null_count == 1
+
+
+def test_empty_entity_df(store: FeatureStore) -> None:
+    df = pa.table({"user_id": pa.array([], pa.int64()), "event_timestamp": pa.array([], UTC_US)})
+    out = store.get_historical_features(df, ["v:f_int"]).to_arrow()
+    assert out.num_rows == 0 and out.column_names == ["user_id", "event_timestamp", "f_int"]
+
+
+def test_empty_source(tmp_path: Path) -> None:
+    write(
+        tmp_path / "src.parquet",
+        {
+            "user_id": pa.array([], pa.int64()),
+            "event_timestamp": pa.array([], UTC_US),
+            "created": pa.array([], UTC_US),
+            "f_int": pa.array([], pa.int64()),
+            "f_str": pa.array([], pa.string()),
+        },
+    )
+    s = make_store(tmp_path)
+    s.apply([user, *views({"v": None})])
+    out = s.get_historical_features(entity([1, 2], [T0, T0]), ["v:f_int"]).to_df()
+    assert out["f_int"].isna().all() and len(out) == 2
+
+
+def test_naive_timestamps_are_utc_and_aware_ones_are_converted(store: FeatureStore) -> None:
+    naive = entity([1], [datetime(2024, 1, 1, 1, 0)])
+    assert store.get_historical_features(naive, ["v:f_int"]).to_arrow().column(
+        "f_int"
+    ).to_pylist() == [12]
+    # 02:00 in UTC+1 is 01:00 UTC
+    aware = entity([1], [datetime(2024, 1, 1, 2, 0, tzinfo=timezone(timedelta(hours=1)))])
+    assert store.get_historical_features(aware, ["v:f_int"]).to_arrow().column(
+        "f_int"
+    ).to_pylist() == [12]
+    ny = pd.DataFrame(
+        {
+            "user_id": [1],
+            "ts": pd.to_datetime(["2023-12-31 19:59:59"]).tz_localize("America/New_York"),
+        }
+    )
+    assert store.get_historical_features(ny, ["v:f_int"]).to_arrow().column(
+        "f_int"
+    ).to_pylist() == [10]
+
+
+def test_entity_df_kinds(store: FeatureStore) -> None:
+    import polars as pl
+
+    want = [12, None]
+    table = pa.table(
+        {"user_id": pa.array([1, 5], pa.int64()), "event_timestamp": pa.array([T0 + H] * 2, UTC_US)}
+    )
+    assert (
+        store.get_historical_features(table, ["v:f_int"]).to_arrow().column("f_int").to_pylist()
+        == want
+    )
+    pdf = pl.from_arrow(table)
+    job = store.get_historical_features(pdf, ["v:f_int"])
+    assert job.to_polars()["f_int"].to_list() == want
+
+    class Stream:  # anything exporting the Arrow PyCapsule stream
+        def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+            return table.__arrow_c_stream__(requested_schema)
+
+    assert (
+        store.get_historical_features(Stream(), ["v:f_int"])
+        .to_arrow()
+        .column("f_int")
+        .to_pylist()[0]
+        == 12
+    )
+
+
+def test_to_parquet(store: FeatureStore, tmp_path: Path) -> None:
+    store.get_historical_features(entity([1], [T0 + H]), ["v:f_int"]).to_parquet(
+        str(tmp_path / "out.parquet")
+    )
+    assert pq.read_table(tmp_path / "out.parquet").column("f_int").to_pylist() == [12]
+
+
+def test_feature_service_and_projection(store: FeatureStore) -> None:
+    v = store.get_feature_view("v")
+    svc = FeatureService(name="svc", features=[v[["f_str"]]])
+    store.apply([svc])
+    out = store.get_historical_features(
+        entity([1], [T0 + H]), store.get_feature_service("svc")
+    ).to_df()
+    assert out.columns.tolist() == ["user_id", "event_timestamp", "f_str"]
+
+
+def test_name_collision_needs_full_feature_names(store: FeatureStore) -> None:
+    with pytest.raises(FeatureNameCollisionError, match="full_feature_names"):
+        store.get_historical_features(entity([1], [T0]), ["v:f_int", "short:f_int"])
+    with pytest.raises(FeatureNameCollisionError):
+        store.get_historical_features(entity([1], [T0], f_int=[0]), ["v:f_int"])
+
+
+def test_field_mapping_and_join_key_map(tmp_path: Path) -> None:
+    write(
+        tmp_path / "m.parquet",
+        {
+            "uid": pa.array([7], pa.int32()),
+            "ts": pa.array([T0], UTC_US),
+            "raw_score": pa.array([0.5]),
+        },
+    )
+    src = FileSource(
+        name="m",
+        path="m.parquet",
+        timestamp_field="ts",
+        field_mapping={"raw_score": "score", "uid": "user_id"},
+    )
+    fv = FeatureView(
+        name="scores", entities=[user], source=src, schema=[Field(name="score", dtype=Float64)]
+    )
+    s = make_store(tmp_path)
+    s.apply([user, fv])
+    df = pd.DataFrame({"customer": [7, 8], "event_timestamp": [T0, T0]})
+    mapped = s.get_feature_view("scores").with_join_key_map({"user_id": "customer"})
+    svc = FeatureService(name="by_customer", features=[mapped.with_name("cust_scores")])
+    s.apply([svc])
+    out = s.get_historical_features(
+        df, s.get_feature_service("by_customer"), full_feature_names=True
+    ).to_df()
+    assert out["cust_scores__score"].tolist()[0] == 0.5 and pd.isna(
+        out["cust_scores__score"].tolist()[1]
+    )
+
+
+def test_views_with_different_and_composite_join_keys(tmp_path: Path) -> None:
+    merchant = Entity(name="merchant", join_keys=["merchant_id"])
+    write(
+        tmp_path / "um.parquet",
+        {
+            "user_id": pa.array([1, 1], pa.int64()),
+            "merchant_id": ["m1", "m2"],
+            "event_timestamp": pa.array([T0, T0], UTC_US),
+            "spend": [1.0, 2.0],
+        },
+    )
+    write(
+        tmp_path / "m.parquet",
+        {
+            "merchant_id": ["m1", "m2"],
+            "event_timestamp": pa.array([T0, T0], UTC_US),
+            "risk": [0.1, 0.9],
+        },
+    )
+    um = FeatureView(
+        name="um",
+        entities=[user, merchant],
+        schema=[Field(name="spend", dtype=Float64)],
+        source=FileSource(name="um", path="um.parquet", timestamp_field="event_timestamp"),
+    )
+    m = FeatureView(
+        name="m",
+        entities=[merchant],
+        schema=[Field(name="risk", dtype=Float64)],
+        source=FileSource(name="msrc", path="m.parquet", timestamp_field="event_timestamp"),
+    )
+    s = make_store(tmp_path)
+    s.apply([user, merchant, um, m])
+    df = pd.DataFrame(
+        {"user_id": [1, 1, 2], "merchant_id": ["m2", "m1", "m1"], "event_timestamp": [T0] * 3}
+    )
+    out = s.get_historical_features(df, ["um:spend", "m:risk"]).to_df()
+    assert out["spend"].tolist()[:2] == [2.0, 1.0] and pd.isna(out["spend"].tolist()[2])
+    assert out["risk"].tolist() == [0.9, 0.1, 0.1]
+
+
+def test_partitioned_directory_source(tmp_path: Path) -> None:
+    for day in (1, 2):
+        write(
+            tmp_path / "part" / f"day={day}" / "x.parquet",
+            {
+                "user_id": pa.array([1], pa.int64()),
+                "event_timestamp": pa.array([T0 + day * H], UTC_US),
+                "created": pa.array([None], UTC_US),
+                "f_int": [day],
+                "f_str": [str(day)],
+            },
+        )
+    s = make_store(tmp_path)
+    s.apply([user, *views({"v": None}, path="part")])
+    assert s.get_historical_features(entity([1], [T0 + 5 * H]), ["v:f_int"]).to_arrow().column(
+        "f_int"
+    ).to_pylist() == [2]
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_unknown_view_and_feature(store: FeatureStore) -> None:
+    with pytest.raises(FeatureViewNotFound, match="nope"):
+        store.get_historical_features(entity([1], [T0]), ["nope:f_int"])
+    with pytest.raises(FeatureNotFound, match="f_nope"):
+        store.get_historical_features(entity([1], [T0]), ["v:f_nope"])
+
+
+def test_missing_join_key(store: FeatureStore) -> None:
+    with pytest.raises(MissingJoinKeyError, match="user_id"):
+        store.get_historical_features(
+            pd.DataFrame({"uid": [1], "event_timestamp": [T0]}), ["v:f_int"]
+        )
+
+
+def test_key_of_wrong_type(store: FeatureStore) -> None:
+    with pytest.raises(KeyTypeError, match="user_id"):
+        store.get_historical_features(entity(["abc"], [T0]), ["v:f_int"]).to_arrow()
+    with pytest.raises(KeyTypeError):  # 1.5 cannot become an int64 key without loss
+        store.get_historical_features(entity([1.5], [T0]), ["v:f_int"]).to_arrow()
+    ok = store.get_historical_features(
+        entity([1.0], [T0 + H]), ["v:f_int"]
+    ).to_df()  # exact floats are fine
+    assert ok["f_int"].tolist() == [12]
+
+
+def test_no_timestamp_column(store: FeatureStore) -> None:
+    with pytest.raises(TimestampColumnError, match="event_timestamp"):
+        store.get_historical_features(pd.DataFrame({"user_id": [1]}), ["v:f_int"])
+
+
+def test_source_file_missing_or_lacking_a_column(store: FeatureStore, tmp_path: Path) -> None:
+    (tmp_path / "src.parquet").unlink()
+    with pytest.raises(SourceFileNotFound, match="src.parquet"):
+        store.get_historical_features(entity([1], [T0]), ["v:f_int"]).to_arrow()
+    write(
+        tmp_path / "src.parquet",
+        {
+            "user_id": pa.array([1], pa.int64()),
+            "event_timestamp": pa.array([T0], UTC_US),
+            "created": pa.array([T0], UTC_US),
+            "f_int": [1],
+        },
+    )
+    with pytest.raises(SourceColumnMissing, match="f_str"):
+        store.get_historical_features(entity([1], [T0]), ["v:f_str"]).to_arrow()
