@@ -288,24 +288,26 @@ def peer_banquet(d: Path, profile: dict | None):
 
 
 def _instrument_banquet(timers: dict) -> None:
-    """Wrap the stages of banquet's historical path with timers (no change to banquet)."""
+    """Wrap the stages of banquet's historical path with timers (no change to banquet).
+    Stage names are prefixed with where they ran: ``init`` (the job's constructor),
+    ``run`` (``_run``, outside the per-view work) or ``view`` (``_join_view``)."""
     import banquet.historical as H
     import banquet.offline.file as F
 
-    state = {"in_view": False}
+    state = {"phase": "init"}
 
-    def timed(name, fn, marks_view=False):
+    def timed(name, fn, phase=None):
         def wrapper(*a, **k):
-            label = name if (marks_view or state["in_view"]) else f"{name} (entity side, outside views)"
-            if marks_view:
-                state["in_view"] = True
+            label = name if phase else f"{state['phase']}: {name}"
+            prev = state["phase"]
+            if phase:
+                state["phase"] = phase
             t = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
                 timers[label] = timers.get(label, 0.0) + time.perf_counter() - t
-                if marks_view:
-                    state["in_view"] = False
+                state["phase"] = prev
         return wrapper
 
     class CoreShim:
@@ -316,13 +318,13 @@ def _instrument_banquet(timers: dict) -> None:
     shim = CoreShim()
     shim.asof_join = timed("asof_join kernel (Rust)", real_core.asof_join)
     H._core = shim
-    F.FileOfflineStore.read = timed("feature parquet read (pyarrow.dataset)", F.FileOfflineStore.read)
+    F.FileOfflineStore.read = timed("feature Parquet read (pyarrow.dataset, filtered)", F.FileOfflineStore.read)
     H.key_column = timed("key_column (checks, casts)", H.key_column)
-    H.utc_us = timed("utc_us (timestamp normalisation)", H.utc_us)
+    H.utc_us = timed("utc_us (timestamps to UTC us)", H.utc_us)
     H._flat = timed("_flat (combine chunks)", H._flat)
-    H.to_table = timed("entity to_table", H.to_table)
-    H.HistoricalJob._join_view = timed("_join_view total", H.HistoricalJob._join_view, marks_view=True)
-    H.HistoricalJob._run = timed("_run total", H.HistoricalJob._run)
+    H.to_table = timed("to_table", H.to_table)
+    H.HistoricalJob._join_view = timed("TOTAL view", H.HistoricalJob._join_view, phase="view")
+    H.HistoricalJob._run = timed("TOTAL run", H.HistoricalJob._run, phase="run")
 
 
 def peer_polars(d: Path, profile: dict | None):
@@ -718,24 +720,37 @@ def summarize(res: dict, peers: list[str]) -> str:
     return table + ("\n\n" + "\n".join(notes) if notes else "")
 
 
+def profile_lines(res: dict) -> list[str]:
+    """Banquet's time split from the fastest profiled run (stages summed over both views)."""
+    rs = [r for r in res["runs"].get("banquet") or [] if "profile" in r]
+    if not rs:
+        return []
+    p = min(rs, key=lambda r: r["wall_s"])
+    prof, total = dict(p["profile"]), p["wall_s"]
+    view, run = prof.pop("TOTAL view", 0.0), prof.pop("TOTAL run", 0.0)
+    read = prof.pop("entity parquet read", 0.0)
+    parts = {"entity Parquet read (pq.read_table)": read}
+    for phase in ("init", "run", "view"):
+        for k in [k for k in prof if k.startswith(phase + ":")]:
+            parts[k] = prof.pop(k)
+    in_view = sum(v for k, v in parts.items() if k.startswith("view:"))
+    in_run = sum(v for k, v in parts.items() if k.startswith("run:"))
+    in_init = sum(v for k, v in parts.items() if k.startswith("init:"))
+    parts["view: take + cast of the features (the rest of _join_view)"] = view - in_view
+    parts["run: min/max of entity ts, assembling the table (the rest of _run)"] = run - view - in_run
+    parts["init: resolve the request, HistoricalJob checks (the rest)"] = total - read - run - in_init
+    lines = [f"banquet time split, {SIZE_LABEL[res['size']]}: total {total:.2f}s "
+             "(timers around banquet's own functions; 'view' stages are summed over both views)"]
+    for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
+        if v >= 0.0005:
+            lines.append(f"  {v:7.3f}s {100 * v / total:5.1f}%  {k}")
+    return lines
+
+
 def print_profile(res: dict) -> None:
-    rs = res["runs"].get("banquet") or []
-    profs = [r for r in rs if "profile" in r]
-    if not profs:
-        return
-    p = min(profs, key=lambda r: r["wall_s"])
-    prof = dict(p["profile"])
-    total = p["wall_s"]
-    view = prof.pop("_join_view total", 0.0)
-    run = prof.pop("_run total", 0.0)
-    inner = sum(v for k, v in prof.items() if "outside views" not in k and k not in ("entity parquet read", "entity to_table"))
-    prof["take + cast of features (rest of _join_view)"] = view - inner
-    prof["rest of _run (entity ts, min/max, assembling)"] = run - view - sum(
-        v for k, v in prof.items() if "outside views" in k)
-    prof["get_historical_features setup (resolve, checks)"] = total - run - prof.get("entity parquet read", 0.0)
-    print(f"\n  banquet time split, {SIZE_LABEL[res['size']]} (total {total:.2f}s, timers around banquet's own functions):")
-    for k, v in sorted(prof.items(), key=lambda kv: -kv[1]):
-        print(f"    {v:7.3f}s {100 * v / total:5.1f}%  {k}")
+    lines = profile_lines(res)
+    if lines:
+        print("\n" + "\n".join("  " + ln for ln in lines), flush=True)
 
 
 def parent_main(args) -> None:
@@ -766,6 +781,9 @@ def parent_main(args) -> None:
         print(f"**{SIZE_LABEL[res['size']]}**\n")
         print(summarize(res, peers))
         print()
+        lines = profile_lines(res)
+        if lines:
+            print("```\n" + "\n".join(lines) + "\n```\n")
     bad = [p for res in results for p, rs in res["runs"].items() if rs and rs[0].get("verify")]
     if bad:
         print(f"!!! OUTPUT MISMATCHES: {sorted(set(bad))}")
