@@ -1,6 +1,6 @@
 //! The online value codec: one self-describing blob per (entity key, feature view) row.
 //!
-//! Layout (version 1, all integers little-endian; `docs/value-codec.md` has the full text):
+//! Layout (version 1, all integers little-endian; ARCHITECTURE.md, "The online value codec", has the full text):
 //!
 //! ```text
 //! u8     version = 1
@@ -160,6 +160,27 @@ impl<'a> Scalars<'a> {
         }
     }
 
+    /// Writes elements `lo..hi` (all non-null), matching on the type once.
+    #[inline(always)]
+    fn put_range(&self, out: &mut Vec<u8>, lo: usize, hi: usize) {
+        match self {
+            Scalars::Bool(a) => out.extend((lo..hi).map(|j| a.value(j) as u8)),
+            Scalars::I32(v) => v[lo..hi]
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Scalars::I64(v) => v[lo..hi]
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Scalars::F32(v) => v[lo..hi]
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Scalars::F64(v) => v[lo..hi]
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Scalars::Bytes(_) => (lo..hi).for_each(|j| self.put(out, j)),
+        }
+    }
+
     #[inline(always)]
     fn put(&self, out: &mut Vec<u8>, i: usize) {
         match self {
@@ -272,9 +293,7 @@ impl<'a> EncCol<'a> {
                         }
                     }
                 } else {
-                    for j in lo..hi {
-                        elems.put(out, j);
-                    }
+                    elems.put_range(out, lo, hi);
                 }
             }
         }
@@ -583,6 +602,32 @@ impl ScalarBuf {
         Ok(())
     }
 
+    /// Reads `n` consecutive non-null values, matching on the type once.
+    #[inline(always)]
+    fn read_n(&mut self, cur: &mut Cursor<'_>, n: usize) -> Dec<()> {
+        fn fixed<T, const W: usize>(
+            v: &mut Vec<T>,
+            cur: &mut Cursor<'_>,
+            n: usize,
+            f: impl Fn([u8; W]) -> T,
+        ) -> Dec<()> {
+            let bytes = cur.take(n.checked_mul(W).ok_or(Bad("a list is too long"))?)?;
+            v.extend(
+                bytes
+                    .chunks_exact(W)
+                    .map(|c| f(c.try_into().expect("chunk of W bytes"))),
+            );
+            Ok(())
+        }
+        match self {
+            ScalarBuf::I32(v) => fixed(v, cur, n, i32::from_le_bytes),
+            ScalarBuf::I64(v) => fixed(v, cur, n, i64::from_le_bytes),
+            ScalarBuf::F32(v) => fixed(v, cur, n, f32::from_le_bytes),
+            ScalarBuf::F64(v) => fixed(v, cur, n, f64::from_le_bytes),
+            _ => (0..n).try_for_each(|_| self.read(cur)),
+        }
+    }
+
     #[inline(always)]
     fn push_null(&mut self) {
         match self {
@@ -720,9 +765,7 @@ impl ColBuf {
                         return Err(Bad("the blob is truncated"));
                     }
                     elem_nulls.append_n_non_nulls(count);
-                    for _ in 0..count {
-                        elems.read(cur)?;
-                    }
+                    elems.read_n(cur, count)?;
                 }
                 offsets.push(len as i64);
                 Ok(())
@@ -1414,6 +1457,25 @@ mod tests {
     #[test]
     #[ignore]
     fn bench_codec() {
+        // best of 3, CPU time of this thread (the machine is shared, wall time is noisy)
+        fn cpu_ns() -> Option<u64> {
+            let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+            s.split_whitespace().next()?.parse().ok()
+        }
+        fn timed<T>(f: impl Fn() -> T) -> (T, f64) {
+            let mut best = f64::MAX;
+            let mut out = None;
+            for _ in 0..3 {
+                let (t0, c0) = (Instant::now(), cpu_ns());
+                out = Some(f());
+                let dt = match (c0, cpu_ns()) {
+                    (Some(a), Some(b)) => (b - a) as f64 / 1e9,
+                    _ => t0.elapsed().as_secs_f64(),
+                };
+                best = best.min(dt);
+            }
+            (out.expect("ran"), best)
+        }
         let n = 1_000_000usize;
         let event = ts((0..n as i64).collect());
         let cols: Vec<ArrayRef> = vec![
@@ -1438,12 +1500,9 @@ mod tests {
             .enumerate()
             .map(|(i, c)| field(&format!("f{i}"), c.data_type().clone()))
             .collect();
-        let t0 = Instant::now();
-        let blobs = encode_values_with_fields(&event, None, &cols, &fields).unwrap();
-        let enc = t0.elapsed().as_secs_f64();
-        let t0 = Instant::now();
-        let (_, _, out) = decode_values(&blobs, &fields).unwrap();
-        let dec = t0.elapsed().as_secs_f64();
+        let (blobs, enc) =
+            timed(|| encode_values_with_fields(&event, None, &cols, &fields).unwrap());
+        let ((_, _, out), dec) = timed(|| decode_values(&blobs, &fields).unwrap());
         assert_eq!(out[3].as_ref(), cols[3].as_ref());
         println!(
             "5 features (int64, float64, float32 10% null, string, bool), {} B/blob: encode {:.1} M rows/s, decode {:.1} M rows/s",
@@ -1460,12 +1519,9 @@ mod tests {
         }
         let cols: Vec<ArrayRef> = vec![Arc::new(lb.finish())];
         let fields = vec![field("emb", cols[0].data_type().clone())];
-        let t0 = Instant::now();
-        let blobs = encode_values_with_fields(&event, None, &cols, &fields).unwrap();
-        let enc = t0.elapsed().as_secs_f64();
-        let t0 = Instant::now();
-        decode_values(&blobs, &fields).unwrap();
-        let dec = t0.elapsed().as_secs_f64();
+        let (blobs, enc) =
+            timed(|| encode_values_with_fields(&event, None, &cols, &fields).unwrap());
+        let (_, dec) = timed(|| decode_values(&blobs, &fields).unwrap());
         println!(
             "list<float32>[16]: encode {:.1} M rows/s, decode {:.1} M rows/s",
             n as f64 / enc / 1e6,
