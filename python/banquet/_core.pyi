@@ -90,3 +90,18 @@ def decode_values(
     ``schema``, each of exactly that field's type). Timestamps are ``timestamp[us, UTC]``.
     Null blobs decode to nulls everywhere. A blob written under another schema (the view
     changed since it was materialized) or a damaged blob raises ``CorruptDataError``."""
+
+# --- online: the hot path of get_online_features ---------------------------------------------
+
+class ValueCodec:
+    """Decodes one feature view's blobs straight into Python lists (no pyarrow round trip)."""
+
+    def __init__(self, schema: ArrowSchema) -> None: ...
+    def decode_rows(self, blobs: list[bytes | None]) -> tuple[list[int | None], list[list[Any]]]:
+        """``(event_ts, columns)``: each blob's event time in UTC µs (None for a missing
+        blob), and one list per schema field (None for nulls and missing blobs). Timestamp
+        values come back as UTC microseconds."""
+
+def serialize_key_rows(names: list[str], columns: list[list[Any]], kinds: list[str]) -> list[bytes]:
+    """``serialize_entity_keys`` for keys given as Python lists; ``kinds`` are banquet type
+    names (int64, int32, string, bytes). A value of another type raises TypeError."""

@@ -37,13 +37,31 @@ def _fail(ctx: click.Context, message: str) -> None:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-c", "--chdir", type=click.Path(file_okay=False), default=None, help="Feature repo folder (default: the folder of -f, else the current one).")
-@click.option("-f", "--feature-store-yaml", type=click.Path(dir_okay=False), default=None, help="Path to feature_store.yaml (default: in the repo folder).")
+@click.option(
+    "-c",
+    "--chdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Feature repo folder (default: the folder of -f, else the current one).",
+)
+@click.option(
+    "-f",
+    "--feature-store-yaml",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Path to feature_store.yaml (default: in the repo folder).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Print full tracebacks on errors.")
 @click.pass_context
-def cli(ctx: click.Context, chdir: str | None, feature_store_yaml: str | None, verbose: bool) -> None:
+def cli(
+    ctx: click.Context, chdir: str | None, feature_store_yaml: str | None, verbose: bool
+) -> None:
     """banquet: define features once, train on history, serve online."""
-    ctx.obj = {"repo": Path(chdir) if chdir else None, "yaml": feature_store_yaml, "verbose": verbose}
+    ctx.obj = {
+        "repo": Path(chdir) if chdir else None,
+        "yaml": feature_store_yaml,
+        "verbose": verbose,
+    }
 
 
 def _store(ctx: click.Context) -> Any:
@@ -70,7 +88,9 @@ def init(ctx: click.Context, name: str, template: str) -> None:
 
     target = (ctx.obj["repo"] or Path(".")) / name
     create_repo(target, name, template)
-    click.echo(f"Created feature repo {target}/ ({template} template). Next:\n  cd {target} && banquet apply")
+    click.echo(
+        f"Created feature repo {target}/ ({template} template). Next:\n  cd {target} && banquet apply"
+    )
 
 
 @cli.command()
@@ -96,8 +116,12 @@ def teardown(ctx: click.Context, yes: bool) -> None:
     store = _store(ctx)
     if not yes:
         if not sys.stdin.isatty():
-            raise click.UsageError("teardown deletes data; pass --yes to confirm when not at a terminal")
-        click.confirm(f"Delete all online data and registry records of project {store.project!r}?", abort=True)
+            raise click.UsageError(
+                "teardown deletes data; pass --yes to confirm when not at a terminal"
+            )
+        click.confirm(
+            f"Delete all online data and registry records of project {store.project!r}?", abort=True
+        )
     store.teardown()
     click.echo(f"Project {store.project!r} torn down.")
 
@@ -124,10 +148,40 @@ def _lister(kind: str, columns: list[tuple[str, Any]]) -> click.Command:
 
 
 _GROUPS = {
-    "entities": [("NAME", lambda o: o.name), ("JOIN KEY", lambda o: o.join_key), ("TYPE", lambda o: o.dtype or "-"), ("DESCRIPTION", lambda o: o.description)],
-    "feature_views": [("NAME", lambda o: o.name), ("ENTITIES", lambda o: ",".join(e.name for e in o.entities)), ("FEATURES", lambda o: ",".join(f.name for f in o.features)), ("TTL", lambda o: o.ttl or "-"), ("ONLINE", lambda o: o.online)],
-    "feature_services": [("NAME", lambda o: o.name), ("FEATURES", lambda o: ",".join(f"{v.projected_name}:{f.name}" for v in o.feature_views for f in v.projected_features))],
-    "data_sources": [("NAME", lambda o: o.name), ("KIND", lambda o: type(o).__name__), ("WHERE", lambda o: getattr(o, "path", "") or getattr(o, "table", "") or getattr(o, "query", "") or "-")],
+    "entities": [
+        ("NAME", lambda o: o.name),
+        ("JOIN KEY", lambda o: o.join_key),
+        ("TYPE", lambda o: o.dtype or "-"),
+        ("DESCRIPTION", lambda o: o.description),
+    ],
+    "feature_views": [
+        ("NAME", lambda o: o.name),
+        ("ENTITIES", lambda o: ",".join(e.name for e in o.entities)),
+        ("FEATURES", lambda o: ",".join(f.name for f in o.features)),
+        ("TTL", lambda o: o.ttl or "-"),
+        ("ONLINE", lambda o: o.online),
+    ],
+    "feature_services": [
+        ("NAME", lambda o: o.name),
+        (
+            "FEATURES",
+            lambda o: ",".join(
+                f"{v.projected_name}:{f.name}"
+                for v in o.feature_views
+                for f in v.projected_features
+            ),
+        ),
+    ],
+    "data_sources": [
+        ("NAME", lambda o: o.name),
+        ("KIND", lambda o: type(o).__name__),
+        (
+            "WHERE",
+            lambda o: (
+                getattr(o, "path", "") or getattr(o, "table", "") or getattr(o, "query", "") or "-"
+            ),
+        ),
+    ],
 }
 for _kind, _cols in _GROUPS.items():
     _g = click.Group(_kind.replace("_", "-"), help=f"Inspect registered {_kind.replace('_', ' ')}.")
@@ -139,7 +193,9 @@ def _parse_time(value: str) -> datetime:
     try:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2024-01-31T00:00:00") from None
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time such as 2024-01-31T00:00:00"
+        ) from None
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
@@ -150,7 +206,9 @@ def _parse_time(value: str) -> datetime:
 @click.pass_context
 def materialize(ctx: click.Context, start: str, end: str, views: tuple[str, ...]) -> None:
     """Load feature values with event times in [START, END] into the online store."""
-    _store(ctx).materialize(_parse_time(start), _parse_time(end), feature_views=list(views) or None, progress=True)
+    _store(ctx).materialize(
+        _parse_time(start), _parse_time(end), feature_views=list(views) or None, progress=True
+    )
 
 
 @cli.command("materialize-incremental")
@@ -159,7 +217,9 @@ def materialize(ctx: click.Context, start: str, end: str, views: tuple[str, ...]
 @click.pass_context
 def materialize_incremental(ctx: click.Context, end: str, views: tuple[str, ...]) -> None:
     """Load everything since each view's last materialization, up to END."""
-    _store(ctx).materialize_incremental(_parse_time(end), feature_views=list(views) or None, progress=True)
+    _store(ctx).materialize_incremental(
+        _parse_time(end), feature_views=list(views) or None, progress=True
+    )
 
 
 def main() -> None:

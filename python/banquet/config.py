@@ -72,9 +72,13 @@ class PostgresOfflineConfig(PostgresConnConfig):
     type: Literal["postgres"] = "postgres"
 
 
-OnlineConfig = Union[SqliteOnlineConfig, RedisOnlineConfig, PostgresOnlineConfig]
-OfflineConfig = Union[FileOfflineConfig, PostgresOfflineConfig]
-_ONLINE: dict[str, type] = {"sqlite": SqliteOnlineConfig, "redis": RedisOnlineConfig, "postgres": PostgresOnlineConfig}
+OnlineConfig = SqliteOnlineConfig | RedisOnlineConfig | PostgresOnlineConfig
+OfflineConfig = FileOfflineConfig | PostgresOfflineConfig
+_ONLINE: dict[str, type] = {
+    "sqlite": SqliteOnlineConfig,
+    "redis": RedisOnlineConfig,
+    "postgres": PostgresOnlineConfig,
+}
 _OFFLINE: dict[str, type] = {"file": FileOfflineConfig, "postgres": PostgresOfflineConfig}
 
 
@@ -96,19 +100,27 @@ class RepoConfig:
         return p if p.is_absolute() else self.repo_path / p
 
     @staticmethod
-    def from_dict(data: Any, *, repo_path: Path | str = ".", source: str = CONFIG_FILE) -> RepoConfig:
+    def from_dict(
+        data: Any, *, repo_path: Path | str = ".", source: str = CONFIG_FILE
+    ) -> RepoConfig:
         """Validate a mapping as read from YAML (after ``${VAR}`` expansion)."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a mapping of keys to values at the top level")
         data = _expand_env(data, source, "")
         data = dict(data)
         if "project" not in data:
-            raise ConfigError(f"{source}: missing required key 'project' (a name for this feature repo)")
+            raise ConfigError(
+                f"{source}: missing required key 'project' (a name for this feature repo)"
+            )
         if isinstance(data.get("registry"), str):
             data["registry"] = {"path": data["registry"]}
-        data["online_store"] = _pick(data.get("online_store"), _ONLINE, "sqlite", source, "online_store")
-        data["offline_store"] = _pick(data.get("offline_store"), _OFFLINE, "file", source, "offline_store")
-        cfg = _build(RepoConfig, data, source, "", skip={"repo_path"})
+        data["online_store"] = _pick(
+            data.get("online_store"), _ONLINE, "sqlite", source, "online_store"
+        )
+        data["offline_store"] = _pick(
+            data.get("offline_store"), _OFFLINE, "file", source, "offline_store"
+        )
+        cfg = _build(RepoConfig, data, source, "", skip=frozenset({"repo_path"}))
         cfg = dataclasses.replace(cfg, repo_path=Path(repo_path).resolve())
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", cfg.project):
             raise ConfigError(
@@ -185,13 +197,13 @@ def _pick(value: Any, kinds: dict[str, type], default: str, source: str, key: st
         raise ConfigError(f"{source}: '{key}' must be a mapping with a 'type' key")
     kind = value.get("type", default)
     if kind not in kinds:
-        raise ConfigError(
-            f"{source}: '{key}.type' is {kind!r}; expected one of {sorted(kinds)}"
-        )
+        raise ConfigError(f"{source}: '{key}.type' is {kind!r}; expected one of {sorted(kinds)}")
     return _build(kinds[kind], value, source, f"{key}.")
 
 
-def _build(cls: type, data: dict[str, Any], source: str, prefix: str, skip: set[str] = set()) -> Any:
+def _build(
+    cls: type, data: dict[str, Any], source: str, prefix: str, skip: frozenset[str] = frozenset()
+) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)} - skip
     unknown = sorted(set(data) - names)
@@ -213,7 +225,7 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str, skip: set[
 
 def _check(hint: Any, value: Any, source: str, key: str) -> Any:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a mapping")
         return _build(hint, value, source, f"{key}.")
@@ -239,7 +251,9 @@ def _check(hint: Any, value: Any, source: str, key: str) -> Any:
         return int(value)  # values from ${ENV} expansion arrive as strings
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    if isinstance(hint, type) and (not isinstance(value, hint) or isinstance(value, bool) and hint is not bool):
+    if isinstance(hint, type) and (
+        not isinstance(value, hint) or isinstance(value, bool) and hint is not bool
+    ):
         raise ConfigError(
             f"{source}: '{key}' must be of type {hint.__name__}, got {type(value).__name__} {value!r}"
         )

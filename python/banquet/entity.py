@@ -51,7 +51,13 @@ class Entity:
                     f"{owner_s}: value_type must be a ValueType such as ValueType.INT64, "
                     f"got {value_type!r}"
                 ) from None
-        if dtype is not None and dtype.name not in ("int32", "int64", "string", "bytes", "timestamp"):
+        if dtype is not None and dtype.name not in (
+            "int32",
+            "int64",
+            "string",
+            "bytes",
+            "timestamp",
+        ):
             raise DefinitionError(
                 f"{owner_s}: a join key must be INT32, INT64, STRING, BYTES or UNIX_TIMESTAMP, "
                 f"got {dtype}"

@@ -40,9 +40,7 @@ def timestamp_column(table: pa.Table) -> str:
     """``event_timestamp`` if present, else the only timestamp column."""
     if DEFAULT_TS in table.column_names:
         return DEFAULT_TS
-    found = [
-        f.name for f in table.schema if pat.is_timestamp(f.type) or pat.is_date(f.type)
-    ]
+    found = [f.name for f in table.schema if pat.is_timestamp(f.type) or pat.is_date(f.type)]
     if len(found) == 1:
         return found[0]
     if not found:
@@ -100,7 +98,14 @@ def key_column(
     compatible = (
         (pat.is_integer(col.type) and pat.is_integer(target))
         or (pat.is_floating(col.type) and pat.is_integer(target))  # pandas makes 1 into 1.0
-        or ((pat.is_string(col.type) or pat.is_large_string(col.type) or str(col.type) == "string_view") and pat.is_string(target))
+        or (
+            (
+                pat.is_string(col.type)
+                or pat.is_large_string(col.type)
+                or str(col.type) == "string_view"
+            )
+            and pat.is_string(target)
+        )
         or ((pat.is_binary(col.type) or pat.is_large_binary(col.type)) and pat.is_binary(target))
         or (pat.is_timestamp(col.type) and pat.is_timestamp(target))
     )

@@ -60,7 +60,9 @@ class HistoricalJob(RetrievalJob):
             else:
                 per_group.append(self._join_view(g, entity, ts))
         columns = [per_group[gi][fi] for gi, fi in self._request.columns if per_group[gi]]
-        names = [n for (gi, _), n in zip(self._request.columns, self._request.names) if per_group[gi]]
+        names = [
+            n for (gi, _), n in zip(self._request.columns, self._request.names) if per_group[gi]
+        ]
         out = entity
         for name, col in zip(names, columns):
             out = out.append_column(name, col)
@@ -86,14 +88,21 @@ class HistoricalJob(RetrievalJob):
         else:
             lo = hi = 0  # nothing can match: read an empty range
         created = source.created_timestamp_column
-        wanted = [*keys, source.timestamp_field, *([created] if created else []), *(f.name for f in g.features)]
+        wanted = [
+            *keys,
+            source.timestamp_field,
+            *([created] if created else []),
+            *(f.name for f in g.features),
+        ]
         src_cols = list(dict.fromkeys(source.source_column(n) for n in wanted))
         table = self._store.read(source, src_cols, lo, hi)
         table = table.rename_columns(_renamed(table, source))
         src = f"source {source.name!r}"
         feature_keys = [_flat(key_column(table, k, view.key_dtype(k), src)) for k in keys]
         feature_ts = _flat(utc_us(table.column(source.timestamp_field), f"{src} timestamp"))
-        feature_created = _flat(utc_us(table.column(created), f"{src} created")) if created else None
+        feature_created = (
+            _flat(utc_us(table.column(created), f"{src} created")) if created else None
+        )
         idx = _core.asof_join(entity_keys, ts, feature_keys, feature_ts, feature_created, ttl)
         out = []
         for f in g.features:

@@ -41,7 +41,12 @@ def materialize_view(
     """Load one view's window into the online store; returns the number of keys written."""
     source = view.batch_source
     created = source.created_timestamp_column
-    wanted = [*view.join_keys, source.timestamp_field, *([created] if created else []), *(f.name for f in view.features)]
+    wanted = [
+        *view.join_keys,
+        source.timestamp_field,
+        *([created] if created else []),
+        *(f.name for f in view.features),
+    ]
     cols = list(dict.fromkeys(source.source_column(n) for n in wanted))
     table = store.offline_store.read(source, cols, start_us, end_us)
     table = table.rename_columns([_feature_name(source, n) for n in table.column_names])
@@ -55,7 +60,14 @@ def materialize_view(
     with Progress(view.name, n, enabled=progress) as bar:
         for lo in range(0, n, BATCH_ROWS):
             part = idx.slice(lo, BATCH_ROWS)
-            write_rows(store, view, [k.take(part) for k in keys], ts.take(part), cr.take(part) if cr is not None else None, [table.column(f.name).take(part) for f in view.features])
+            write_rows(
+                store,
+                view,
+                [k.take(part) for k in keys],
+                ts.take(part),
+                cr.take(part) if cr is not None else None,
+                [table.column(f.name).take(part) for f in view.features],
+            )
             bar.advance(len(part))
     return n
 
@@ -79,7 +91,9 @@ def write_rows(
         if created_ts is not None
         else [0] * len(ev)
     )
-    store.online_store.write(store.project, view.name, key_bytes.to_pylist(), ev, cr, blobs.to_pylist())
+    store.online_store.write(
+        store.project, view.name, key_bytes.to_pylist(), ev, cr, blobs.to_pylist()
+    )
 
 
 def _in_key_order(view: FeatureView, keys: list[pa.Array], idx: pa.Array) -> pa.Array:
@@ -121,7 +135,10 @@ def record_interval(store: FeatureStore, view: str, start_us: int | None, end_us
     def change(state: dict[str, Any]) -> bool:
         if view not in state["feature_views"]:
             raise BanquetError(f"feature view {view!r} was removed while it was being materialized")
-        ivs = [*state["materializations"].get(view, []), [start_us if start_us is not None else 0, end_us]]
+        ivs = [
+            *state["materializations"].get(view, []),
+            [start_us if start_us is not None else 0, end_us],
+        ]
         ivs.sort()
         merged: list[list[int]] = []
         for lo, hi in ivs:

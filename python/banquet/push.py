@@ -138,13 +138,18 @@ def _castable(src: pa.DataType, target: pa.DataType) -> bool:
     if src == target or pat.is_null(src):
         return True
     if pat.is_list(target):
-        return (pat.is_list(src) or pat.is_large_list(src) or pat.is_fixed_size_list(src)) and _castable(
-            src.value_type, target.value_type
-        )
+        return (
+            pat.is_list(src) or pat.is_large_list(src) or pat.is_fixed_size_list(src)
+        ) and _castable(src.value_type, target.value_type)
     kinds = (
         lambda t: pat.is_integer(t) or pat.is_floating(t),
         lambda t: pat.is_string(t) or pat.is_large_string(t) or str(t) == "string_view",
-        lambda t: pat.is_binary(t) or pat.is_large_binary(t) or pat.is_fixed_size_binary(t) or str(t) == "binary_view",
+        lambda t: (
+            pat.is_binary(t)
+            or pat.is_large_binary(t)
+            or pat.is_fixed_size_binary(t)
+            or str(t) == "binary_view"
+        ),
         pat.is_boolean,
         lambda t: pat.is_timestamp(t) or pat.is_date(t),
     )

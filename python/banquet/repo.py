@@ -173,9 +173,7 @@ def load_repo(repo_path: str | Path) -> RepoContents:
             except (DefinitionError, DuplicateNameError) as e:
                 raise type(e)(f"{rel}: {e}") from None
             except Exception as e:
-                raise RepoError(
-                    f"{rel}: importing it failed with {type(e).__name__}: {e}"
-                ) from e
+                raise RepoError(f"{rel}: importing it failed with {type(e).__name__}: {e}") from e
             for value in vars(module).values():
                 contents.add(value, str(rel))
     finally:

@@ -8,8 +8,8 @@ online store, decode them in Rust, and enforce each view's ttl at read time.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -76,7 +76,9 @@ def entity_columns(entity_rows: Any) -> dict[str, list[Any]]:
         cols = {k: list(v) if not isinstance(v, list) else v for k, v in entity_rows.items()}
         lengths = {len(v) for v in cols.values()}
         if len(lengths) > 1:
-            raise EntityDataError(f"entity_rows columns have different lengths: { {k: len(v) for k, v in cols.items()} }")
+            raise EntityDataError(
+                f"entity_rows columns have different lengths: { {k: len(v) for k, v in cols.items()} }"
+            )
         return cols
     if isinstance(entity_rows, Sequence) and all(isinstance(r, Mapping) for r in entity_rows):
         if not entity_rows:
@@ -125,7 +127,11 @@ class _Plan:
             where = {f.name: i for i, f in enumerate(g.view.features)}
             self.positions.append([where[f.name] for f in g.features])
             self.timestamps.append(
-                {i: f.dtype.name == "timestamp" for i, f in enumerate(g.features) if "timestamp" in f.dtype.name}
+                {
+                    i: f.dtype.name == "timestamp"
+                    for i, f in enumerate(g.features)
+                    if "timestamp" in f.dtype.name
+                }
             )
         self.signatures = [
             tuple((k, g.view.entity_column(k), g.view.key_dtype(k)) for k in g.view.join_keys)
@@ -206,7 +212,11 @@ def get_online_features(
         ev, decoded = codec.decode_rows(blobs)
         ttl = g.view.ttl_us
         base = [
-            NOT_FOUND if e is None else OUTSIDE_MAX_AGE if ttl is not None and now_us - e > ttl else PRESENT
+            NOT_FOUND
+            if e is None
+            else OUTSIDE_MAX_AGE
+            if ttl is not None and now_us - e > ttl
+            else PRESENT
             for e in ev
         ]
         expired = OUTSIDE_MAX_AGE in base
@@ -218,8 +228,13 @@ def get_online_features(
                 if ts_pos[j]:
                     vals = [None if v is None else _datetime(v) for v in vals]
                 else:
-                    vals = [None if v is None else [None if x is None else _datetime(x) for x in v] for v in vals]
-            statuses[name] = [NULL_VALUE if b is PRESENT and v is None else b for v, b in zip(vals, base)]
+                    vals = [
+                        None if v is None else [None if x is None else _datetime(x) for x in v]
+                        for v in vals
+                    ]
+            statuses[name] = [
+                NULL_VALUE if b is PRESENT and v is None else b for v, b in zip(vals, base)
+            ]
             stamps[name] = ev
             values[name] = vals
     for name in request.names:

@@ -235,7 +235,9 @@ class RequestSource(DataSource):
     ) -> None:
         super().__init__(name=name, description=description, tags=tags, owner=owner)
         if not schema or not all(isinstance(f, Field) for f in schema):
-            raise DefinitionError(f"RequestSource {name!r}: schema must be a non-empty list of Field")
+            raise DefinitionError(
+                f"RequestSource {name!r}: schema must be a non-empty list of Field"
+            )
         self.schema = list(schema)
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from banquet.repo import Diff, RepoContents, apply_diff, diff, load_repo
 from banquet.sources import DataSource
 
 if TYPE_CHECKING:
-    from banquet.serving import OnlineResponse
     from banquet.offline.base import OfflineStore, RetrievalJob
     from banquet.online.base import OnlineStore
+    from banquet.serving import OnlineResponse
 
 
 class PushMode(enum.Enum):
@@ -44,7 +44,9 @@ class FeatureStore:
         fs_yaml_file: str | Path | None = None,
     ) -> None:
         if config is not None and (repo_path is not None or fs_yaml_file is not None):
-            raise ConfigError("FeatureStore: pass either config= or repo_path=/fs_yaml_file=, not both")
+            raise ConfigError(
+                "FeatureStore: pass either config= or repo_path=/fs_yaml_file=, not both"
+            )
         if config is None:
             config = load_config(repo_path, fs_yaml_file)
         self.config = config
@@ -322,7 +324,9 @@ class FeatureStore:
         views = [catalog.get("feature_views", n) for n in names]
         for v in views:
             if not v.online:
-                raise ValueError(f"feature view {v.name!r} has online=False; it cannot be materialized")
+                raise ValueError(
+                    f"feature view {v.name!r} has online=False; it cannot be materialized"
+                )
         return views
 
     def write_to_online_store(self, feature_view_name: str, df: Any) -> None:

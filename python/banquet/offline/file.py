@@ -37,7 +37,9 @@ class FileOfflineStore(OfflineStore):
         try:
             return ds.dataset(str(path), format="parquet", partitioning="hive")
         except Exception as e:  # pyarrow raises several types for unreadable files
-            raise DataSourceError(f"source {source.name!r}: cannot read {path} as Parquet: {e}") from None
+            raise DataSourceError(
+                f"source {source.name!r}: cannot read {path} as Parquet: {e}"
+            ) from None
 
     def source_schema(self, source: DataSource) -> pa.Schema | None:
         from banquet.sources import PushSource
@@ -75,8 +77,9 @@ class FileOfflineStore(OfflineStore):
         try:
             return dataset.to_table(columns=columns, filter=cond, use_threads=True)
         except (OSError, ValueError) as e:
-            raise DataSourceError(f"source {source.name!r}: reading {self._path(source)} failed: {e}") from None
-
+            raise DataSourceError(
+                f"source {source.name!r}: reading {self._path(source)} failed: {e}"
+            ) from None
 
     def append(self, source: DataSource, rows: pa.Table) -> None:
         """A directory source gets a new Parquet file; a single-file source is rewritten

@@ -64,7 +64,9 @@ class SqliteOnlineStore(OnlineStore):
         conn = self._conn()
         conn.execute(f"DROP TABLE IF EXISTS {table_name(project, view_name)}")
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_VIEWS,)).fetchone():
-            conn.execute(f"DELETE FROM {_VIEWS} WHERE project = ? AND view = ?", (project, view_name))
+            conn.execute(
+                f"DELETE FROM {_VIEWS} WHERE project = ? AND view = ?", (project, view_name)
+            )
 
     def write(
         self,
@@ -145,7 +147,9 @@ def _union_sql(project: str, shape: tuple[tuple[str, int], ...]) -> str:
     )
 
 
-def _missing_view(e: sqlite3.OperationalError, project: str, requests: Sequence[tuple[str, Any]]) -> str:
+def _missing_view(
+    e: sqlite3.OperationalError, project: str, requests: Sequence[tuple[str, Any]]
+) -> str:
     """The view whose table a 'no such table' error names (else the first one)."""
     for view, _ in requests:
         if f"{project}__{view}" in str(e):

@@ -28,7 +28,11 @@ if __name__ == "__main__":
 
     store.materialize(now - timedelta(days=14), now)
     online = store.get_online_features(
-        features=["user_transactions:transaction_count", "user_transactions:avg_spend", "user_profile:segment"],
+        features=[
+            "user_transactions:transaction_count",
+            "user_transactions:avg_spend",
+            "user_profile:segment",
+        ],
         entity_rows=[{"user_id": 1001}, {"user_id": 1002}, {"user_id": 9999}],
     ).to_dict()
     print("Online features:")
