@@ -152,7 +152,7 @@ def stored(
     db = store.config.resolve("data/online_store.db")
     conn = sqlite3.connect(db)
     try:
-        rows = conn.execute(f'SELECT entity_key, value FROM "{PROJECT}__{view_name}"').fetchall()
+        rows = conn.execute(f'SELECT entity_key, value FROM "{PROJECT}:{view_name}"').fetchall()
     finally:
         conn.close()
     ids = list(range(N_KEYS + 5))
@@ -185,7 +185,7 @@ def raw_table(store: FeatureStore, view_name: str) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(store.config.resolve("data/online_store.db"))
     try:
         return conn.execute(
-            f'SELECT * FROM "{PROJECT}__{view_name}" ORDER BY entity_key'
+            f'SELECT * FROM "{PROJECT}:{view_name}" ORDER BY entity_key'
         ).fetchall()
     finally:
         conn.close()

@@ -163,7 +163,7 @@ def online_tables(store: FeatureStore) -> dict[str, list[tuple[Any, ...]]]:
     conn = sqlite3.connect(store.config.resolve("data/online_store.db"))
     try:
         return {
-            v: conn.execute(f'SELECT * FROM "{store.project}__{v}" ORDER BY entity_key').fetchall()
+            v: conn.execute(f'SELECT * FROM "{store.project}:{v}" ORDER BY entity_key').fetchall()
             for v in ("dir_stats", "dir_small", "file_stats")
         }
     finally:

@@ -302,7 +302,7 @@ def test_apply_then_no_changes(tmp_repo: MakeRepo) -> None:
     ):
         assert line in text
     assert (repo / "data" / "registry.db").is_file()
-    assert {"test_project__user_profile", "test_project__user_activity"} <= _tables(repo)
+    assert {"test_project:user_profile", "test_project:user_activity"} <= _tables(repo)
     assert store.registry.read("test_project")["version"] == 1
 
     again = _store(repo).apply()
@@ -351,7 +351,7 @@ def test_editing_a_feature_type_recreates_online_storage(tmp_repo: MakeRepo) -> 
     d = _store(repo).apply()
     assert d.changed == {"feature_views": {"user_profile": ["features"]}}
     assert _store(repo).get_feature_view("user_profile").feature("segment").dtype is Int64
-    assert "test_project__user_profile" in _tables(repo)
+    assert "test_project:user_profile" in _tables(repo)
 
 
 def test_editing_other_fields(tmp_repo: MakeRepo) -> None:
@@ -390,8 +390,8 @@ def test_deleting_from_the_code_removes_from_the_registry(
     assert [s.name for s in store.list_data_sources()] == ["profiles"]
     with pytest.raises(FeatureViewNotFound):
         store.get_feature_view("user_activity")
-    assert "test_project__user_activity" not in _tables(repo)
-    assert "test_project__user_profile" in _tables(repo)
+    assert "test_project:user_activity" not in _tables(repo)
+    assert "test_project:user_profile" in _tables(repo)
     assert "- Feature view user_activity" in d.render()
 
 
@@ -562,7 +562,7 @@ def test_partial_apply_updates(tmp_repo: MakeRepo) -> None:
     d = store.apply([changed])
     assert d.changed == {"feature_views": {"user_profile": ["features", "online"]}}
     assert store.get_feature_view("user_profile").online is False
-    assert "test_project__user_profile" not in _tables(repo)
+    assert "test_project:user_profile" not in _tables(repo)
 
 
 def test_partial_apply_delete(tmp_repo: MakeRepo) -> None:
@@ -573,7 +573,7 @@ def test_partial_apply_delete(tmp_repo: MakeRepo) -> None:
     d = store.apply([], objects_to_delete=[activity])
     assert d.removed == {"feature_views": ["user_activity"]}
     assert [v.name for v in store.list_feature_views()] == ["user_profile"]
-    assert "test_project__user_activity" not in _tables(repo)
+    assert "test_project:user_activity" not in _tables(repo)
     assert store.apply([], objects_to_delete=[activity]).empty  # already gone
 
 
@@ -763,12 +763,12 @@ def test_teardown(tmp_repo: MakeRepo) -> None:
     store = _store(repo)
     store.apply()
     _store(other).apply()
-    assert any(t.startswith("test_project__") for t in _tables(repo))
+    assert any(t.startswith("test_project:") for t in _tables(repo))
     store.teardown()
     assert store.list_feature_views() == [] and store.list_entities() == []
     assert _store(repo).registry.projects() == []
-    assert not any(t.startswith("test_project__") for t in _tables(repo))
-    assert {"other_project__user_profile", "other_project__user_activity"} <= _tables(repo)
+    assert not any(t.startswith("test_project:") for t in _tables(repo))
+    assert {"other_project:user_profile", "other_project:user_activity"} <= _tables(repo)
     assert len(_store(other).list_feature_views()) == 2
     # applying again starts over
     again = _store(repo).apply()

@@ -69,14 +69,14 @@ def read1(store: SqliteOnlineStore, keys: list[bytes], v: str = "v") -> list[byt
 def test_create_view_makes_one_table_per_view(store: SqliteOnlineStore, tmp_path: Path) -> None:
     db = tmp_path / "data" / "online.db"
     assert db.is_file()
-    assert tables(db) == {"proj__v", "banquet_views"}
+    assert tables(db) == {"proj:v", "banquet_views"}
     store.create_view("proj", view("v"))  # idempotent
     store.create_view("proj", view("w"))
-    assert tables(db) == {"proj__v", "proj__w", "banquet_views"}
+    assert tables(db) == {"proj:v", "proj:w", "banquet_views"}
     conn = sqlite3.connect(db)
     try:
-        cols = [(r[1], r[2], r[5]) for r in conn.execute('PRAGMA table_info("proj__v")')]
-        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'proj__v'").fetchone()[0]
+        cols = [(r[1], r[2], r[5]) for r in conn.execute('PRAGMA table_info("proj:v")')]
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'proj:v'").fetchone()[0]
         owned = conn.execute("SELECT project, view FROM banquet_views ORDER BY view").fetchall()
     finally:
         conn.close()
@@ -101,8 +101,8 @@ def test_wal_mode_is_on(store: SqliteOnlineStore, tmp_path: Path) -> None:
 
 
 def test_table_names_are_quoted() -> None:
-    assert table_name("p", "v") == '"p__v"'
-    assert table_name("p", 'a"b') == '"p__a""b"'
+    assert table_name("p", "v") == '"p:v"'
+    assert table_name("p", 'a"b') == '"p:a""b"'
 
 
 def test_view_names_needing_quotes(tmp_path: Path) -> None:
@@ -279,7 +279,7 @@ def test_teardown_removes_only_this_projects_tables(tmp_path: Path) -> None:
     conn.close()
 
     a.teardown("alpha")
-    assert tables(db) == {"beta__v", "beta__w", "banquet_views", "alpha__mine"}
+    assert tables(db) == {"beta:v", "beta:w", "banquet_views", "alpha__mine"}
     assert b.read("beta", [("v", [b"k"])]) == [[b"beta"]]
     conn = sqlite3.connect(db)
     try:
@@ -292,11 +292,6 @@ def test_teardown_removes_only_this_projects_tables(tmp_path: Path) -> None:
     b.close()
 
 
-@pytest.mark.xfail(
-    reason="known bug: tables are named '<project>__<view>', so project 'a__b' view 'c' and "
-    "project 'a' view 'b__c' share one table; either project's teardown drops the other's data",
-    strict=True,
-)
 def test_projects_with_double_underscores_do_not_collide(tmp_path: Path) -> None:
     a, ab = open_store(tmp_path, "a"), open_store(tmp_path, "a__b")
     a.create_view("a", view("b__c"))
@@ -329,13 +324,13 @@ def test_feature_store_teardown_keeps_other_projects(tmp_repo: MakeRepo) -> None
             datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 2, tzinfo=timezone.utc)
         )
     assert {
-        "one__user_profile",
-        "one__user_activity",
-        "two__user_profile",
-        "two__user_activity",
+        "one:user_profile",
+        "one:user_activity",
+        "two:user_profile",
+        "two:user_activity",
     } <= tables(shared)
     s1.teardown()
-    assert tables(shared) == {"two__user_profile", "two__user_activity", "banquet_views"}
+    assert tables(shared) == {"two:user_profile", "two:user_activity", "banquet_views"}
     resp = s2.get_online_features(["user_activity:clicks"], {"user_id": [1, 2]})
     assert resp.to_dict()["clicks"] == [5, 1]
     assert s1.list_feature_views() == []

@@ -25,7 +25,8 @@ _MAX_VARS = 900  # stay under SQLite's bound-parameter limit on old builds
 
 
 def table_name(project: str, view: str) -> str:
-    return '"' + f"{project}__{view}".replace('"', '""') + '"'
+    # ':' cannot occur in project or view names, so no two (project, view) pairs share a table.
+    return '"' + f"{project}:{view}".replace('"', '""') + '"'
 
 
 class SqliteOnlineStore(OnlineStore):
@@ -152,7 +153,7 @@ def _missing_view(
 ) -> str:
     """The view whose table a 'no such table' error names (else the first one)."""
     for view, _ in requests:
-        if f"{project}__{view}" in str(e):
+        if f"{project}:{view}" in str(e):
             return view
     return requests[0][0] if requests else "?"
 
