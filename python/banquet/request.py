@@ -96,11 +96,12 @@ def _resolve(
         if not features:
             raise InvalidFeatureRef("no features requested; pass refs like ['view:feature']")
         for ref in features:
-            if not isinstance(ref, str) or ref.count(":") != 1:
+            parts = ref.split(":") if isinstance(ref, str) else []
+            if len(parts) != 2 or not all(parts):
                 raise InvalidFeatureRef(
                     f"feature reference {ref!r} is not of the form 'view:feature'"
                 )
-            view_name, feature = ref.split(":")
+            view_name, feature = parts
             view = catalog.view(view_name)
             add(view, view.feature(feature))
     names = [groups[gi].names[fi] for gi, fi in columns]

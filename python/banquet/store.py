@@ -305,9 +305,10 @@ class FeatureStore:
         from banquet.materialize import materialize_view, record_interval, to_us
 
         end_us = to_us(end_date)
-        catalog = self.catalog()
+        # Read the intervals fresh, not from the cache: another process may have just run.
+        recorded = self._registry.read(self.project)["materializations"]
         for view in self._online_views(feature_views):
-            done = catalog.materializations(view.name)
+            done = recorded.get(view.name, [])
             if done:
                 start_us: int | None = max(hi for _, hi in done)
             else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from banquet.errors import DataSourceError, SourceColumnMissing, SourceFileNotFound
+from banquet.errors import DataSourceError, SchemaMismatch, SourceColumnMissing, SourceFileNotFound
 from banquet.offline.base import OfflineStore
 from banquet.sources import FileSource
 
@@ -92,7 +92,16 @@ class FileOfflineStore(OfflineStore):
         path = self._path(source)
         if path.is_file():
             existing = pq.read_table(path)
-            rows = rows.select(existing.column_names).cast(existing.schema)
+            missing = [c for c in existing.column_names if c not in rows.column_names]
+            if missing:
+                raise SchemaMismatch(
+                    f"pushed rows lack column(s) {missing} of source {source.name!r} ({path}); "
+                    "add them to the frame (None values are fine)"
+                )
+            try:
+                rows = rows.select(existing.column_names).cast(existing.schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise SchemaMismatch(f"pushed rows do not fit source {source.name!r} ({path}): {e}") from None
             tmp = path.with_name(f".{path.name}.{new_part_name()}")
             pq.write_table(pa.concat_tables([existing, rows]), tmp)
             tmp.replace(path)
