@@ -61,10 +61,11 @@ def machine_line(info: dict[str, str] | None = None) -> str:
     return f"{i['date']}; {i['nproc']} cores ({i['cpu']}), {i['ram']} RAM; {i['os']}; Python {i['python']}"
 
 
-def busy_processes(pattern: str = "cargo|rustc") -> list[str]:
-    """Other processes matching ``pattern`` (compilers by default): benchmarks wait for them."""
+def busy_processes(pattern: str = "cargo|rustc|maturin") -> list[str]:
+    """Other processes whose name matches ``pattern`` (compilers by default): benchmarks wait
+    for them. Names only, not command lines: many unrelated command lines mention .cargo/bin."""
     try:
-        out = subprocess.run(["pgrep", "-fa", pattern], capture_output=True, text=True).stdout
+        out = subprocess.run(["pgrep", "-a", pattern], capture_output=True, text=True).stdout
     except FileNotFoundError:
         return []
     me = {os.getpid(), os.getppid()}
@@ -77,7 +78,7 @@ def busy_processes(pattern: str = "cargo|rustc") -> list[str]:
     return found
 
 
-def wait_until_quiet(max_wait_s: float, pattern: str = "cargo|rustc", poll_s: float = 10.0) -> bool:
+def wait_until_quiet(max_wait_s: float, pattern: str = "cargo|rustc|maturin", poll_s: float = 10.0) -> bool:
     """Wait (at most ``max_wait_s``) until no compiler runs; True when the machine is quiet."""
     deadline = time.monotonic() + max_wait_s
     told = False

@@ -808,7 +808,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=600, help="seconds per peer run (default 600)")
     ap.add_argument("--profile", action="store_true", help="time banquet's stages")
     ap.add_argument("--no-wait", action="store_true", help="don't wait for running compilers")
-    ap.add_argument("--wait-max", type=float, default=1800, help="max seconds to wait for compilers")
+    ap.add_argument("--wait-max", type=float, default=600, help="max seconds to wait for compilers before each run")
     args = ap.parse_args()
     if args.cmd == "child":
         child_main(args)
