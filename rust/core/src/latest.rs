@@ -301,6 +301,8 @@ fn latest_fixed_partitioned(
 trait BytesKey {
     /// The key bytes of row `i`, `None` when any part of the key is null.
     fn key(&mut self, i: usize) -> Option<&[u8]>;
+    /// Do the (non-null) keys of rows `a` and `b` equal?
+    fn same(&self, a: usize, b: usize) -> bool;
 }
 
 /// A single string or binary column: the bytes in place.
@@ -310,6 +312,11 @@ impl BytesKey for OneBytes<'_> {
     #[inline(always)]
     fn key(&mut self, i: usize) -> Option<&[u8]> {
         (!self.0.is_null(i)).then(|| self.1.get(i))
+    }
+
+    #[inline(always)]
+    fn same(&self, a: usize, b: usize) -> bool {
+        self.1.get(a) == self.1.get(b)
     }
 }
 
@@ -345,6 +352,14 @@ impl BytesKey for Packed<'_> {
         }
         Some(&self.scratch)
     }
+
+    #[inline(always)]
+    fn same(&self, a: usize, b: usize) -> bool {
+        self.cols.iter().all(|c| match c.values {
+            KeyValues::String(v) | KeyValues::Bytes(v) => v.get(a) == v.get(b),
+            fixed => fixed.fixed(a) == fixed.fixed(b),
+        })
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -363,6 +378,19 @@ fn latest_bytes(w: &Window<'_>, rows: usize, mut src: impl BytesKey) -> Vec<u32>
     let mut table: HashTable<BytesSlot> = HashTable::with_capacity(rows.min(1 << 12));
     let mut arena: Vec<u8> = Vec::new();
     for i in 0..rows {
+        if table.len() >= SPILL_AT && rows - i >= SPILL_AT {
+            let so_far: Vec<HashedRow> = table
+                .iter()
+                .map(|s| HashedRow {
+                    hash: s.hash,
+                    ts: s.ts,
+                    row: s.row,
+                })
+                .collect();
+            drop(table);
+            drop(arena);
+            return latest_bytes_partitioned(w, rows, i, so_far, src);
+        }
         let Some(t) = w.eligible(i) else { continue };
         let Some(k) = src.key(i) else { continue };
         let h = xxhash_rust::xxh3::xxh3_64(k);
@@ -392,6 +420,100 @@ fn latest_bytes(w: &Window<'_>, rows: usize, mut src: impl BytesKey) -> Vec<u32>
         }
     }
     table.iter().map(|s| s.row).collect()
+}
+
+/// A candidate row for a byte-string key, by the hash of its key.
+#[derive(Clone, Copy, Default)]
+struct HashedRow {
+    hash: u64,
+    ts: i64,
+    row: u32,
+}
+
+#[derive(Clone, Copy)]
+struct HashedSlot {
+    hash: u64,
+    ts: i64,
+    row: u32,
+    /// A row holding the slot's key (compared through the input on a hash match).
+    key_row: u32,
+}
+
+/// The partitioned reduction for byte-string keys: rows are scattered by key hash (the
+/// winners so far first), then each partition is reduced with a small table. Keys are
+/// compared through the input only when their 64-bit hashes match.
+fn latest_bytes_partitioned(
+    w: &Window<'_>,
+    rows: usize,
+    from: usize,
+    so_far: Vec<HashedRow>,
+    mut src: impl BytesKey,
+) -> Vec<u32> {
+    let estimate = so_far.len() + (rows - from);
+    let bits = (estimate / PART_TARGET).max(2).ilog2().min(12);
+    let mask = (1usize << bits) - 1;
+    let part = |h: u64| ((h >> 40) as usize) & mask;
+
+    // hash every remaining eligible row once
+    let mut entries_in = so_far;
+    entries_in.reserve(rows - from);
+    for i in from..rows {
+        let Some(ts) = w.eligible(i) else { continue };
+        let Some(k) = src.key(i) else { continue };
+        entries_in.push(HashedRow {
+            hash: xxhash_rust::xxh3::xxh3_64(k),
+            ts,
+            row: i as u32,
+        });
+    }
+    let mut counts = vec![0usize; mask + 1];
+    for e in &entries_in {
+        counts[part(e.hash)] += 1;
+    }
+    let mut pos = Vec::with_capacity(mask + 2);
+    let mut acc = 0;
+    for c in &counts {
+        pos.push(acc);
+        acc += c;
+    }
+    pos.push(acc);
+    let bounds = pos.clone();
+    let mut entries = vec![HashedRow::default(); acc];
+    for e in &entries_in {
+        let p = part(e.hash);
+        entries[pos[p]] = *e;
+        pos[p] += 1;
+    }
+    drop(entries_in);
+
+    let mut winners = Vec::new();
+    let mut table: HashTable<HashedSlot> = HashTable::with_capacity(2 * PART_TARGET);
+    for p in 0..=mask {
+        table.clear();
+        for e in &entries[bounds[p]..bounds[p + 1]] {
+            let eq =
+                |s: &HashedSlot| s.hash == e.hash && src.same(s.key_row as usize, e.row as usize);
+            match table.entry(e.hash, eq, |s| s.hash) {
+                hashbrown::hash_table::Entry::Occupied(mut o) => {
+                    let slot = o.get_mut();
+                    if w.beats(e.row as usize, e.ts, slot.row as usize, slot.ts) {
+                        slot.ts = e.ts;
+                        slot.row = e.row;
+                    }
+                }
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert(HashedSlot {
+                        hash: e.hash,
+                        ts: e.ts,
+                        row: e.row,
+                        key_row: e.row,
+                    });
+                }
+            }
+        }
+        winners.extend(table.iter().map(|s| s.row));
+    }
+    winners
 }
 
 #[cfg(test)]
@@ -648,7 +770,7 @@ mod tests {
         };
         let opt = |v: u64, p: u64| if v % 100 < p { None } else { Some(v as i64) };
         let keys: Vec<Option<i64>> = (0..n)
-            .map(|_| opt(rnd(), 2).map(|v| v % (3 * SPILL_AT as i64)))
+            .map(|_| opt(rnd(), 2).map(|v| v % (4 * SPILL_AT as i64)))
             .collect();
         let ts: Vec<Option<i64>> = (0..n).map(|_| opt(rnd(), 2).map(|v| v % 7)).collect();
         let created: Vec<Option<i64>> = (0..n).map(|_| opt(rnd(), 40).map(|v| v % 2)).collect();
@@ -656,6 +778,27 @@ mod tests {
             let want = reference(&keys, &ts, &created, start, end);
             let got = run(
                 &[i64s(keys.clone())],
+                ts.clone(),
+                Some(created.clone()),
+                Some(start),
+                Some(end),
+            );
+            assert_eq!(got, want);
+            let s: ArrayRef = Arc::new(StringArray::from(
+                keys.iter()
+                    .map(|k| k.map(|k| format!("key-{k}")))
+                    .collect::<Vec<_>>(),
+            ));
+            let got = run(
+                std::slice::from_ref(&s),
+                ts.clone(),
+                Some(created.clone()),
+                Some(start),
+                Some(end),
+            );
+            assert_eq!(got, want);
+            let got = run(
+                &[i64s(keys.clone()), s],
                 ts.clone(),
                 Some(created.clone()),
                 Some(start),
