@@ -118,3 +118,10 @@ def key_column(
         f"{where}: join key column {column!r} has type {col.type}, which cannot be safely "
         f"cast to the entity's type {dtype} ({target}); convert the column first"
     )
+
+
+def flat(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous array (kernels take arrays, not chunked arrays); no copy if one chunk."""
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from banquet import _core
-from banquet.entity_data import key_column, timestamp_column, to_table, utc_us
+from banquet.entity_data import flat, key_column, timestamp_column, to_table, utc_us
 from banquet.errors import FeatureNameCollisionError, SchemaMismatch
 from banquet.offline.base import RetrievalJob
 from banquet.request import ResolvedRequest, ViewGroup
@@ -78,7 +78,7 @@ class HistoricalJob(RetrievalJob):
         where = _where(g)
         keys = view.join_keys
         entity_keys = [
-            _flat(key_column(entity, view.entity_column(k), view.key_dtype(k), where)) for k in keys
+            flat(key_column(entity, view.entity_column(k), view.key_dtype(k), where)) for k in keys
         ]
         ttl = view.ttl_us
         if len(ts) and ts.null_count < len(ts):
@@ -87,23 +87,9 @@ class HistoricalJob(RetrievalJob):
             lo = None if ttl is None else lo_hi["min"].value - ttl
         else:
             lo = hi = 0  # nothing can match: read an empty range
-        created = source.created_timestamp_column
-        wanted = [
-            *keys,
-            source.timestamp_field,
-            *([created] if created else []),
-            *(f.name for f in g.features),
-        ]
-        src_cols = list(dict.fromkeys(source.source_column(n) for n in wanted))
-        table = self._store.read(source, src_cols, lo, hi)
-        table = table.rename_columns(_renamed(table, source))
-        src = f"source {source.name!r}"
-        feature_keys = [_flat(key_column(table, k, view.key_dtype(k), src)) for k in keys]
-        feature_ts = _flat(utc_us(table.column(source.timestamp_field), f"{src} timestamp"))
-        feature_created = (
-            _flat(utc_us(table.column(created), f"{src} created")) if created else None
-        )
-        idx = _core.asof_join(entity_keys, ts, feature_keys, feature_ts, feature_created, ttl)
+        rows = self._store.read_view(view, g.features, lo, hi)
+        table = rows.table
+        idx = _core.asof_join(entity_keys, ts, rows.keys, rows.event_ts, rows.created_ts, ttl)
         out = []
         for f in g.features:
             values = table.column(f.name)
@@ -123,14 +109,3 @@ class HistoricalJob(RetrievalJob):
 
 def _where(g: ViewGroup) -> str:
     return f"feature view {g.view.name!r}"
-
-
-def _renamed(table: pa.Table, source: Any) -> list[str]:
-    mapping = source.field_mapping
-    return [mapping.get(n, n) for n in table.column_names]
-
-
-def _flat(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(arr, pa.ChunkedArray):
-        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    return arr

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
 
 from banquet import _core
-from banquet.entity_data import key_column, utc_us
+from banquet.entity_data import flat
 from banquet.errors import BanquetError, SchemaMismatch
 from banquet.progress import Progress
 
@@ -39,21 +39,8 @@ def materialize_view(
     store: FeatureStore, view: FeatureView, start_us: int | None, end_us: int, progress: bool
 ) -> int:
     """Load one view's window into the online store; returns the number of keys written."""
-    source = view.batch_source
-    created = source.created_timestamp_column
-    wanted = [
-        *view.join_keys,
-        source.timestamp_field,
-        *([created] if created else []),
-        *(f.name for f in view.features),
-    ]
-    cols = list(dict.fromkeys(source.source_column(n) for n in wanted))
-    table = store.offline_store.read(source, cols, start_us, end_us)
-    table = table.rename_columns([_feature_name(source, n) for n in table.column_names])
-    where = f"source {source.name!r}"
-    keys = [_flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys]
-    ts = _flat(utc_us(table.column(source.timestamp_field), f"{where} timestamp"))
-    cr = _flat(utc_us(table.column(created), f"{where} created")) if created else None
+    rows = store.offline_store.read_view(view, view.features, start_us, end_us)
+    table, keys, ts, cr = rows.table, rows.keys, rows.event_ts, rows.created_ts
     idx = _core.latest_per_key(keys, ts, cr, start_us, end_us)
     idx = _in_key_order(view, keys, idx)
     n = len(idx)
@@ -106,7 +93,7 @@ def _in_key_order(view: FeatureView, keys: list[pa.Array], idx: pa.Array) -> pa.
 
 
 def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:
-    col = _flat(col)
+    col = flat(col)
     target = field.dtype.to_arrow()
     if col.type == target:
         return col
@@ -117,16 +104,6 @@ def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:
             f"feature view {view.name!r}: column {field.name!r} has type {col.type}, which does "
             f"not convert to the declared {field.dtype}"
         ) from None
-
-
-def _feature_name(source: Any, column: str) -> str:
-    return source.field_mapping.get(column, column)
-
-
-def _flat(arr: Any) -> pa.Array:
-    if isinstance(arr, pa.ChunkedArray):
-        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    return arr
 
 
 def record_interval(store: FeatureStore, view: str, start_us: int | None, end_us: int) -> None:

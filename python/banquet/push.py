@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from banquet import _core
-from banquet.entity_data import key_column, to_table, utc_us
+from banquet.entity_data import flat, key_column, to_table, utc_us
 from banquet.errors import DataSourceNotFound, SchemaMismatch
 from banquet.materialize import write_rows
 from banquet.sources import FileSource, PushSource
@@ -38,17 +38,17 @@ class Prepared:
                 f"'{ts_name}' and every feature ({[f.name for f in view.features]})"
             )
         self.view = view
-        self.keys = [_flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys]
-        self.event_ts = _flat(utc_us(table.column(ts_name), f"{where}: column {ts_name!r}"))
+        self.keys = [flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys]
+        self.event_ts = flat(utc_us(table.column(ts_name), f"{where}: column {ts_name!r}"))
         created = source.created_timestamp_column
         self.created_ts = (
-            _flat(utc_us(table.column(created), f"{where}: column {created!r}"))
+            flat(utc_us(table.column(created), f"{where}: column {created!r}"))
             if created and created in table.column_names
             else None
         )
         self.features = []
         for f in view.features:
-            col = _flat(table.column(f.name))
+            col = flat(table.column(f.name))
             target = f.dtype.to_arrow()
             if col.type != target:
                 try:
@@ -158,12 +158,6 @@ def _castable(src: pa.DataType, target: pa.DataType) -> bool:
 
 def new_part_name() -> str:
     return f"part-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
-
-
-def _flat(arr: Any) -> pa.Array:
-    if isinstance(arr, pa.ChunkedArray):
-        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    return arr
 
 
 __all__ = ["FileSource", "push", "write_online"]

@@ -8,6 +8,7 @@ join itself is the same Rust kernel for every store: stores only supply Arrow ta
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from banquet import types
@@ -41,6 +42,29 @@ class OfflineStore(abc.ABC):
     ) -> pa.Table:
         """Rows of ``source`` with ``start_us <= timestamp_field <= end_us`` (None: unbounded),
         only ``columns`` (source column names), timestamps as ``timestamp[us, UTC]``."""
+
+    def read_view(
+        self, view: FeatureView, features: list[Field], start_us: int | None, end_us: int | None
+    ) -> ViewRows:
+        """A view's rows in ``[start_us, end_us]``: the needed source columns only, renamed by
+        the source's field_mapping, keys cast to the join keys' types, timestamps UTC µs."""
+        from banquet.entity_data import flat, key_column, utc_us
+
+        source = view.batch_source
+        created = source.created_timestamp_column
+        wanted = [*view.join_keys, source.timestamp_field, *([created] if created else [])]
+        wanted += [f.name for f in features]
+        columns = list(dict.fromkeys(source.source_column(n) for n in wanted))
+        table = self.read(source, columns, start_us, end_us)
+        mapping = source.field_mapping
+        table = table.rename_columns([mapping.get(n, n) for n in table.column_names])
+        where = f"source {source.name!r}"
+        return ViewRows(
+            table=table,
+            keys=[flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys],
+            event_ts=flat(utc_us(table.column(source.timestamp_field), f"{where} timestamp")),
+            created_ts=flat(utc_us(table.column(created), f"{where} created")) if created else None,
+        )
 
     def append(self, source: DataSource, rows: pa.Table) -> None:
         """Add rows to a batch source (an offline push)."""
@@ -86,6 +110,17 @@ class OfflineStore(abc.ABC):
                 if dt.name not in ("int32", "int64", "string", "bytes", "timestamp"):
                     dt = types.Int64 if dt.name in ("bool",) else dt
                 fv.entity_columns.append(Field(name=key, dtype=dt))
+
+
+@dataclass
+class ViewRows:
+    """Rows read for one view: the table (feature-named columns) and its typed key and
+    timestamp columns, ready for the Rust kernels."""
+
+    table: pa.Table
+    keys: list[pa.Array]
+    event_ts: pa.Array
+    created_ts: pa.Array | None
 
 
 class RetrievalJob(abc.ABC):

@@ -101,7 +101,9 @@ class FileOfflineStore(OfflineStore):
             try:
                 rows = rows.select(existing.column_names).cast(existing.schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-                raise SchemaMismatch(f"pushed rows do not fit source {source.name!r} ({path}): {e}") from None
+                raise SchemaMismatch(
+                    f"pushed rows do not fit source {source.name!r} ({path}): {e}"
+                ) from None
             tmp = path.with_name(f".{path.name}.{new_part_name()}")
             pq.write_table(pa.concat_tables([existing, rows]), tmp)
             tmp.replace(path)
