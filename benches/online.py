@@ -538,7 +538,7 @@ ROOT_STR = str(C.ROOT) + "/"
 
 
 def other_work() -> list[str]:
-    """Compilers and other benchmarks running now. Matched on the program name (argv[0],
+    """Compilers (cargo, rustc, maturin) and other benchmarks running now. Matched on the program name (argv[0],
     comm) or a bench script in the arguments: a plain ``pgrep -f cargo`` also matches
     unrelated processes whose environment or arguments mention ``.cargo/bin``."""
     me = {os.getpid(), os.getppid()}
@@ -553,7 +553,7 @@ def other_work() -> list[str]:
             continue
         argv = [a.decode(errors="replace") for a in argv if a]
         prog = os.path.basename(argv[0]) if argv else comm
-        busy = comm in ("cargo", "rustc") or prog in ("cargo", "rustc") or prog.startswith("cargo-")
+        busy = comm in ("cargo", "rustc", "maturin") or prog in ("cargo", "rustc", "maturin") or prog.startswith("cargo-")
         busy = busy or "--bench" in argv or any(a.endswith(("benches/historical.py", "benches/online.py"))
                                                  for a in argv[1:3])
         if busy and not _is_mine(int(p.name)):
@@ -755,6 +755,13 @@ def run_all(args) -> None:
         if any(v != args.keys for v in c.values()):
             problems.append(f"{peer}: online store holds {c} keys, expected {args.keys} per view")
             print(f"  !!! {problems[-1]}")
+
+    for s in res.get("banquet", {}).get("serve", [])[:1]:
+        if "profile" in s:
+            print("\n" + "\n".join(profile_lines(s["profile"])))
+            for label in ("1", "100"):
+                print(f"\n  banquet, {label} entit{'y' if label == '1' else 'ies'}: "
+                      + "\n    ".join(s["profile"][label]["cprofile"]))
 
     md = render(args, info, res, failures, problems, loads, busy_seen, counts)
     print("\n\n## results (markdown)\n")
