@@ -1,0 +1,412 @@
+"""The Postgres online store: one table per (project, feature view), a psycopg connection pool.
+
+Layout (in ``online_store.db_schema``):
+
+* table ``"<project>:<view>"`` (``entity_key bytea PRIMARY KEY, event_ts bigint, created_ts
+  bigint, value bytea``); a name longer than Postgres' 63 bytes is cut and ends in ``#`` and
+  a hash of the full name, so it still names one (project, view) pair;
+* table ``banquet_online_views (project, view, table_name)``: which tables belong to which
+  project, so ``teardown`` drops exactly this project's tables.
+
+A write stages the rows (``COPY`` into a temporary table, or an ``unnest`` of arrays for a
+small batch) and upserts them in ONE statement whose ``WHERE (excluded.event_ts,
+excluded.created_ts) >= (t.event_ts, t.created_ts)`` keeps the newer event, inside Postgres.
+A read is one statement for every view of a request (``UNION ALL`` of ``entity_key =
+ANY(...)``): one round trip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from banquet.errors import StoreError, StoreUnavailable
+from banquet.online.base import OnlineStore
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg_pool
+
+    from banquet.config import PostgresOnlineConfig, RepoConfig
+    from banquet.feature_view import FeatureView
+
+T = TypeVar("T")
+
+VIEWS_TABLE = "banquet_online_views"
+COPY_ROWS = 1000  # from this many rows, stage with COPY; below, one statement with arrays
+CONNECT_TIMEOUT_S = 5
+POOL_TIMEOUT_S = 10.0  # waiting for a free pooled connection
+_MAX_IDENT = 63  # Postgres truncates longer identifiers (NAMEDATALEN - 1)
+_DDL_LOCK = 0x62616E71  # advisory lock taken around DDL, so concurrent applies don't race
+
+
+def table_name(project: str, view: str) -> str:
+    """The table of one (project, view): ``"<project>:<view>"`` (':' occurs in neither)."""
+    name = f"{project}:{view}"
+    if len(name.encode()) <= _MAX_IDENT:
+        return name
+    digest = hashlib.blake2b(name.encode(), digest_size=5).hexdigest()
+    return name[: _MAX_IDENT - len(digest) - 1] + "#" + digest
+
+
+class PostgresOnlineStore(OnlineStore):
+    def __init__(self, config: RepoConfig) -> None:
+        super().__init__(config)
+        cfg: PostgresOnlineConfig = config.online_store  # type: ignore[assignment]
+        self.cfg = cfg
+        self.schema = cfg.db_schema
+        self.address = f"{cfg.host}:{cfg.port}/{cfg.database}"
+        self._pool: psycopg_pool.ConnectionPool | None = None
+        self._lock = threading.Lock()
+
+    # --- connections -----------------------------------------------------------------------
+
+    def _conninfo(self) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        c = self.cfg
+        params: dict[str, Any] = {
+            "host": c.host,
+            "port": c.port,
+            "dbname": c.database,
+            "user": c.user,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "application_name": "banquet-online",
+            # a server that vanishes without closing the socket is noticed, not waited on
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+        }
+        if c.password:
+            params["password"] = c.password
+        if c.sslmode:
+            params["sslmode"] = c.sslmode
+        return make_conninfo("", **params)
+
+    def _get_pool(self) -> psycopg_pool.ConnectionPool:
+        pool = self._pool
+        if pool is not None:
+            return pool
+        with self._lock:
+            if self._pool is None:
+                import psycopg
+                from psycopg_pool import ConnectionPool
+
+                conninfo = self._conninfo()
+                # One direct connection first: an unreachable server fails now, in
+                # milliseconds, instead of after the pool's wait for a connection.
+                try:
+                    psycopg.connect(conninfo).close()
+                except psycopg.OperationalError as e:
+                    raise self._unavailable("connect", e) from None
+                except psycopg.Error as e:
+                    raise StoreError(f"Postgres online store at {self.address}: {e}") from None
+                pool = ConnectionPool(
+                    conninfo,
+                    min_size=max(0, self.cfg.min_conn),
+                    max_size=max(1, self.cfg.max_conn, self.cfg.min_conn),
+                    kwargs={"autocommit": True},
+                    timeout=POOL_TIMEOUT_S,
+                    name=f"banquet-online-{self.cfg.host}:{self.cfg.port}",
+                    open=False,
+                )
+                pool.open(wait=False)
+                self._pool = pool
+            return self._pool
+
+    def _reset_pool(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(timeout=1.0)
+
+    def _unavailable(self, what: str, e: BaseException) -> StoreUnavailable:
+        text = " ".join(str(e).split())
+        return StoreUnavailable(
+            f"Postgres online store at {self.address} is unavailable ({what}): {text}"
+        )
+
+    def _run(self, what: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work(connection)`` on a pooled connection. A lost connection (a server restart)
+        is retried once on a fresh pool: every operation here is idempotent. A server that
+        cannot be reached raises StoreUnavailable."""
+        import psycopg
+
+        for attempt in range(2):
+            try:
+                with self._get_pool().connection() as conn:
+                    return work(conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+                if not _is_connection_error(e):
+                    raise StoreError(f"Postgres online store: {what}: {e}") from None
+                self._reset_pool()
+                if attempt:
+                    raise self._unavailable(what, e) from None
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _ddl(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [_DDL_LOCK])
+            yield
+
+    # --- the interface ---------------------------------------------------------------------
+
+    def create_view(self, project: str, view: FeatureView) -> None:
+        from psycopg import sql
+
+        schema, name = self.schema, table_name(project, view.name)
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            with self._ddl(conn):
+                _ensure_views_table(conn, schema)
+                conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (entity_key bytea PRIMARY KEY, "
+                        "event_ts bigint NOT NULL, created_ts bigint NOT NULL, "
+                        "value bytea NOT NULL)"
+                    ).format(sql.Identifier(schema, name))
+                )
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (project, view, table_name) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (project, view) DO UPDATE SET table_name = excluded.table_name"
+                    ).format(sql.Identifier(schema, VIEWS_TABLE)),
+                    [project, view.name, name],
+                )
+
+        self._run(f"create the table of feature view {view.name!r}", work)
+
+    def drop_view(self, project: str, view_name: str) -> None:
+        self.__dict__.get("_ensured", set()).discard((project, view_name))
+        self._run(
+            f"drop feature view {view_name!r}", lambda conn: self._drop(conn, project, [view_name])
+        )
+
+    def teardown(self, project: str) -> None:
+        from psycopg import sql
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            if not _views_table_exists(conn, self.schema):
+                return
+            rows = conn.execute(
+                sql.SQL("SELECT view FROM {} WHERE project = %s").format(
+                    sql.Identifier(self.schema, VIEWS_TABLE)
+                ),
+                [project],
+            ).fetchall()
+            self._drop(conn, project, [r[0] for r in rows])
+
+        self._run(f"teardown of project {project!r}", work)
+
+    def _drop(self, conn: psycopg.Connection[Any], project: str, views: list[str]) -> None:
+        from psycopg import sql
+
+        if not views:
+            return
+        with self._ddl(conn):
+            for v in views:
+                conn.execute(
+                    sql.SQL("DROP TABLE IF EXISTS {}").format(
+                        sql.Identifier(self.schema, table_name(project, v))
+                    )
+                )
+            if _views_table_exists(conn, self.schema):
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE project = %s AND view = ANY(%s)").format(
+                        sql.Identifier(self.schema, VIEWS_TABLE)
+                    ),
+                    [project, views],
+                )
+
+    def write(
+        self,
+        project: str,
+        view_name: str,
+        keys: Sequence[bytes],
+        event_ts: Sequence[int],
+        created_ts: Sequence[int],
+        blobs: Sequence[bytes],
+    ) -> None:
+        import psycopg
+
+        if not len(keys):
+            return
+        keys, event_ts, created_ts, blobs = _latest_per_key(keys, event_ts, created_ts, blobs)
+        stage_sql, upsert_sql = _write_sql(self.schema, table_name(project, view_name))
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                if len(keys) < COPY_ROWS:
+                    conn.execute(
+                        upsert_sql[0], [list(keys), list(event_ts), list(created_ts), list(blobs)]
+                    )
+                    return
+                conn.execute(stage_sql)
+                with (
+                    conn.cursor() as cur,
+                    cur.copy(
+                        "COPY banquet_stage (entity_key, event_ts, created_ts, value) "
+                        "FROM STDIN (FORMAT BINARY)"
+                    ) as copy,
+                ):
+                    copy.set_types(["bytea", "int8", "int8", "bytea"])
+                    for row in zip(keys, event_ts, created_ts, blobs):
+                        copy.write_row(row)
+                conn.execute(upsert_sql[1])
+
+        try:
+            self._run(f"write to feature view {view_name!r}", work)
+        except psycopg.errors.UndefinedTable:
+            raise _no_table(view_name) from None
+        except psycopg.Error as e:
+            raise StoreError(f"Postgres online store: write to {view_name!r}: {e}") from None
+
+    def read(
+        self, project: str, requests: Sequence[tuple[str, Sequence[bytes]]]
+    ) -> list[list[bytes | None]]:
+        import psycopg
+
+        if not any(len(keys) for _, keys in requests):
+            return [[None] * len(keys) for _, keys in requests]
+        query = _read_sql(self.schema, project, tuple(v for v, _ in requests))
+        params = [k if isinstance(k, list) else list(k) for _, k in requests]
+
+        def work(conn: psycopg.Connection[Any]) -> list[Any]:
+            return conn.execute(query, params, binary=True).fetchall()
+
+        try:
+            rows = self._run("read", work)
+        except psycopg.errors.UndefinedTable as e:
+            raise _no_table(_missing_view(e, project, requests)) from None
+        except psycopg.Error as e:
+            raise StoreError(f"Postgres online store: read: {e}") from None
+        found: list[dict[bytes, bytes]] = [{} for _ in requests]
+        for i, key, value in rows:
+            found[i][key] = value
+        return [[f.get(k) for k in keys] for f, (_, keys) in zip(found, requests)]
+
+    def close(self) -> None:
+        self._reset_pool()
+
+
+# --- SQL ----------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=512)
+def _read_sql(schema: str, project: str, views: tuple[str, ...]) -> str:
+    from psycopg import sql
+
+    parts = [
+        sql.SQL("SELECT {}::int4, entity_key, value FROM {} WHERE entity_key = ANY(%s::bytea[])")
+        .format(sql.Literal(i), sql.Identifier(schema, table_name(project, v)))
+        .as_string(None)
+        for i, v in enumerate(views)
+    ]
+    return " UNION ALL ".join(parts)
+
+
+@functools.lru_cache(maxsize=512)
+def _write_sql(schema: str, table: str) -> tuple[str, tuple[str, str]]:
+    """(create the staging table, (upsert from arrays, upsert from the staging table))."""
+    from psycopg import sql
+
+    stage = (
+        "CREATE TEMP TABLE banquet_stage (entity_key bytea, event_ts bigint, created_ts bigint, "
+        "value bytea) ON COMMIT DROP"
+    )
+    upsert = sql.SQL(
+        "INSERT INTO {} AS t (entity_key, event_ts, created_ts, value) {} "
+        "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+        "created_ts = excluded.created_ts, value = excluded.value "
+        "WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)"
+    )
+    target = sql.Identifier(schema, table)
+    from_arrays = upsert.format(
+        target,
+        sql.SQL("SELECT * FROM unnest(%s::bytea[], %s::int8[], %s::int8[], %s::bytea[])"),
+    ).as_string(None)
+    from_stage = upsert.format(
+        target, sql.SQL("SELECT entity_key, event_ts, created_ts, value FROM banquet_stage")
+    ).as_string(None)
+    return stage, (from_arrays, from_stage)
+
+
+def _views_table_exists(conn: psycopg.Connection[Any], schema: str) -> bool:
+    row = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL",
+        ['"' + schema.replace('"', '""') + '"."' + VIEWS_TABLE + '"'],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _ensure_views_table(conn: psycopg.Connection[Any], schema: str) -> None:
+    from psycopg import sql
+
+    # CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the schema exists
+    if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone():
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (project text NOT NULL, view text NOT NULL, "
+            "table_name text NOT NULL, PRIMARY KEY (project, view))"
+        ).format(sql.Identifier(schema, VIEWS_TABLE))
+    )
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _latest_per_key(
+    keys: Sequence[bytes],
+    event_ts: Sequence[int],
+    created_ts: Sequence[int],
+    blobs: Sequence[bytes],
+) -> tuple[Sequence[bytes], Sequence[int], Sequence[int], Sequence[bytes]]:
+    """One row per key (an upsert may not touch a row twice): the newest, the later one on a
+    full tie, as if the rows were written one after another."""
+    if len(set(keys)) == len(keys):
+        return keys, event_ts, created_ts, blobs
+    best: dict[bytes, int] = {}
+    for i, k in enumerate(keys):
+        j = best.get(k)
+        if j is None or (event_ts[i], created_ts[i]) >= (event_ts[j], created_ts[j]):
+            best[k] = i
+    idx = sorted(best.values())
+    return (
+        [keys[i] for i in idx],
+        [event_ts[i] for i in idx],
+        [created_ts[i] for i in idx],
+        [blobs[i] for i in idx],
+    )
+
+
+def _is_connection_error(e: BaseException) -> bool:
+    """The server is gone or refuses connections (not: a statement failed)."""
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    if isinstance(e, (PoolTimeout, psycopg.InterfaceError)):
+        return True
+    state = getattr(e, "sqlstate", None)
+    # no SQLSTATE: libpq lost the connection; 08: connection exceptions; 57P0x: shutdown
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def _missing_view(e: BaseException, project: str, requests: Sequence[tuple[str, Any]]) -> str:
+    for view, _ in requests:
+        if table_name(project, view) in str(e):
+            return view
+    return requests[0][0] if requests else "?"
+
+
+def _no_table(view: str) -> StoreError:
+    return StoreError(
+        f"the online store has no table for feature view {view!r}; run `banquet apply` "
+        "(and materialize) first"
+    )
