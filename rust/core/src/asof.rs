@@ -71,8 +71,9 @@ use crate::error::{Error, Result};
 /// "No value" marker for group ids, slot positions and result indices.
 const NONE: u32 = u32::MAX;
 
-/// Rows per parallel task when streaming the feature side.
-const CHUNK: usize = 1 << 15;
+/// Rows per parallel task when streaming the feature side. (The tests use small values
+/// for this and the other size thresholds so that every code path runs on small inputs.)
+const CHUNK: usize = if cfg!(test) { 1 << 8 } else { 1 << 15 };
 
 /// For each entity row, the index of the matching feature row or null (see the module
 /// documentation for the exact semantics and tie rule).
@@ -172,22 +173,35 @@ pub fn asof_join(
         (Some(e), Some(f)) if ecols.len() == 1 => e.int_values().zip(f.int_values()),
         _ => None,
     };
+    let tg = std::time::Instant::now();
     let groups = match single_int {
         Some((ek, fk)) => group_int(ek, fk, evalid.as_ref()),
         None => group_rows(&ecols, &fcols, n_ent, evalid.as_ref()),
     };
+    if std::env::var_os("ASOF_PROF").is_some() {
+        eprintln!("  grouping: {:.1} ms", tg.elapsed().as_secs_f64() * 1e3);
+    }
     let vals = match created {
-        None => match &groups {
-            Grouping::Dense(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, |f| f as u64 + 1),
-            Grouping::IntHash(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, |f| f as u64 + 1),
-            Grouping::Rows(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, |f| f as u64 + 1),
-        },
-        Some((cts, cnulls)) => {
-            let tie = |f: usize| created_tie(cts, cnulls.as_ref(), f);
+        None => {
+            let beats = |a: u32, b: u32| a > b;
             match &groups {
-                Grouping::Dense(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, tie),
-                Grouping::IntHash(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, tie),
-                Grouping::Rows(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, tie),
+                Grouping::Dense(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, beats),
+                Grouping::IntHash(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, beats),
+                Grouping::Rows(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, beats),
+            }
+        }
+        Some((cts, cnulls)) => {
+            let cnulls = cnulls.filter(|n| n.null_count() > 0);
+            let key = |f: u32| {
+                let f = f as usize;
+                (is_valid(cnulls.as_ref(), f), cts[f])
+            };
+            // Equal ts: larger created wins (null is smallest), then the larger index.
+            let beats = |a: u32, b: u32| (key(a), a) > (key(b), b);
+            match &groups {
+                Grouping::Dense(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, beats),
+                Grouping::IntHash(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, beats),
+                Grouping::Rows(g) => join_core(ets, fts, fvalid.as_ref(), g, ttl, beats),
             }
         }
     };
@@ -311,28 +325,19 @@ impl KeyCol<'_> {
         match self {
             KeyCol::I32(v) => fmix64(v[i] as i64 as u64),
             KeyCol::I64(v) => fmix64(v[i] as u64),
-            KeyCol::Bytes(o, d) => hash_bytes(&d[o[i] as usize..o[i + 1] as usize]),
-            KeyCol::LargeBytes(o, d) => hash_bytes(&d[o[i] as usize..o[i + 1] as usize]),
-            KeyCol::StrView(a) => hash_bytes(a.value(i).as_bytes()),
-            KeyCol::BinView(a) => hash_bytes(a.value(i)),
+            _ => hash_bytes(self.bytes(i)),
         }
     }
 
-    /// Row `i` of `self` equals row `j` of `other` (a column of the same type).
+    /// The bytes of row `i` of a string or binary column.
     #[inline]
-    fn eq(&self, i: usize, other: &KeyCol<'_>, j: usize) -> bool {
-        match (self, other) {
-            (KeyCol::I32(a), KeyCol::I32(b)) => a[i] == b[j],
-            (KeyCol::I64(a), KeyCol::I64(b)) => a[i] == b[j],
-            (KeyCol::Bytes(ao, ad), KeyCol::Bytes(bo, bd)) => {
-                ad[ao[i] as usize..ao[i + 1] as usize] == bd[bo[j] as usize..bo[j + 1] as usize]
-            }
-            (KeyCol::LargeBytes(ao, ad), KeyCol::LargeBytes(bo, bd)) => {
-                ad[ao[i] as usize..ao[i + 1] as usize] == bd[bo[j] as usize..bo[j + 1] as usize]
-            }
-            (KeyCol::StrView(a), KeyCol::StrView(b)) => a.value(i) == b.value(j),
-            (KeyCol::BinView(a), KeyCol::BinView(b)) => a.value(i) == b.value(j),
-            _ => false, // types are checked equal up front
+    fn bytes(&self, i: usize) -> &[u8] {
+        match self {
+            KeyCol::Bytes(o, d) => &d[o[i] as usize..o[i + 1] as usize],
+            KeyCol::LargeBytes(o, d) => &d[o[i] as usize..o[i + 1] as usize],
+            KeyCol::StrView(a) => a.value(i).as_bytes(),
+            KeyCol::BinView(a) => a.value(i),
+            KeyCol::I32(_) | KeyCol::I64(_) => unreachable!("not a byte column"),
         }
     }
 }
@@ -377,13 +382,37 @@ fn hash_bytes(b: &[u8]) -> u64 {
 struct Entry {
     tag: u64,
     gid: u32,
+    /// Free for the user (the row grouping keeps the key's arena offset here).
+    aux: u32,
 }
 
-const EMPTY_ENTRY: Entry = Entry { tag: 0, gid: NONE };
+const EMPTY_ENTRY: Entry = Entry {
+    tag: 0,
+    gid: NONE,
+    aux: 0,
+};
+
+/// Rows looked up per batch: the table lines of a batch are prefetched together so their
+/// cache misses overlap.
+const BATCH: usize = 16;
+
+/// Hints the CPU to bring `p`'s cache line in (a no-op off x86-64).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and has no other effect, whatever
+    // the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 
 /// Open-addressing (linear probing) table from a 64-bit tag to a group id. The caller
 /// supplies the hash and, for tags that are hashes rather than values, an exact equality
-/// check on the group's representative row.
+/// check.
 struct GroupTable {
     slots: Vec<Entry>,
     shift: u32,
@@ -401,44 +430,61 @@ impl GroupTable {
     }
 
     #[inline]
-    fn find(&self, hash: u64, tag: u64, mut eq: impl FnMut(u32) -> bool) -> u32 {
+    fn home(&self, hash: u64) -> usize {
+        (hash >> self.shift) as usize
+    }
+
+    /// The first entry on `hash`'s probe path.
+    #[inline]
+    fn first(&self, hash: u64) -> Entry {
+        self.slots[self.home(hash)]
+    }
+
+    #[inline]
+    fn prefetch(&self, hash: u64) {
+        prefetch(self.slots.as_ptr().wrapping_add(self.home(hash)));
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, tag: u64, mut eq: impl FnMut(Entry) -> bool) -> u32 {
         let mask = self.slots.len() - 1;
-        let mut i = (hash >> self.shift) as usize;
+        let mut i = self.home(hash);
         loop {
             let e = self.slots[i];
             if e.gid == NONE {
                 return NONE;
             }
-            if e.tag == tag && eq(e.gid) {
+            if e.tag == tag && eq(e) {
                 return e.gid;
             }
             i = (i + 1) & mask;
         }
     }
 
-    /// The group id of `tag`, inserting it with id `self.len` if absent.
+    /// The group id of `tag`, inserting it with id `self.len` (and `aux`) if absent.
     #[inline]
     fn find_or_insert(
         &mut self,
         hash: u64,
         tag: u64,
-        mut eq: impl FnMut(u32) -> bool,
+        aux: u32,
+        mut eq: impl FnMut(Entry) -> bool,
         rehash: impl Fn(u64) -> u64,
     ) -> u32 {
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow(rehash);
         }
         let mask = self.slots.len() - 1;
-        let mut i = (hash >> self.shift) as usize;
+        let mut i = self.home(hash);
         loop {
             let e = self.slots[i];
             if e.gid == NONE {
                 let gid = self.len as u32;
-                self.slots[i] = Entry { tag, gid };
+                self.slots[i] = Entry { tag, gid, aux };
                 self.len += 1;
                 return gid;
             }
-            if e.tag == tag && eq(e.gid) {
+            if e.tag == tag && eq(e) {
                 return e.gid;
             }
             i = (i + 1) & mask;
@@ -452,7 +498,7 @@ impl GroupTable {
         self.shift = 64 - bits;
         let mask = self.slots.len() - 1;
         for e in old.into_iter().filter(|e| e.gid != NONE) {
-            let mut i = (rehash(e.tag) >> self.shift) as usize;
+            let mut i = self.home(rehash(e.tag));
             while self.slots[i].gid != NONE {
                 i = (i + 1) & mask;
             }
@@ -469,8 +515,9 @@ trait Groups: Sync {
     fn entity_gids(&self) -> &[u32];
     /// Number of group ids (some may be empty).
     fn n_groups(&self) -> usize;
-    /// Group id of (valid) feature row `f`, `NONE` if its key is absent on the entity side.
-    fn feature_gid(&self, f: usize) -> u32;
+    /// Group ids of feature rows `base..base + out.len()` into `out` (pre-filled with
+    /// `NONE`): rows that are valid and whose key exists on the entity side.
+    fn feature_gids(&self, base: usize, fvalid: Option<&NullBuffer>, out: &mut [u32]);
 }
 
 enum Grouping<'a> {
@@ -494,13 +541,96 @@ struct IntHashGroups<'a> {
     table: GroupTable,
 }
 
-/// Any key: a table keyed by a row hash, with exact equality against a representative row.
+/// Any key: a table keyed by a row hash, with exact equality against the group's key.
 struct RowGroups<'a> {
     egid: Vec<u32>,
-    ecols: &'a [KeyCol<'a>],
     fcols: &'a [KeyCol<'a>],
-    reps: Vec<u32>,
+    keys: KeyArena,
     table: GroupTable,
+}
+
+/// The key of every group, encoded back to back (compact, so equality checks stay in
+/// cache): per column, integers as little-endian bytes, byte strings as a `u64` length and
+/// the bytes. Both sides have the same column types, so the encoding is unambiguous.
+#[derive(Default)]
+struct KeyArena {
+    bytes: Vec<u8>,
+    starts: Vec<usize>,
+}
+
+impl KeyArena {
+    fn push(&mut self, cols: &[KeyCol<'_>], i: usize) {
+        self.starts.push(self.bytes.len());
+        for c in cols {
+            match c {
+                KeyCol::I32(v) => self.bytes.extend_from_slice(&v[i].to_le_bytes()),
+                KeyCol::I64(v) => self.bytes.extend_from_slice(&v[i].to_le_bytes()),
+                _ => {
+                    let b = c.bytes(i);
+                    self.bytes
+                        .extend_from_slice(&(b.len() as u64).to_le_bytes());
+                    self.bytes.extend_from_slice(b);
+                }
+            }
+        }
+    }
+
+    /// Start of the key of the group in table entry `e`: the entry keeps it in `aux` while
+    /// the arena is addressable with 32 bits (saves a dependent load), else `starts`.
+    #[inline]
+    fn start(&self, e: Entry) -> usize {
+        if self.bytes.len() <= u32::MAX as usize {
+            e.aux as usize
+        } else {
+            self.starts[e.gid as usize]
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, e: Entry) {
+        if e.gid != NONE {
+            prefetch(self.bytes.as_ptr().wrapping_add(self.start(e)));
+        }
+    }
+
+    /// The key starting at `at` equals row `i` of `cols`.
+    #[inline]
+    fn eq(&self, at: usize, cols: &[KeyCol<'_>], i: usize) -> bool {
+        let mut k = &self.bytes[at..];
+        for c in cols {
+            let (same, rest) = match c {
+                KeyCol::I32(v) => (v[i].to_le_bytes() == k[..4], &k[4..]),
+                KeyCol::I64(v) => (v[i].to_le_bytes() == k[..8], &k[8..]),
+                _ => {
+                    let b = c.bytes(i);
+                    let len = u64::from_le_bytes(k[..8].try_into().unwrap()) as usize;
+                    if len != b.len() {
+                        return false;
+                    }
+                    (bytes_eq(&k[8..8 + len], b), &k[8 + len..])
+                }
+            };
+            if !same {
+                return false;
+            }
+            k = rest;
+        }
+        true
+    }
+}
+
+/// Equality of two equally long byte strings, without a libc call for short ones.
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() <= 16 {
+        let mut x = [0u8; 16];
+        let mut y = [0u8; 16];
+        x[..a.len()].copy_from_slice(a);
+        y[..b.len()].copy_from_slice(b);
+        x == y
+    } else {
+        a == b
+    }
 }
 
 impl Groups for DenseGroups<'_> {
@@ -510,13 +640,13 @@ impl Groups for DenseGroups<'_> {
     fn n_groups(&self) -> usize {
         self.n
     }
-    #[inline]
-    fn feature_gid(&self, f: usize) -> u32 {
-        let d = self.fkeys[f].wrapping_sub(self.min) as u64;
-        if d < self.n as u64 {
-            d as u32
-        } else {
-            NONE
+    fn feature_gids(&self, base: usize, fvalid: Option<&NullBuffer>, out: &mut [u32]) {
+        let keys = &self.fkeys[base..base + out.len()];
+        for (j, (o, &k)) in out.iter_mut().zip(keys).enumerate() {
+            let d = k.wrapping_sub(self.min) as u64;
+            if d < self.n as u64 && is_valid(fvalid, base + j) {
+                *o = d as u32;
+            }
         }
     }
 }
@@ -528,10 +658,26 @@ impl Groups for IntHashGroups<'_> {
     fn n_groups(&self) -> usize {
         self.table.len
     }
-    #[inline]
-    fn feature_gid(&self, f: usize) -> u32 {
-        let k = self.fkeys[f] as u64;
-        self.table.find(fmix64(k), k, |_| true)
+    fn feature_gids(&self, base: usize, fvalid: Option<&NullBuffer>, out: &mut [u32]) {
+        let keys = &self.fkeys[base..base + out.len()];
+        for (out, keys) in out.chunks_mut(BATCH).zip(keys.chunks(BATCH)) {
+            let mut hs = [0u64; BATCH];
+            for (h, &k) in hs.iter_mut().zip(keys) {
+                *h = fmix64(k as u64);
+                self.table.prefetch(*h);
+            }
+            for (j, o) in out.iter_mut().enumerate() {
+                let k = keys[j] as u64;
+                *o = self.table.find(hs[j], k, |_| true);
+            }
+        }
+        if let Some(v) = fvalid {
+            for (j, o) in out.iter_mut().enumerate() {
+                if !v.is_valid(base + j) {
+                    *o = NONE;
+                }
+            }
+        }
     }
 }
 
@@ -542,12 +688,31 @@ impl Groups for RowGroups<'_> {
     fn n_groups(&self) -> usize {
         self.table.len
     }
-    #[inline]
-    fn feature_gid(&self, f: usize) -> u32 {
-        let h = row_hash(self.fcols, f);
-        self.table.find(h, h, |g| {
-            rows_eq(self.ecols, self.reps[g as usize] as usize, self.fcols, f)
-        })
+    fn feature_gids(&self, base: usize, fvalid: Option<&NullBuffer>, out: &mut [u32]) {
+        let mut b0 = base;
+        for out in out.chunks_mut(BATCH) {
+            let mut hs = [0u64; BATCH];
+            for (j, h) in hs.iter_mut().enumerate().take(out.len()) {
+                if is_valid(fvalid, b0 + j) {
+                    *h = row_hash(self.fcols, b0 + j);
+                    self.table.prefetch(*h);
+                }
+            }
+            for (j, &h) in hs.iter().enumerate().take(out.len()) {
+                if is_valid(fvalid, b0 + j) {
+                    self.keys.prefetch(self.table.first(h));
+                }
+            }
+            for (j, o) in out.iter_mut().enumerate() {
+                if is_valid(fvalid, b0 + j) {
+                    let f = b0 + j;
+                    *o = self.table.find(hs[j], hs[j], |e| {
+                        self.keys.eq(self.keys.start(e), self.fcols, f)
+                    });
+                }
+            }
+            b0 += out.len();
+        }
     }
 }
 
@@ -558,11 +723,6 @@ fn row_hash(cols: &[KeyCol<'_>], i: usize) -> u64 {
         h = fmix64(h.rotate_left(23) ^ c.hash(i));
     }
     h
-}
-
-#[inline]
-fn rows_eq(a: &[KeyCol<'_>], i: usize, b: &[KeyCol<'_>], j: usize) -> bool {
-    a.iter().zip(b).all(|(x, y)| x.eq(i, y, j))
 }
 
 fn group_int<'a>(
@@ -609,18 +769,16 @@ fn group_int<'a>(
         });
     }
     let mut table = GroupTable::with_capacity(n_valid.min(1 << 16));
-    let egid = ekeys
-        .iter()
-        .enumerate()
-        .map(|(i, &k)| {
-            if is_valid(evalid, i) {
-                let k = k as u64;
-                table.find_or_insert(fmix64(k), k, |_| true, fmix64)
-            } else {
-                NONE
-            }
-        })
-        .collect();
+    let mut egid = vec![NONE; n];
+    for (i, (g, &k)) in egid.iter_mut().zip(ekeys.iter()).enumerate() {
+        if let Some(&ahead) = ekeys.get(i + BATCH) {
+            table.prefetch(fmix64(ahead as u64));
+        }
+        if is_valid(evalid, i) {
+            let k = k as u64;
+            *g = table.find_or_insert(fmix64(k), k, 0, |_| true, fmix64);
+        }
+    }
     Grouping::IntHash(IntHashGroups { egid, fkeys, table })
 }
 
@@ -643,72 +801,44 @@ fn group_rows<'a>(
         .collect();
     let n_valid = evalid.map_or(n_ent, |v| n_ent - v.null_count());
     let mut table = GroupTable::with_capacity(n_valid.min(1 << 16));
-    let mut reps: Vec<u32> = Vec::new();
+    let mut keys = KeyArena::default();
     let mut egid = vec![NONE; n_ent];
     for (i, (g, &h)) in egid.iter_mut().zip(&hashes).enumerate() {
+        if let Some(&ahead) = hashes.get(i + BATCH) {
+            table.prefetch(ahead);
+        }
+        if let Some(&ahead) = hashes.get(i + BATCH / 2) {
+            keys.prefetch(table.first(ahead));
+        }
         if !is_valid(evalid, i) {
             continue;
         }
-        let id = table.find_or_insert(
-            h,
-            h,
-            |g| rows_eq(ecols, reps[g as usize] as usize, ecols, i),
-            |t| t,
-        );
-        if id as usize == reps.len() {
-            reps.push(i as u32);
+        let at = keys.bytes.len() as u32; // truncation is harmless: see KeyArena::start
+        let id = table.find_or_insert(h, h, at, |e| keys.eq(keys.start(e), ecols, i), |t| t);
+        if id as usize == keys.starts.len() {
+            keys.push(ecols, i);
         }
         *g = id;
     }
     Grouping::Rows(RowGroups {
         egid,
-        ecols,
         fcols,
-        reps,
+        keys,
         table,
     })
 }
 
-// ---- the join ----------------------------------------------------------------------------
-
-/// Tie-breaker of a feature row below its timestamp; larger wins. `EMPTY` (all zeros)
-/// is smaller than every real value, which always encodes `index + 1` in its low bits.
-trait Tie: Copy + Ord + Send + Sync {
-    const EMPTY: Self;
-    fn index(self) -> u32;
-}
-
-/// Without created timestamps: `index + 1`.
-impl Tie for u64 {
-    const EMPTY: Self = 0;
-    #[inline]
-    fn index(self) -> u32 {
-        (self - 1) as u32
-    }
-}
-
-/// With created timestamps: `(created as order-preserving u64, valid << 32 | index + 1)`.
-/// A null created encodes as `(0, index + 1)`, below any valid created (even `i64::MIN`,
-/// which encodes as `(0, 1 << 32 | index + 1)`).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct CreatedTie(u64, u64);
-
-impl Tie for CreatedTie {
-    const EMPTY: Self = CreatedTie(0, 0);
-    #[inline]
-    fn index(self) -> u32 {
-        ((self.1 & 0xffff_ffff) - 1) as u32
-    }
-}
-
-#[inline]
-fn created_tie(cts: &[i64], cnulls: Option<&NullBuffer>, f: usize) -> CreatedTie {
-    if is_valid(cnulls, f) {
-        CreatedTie((cts[f] as u64) ^ (1 << 63), (1 << 32) | (f as u64 + 1))
-    } else {
-        CreatedTie(0, f as u64 + 1)
-    }
-}
+// ---- the join
+/// Entity slots per bucket the layout aims for: the slots and their running best of one
+/// bucket (32 bytes each) then stay in L2 while the bucket's feature rows stream through.
+const TARGET_SLOTS: usize = if cfg!(test) { 64 } else { 8 * 1024 };
+/// Upper bound on the number of buckets (the fan-out of the partitioning scatter).
+const MAX_BUCKETS: usize = 4096;
+/// A bucket with more feature rows than this is itself processed in parallel.
+const BIG_BUCKET: usize = if cfg!(test) { 1 << 10 } else { 1 << 18 };
+/// Buckets whose groups average at least this many entity rows sort their feature rows
+/// and merge instead of binary-searching each one.
+const BIG_GROUP: usize = if cfg!(test) { 8 } else { 64 };
 
 /// An entity row in its sorted slot.
 #[derive(Clone, Copy, Default)]
@@ -717,164 +847,499 @@ struct Slot {
     row: u32,
 }
 
-/// The best feature row seen for a slot; compares by `(ts, tie)`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Best<T> {
+/// An entity row on its way to its bucket.
+#[derive(Clone, Copy)]
+struct ERec {
     ts: i64,
-    tie: T,
+    row: u32,
+    gid: u32,
 }
 
-fn join_core<T: Tie, G: Groups>(
+/// A feature row on its way to its bucket. In big buckets `gid` is later overwritten with
+/// the row's target slot.
+#[derive(Clone, Copy)]
+struct FRec {
+    ts: i64,
+    row: u32,
+    gid: u32,
+}
+
+/// The best feature row seen so far: `row1` is the row index + 1, 0 = none yet.
+#[derive(Clone, Copy)]
+struct Best {
+    ts: i64,
+    row1: u32,
+}
+
+const NO_BEST: Best = Best {
+    ts: i64::MIN,
+    row1: 0,
+};
+
+/// `a` (a real candidate) beats `b` under the tie rule: later ts, then `beats` (created,
+/// then index) on equal ts; anything beats "none yet".
+#[inline]
+fn better(a: Best, b: Best, beats: &impl Fn(u32, u32) -> bool) -> bool {
+    a.ts > b.ts || (a.ts == b.ts && (b.row1 == 0 || beats(a.row1 - 1, b.row1 - 1)))
+}
+
+/// A raw pointer that may be shared between the tasks of one parallel pass.
+///
+/// Every user writes a set of positions disjoint from every other task's (each is argued
+/// at the write), so there are no data races.
+struct SharedMut<T>(*mut T);
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedMut<T> {}
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// # Safety
+    /// `i` is in bounds of the allocation and no other task reads or writes position `i`
+    /// during the pass.
+    #[inline]
+    unsafe fn write(self, i: usize, v: T) {
+        // SAFETY: upheld by the caller.
+        unsafe { self.0.add(i).write(v) }
+    }
+}
+
+/// Stable partition of the rows `0..n` with `bucket_of(i) != NONE` into buckets, in
+/// parallel: returns the records, bucket by bucket, and the bucket starts (`n_buckets + 1`).
+fn partition<R: Send + Sync>(
+    n: usize,
+    n_buckets: usize,
+    bucket_of: impl Fn(usize) -> u32 + Sync,
+    make: impl Fn(usize) -> R + Sync,
+) -> (Vec<R>, Vec<usize>) {
+    let n_chunks = n.div_ceil(CHUNK);
+    let chunk = |c: usize| c * CHUNK..((c + 1) * CHUNK).min(n);
+    let hists: Vec<Vec<u32>> = (0..n_chunks)
+        .into_par_iter()
+        .map(|c| {
+            let mut h = vec![0u32; n_buckets];
+            for i in chunk(c) {
+                let b = bucket_of(i);
+                if b != NONE {
+                    h[b as usize] += 1;
+                }
+            }
+            h
+        })
+        .collect();
+    // Cursor of every (chunk, bucket): buckets in order, chunks in order within a bucket.
+    let mut starts = vec![0usize; n_buckets + 1];
+    let mut cursors: Vec<Vec<usize>> = vec![vec![0; n_buckets]; n_chunks];
+    let mut at = 0usize;
+    for b in 0..n_buckets {
+        starts[b] = at;
+        for c in 0..n_chunks {
+            cursors[c][b] = at;
+            at += hists[c][b] as usize;
+        }
+    }
+    starts[n_buckets] = at;
+    drop(hists);
+    let total = at;
+    let mut out: Vec<R> = Vec::with_capacity(total);
+    let ptr = SharedMut(out.as_mut_ptr());
+    cursors
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(c, mut cur)| {
+            for i in chunk(c) {
+                let b = bucket_of(i);
+                if b != NONE {
+                    let at = &mut cur[b as usize];
+                    // SAFETY: chunk `c` owns positions `cursors[c][b] .. + hists[c][b]` of
+                    // bucket `b`; these ranges are disjoint and together cover `0..total`
+                    // exactly once, all within the capacity.
+                    unsafe { ptr.write(*at, make(i)) };
+                    *at += 1;
+                }
+            }
+        });
+    // SAFETY: every position below `total` was written exactly once above.
+    unsafe { out.set_len(total) };
+    (out, starts)
+}
+
+/// Power-of-two number of consecutive group ids per bucket, as a shift.
+fn bucket_shift(n_groups: usize, n_slots: usize, n_feat: usize) -> u32 {
+    let wanted = (n_slots / TARGET_SLOTS)
+        .max(n_feat / (BIG_BUCKET / 4))
+        .clamp(1, MAX_BUCKETS);
+    n_groups
+        .div_ceil(wanted)
+        .max(1)
+        .next_power_of_two()
+        .trailing_zeros()
+}
+
+/// Splits `data` into consecutive pieces of the given lengths.
+fn split_lens<T>(mut data: &mut [T], lens: impl Iterator<Item = usize>) -> Vec<&mut [T]> {
+    let mut out = Vec::new();
+    for len in lens {
+        let (head, tail) = data.split_at_mut(len);
+        out.push(head);
+        data = tail;
+    }
+    out
+}
+
+fn join_core<G: Groups>(
     ets: &[i64],
     fts: &[i64],
     fvalid: Option<&NullBuffer>,
     groups: &G,
     ttl: i64,
-    tie: impl Fn(usize) -> T + Sync,
+    beats: impl Fn(u32, u32) -> bool + Sync,
 ) -> Vec<u32> {
-    let n_ent = ets.len();
-    let n_feat = fts.len();
-    let egid = groups.entity_gids();
-    let n_groups = groups.n_groups();
-
-    // 1. Counting sort of entity rows by group, then by timestamp within each group.
-    let mut offsets = vec![0u32; n_groups + 1];
-    for &g in egid {
-        if g != NONE {
-            offsets[g as usize + 1] += 1;
+    let prof = std::env::var_os("ASOF_PROF").is_some();
+    let mut t0 = std::time::Instant::now();
+    let mut lap = |name: &str| {
+        if prof {
+            eprintln!("  {name}: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+            t0 = std::time::Instant::now();
         }
-    }
-    for g in 0..n_groups {
-        offsets[g + 1] += offsets[g];
-    }
-    let n_slots = offsets[n_groups] as usize;
-    let mut slots = vec![Slot::default(); n_slots];
-    {
-        let mut cursor = offsets[..n_groups].to_vec();
-        for (row, &g) in egid.iter().enumerate() {
-            if g != NONE {
-                let c = &mut cursor[g as usize];
-                slots[*c as usize] = Slot {
-                    ts: ets[row],
-                    row: row as u32,
-                };
-                *c += 1;
-            }
-        }
-    }
-    let parts = rayon::current_num_threads().max(1);
-    for_each_group_part(&offsets, parts * 4, &mut slots, |offs, part| {
-        let base = offs[0] as usize;
-        for w in offs.windows(2) {
-            let g = &mut part[w[0] as usize - base..w[1] as usize - base];
-            if g.len() > 1 {
-                g.sort_unstable_by_key(|s| s.ts);
-            }
-        }
-    });
-
-    // 2. Map every feature row to the first slot of its group with entity_ts >= feature_ts.
-    let mut fslot = vec![NONE; n_feat];
-    fslot
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, out)| {
-            let base = c * CHUNK;
-            for (j, o) in out.iter_mut().enumerate() {
-                let f = base + j;
-                if !is_valid(fvalid, f) {
-                    continue;
-                }
-                let g = groups.feature_gid(f);
-                if g == NONE {
-                    continue;
-                }
-                let (lo, hi) = (
-                    offsets[g as usize] as usize,
-                    offsets[g as usize + 1] as usize,
-                );
-                let t = fts[f];
-                let p = lo + slots[lo..hi].partition_point(|s| s.ts < t);
-                if p == hi {
-                    continue; // later than every entity row of the group
-                }
-                if ttl > 0 && t < slots[p].ts.saturating_sub(ttl) {
-                    continue; // too old even for the earliest entity row that can see it
-                }
-                *o = p as u32;
-            }
-        });
-
-    // 3. Per slot, the maximum (ts, tie) assigned to it. Each task owns a slot range.
-    let empty = Best {
-        ts: i64::MIN,
-        tie: T::EMPTY,
     };
-    let mut best = vec![empty; n_slots];
-    let per = n_slots.div_ceil(parts).max(1);
-    best.par_chunks_mut(per).enumerate().for_each(|(k, part)| {
-        let base = (k * per) as u32;
-        let len = part.len();
-        for (f, &s) in fslot.iter().enumerate() {
-            let s = s.wrapping_sub(base) as usize;
-            if s < len {
-                let cand = Best {
-                    ts: fts[f],
-                    tie: tie(f),
-                };
-                if cand > part[s] {
-                    part[s] = cand;
-                }
-            }
-        }
-    });
-    drop(fslot);
+    let mut out = vec![NONE; ets.len()];
+    let Some(layout) = entity_layout(ets, groups.entity_gids(), groups.n_groups(), fts.len())
+    else {
+        return out;
+    };
+    lap("entity layout");
 
-    // 4. Prefix maximum within each group; keep it if it is within the ttl.
-    let mut res = vec![NONE; n_slots];
-    {
-        let best = &best;
-        let slots = &slots;
-        for_each_group_part(&offsets, parts * 4, &mut res, |offs, part| {
-            let base = offs[0] as usize;
-            for w in offs.windows(2) {
-                let mut run = empty;
-                for s in w[0] as usize..w[1] as usize {
-                    if best[s] > run {
-                        run = best[s];
-                    }
-                    if run.tie != T::EMPTY
-                        && (ttl == 0 || run.ts >= slots[s].ts.saturating_sub(ttl))
-                    {
-                        part[s - base] = run.tie.index();
-                    }
-                }
-            }
+    // Feature rows to their group ids, then partitioned by bucket.
+    let mut fgid = vec![NONE; fts.len()];
+    fgid.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, out)| groups.feature_gids(c * CHUNK, fvalid, out));
+    lap("feature gids");
+    let shift = layout.shift;
+    let (mut frecs, fstarts) = partition(
+        fts.len(),
+        layout.n_buckets(),
+        |f| match fgid[f] {
+            NONE => NONE,
+            g => g >> shift,
+        },
+        |f| FRec {
+            ts: fts[f],
+            row: f as u32,
+            gid: fgid[f],
+        },
+    );
+    drop(fgid);
+    lap("feature partition");
+
+    let mut best = vec![NO_BEST; layout.slots.len()];
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    let n_buckets = layout.n_buckets();
+    let recs = split_lens(
+        &mut frecs,
+        (0..n_buckets).map(|b| fstarts[b + 1] - fstarts[b]),
+    );
+    let bests = split_lens(&mut best, (0..n_buckets).map(|b| layout.bucket_len(b)));
+    let layout = &layout;
+    let beats = &beats;
+    recs.into_iter()
+        .zip(bests)
+        .enumerate()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .for_each(|(b, (recs, best))| {
+            let bucket = Bucket::new(layout, b);
+            merge_bucket(&bucket, recs, best, ttl, beats, out_ptr)
         });
-    }
-
-    // 5. Back to entity order.
-    let mut out = vec![NONE; n_ent];
-    for (s, r) in slots.iter().zip(&res) {
-        out[s.row as usize] = *r;
-    }
+    lap("merge");
     out
 }
 
-/// Splits `data` (laid out by the group `offsets`) into about `parts` pieces along group
-/// boundaries and runs `f(offsets_of_piece, piece)` on them in parallel. `offsets_of_piece`
-/// holds the piece's group boundaries (absolute positions), first to last.
-fn for_each_group_part<D: Send>(
-    offsets: &[u32],
-    parts: usize,
-    data: &mut [D],
-    f: impl Fn(&[u32], &mut [D]) + Sync,
+/// Entity rows laid out in slots ordered by (group, entity_ts), in buckets of `1 << shift`
+/// consecutive group ids.
+struct Layout {
+    shift: u32,
+    /// `offsets[g]..offsets[g + 1]` are the slots of group `g`.
+    offsets: Vec<u32>,
+    slots: Vec<Slot>,
+}
+
+impl Layout {
+    fn n_groups(&self) -> usize {
+        self.offsets.len() - 1
+    }
+    fn n_buckets(&self) -> usize {
+        ((self.n_groups() - 1) >> self.shift) + 1
+    }
+    fn bucket_groups(&self, b: usize) -> std::ops::Range<usize> {
+        (b << self.shift)..((b + 1) << self.shift).min(self.n_groups())
+    }
+    fn bucket_len(&self, b: usize) -> usize {
+        let g = self.bucket_groups(b);
+        (self.offsets[g.end] - self.offsets[g.start]) as usize
+    }
+}
+
+/// One bucket's view of the layout: its groups' offsets (relative to the bucket's first
+/// slot, one more than the groups) and its slots.
+struct Bucket<'a> {
+    g0: usize,
+    offs: Vec<u32>,
+    slots: &'a [Slot],
+}
+
+impl<'a> Bucket<'a> {
+    fn new(layout: &'a Layout, b: usize) -> Self {
+        let g = layout.bucket_groups(b);
+        let abs = &layout.offsets[g.start..=g.end];
+        let base = abs[0];
+        Bucket {
+            g0: g.start,
+            offs: abs.iter().map(|&o| o - base).collect(),
+            slots: &layout.slots[base as usize..abs[abs.len() - 1] as usize],
+        }
+    }
+}
+
+/// Builds the [`Layout`]; `None` when no entity row is valid.
+fn entity_layout(ets: &[i64], egid: &[u32], n_groups: usize, n_feat: usize) -> Option<Layout> {
+    let n_slots = egid.iter().filter(|&&g| g != NONE).count();
+    if n_slots == 0 {
+        return None;
+    }
+    let shift = bucket_shift(n_groups, n_slots, n_feat);
+    let n_buckets = ((n_groups - 1) >> shift) + 1;
+    let (erecs, starts) = partition(
+        ets.len(),
+        n_buckets,
+        |i| match egid[i] {
+            NONE => NONE,
+            g => g >> shift,
+        },
+        |i| ERec {
+            ts: ets[i],
+            row: i as u32,
+            gid: egid[i],
+        },
+    );
+    let mut offsets = vec![0u32; n_groups + 1];
+    offsets[n_groups] = n_slots as u32;
+    let mut slots = vec![Slot::default(); n_slots];
+    let slot_parts = split_lens(
+        &mut slots,
+        (0..n_buckets).map(|b| starts[b + 1] - starts[b]),
+    );
+    let off_parts: Vec<_> = offsets[..n_groups].chunks_mut(1 << shift).collect();
+    slot_parts
+        .into_par_iter()
+        .zip(off_parts)
+        .enumerate()
+        .for_each(|(b, (slots, offs))| {
+            let (lo, hi) = (starts[b], starts[b + 1]);
+            layout_bucket(&erecs[lo..hi], slots, offs, b << shift, lo as u32)
+        });
+    Some(Layout {
+        shift,
+        offsets,
+        slots,
+    })
+}
+
+/// Counting sort of one bucket's entity rows by group, then by timestamp within each
+/// group. Writes the groups' absolute offsets (`base` = the bucket's first slot).
+#[inline(never)]
+fn layout_bucket(recs: &[ERec], slots: &mut [Slot], offs: &mut [u32], g0: usize, base: u32) {
+    offs.fill(0);
+    for r in recs {
+        offs[r.gid as usize - g0] += 1;
+    }
+    let mut at = 0u32;
+    for o in offs.iter_mut() {
+        let c = *o;
+        *o = at;
+        at += c;
+    }
+    let mut cursor = offs.to_vec();
+    for r in recs {
+        let c = &mut cursor[r.gid as usize - g0];
+        slots[*c as usize] = Slot {
+            ts: r.ts,
+            row: r.row,
+        };
+        *c += 1;
+    }
+    for (i, &o) in offs.iter().enumerate() {
+        let end = offs.get(i + 1).map_or(slots.len(), |&e| e as usize);
+        let g = &mut slots[o as usize..end];
+        if g.len() > 1 {
+            g.sort_unstable_by_key(|s| s.ts);
+        }
+    }
+    for o in offs.iter_mut() {
+        *o += base;
+    }
+}
+
+/// Index of the first slot with `ts >= t` in a group's slots (sorted by ts).
+#[inline]
+fn first_at_or_after(g: &[Slot], t: i64) -> usize {
+    if g.len() <= 16 {
+        // Small groups (the common case): a branch-free count.
+        return g.iter().map(|s| (s.ts < t) as usize).sum();
+    }
+    let mut lo = 0usize;
+    let mut size = g.len();
+    while size > 1 {
+        let half = size / 2;
+        if g[lo + half].ts < t {
+            lo += half;
+        }
+        size -= half;
+    }
+    lo + (g[lo].ts < t) as usize
+}
+
+/// Every feature row of the bucket goes to the first slot of its group with
+/// `entity_ts >= feature_ts`, keeping the best per slot; then a prefix maximum over each
+/// group's slots gives every entity row its answer (written to `out`).
+#[inline(never)]
+fn merge_bucket(
+    bucket: &Bucket<'_>,
+    recs: &mut [FRec],
+    best: &mut [Best],
+    ttl: i64,
+    beats: &(impl Fn(u32, u32) -> bool + Sync),
+    out: SharedMut<u32>,
 ) {
+    let (offs, slots, g0) = (&bucket.offs[..], bucket.slots, bucket.g0);
+    // Target slot (bucket-relative) of a feature row, `NONE` if it can match nothing.
+    let target = |r: &FRec| -> u32 {
+        let lg = r.gid as usize - g0;
+        let (lo, hi) = (offs[lg] as usize, offs[lg + 1] as usize);
+        let p = lo + first_at_or_after(&slots[lo..hi], r.ts);
+        if p == hi || (ttl > 0 && r.ts < slots[p].ts.saturating_sub(ttl)) {
+            NONE // later than every entity row of the group, or too old for all of them
+        } else {
+            p as u32
+        }
+    };
+    let offer = |best: &mut Best, r: &FRec| {
+        let cand = Best {
+            ts: r.ts,
+            row1: r.row + 1,
+        };
+        if better(cand, *best, beats) {
+            *best = cand;
+        }
+    };
+    // Prefix maximum over the groups `offs` (a window of the bucket's offsets); `best[0]`
+    // is the best of slot `offs[0]`.
+    let finish = |offs: &[u32], best: &[Best]| {
+        let first = offs[0] as usize;
+        for w in offs.windows(2) {
+            let mut run = NO_BEST;
+            for s in w[0] as usize..w[1] as usize {
+                let b = best[s - first];
+                if b.row1 != 0 && better(b, run, beats) {
+                    run = b;
+                }
+                if run.row1 != 0 && (ttl == 0 || run.ts >= slots[s].ts.saturating_sub(ttl)) {
+                    // SAFETY: each entity row occupies exactly one slot and each slot is
+                    // finished by exactly one task, so no two writes hit the same row.
+                    unsafe { out.write(slots[s].row as usize, run.row1 - 1) };
+                }
+            }
+        }
+    };
+    let threads = rayon::current_num_threads();
+    let big = recs.len() > BIG_BUCKET && threads > 1;
+    let finish_all = |best: &[Best]| {
+        if big {
+            for_each_group_part(offs, threads * 4, |o| {
+                finish(o, &best[o[0] as usize..o[o.len() - 1] as usize])
+            });
+        } else {
+            finish(offs, best);
+        }
+    };
+    if slots.len() >= BIG_GROUP * (offs.len() - 1) {
+        // Large groups (few keys): binary searches would miss the cache, so sort the feature
+        // rows by (group, ts) instead (cheap when they arrive sorted by time) and merge.
+        if big {
+            recs.par_sort_unstable_by_key(|r| (r.gid, r.ts));
+        } else {
+            recs.sort_unstable_by_key(|r| (r.gid, r.ts));
+        }
+        let mut i = 0;
+        while i < recs.len() {
+            let gid = recs[i].gid;
+            let lg = gid as usize - g0;
+            let hi = offs[lg + 1] as usize;
+            let mut p = offs[lg] as usize;
+            while i < recs.len() && recs[i].gid == gid {
+                let r = &recs[i];
+                while p < hi && slots[p].ts < r.ts {
+                    p += 1;
+                }
+                if p == hi {
+                    // The rest of the group is later than every entity row.
+                    while i < recs.len() && recs[i].gid == gid {
+                        i += 1;
+                    }
+                    break;
+                }
+                if ttl == 0 || r.ts >= slots[p].ts.saturating_sub(ttl) {
+                    offer(&mut best[p], r);
+                }
+                i += 1;
+            }
+        }
+        finish_all(best);
+    } else if !big {
+        for r in recs.iter() {
+            let p = target(r);
+            if p != NONE {
+                offer(&mut best[p as usize], r);
+            }
+        }
+        finish(offs, best);
+    } else {
+        // Many feature rows on small groups: find the targets in parallel, let each task
+        // keep the best for its own range of slots, then finish runs of groups in parallel.
+        recs.par_chunks_mut(CHUNK).for_each(|ch| {
+            for r in ch {
+                r.gid = target(r);
+            }
+        });
+        let per = best.len().div_ceil(threads).max(1);
+        let recs = &*recs;
+        best.par_chunks_mut(per).enumerate().for_each(|(k, part)| {
+            let lo = (k * per) as u32;
+            for r in recs {
+                let s = r.gid.wrapping_sub(lo) as usize;
+                if s < part.len() {
+                    offer(&mut part[s], r);
+                }
+            }
+        });
+        finish_all(best);
+    }
+}
+
+/// Splits the groups described by `offsets` (slot positions) into about
+/// `parts` runs of consecutive groups of similar total size and runs `f` on each run's
+/// offsets in parallel.
+fn for_each_group_part(offsets: &[u32], parts: usize, f: impl Fn(&[u32]) + Sync) {
     let n_groups = offsets.len() - 1;
-    let total = offsets[n_groups] as usize;
+    let (first, total) = (offsets[0] as usize, offsets[n_groups] as usize);
     let mut cuts = vec![0usize];
     for k in 1..parts {
-        let target = total * k / parts;
+        let target = first + (total - first) * k / parts;
         let g = offsets
             .partition_point(|&o| (o as usize) < target)
             .min(n_groups);
@@ -885,17 +1350,7 @@ fn for_each_group_part<D: Send>(
     if *cuts.last().unwrap() < n_groups {
         cuts.push(n_groups);
     }
-    let mut pieces = Vec::with_capacity(cuts.len());
-    let mut rest = data;
-    for w in cuts.windows(2) {
-        let len = (offsets[w[1]] - offsets[w[0]]) as usize;
-        let (head, tail) = rest.split_at_mut(len);
-        pieces.push((&offsets[w[0]..=w[1]], head));
-        rest = tail;
-    }
-    pieces
-        .into_par_iter()
-        .for_each(|(offs, piece)| f(offs, piece));
+    cuts.par_windows(2).for_each(|w| f(&offsets[w[0]..=w[1]]));
 }
 
 #[cfg(test)]
@@ -1387,8 +1842,17 @@ mod tests {
     fn larger_randomized_parallel_paths() {
         // Big enough for several parallel chunks and both int paths.
         let mut rng = Rng(99);
-        for (dom, sparse) in [(50u64, false), (3000, false), (3000, true), (1, false)] {
-            let ne = if dom < 100 { 2_000 } else { 20_000 };
+        // (key domain, sparse keys, entity rows): small groups, many buckets, hashed keys,
+        // one big group (sort + merge), and few entity rows under many feature rows (the
+        // parallel in-bucket path).
+        for (dom, sparse, ne) in [
+            (50u64, false, 2_000),
+            (3000, false, 20_000),
+            (3000, true, 20_000),
+            (1, false, 2_000),
+            (1, false, 5),
+            (2, true, 9),
+        ] {
             let nf = 100_000;
             let mk = |rng: &mut Rng| -> Option<i64> {
                 let k = rng.below(dom) as i64;
@@ -1398,8 +1862,8 @@ mod tests {
                     k
                 })
             };
-            let ek = vec![(0..ne).map(|_| mk(&mut rng)).collect::<Vec<_>>()];
-            let fk = vec![(0..nf).map(|_| mk(&mut rng)).collect::<Vec<_>>()];
+            let ek = [(0..ne).map(|_| mk(&mut rng)).collect::<Vec<_>>()];
+            let fk = [(0..nf).map(|_| mk(&mut rng)).collect::<Vec<_>>()];
             let et: Vec<Option<i64>> = (0..ne).map(|_| Some(rng.below(1000) as i64)).collect();
             let ft: Vec<Option<i64>> = (0..nf).map(|_| Some(rng.below(1000) as i64)).collect();
             let got = asof_join(
