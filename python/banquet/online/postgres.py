@@ -41,6 +41,7 @@ COPY_ROWS = 1000  # from this many rows, stage with COPY; below, one statement w
 CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 10.0  # waiting for a free pooled connection
 _MAX_IDENT = 63  # Postgres truncates longer identifiers (NAMEDATALEN - 1)
+_TRANSIENT_FATAL = ("the database system is", "too many", "remaining connection slots")
 _DDL_LOCK = 0x62616E71  # advisory lock taken around DDL, so concurrent applies don't race
 
 
@@ -102,10 +103,8 @@ class PostgresOnlineStore(OnlineStore):
                 # milliseconds, instead of after the pool's wait for a connection.
                 try:
                     psycopg.connect(conninfo).close()
-                except psycopg.OperationalError as e:
-                    raise self._unavailable("connect", e) from None
                 except psycopg.Error as e:
-                    raise StoreError(f"Postgres online store at {self.address}: {e}") from None
+                    raise self._connect_error(e) from None
                 pool = ConnectionPool(
                     conninfo,
                     min_size=max(0, self.cfg.min_conn),
@@ -124,6 +123,14 @@ class PostgresOnlineStore(OnlineStore):
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.close(timeout=1.0)
+
+    def _connect_error(self, e: BaseException) -> StoreError:
+        """A refused connection: the server is unavailable, unless it answered and rejected
+        the settings (unknown database or user, wrong password): that is not retryable."""
+        text = " ".join(str(e).split())
+        if "FATAL:" in text and not any(m in text for m in _TRANSIENT_FATAL):
+            return StoreError(f"Postgres online store at {self.address}: cannot connect: {text}")
+        return self._unavailable("connect", e)
 
     def _unavailable(self, what: str, e: BaseException) -> StoreUnavailable:
         text = " ".join(str(e).split())

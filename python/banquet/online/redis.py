@@ -327,9 +327,10 @@ class RedisOnlineStore(OnlineStore):
             keys = requests[0][1] if requests else []
             if not keys:
                 return [[] for _ in requests]
+            rows: list[list[bytes | None]]
             with self._errors("read"):
                 if len(keys) == 1:
-                    rows = [client.hmget(prefix + keys[0], fields)]
+                    rows = [client.hmget(prefix + keys[0], fields)]  # type: ignore[list-item]
                 else:
                     pipe = client.pipeline(transaction=False)
                     for k in keys:
