@@ -1,10 +1,11 @@
-"""The embedded online store (``SqliteOnlineStore``) on its own, and through ``FeatureStore``:
-tables, the newer-event-wins upsert, reads, WAL mode, errors, teardown of one project only."""
+"""What is SQLite's own in the embedded online store (``SqliteOnlineStore``): tables, WAL mode,
+the project -> tables record, locks after a failed write, a lost database file. The behaviour
+every online store shares (round trips, newer event wins, multi-view reads, drop, teardown)
+is tested for all of them in ``test_stores.py``."""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -105,91 +106,7 @@ def test_table_names_are_quoted() -> None:
     assert table_name("p", 'a"b') == '"p:a""b"'
 
 
-def test_view_names_needing_quotes(tmp_path: Path) -> None:
-    s = open_store(tmp_path)
-    for name in ("my-view", "v.2", "select"):
-        s.create_view("proj", view(name))
-        s.write("proj", name, [b"k"], [1], [0], [name.encode()])
-        assert s.read("proj", [(name, [b"k"])]) == [[name.encode()]]
-    s.close()
-
-
-# --- write and read --------------------------------------------------------------------------------
-
-
-def test_write_then_read(store: SqliteOnlineStore) -> None:
-    write(store, [(b"k1", 10, 0, b"one"), (b"k2", 20, 5, b"two")])
-    assert read1(store, [b"k2", b"missing", b"k1", b"k2"]) == [b"two", None, b"one", b"two"]
-    assert read1(store, [b"k1"]) == [b"one"]  # the single-key path
-    assert read1(store, [b"nope"]) == [None]
-    assert read1(store, []) == []
-
-
-def test_newer_event_wins(store: SqliteOnlineStore) -> None:
-    write(store, [(b"k", 100, 5, b"first")])
-    write(store, [(b"k", 99, 999, b"older event")])  # older event, even with a later created
-    assert read1(store, [b"k"]) == [b"first"]
-    write(store, [(b"k", 100, 4, b"same event, older created")])
-    assert read1(store, [b"k"]) == [b"first"]
-    write(store, [(b"k", 100, 5, b"same event and created")])  # a rerun replaces: idempotent
-    assert read1(store, [b"k"]) == [b"same event and created"]
-    write(store, [(b"k", 100, 6, b"same event, newer created")])
-    assert read1(store, [b"k"]) == [b"same event, newer created"]
-    write(store, [(b"k", 101, 0, b"newer event")])
-    assert read1(store, [b"k"]) == [b"newer event"]
-    # negative times (before 1970) compare as numbers too
-    write(store, [(b"n", -5, 0, b"a"), (b"n", -10, 0, b"b")])
-    assert read1(store, [b"n"]) == [b"a"]
-
-
-def test_within_one_batch_the_newer_row_wins(store: SqliteOnlineStore) -> None:
-    write(store, [(b"k", 5, 0, b"newer"), (b"k", 3, 0, b"older")])
-    assert read1(store, [b"k"]) == [b"newer"]
-
-
-def test_many_keys_and_views_in_one_read(store: SqliteOnlineStore) -> None:
-    store.create_view("proj", view("w"))
-    n = 2_500  # more than the bound-parameter chunk
-    keys = [i.to_bytes(4, "little") for i in range(n)]
-    write(store, [(k, 1, 0, b"v" + k) for k in keys[::2]])
-    write(store, [(k, 1, 0, b"w" + k) for k in keys[1::2]], "w")
-    ask = list(reversed(keys)) + [b"x"]
-    got_v, got_w = store.read("proj", [("v", ask), ("w", ask)])
-    assert got_v == [
-        b"v" + k if i % 2 == 0 else None for i, k in reversed(list(enumerate(keys)))
-    ] + [None]
-    assert got_w == [
-        b"w" + k if i % 2 == 1 else None for i, k in reversed(list(enumerate(keys)))
-    ] + [None]
-
-
-def test_reads_from_several_threads(store: SqliteOnlineStore) -> None:
-    keys = [bytes([i]) for i in range(50)]
-    write(store, [(k, 1, 0, k * 3) for k in keys])
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            for _ in range(20):
-                assert read1(store, keys) == [k * 3 for k in keys]
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-
-
-def test_two_store_objects_share_the_file(store: SqliteOnlineStore, tmp_path: Path) -> None:
-    other = open_store(tmp_path)
-    write(store, [(b"k", 1, 0, b"a")])
-    assert other.read("proj", [("v", [b"k"])]) == [[b"a"]]
-    other.write("proj", "v", [b"k"], [2], [0], [b"b"])
-    assert read1(store, [b"k"]) == [b"b"]
-    other.close()
+# --- errors --------------------------------------------------------------------------------------
 
 
 def test_missing_table_is_a_store_error(store: SqliteOnlineStore) -> None:
@@ -236,33 +153,13 @@ def test_a_failed_write_writes_nothing(store: SqliteOnlineStore, tmp_path: Path)
     assert read1(store, [b"a"]) == [b"newer"]
 
 
-def test_ensure_view_recreates_a_lost_table(store: SqliteOnlineStore) -> None:
-    v = view("lost")
-    store.ensure_view("proj", v)
-    store.drop_view("proj", "lost")  # forgets the ensured mark
-    store.ensure_view("proj", v)
-    store.write("proj", "lost", [b"k"], [1], [0], [b"x"])
-    assert store.read("proj", [("lost", [b"k"])]) == [[b"x"]]
-
-
 # --- drop and teardown -------------------------------------------------------------------------------
 
 
-def test_drop_view(store: SqliteOnlineStore, tmp_path: Path) -> None:
+def test_drop_view_drops_the_table(store: SqliteOnlineStore, tmp_path: Path) -> None:
     write(store, [(b"k", 1, 0, b"a")])
     store.drop_view("proj", "v")
-    store.drop_view("proj", "v")  # idempotent
-    store.drop_view("proj", "never_made")
     assert tables(tmp_path / "data" / "online.db") == {"banquet_views"}
-    store.create_view("proj", view("v"))
-    assert read1(store, [b"k"]) == [None]  # a recreated table starts empty
-
-
-def test_drop_view_on_a_fresh_file(tmp_path: Path) -> None:
-    s = open_store(tmp_path)
-    s.drop_view("proj", "v")
-    s.teardown("proj")
-    s.close()
 
 
 def test_teardown_removes_only_this_projects_tables(tmp_path: Path) -> None:
