@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 VIEWS_TABLE = "banquet_online_views"
+IN_KEYS = 16  # up to this many keys per view, a read lists them; beyond, one array
 COPY_ROWS = 1000  # from this many rows, stage with COPY; below, one statement with arrays
 CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 10.0  # waiting for a free pooled connection
@@ -281,8 +282,16 @@ class PostgresOnlineStore(OnlineStore):
 
         if not any(len(keys) for _, keys in requests):
             return [[None] * len(keys) for _, keys in requests]
-        query = _read_sql(self.schema, project, tuple(v for v, _ in requests))
-        params = [k if isinstance(k, list) else list(k) for _, k in requests]
+        # a few keys: "IN (%s, ...)", one parameter each (the usual online request, and
+        # measurably faster than an array); more: "= ANY(%s)" with one array parameter
+        shape = tuple((v, len(k) if len(k) <= IN_KEYS else -1) for v, k in requests)
+        query = _read_sql(self.schema, project, shape)
+        params: list[Any] = []
+        for _, keys in requests:
+            if len(keys) <= IN_KEYS:
+                params.extend(keys)
+            else:
+                params.append(keys if isinstance(keys, list) else list(keys))
 
         def work(conn: psycopg.Connection[Any]) -> list[Any]:
             return conn.execute(query, params, binary=True).fetchall()
@@ -305,16 +314,25 @@ class PostgresOnlineStore(OnlineStore):
 # --- SQL ----------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=512)
-def _read_sql(schema: str, project: str, views: tuple[str, ...]) -> str:
+@functools.lru_cache(maxsize=1024)
+def _read_sql(schema: str, project: str, shape: tuple[tuple[str, int], ...]) -> str:
+    """One SELECT per (view, number of keys or -1 for an array), glued with UNION ALL and
+    tagged by request index."""
     from psycopg import sql
 
-    parts = [
-        sql.SQL("SELECT {}::int4, entity_key, value FROM {} WHERE entity_key = ANY(%s::bytea[])")
-        .format(sql.Literal(i), sql.Identifier(schema, table_name(project, v)))
-        .as_string(None)
-        for i, v in enumerate(views)
-    ]
+    parts = []
+    for i, (view, n) in enumerate(shape):
+        if n < 0:
+            where = "= ANY(%s::bytea[])"
+        elif n == 0:
+            continue
+        else:
+            where = "IN (" + ", ".join(["%s::bytea"] * n) + ")"
+        parts.append(
+            sql.SQL("SELECT {}::int4, entity_key, value FROM {} WHERE entity_key " + where)
+            .format(sql.Literal(i), sql.Identifier(schema, table_name(project, view)))
+            .as_string(None)
+        )
     return " UNION ALL ".join(parts)
 
 
