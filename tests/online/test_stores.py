@@ -531,17 +531,6 @@ def test_redis_layout_and_key_ttl(
         client.close()
 
 
-@pytest.mark.redis
-def test_redis_scripts_flushed_are_reloaded(redis_backend: Backend) -> None:
-    s = redis_backend.open()
-    assert isinstance(s, RedisOnlineStore)
-    p = redis_backend.project
-    s.write(p, "v", [b"k"], [1], [0], [b"a"])
-    s._sha = "0" * 40  # as after a server restart: the cached script hash is unknown
-    s.write(p, "v", [b"k"], [2], [0], [b"b"])
-    assert s.read(p, [("v", [b"k"])]) == [[b"b"]]
-
-
 def _redis_store(tmp_path: Path, port: int, **options: Any) -> RedisOnlineStore:
     cs = ",".join([f"127.0.0.1:{port}", "db=0", *(f"{k}={v}" for k, v in options.items())])
     config = RepoConfig(
@@ -659,6 +648,23 @@ def test_redis_server_stopping_and_coming_back(
     assert s.read("gone", [("v", [b"k"])]) == [[None]]
     s.write("gone", "v", [b"k"], [3], [0], [b"z"])  # the write script is loaded again
     assert s.read("gone", [("v", [b"k"])]) == [[b"z"]]
+    s.close()
+
+
+@pytest.mark.redis
+def test_redis_scripts_flushed_are_reloaded(
+    throwaway_redis: Callable[[], subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    import redis
+
+    server = throwaway_redis()
+    s = _redis_store(tmp_path, server.port)  # type: ignore[attr-defined]
+    s.write("gone", "v", [b"k"], [1], [0], [b"a"])
+    client = redis.Redis(port=server.port, socket_timeout=5)  # type: ignore[attr-defined]
+    client.script_flush()
+    client.close()
+    s.write("gone", "v", [b"k", b"j"], [2, 2], [0, 0], [b"b", b"c"])
+    assert s.read("gone", [("v", [b"k", b"j"])]) == [[b"b", b"c"]]
     s.close()
 
 

@@ -18,6 +18,7 @@ if the new row is not older, so the check and the write are atomic inside Redis.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ for i, key in ipairs(KEYS) do
 end
 return written
 """
+
+_WRITE_SHA = hashlib.sha1(_WRITE_LUA.encode()).hexdigest().encode()
 
 
 @dataclass(frozen=True)
@@ -161,8 +164,34 @@ def _option(name: str, value: str, where: str) -> Any:
     return value  # username, password
 
 
-def _ts16(event_ts: int, created_ts: int) -> bytes:
-    return _TS.pack(event_ts + _BIAS, created_ts + _BIAS)
+def _bulk(value: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def _evalsha(
+    prefix: bytes,
+    head: list[bytes],
+    keys: Sequence[bytes],
+    event_ts: Sequence[int],
+    created_ts: Sequence[int],
+    blobs: Sequence[bytes],
+) -> bytes:
+    """``EVALSHA <write script> n <prefixed keys> <head> (<ts16> <blob>)*`` as RESP."""
+    n = len(keys)
+    pack = _TS.pack
+    lp = len(prefix)
+    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + 3 * n + len(head)), _bulk(_WRITE_SHA)]
+    parts.append(_bulk(b"%d" % n))
+    parts.extend([b"$%d\r\n%b%b\r\n" % (lp + len(k), prefix, k) for k in keys])
+    parts.extend([_bulk(h) for h in head])
+    parts.extend(
+        [
+            b"$16\r\n%b\r\n$%d\r\n%b\r\n" % (pack(e + _BIAS, c + _BIAS), len(v), v)
+            for e, c, v in zip(event_ts, created_ts, blobs)
+        ]
+    )
+    return b"".join(parts)
 
 
 def _prefix(project: str) -> bytes:
@@ -193,7 +222,6 @@ class RedisOnlineStore(OnlineStore):
             raise ConfigError(f"online_store.key_ttl_seconds must not be negative, got {ttl}")
         self.key_ttl_seconds = ttl or 0
         self._client: redis.Redis | None = None
-        self._sha: str | None = None
 
     # --- connection ------------------------------------------------------------------------
 
@@ -281,61 +309,79 @@ class RedisOnlineStore(OnlineStore):
         from redis.exceptions import NoScriptError
 
         prefix = _prefix(project)
-        head = [view_name.encode(), view_name.encode() + b":ts", self.key_ttl_seconds]
-        calls: list[tuple[list[bytes], list[Any]]] = []
-        for lo in range(0, len(keys), SCRIPT_KEYS):
-            hi = lo + SCRIPT_KEYS
-            args: list[Any] = list(head)
-            for e, c, b in zip(event_ts[lo:hi], created_ts[lo:hi], blobs[lo:hi]):
-                if b is None:
-                    raise StoreError(
-                        f"feature view {view_name!r}: a value to write is None (a blob is needed)"
-                    )
-                args.append(_ts16(e, c))
-                args.append(b)
-            calls.append(([prefix + k for k in keys[lo:hi]], args))
-        client = self.client()
+        head = [view_name.encode(), view_name.encode() + b":ts", b"%d" % self.key_ttl_seconds]
+        try:
+            calls = [
+                _evalsha(
+                    prefix,
+                    head,
+                    keys[lo : lo + SCRIPT_KEYS],
+                    event_ts[lo : lo + SCRIPT_KEYS],
+                    created_ts[lo : lo + SCRIPT_KEYS],
+                    blobs[lo : lo + SCRIPT_KEYS],
+                )
+                for lo in range(0, len(keys), SCRIPT_KEYS)
+            ]
+        except TypeError:
+            raise StoreError(
+                f"feature view {view_name!r}: keys and values to write must be bytes "
+                "(a value is None?)"
+            ) from None
         with self._errors(f"write to feature view {view_name!r}"):
             for lo in range(0, len(calls), SCRIPTS_PER_ROUND_TRIP):
                 group = calls[lo : lo + SCRIPTS_PER_ROUND_TRIP]
-                for attempt in range(2):
-                    sha = self._sha or self._load_script()
-                    pipe = client.pipeline(transaction=False)
-                    for ks, args in group:
-                        pipe.evalsha(sha, len(ks), *ks, *args)
-                    try:
-                        pipe.execute()
-                        break
-                    except NoScriptError:  # the server restarted or its scripts were flushed
-                        self._sha = None  # rerunning is harmless: not-older rows win again
-                        if attempt:
-                            raise
+                try:
+                    self._roundtrip(b"".join(group), len(group))
+                except NoScriptError:  # a new server, or its scripts were flushed: load, resend
+                    self.client().script_load(_WRITE_LUA)  # (rerunning is harmless)
+                    self._roundtrip(b"".join(group), len(group))
 
-    def _load_script(self) -> str:
-        sha: str = self.client().script_load(_WRITE_LUA)
-        self._sha = sha
-        return sha
+    def _roundtrip(self, payload: bytes, replies: int) -> list[Any]:
+        """Send RESP-encoded commands on one pooled connection; read their ``replies``.
+
+        Commands are encoded here, in bulk: redis-py's per-command encoding would cost more
+        than Redis takes to run them. The first error reply is raised after every reply has
+        been read (so the connection stays in step); a broken connection is dropped."""
+        from redis.exceptions import ResponseError
+
+        pool = self.client().connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([payload])
+            out: list[Any] = []
+            error: ResponseError | None = None
+            for _ in range(replies):
+                try:
+                    out.append(conn.read_response())
+                except ResponseError as e:
+                    error = error or e
+                    out.append(None)
+            if error is not None:
+                raise error
+            return out
+        except ResponseError:
+            raise
+        except BaseException:
+            conn.disconnect()  # unread replies (a timeout, Ctrl-C): never reuse it
+            raise
+        finally:
+            pool.release(conn)
 
     def read(
         self, project: str, requests: Sequence[tuple[str, Sequence[bytes]]]
     ) -> list[list[bytes | None]]:
         prefix = _prefix(project)
         fields = [view.encode() for view, _ in requests]
-        client = self.client()
         if len(requests) == 1 or all(keys is requests[0][1] for _, keys in requests):
             # The usual case: every view asks for the same keys: one HMGET per key, all fields.
             keys = requests[0][1] if requests else []
             if not keys:
                 return [[] for _ in requests]
-            rows: list[list[bytes | None]]
+            tail = b"".join(_bulk(f) for f in fields)
+            cmd = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2)
+            payload = b"".join(cmd + _bulk(prefix + k) + tail for k in keys)
             with self._errors("read"):
-                if len(keys) == 1:
-                    rows = [client.hmget(prefix + keys[0], fields)]  # type: ignore[list-item]
-                else:
-                    pipe = client.pipeline(transaction=False)
-                    for k in keys:
-                        pipe.hmget(prefix + k, fields)
-                    rows = pipe.execute()
+                rows = self._roundtrip(payload, len(keys))
             return [[row[i] for row in rows] for i in range(len(fields))]
         # Views keyed by different entities: the fields wanted per distinct key.
         wanted: dict[bytes, list[int]] = {}
@@ -346,11 +392,14 @@ class RedisOnlineStore(OnlineStore):
                     views.append(i)
         if not wanted:
             return [[] for _ in requests]
+        payload = b"".join(
+            b"*%d\r\n$5\r\nHMGET\r\n" % (len(views) + 2)
+            + _bulk(prefix + k)
+            + b"".join(_bulk(fields[i]) for i in views)
+            for k, views in wanted.items()
+        )
         with self._errors("read"):
-            pipe = client.pipeline(transaction=False)
-            for k, views in wanted.items():
-                pipe.hmget(prefix + k, [fields[i] for i in views])
-            replies = pipe.execute()
+            replies = self._roundtrip(payload, len(wanted))
         found: list[dict[bytes, bytes | None]] = [{} for _ in requests]
         for (k, views), values in zip(wanted.items(), replies):
             for i, v in zip(views, values):
