@@ -9,10 +9,13 @@ Layout (``online_store: {type: redis, connection_string: "host:port,db=0,..."}``
   big-endian ``u64`` of ``ts + 2**63``, so that bytewise order is numeric order
   (``':'`` cannot occur in a view name either, so this never collides with a view's field).
 
-A read is one pipelined round trip (one ``HMGET`` per distinct key, asking for every
-requested view's field). A write runs a server-side Lua script (``EVALSHA``) over batches of
+A read is one round trip: one ``HMGET`` per distinct key, asking for every requested view's
+field, all sent together. A write runs a server-side Lua script (``EVALSHA``) over batches of
 keys: per key it compares the stored timestamps with the new ones and replaces the blob only
-if the new row is not older, so the check and the write are atomic inside Redis.
+if the new row is not older, so the check and the write are atomic inside Redis;
+``key_ttl_seconds`` sets the hash's ``EXPIRE`` on every write that lands. Commands are
+RESP-encoded here in bulk and sent on one pooled redis-py connection (redis-py's own
+per-argument encoding costs more than Redis takes to run them).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
     from banquet.feature_view import FeatureView
 
 SCRIPT_KEYS = 500  # keys per EVALSHA call: keeps each script run short (Redis is single-threaded)
-SCRIPTS_PER_ROUND_TRIP = 20  # EVALSHA calls sent in one pipeline
+SCRIPTS_PER_ROUND_TRIP = 20  # EVALSHA calls sent together, then their replies read
 SCAN_COUNT = 1000
 _BIAS = 1 << 63
 _TS = struct.Struct(">QQ")
