@@ -192,9 +192,10 @@ pub fn asof_join(
         }
         Some((cts, cnulls)) => {
             let cnulls = cnulls.filter(|n| n.null_count() > 0);
+            // `None` (null) sorts below every value; the value under a null is ignored.
             let key = |f: u32| {
                 let f = f as usize;
-                (is_valid(cnulls.as_ref(), f), cts[f])
+                is_valid(cnulls.as_ref(), f).then(|| cts[f])
             };
             // Equal ts: larger created wins (null is smallest), then the larger index.
             let beats = |a: u32, b: u32| (key(a), a) > (key(b), b);
@@ -1472,6 +1473,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out(&r), vec![Some(1)]);
+    }
+
+    #[test]
+    fn values_under_nulls_are_ignored() {
+        use arrow_buffer::{NullBuffer, ScalarBuffer};
+        // Arbitrary values hidden under nulls must not influence anything.
+        let with_nulls = |v: Vec<i64>, valid: Vec<bool>| {
+            Int64Array::new(ScalarBuffer::from(v), Some(NullBuffer::from(valid)))
+        };
+        // Two null created values: the larger index wins, not the larger hidden value.
+        let created = with_nulls(vec![99, 5, -7], vec![false, false, false]);
+        let r = asof_join(
+            &[i64s(&[Some(7)])],
+            &ts(&[100]),
+            &[i64s(&[Some(7); 3])],
+            &ts(&[50; 3]),
+            Some(&created),
+            None,
+        )
+        .unwrap();
+        assert_eq!(out(&r), vec![Some(2)]);
+        // A null key hiding the right value and a null ts hiding a valid time never match.
+        let fk: ArrayRef = Arc::new(with_nulls(vec![7, 7], vec![false, true]));
+        let ft = with_nulls(vec![60, 70], vec![true, false]);
+        let r = asof_join(&[i64s(&[Some(7)])], &ts(&[100]), &[fk], &ft, None, None).unwrap();
+        assert_eq!(out(&r), vec![None]);
+        let ek: ArrayRef = Arc::new(with_nulls(vec![7], vec![false]));
+        let r = asof_join(
+            &[ek],
+            &ts(&[100]),
+            &[i64s(&[Some(7)])],
+            &ts(&[1]),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(out(&r), vec![None]);
     }
 
     #[test]
