@@ -152,7 +152,8 @@ class Backend:
             return {n for n in names if n.startswith(f"{project}:")}
         if self.kind == "redis":
             return {
-                k.decode("latin-1") for k in self._redis().scan_iter(match=f"{project}:*".encode())
+                k.decode("latin-1")
+                for k in self.redis_client().scan_iter(match=f"{project}:*".encode())
             }
         return {n for n in self.pg_tables() if n.startswith(f"{project}:")}
 
@@ -165,7 +166,8 @@ class Backend:
             ).fetchall()
         return {r[0] for r in rows}
 
-    def _redis(self) -> Any:
+    def redis_client(self) -> Any:
+        """A redis-py client on the test server (for looking at what the store wrote)."""
         import redis
 
         client = self.__dict__.get("_client")
@@ -181,7 +183,7 @@ class Backend:
         for store in self._stores:
             store.close()
         if self.kind == "redis":
-            client = self._redis()
+            client = self.redis_client()
             for project in self._projects:
                 keys = list(client.scan_iter(match=f"{project}:*".encode(), count=1000))
                 if keys:

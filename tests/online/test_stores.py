@@ -332,7 +332,7 @@ def _make_foreign_objects(backend: Backend, project: str) -> set[str]:
         conn.commit()
         conn.close()
     elif backend.kind == "redis":
-        client = backend._redis()
+        client = backend.redis_client()
         for key in (project, f"{project}_mine", f"x{project}:k"):
             client.set(key.encode(), b"not banquet's", ex=600)
             backend.extra_redis_keys.append(key.encode())  # deleted after the test
@@ -360,7 +360,7 @@ def _foreign_objects_left(backend: Backend, project: str) -> set[str]:
             conn.close()
         return {n for n in names if n == f"{project}__mine"}
     if backend.kind == "redis":
-        client = backend._redis()
+        client = backend.redis_client()
         names = {project, f"{project}_mine", f"x{project}:k"}
         return {n for n in names if client.exists(n.encode())}
     return {n for n in backend.pg_tables() if n == f"{project}_mine"}
@@ -571,7 +571,7 @@ def throwaway_redis(
     import shutil
 
     if shutil.which("redis-server") is None:
-        pytest.skip("no redis-server binary (make services installs it)")
+        pytest.fail("no redis-server binary: run `make services` (it installs it)", pytrace=False)
     procs: list[subprocess.Popen[bytes]] = []
     port = free_port()
 
