@@ -590,6 +590,17 @@ def wait_quiet(max_wait_s: float) -> bool:
         time.sleep(10)
 
 
+def git_state() -> str:
+    """The commit measured, and whether banquet's sources differ from it (others work here)."""
+    def git(*a):
+        return subprocess.run(["git", "-C", str(C.ROOT), *a], capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "python/banquet", "rust")
+    n = len(dirty.splitlines())
+    return f"commit {head}" + (f" + {n} uncommitted change(s) under python/banquet, rust/" if n else " (clean)")
+
+
 def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -614,7 +625,9 @@ def count_keys(d: Path, peer: str) -> dict[str, int]:
         out = {}
         for view, _, _ in VIEWS:
             if peer == "banquet":
-                q = f'SELECT count(*) FROM "{PROJECT}__{view}"'
+                from banquet.online.sqlite import table_name
+
+                q = f"SELECT count(*) FROM {table_name(PROJECT, view)}"
             else:
                 q = f'SELECT count(DISTINCT entity_key) FROM "{PROJECT}_{view}"'
             out[view] = conn.execute(q).fetchone()[0]
@@ -675,6 +688,8 @@ def run_all(args) -> None:
     print(f"command: {' '.join(sys.argv)}")
     print(f"data: {args.keys:,} keys x {args.rows_per_key} rows per view = "
           f"{args.keys * args.rows_per_key:,} source rows per view, 2 views x 10 features")
+    info["git"] = git_state()  # at the start; other engineers may commit during the run
+    print(f"banquet: {info['git']}")
     start_uptime = uptime()
     print(f"uptime at start: {start_uptime}", flush=True)
 
@@ -846,7 +861,8 @@ def render(args, info, res, failures, problems, loads, busy_seen, counts) -> str
 
     lines = [
         f"Date: {info['date']}. Machine: {info['nproc']} cores ({info['cpu']}), {info['ram']} RAM; "
-        f"{info['os']}; Python {info['python']}. Versions: {', '.join(versions) or '-'}.",
+        f"{info['os']}; Python {info['python']}. Versions: {', '.join(versions) or '-'} "
+        f"(banquet at {info.get('git', '?')}).",
         "",
         f"Command: `.venv/bin/python benches/{' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}`",
         "",
