@@ -555,7 +555,7 @@ def other_work() -> list[str]:
         prog = os.path.basename(argv[0]) if argv else comm
         busy = comm in ("cargo", "rustc", "maturin") or prog in ("cargo", "rustc", "maturin") or prog.startswith("cargo-")
         busy = busy or "--bench" in argv or any(a.endswith(("benches/historical.py", "benches/online.py"))
-                                                 for a in argv[1:3])
+                                                 for a in argv[1:6])
         if busy and not _is_mine(int(p.name)):
             found.append(f"{p.name} {' '.join(argv)[:100]}")
     return found
