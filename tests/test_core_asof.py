@@ -355,3 +355,27 @@ def test_larger_random_against_reference():
     fc = [rnd.choice([None, 1, 2]) for _ in range(n_feat)]
     for ttl in (None, 50):
         check([ek], et, [fk], ft, fc, ttl)
+
+
+def _with_hidden_values(values, valid, typ=pa.int64()):
+    """An array whose null slots hide arbitrary (non-zero) values."""
+    import numpy as np
+
+    data = pa.py_buffer(np.asarray(values, dtype=np.int64).tobytes())
+    bitmap = pa.array(valid, pa.bool_()).buffers()[1]
+    return pa.Array.from_buffers(typ, len(values), [bitmap, data], null_count=valid.count(False))
+
+
+def test_values_hidden_under_nulls_are_ignored():
+    # Null created hiding large values: the tie still goes to the larger index.
+    created = _with_hidden_values([99, 5, -7], [False, False, False], TS)
+    got = _core.asof_join(
+        [pa.array([7])], pa.array([100], TS), [pa.array([7, 7, 7])], pa.array([50] * 3, TS),
+        created, None,
+    )
+    assert got.to_pylist() == [2]
+    # A null key hiding the right value, a null ts hiding a valid time: no match.
+    fk = _with_hidden_values([7, 7], [False, True])
+    ft = _with_hidden_values([60, 70], [True, False], TS)
+    got = _core.asof_join([pa.array([7])], pa.array([100], TS), [fk], ft, None, None)
+    assert got.to_pylist() == [None]

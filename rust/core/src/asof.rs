@@ -33,26 +33,35 @@
 //!
 //! # Algorithm
 //!
-//! Entity rows are grouped by key into dense group ids (single integer key: `key - min`
-//! when the key range is dense, else an open-addressing table keyed by the value; any other
-//! key: a table keyed by a 64-bit row hash with exact column-wise equality on collision).
-//! A counting sort by group id followed by a per-group sort by timestamp lays the entity
-//! rows out as *slots* sorted by `(group, entity_ts)`.
+//! 1. **Group ids.** Entity rows get dense group ids by key: for a single integer key,
+//!    `key - min` when the key range is dense, else an open-addressing table keyed by the
+//!    value; for any other key, a table keyed by a 64-bit row hash, with exact equality
+//!    against the group's key (kept in a compact arena) so hash collisions cannot merge
+//!    keys. Feature rows are looked up in the same table, in parallel, in batches whose
+//!    table lines are prefetched together. Rows with a key absent on the entity side drop
+//!    out here.
+//! 2. **Entity layout.** Groups are cut into buckets of `2^k` consecutive ids (about 8K
+//!    entity rows each). Entity rows are partitioned by bucket, then each bucket does a
+//!    counting sort by group and a sort by timestamp within each group, giving *slots*
+//!    ordered by `(group, entity_ts)`.
+//! 3. **Feature stream.** Feature rows are partitioned by the same buckets (a parallel,
+//!    stable scatter). Each bucket is then merged on its own, in parallel, with its slots
+//!    in cache: every feature row goes to the first slot of its group with
+//!    `entity_ts >= feature_ts` (a branch-free count for small groups, a binary search for
+//!    larger ones; for buckets of large groups the bucket's feature rows are sorted by
+//!    `(group, ts)` and merged linearly instead, which is nearly free when the feature
+//!    side is already sorted by time). Each slot keeps the best feature row offered to it.
+//!    Rows later than every entity row of their group, or too old under the ttl even for
+//!    that first slot, are dropped.
+//! 4. **Prefix maximum.** Walking each group's slots in timestamp order with a running
+//!    best gives every entity row the best feature row with `feature_ts <= entity_ts`; it is
+//!    kept only if `feature_ts >= entity_ts - ttl` (no other candidate has a later
+//!    timestamp, so if the best fails the ttl every candidate does).
 //!
-//! The feature side is never sorted. In one parallel pass every feature row is mapped to
-//! the first slot of its group whose `entity_ts >= feature_ts` (binary search; rows whose
-//! key is absent on the entity side, that lie in the future of every entity row of their
-//! group, or that are already too old for that slot under the ttl are dropped). A second
-//! pass keeps, per slot, the maximum `(feature_ts, created, index)` assigned to it (the
-//! slots are partitioned between threads so no two threads write the same slot). Finally a
-//! prefix maximum over each group's slots, in timestamp order, yields for every entity row
-//! the best feature row with `feature_ts <= entity_ts`; it is kept only if its
-//! `feature_ts >= entity_ts - ttl` (no other candidate can have a later timestamp, so if
-//! the best fails the ttl every candidate does).
-//!
-//! Cost: `O(E log E_g + F log E_g)` for `E` entity rows, `F` feature rows and `E_g` entity
-//! rows per key; memory `O(E + F)`; no allocation per row. Because the feature side is
-//! streamed, an already sorted feature side needs no special path.
+//! A bucket holding a large share of the feature rows (few keys) is itself processed in
+//! parallel. Cost: `O(E log E_g + F log E_g)` for `E` entity rows, `F` feature rows and
+//! `E_g` entity rows per key (the feature side is never sorted globally); memory
+//! `O(E + F)`; no allocation per row.
 
 use std::borrow::Cow;
 
@@ -173,14 +182,10 @@ pub fn asof_join(
         (Some(e), Some(f)) if ecols.len() == 1 => e.int_values().zip(f.int_values()),
         _ => None,
     };
-    let tg = std::time::Instant::now();
     let groups = match single_int {
         Some((ek, fk)) => group_int(ek, fk, evalid.as_ref()),
         None => group_rows(&ecols, &fcols, n_ent, evalid.as_ref()),
     };
-    if std::env::var_os("ASOF_PROF").is_some() {
-        eprintln!("  grouping: {:.1} ms", tg.elapsed().as_secs_f64() * 1e3);
-    }
     let vals = match created {
         None => {
             let beats = |a: u32, b: u32| a > b;
@@ -1000,27 +1005,17 @@ fn join_core<G: Groups>(
     ttl: i64,
     beats: impl Fn(u32, u32) -> bool + Sync,
 ) -> Vec<u32> {
-    let prof = std::env::var_os("ASOF_PROF").is_some();
-    let mut t0 = std::time::Instant::now();
-    let mut lap = |name: &str| {
-        if prof {
-            eprintln!("  {name}: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
-            t0 = std::time::Instant::now();
-        }
-    };
     let mut out = vec![NONE; ets.len()];
     let Some(layout) = entity_layout(ets, groups.entity_gids(), groups.n_groups(), fts.len())
     else {
         return out;
     };
-    lap("entity layout");
 
     // Feature rows to their group ids, then partitioned by bucket.
     let mut fgid = vec![NONE; fts.len()];
     fgid.par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(c, out)| groups.feature_gids(c * CHUNK, fvalid, out));
-    lap("feature gids");
     let shift = layout.shift;
     let (mut frecs, fstarts) = partition(
         fts.len(),
@@ -1036,7 +1031,6 @@ fn join_core<G: Groups>(
         },
     );
     drop(fgid);
-    lap("feature partition");
 
     let mut best = vec![NO_BEST; layout.slots.len()];
     let out_ptr = SharedMut(out.as_mut_ptr());
@@ -1057,7 +1051,6 @@ fn join_core<G: Groups>(
             let bucket = Bucket::new(layout, b);
             merge_bucket(&bucket, recs, best, ttl, beats, out_ptr)
         });
-    lap("merge");
     out
 }
 
