@@ -922,8 +922,10 @@ fn partition<R: Send + Sync>(
     bucket_of: impl Fn(usize) -> u32 + Sync,
     make: impl Fn(usize) -> R + Sync,
 ) -> (Vec<R>, Vec<usize>) {
-    let n_chunks = n.div_ceil(CHUNK);
-    let chunk = |c: usize| c * CHUNK..((c + 1) * CHUNK).min(n);
+    // At most 256 chunks, so the per-chunk histograms stay small for huge inputs.
+    let size = CHUNK.max(n.div_ceil(256));
+    let n_chunks = n.div_ceil(size);
+    let chunk = |c: usize| c * size..((c + 1) * size).min(n);
     let hists: Vec<Vec<u32>> = (0..n_chunks)
         .into_par_iter()
         .map(|c| {
@@ -1198,6 +1200,20 @@ fn first_at_or_after(g: &[Slot], t: i64) -> usize {
     lo + (g[lo].ts < t) as usize
 }
 
+/// Target slot (bucket-relative) of a feature row: the first slot of its group with
+/// `entity_ts >= feature_ts`; `NONE` if it can match nothing.
+#[inline(always)]
+fn target_slot(offs: &[u32], slots: &[Slot], g0: usize, ttl: i64, r: &FRec) -> u32 {
+    let lg = r.gid as usize - g0;
+    let (lo, hi) = (offs[lg] as usize, offs[lg + 1] as usize);
+    let p = lo + first_at_or_after(&slots[lo..hi], r.ts);
+    if p == hi || (ttl > 0 && r.ts < slots[p].ts.saturating_sub(ttl)) {
+        NONE // later than every entity row of the group, or too old for all of them
+    } else {
+        p as u32
+    }
+}
+
 /// Every feature row of the bucket goes to the first slot of its group with
 /// `entity_ts >= feature_ts`, keeping the best per slot; then a prefix maximum over each
 /// group's slots gives every entity row its answer (written to `out`).
@@ -1211,17 +1227,7 @@ fn merge_bucket(
     out: SharedMut<u32>,
 ) {
     let (offs, slots, g0) = (&bucket.offs[..], bucket.slots, bucket.g0);
-    // Target slot (bucket-relative) of a feature row, `NONE` if it can match nothing.
-    let target = |r: &FRec| -> u32 {
-        let lg = r.gid as usize - g0;
-        let (lo, hi) = (offs[lg] as usize, offs[lg + 1] as usize);
-        let p = lo + first_at_or_after(&slots[lo..hi], r.ts);
-        if p == hi || (ttl > 0 && r.ts < slots[p].ts.saturating_sub(ttl)) {
-            NONE // later than every entity row of the group, or too old for all of them
-        } else {
-            p as u32
-        }
-    };
+    let target = |r: &FRec| target_slot(offs, slots, g0, ttl, r);
     let offer = |best: &mut Best, r: &FRec| {
         let cand = Best {
             ts: r.ts,
