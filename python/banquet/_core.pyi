@@ -52,7 +52,8 @@ def asof_join(
     ``entity_ts - ttl <= feature_ts <= entity_ts``; ``ttl_us`` None or 0 means unbounded.
     The latest ``feature_ts`` wins, then the larger created timestamp (null created sorts
     first), then the larger row index. Null keys or timestamps never match. Key columns are
-    compared pairwise and must have the same types on both sides."""
+    compared pairwise and must have the same types on both sides (else ``KernelError``);
+    unsupported column types raise ``TypeError``, a negative ``ttl_us`` ``KernelError``."""
 
 # --- latest and values: materialization and the online value codec ------------------------
 
