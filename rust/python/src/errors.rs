@@ -5,8 +5,18 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-create_exception!(_core, KernelError, PyValueError, "An error raised by a banquet kernel.");
-create_exception!(_core, CorruptDataError, KernelError, "A stored blob could not be decoded.");
+create_exception!(
+    _core,
+    KernelError,
+    PyValueError,
+    "An error raised by a banquet kernel."
+);
+create_exception!(
+    _core,
+    CorruptDataError,
+    KernelError,
+    "A stored blob could not be decoded."
+);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
