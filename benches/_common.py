@@ -61,29 +61,32 @@ def machine_line(info: dict[str, str] | None = None) -> str:
     return f"{i['date']}; {i['nproc']} cores ({i['cpu']}), {i['ram']} RAM; {i['os']}; Python {i['python']}"
 
 
-def busy_processes(pattern: str = "cargo|rustc|maturin") -> list[str]:
-    """Other processes whose name matches ``pattern`` (compilers by default): benchmarks wait
+COMPILERS = ("cargo", "rustc", "maturin", "cargo-clippy", "clippy-driver")
+
+
+def busy_processes(names: tuple[str, ...] = COMPILERS) -> list[str]:
+    """Other processes whose name is one of ``names`` (compilers by default): benchmarks wait
     for them. Names only, not command lines: many unrelated command lines mention .cargo/bin."""
-    try:
-        out = subprocess.run(["pgrep", "-a", pattern], capture_output=True, text=True).stdout
-    except FileNotFoundError:
-        return []
-    me = {os.getpid(), os.getppid()}
     found = []
-    for line in out.splitlines():
-        pid, _, cmd = line.partition(" ")
-        if int(pid) in me or "pgrep" in cmd:
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == os.getpid():
             continue
-        found.append(f"{pid} {cmd[:100]}")
+        try:
+            comm = (p / "comm").read_text().strip()
+            if comm in names:
+                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{p.name} {cmd[:100]}")
+        except OSError:
+            continue
     return found
 
 
-def wait_until_quiet(max_wait_s: float, pattern: str = "cargo|rustc|maturin", poll_s: float = 10.0) -> bool:
+def wait_until_quiet(max_wait_s: float, poll_s: float = 10.0) -> bool:
     """Wait (at most ``max_wait_s``) until no compiler runs; True when the machine is quiet."""
     deadline = time.monotonic() + max_wait_s
     told = False
     while True:
-        busy = busy_processes(pattern)
+        busy = busy_processes()
         if not busy:
             return True
         if time.monotonic() >= deadline:

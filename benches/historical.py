@@ -289,16 +289,19 @@ def peer_banquet(d: Path, profile: dict | None):
 
 def _instrument_banquet(timers: dict) -> None:
     """Wrap the stages of banquet's historical path with timers (no change to banquet).
-    Stage names are prefixed with where they ran: ``init`` (the job's constructor),
-    ``run`` (``_run``, outside the per-view work) or ``view`` (``_join_view``)."""
+    Each stage is labelled with the phase it ran in: ``init`` (the job's constructor), ``run``
+    (``_run`` outside the views), ``view`` (``_join_view``) or ``read_view`` (the offline
+    store's read of one view's rows). Hooks that no longer exist are skipped and listed."""
+    import banquet.entity_data as E
     import banquet.historical as H
-    import banquet.offline.file as F
+    from banquet.offline.base import OfflineStore
 
     state = {"phase": "init"}
+    missing = []
 
     def timed(name, fn, phase=None):
         def wrapper(*a, **k):
-            label = name if phase else f"{state['phase']}: {name}"
+            label = f"TOTAL {phase}" if phase else f"{state['phase']}: {name}"
             prev = state["phase"]
             if phase:
                 state["phase"] = phase
@@ -310,21 +313,40 @@ def _instrument_banquet(timers: dict) -> None:
                 state["phase"] = prev
         return wrapper
 
+    def hook(owners, attr, name, phase=None):
+        found = [o for o in owners if hasattr(o, attr)]
+        if not found:
+            missing.append(attr)
+            return
+        w = timed(name, getattr(found[0], attr), phase)
+        for o in found:  # the same wrapper everywhere the function is bound
+            setattr(o, attr, w)
+
+    # the kernel: replace the module object historical calls through
+    real_core = H._core
+
     class CoreShim:
         def __getattr__(self, name):
             return getattr(real_core, name)
 
-    real_core = H._core
     shim = CoreShim()
     shim.asof_join = timed("asof_join kernel (Rust)", real_core.asof_join)
     H._core = shim
-    F.FileOfflineStore.read = timed("feature Parquet read (pyarrow.dataset, filtered)", F.FileOfflineStore.read)
-    H.key_column = timed("key_column (checks, casts)", H.key_column)
-    H.utc_us = timed("utc_us (timestamps to UTC us)", H.utc_us)
-    H._flat = timed("_flat (combine chunks)", H._flat)
-    H.to_table = timed("to_table", H.to_table)
-    H.HistoricalJob._join_view = timed("TOTAL view", H.HistoricalJob._join_view, phase="view")
-    H.HistoricalJob._run = timed("TOTAL run", H.HistoricalJob._run, phase="run")
+    from banquet.offline.file import FileOfflineStore
+
+    hook([FileOfflineStore], "read", "Parquet read (pyarrow.dataset, filtered)")
+    hook([OfflineStore, FileOfflineStore], "read_view", "", phase="read_view")
+    hook([E, H], "key_column", "key_column (checks, casts)")
+    hook([E, H], "utc_us", "utc_us (timestamps to UTC us)")
+    hook([E, H], "flat", "flat (combine chunks)")
+    hook([H], "_flat", "flat (combine chunks)")
+    hook([E, H], "to_table", "to_table")
+    hook([H.HistoricalJob], "_join_view", "", phase="view")
+    hook([H.HistoricalJob], "_run", "", phase="run")
+    missing = [m for m in missing if m not in ("flat", "_flat")] + (
+        ["flat"] if "flat" in missing and "_flat" in missing else [])
+    if missing:
+        timers["missing hooks: " + ", ".join(missing)] = 0.0
 
 
 def peer_polars(d: Path, profile: dict | None):
@@ -706,7 +728,7 @@ def summarize(res: dict, peers: list[str]) -> str:
         ok = "yes" if not verify else "**NO** (see below)"
         ratio = f"{b['wall_s'] / base['wall_s']:.2f}" if base else "-"
         peak = max(r["peak_mb"] for r in runs[peer])
-        note = " *" if any(r["busy"] for r in runs[peer]) else ""
+        note = " *" if b["busy"] else ""
         rows.append([peer, b["version"].split(" (")[0], f"{b['wall_s']:.2f}{note}", f"{peak:.0f}",
                      f"{b['rss_start_mb']:.0f}", ratio, ok])
     table = C.markdown_table(
@@ -715,8 +737,8 @@ def summarize(res: dict, peers: list[str]) -> str:
     )
     notes = [f"- {p}: {why}" for p, why in failures.items() if p in peers]
     notes += [f"- {p}: {v}" for p in peers for v in (runs.get(p) or [{}])[0].get("verify", [])]
-    if any(r["busy"] for rs in runs.values() for r in rs):
-        notes.append("- * a compiler was running during at least one run of this peer")
+    if any(best(p) and best(p)["busy"] for p in peers):
+        notes.append("- * a compiler (cargo/rustc/maturin) was running during this, the fastest, run")
     return table + ("\n\n" + "\n".join(notes) if notes else "")
 
 
@@ -727,23 +749,26 @@ def profile_lines(res: dict) -> list[str]:
         return []
     p = min(rs, key=lambda r: r["wall_s"])
     prof, total = dict(p["profile"]), p["wall_s"]
-    view, run = prof.pop("TOTAL view", 0.0), prof.pop("TOTAL run", 0.0)
-    read = prof.pop("entity parquet read", 0.0)
-    parts = {"entity Parquet read (pq.read_table)": read}
-    for phase in ("init", "run", "view"):
-        for k in [k for k in prof if k.startswith(phase + ":")]:
-            parts[k] = prof.pop(k)
-    in_view = sum(v for k, v in parts.items() if k.startswith("view:"))
-    in_run = sum(v for k, v in parts.items() if k.startswith("run:"))
-    in_init = sum(v for k, v in parts.items() if k.startswith("init:"))
-    parts["view: take + cast of the features (the rest of _join_view)"] = view - in_view
-    parts["run: min/max of entity ts, assembling the table (the rest of _run)"] = run - view - in_run
-    parts["init: resolve the request, HistoricalJob checks (the rest)"] = total - read - run - in_init
-    lines = [f"banquet time split, {SIZE_LABEL[res['size']]}: total {total:.2f}s "
-             "(timers around banquet's own functions; 'view' stages are summed over both views)"]
+    notes = [k for k in prof if k.startswith("missing hooks")]
+    for k in notes:
+        prof.pop(k)
+    tot = {ph: prof.pop(f"TOTAL {ph}", 0.0) for ph in ("run", "view", "read_view")}
+    parts = {"entity Parquet read (pq.read_table, in the benchmark)": prof.pop("entity parquet read", 0.0)}
+    stages = {ph: {k: v for k, v in prof.items() if k.startswith(ph + ":")} for ph in ("init", "run", "view", "read_view")}
+    for d in stages.values():
+        parts.update(d)
+    s = {ph: sum(d.values()) for ph, d in stages.items()}
+    parts["read_view: rest (column selection, renames)"] = tot["read_view"] - s["read_view"]
+    parts["view: rest (take + cast of the features, min/max of entity ts)"] = tot["view"] - tot["read_view"] - s["view"]
+    parts["run: rest (assembling the output table)"] = tot["run"] - tot["view"] - s["run"]
+    parts["init: rest (resolve the request, job checks)"] = (
+        total - parts["entity Parquet read (pq.read_table, in the benchmark)"] - tot["run"] - s["init"])
+    lines = [f"banquet time split, {SIZE_LABEL[res['size']]}: total {total:.2f}s, peak {p['peak_mb']:.0f} MB "
+             "(timers around banquet's own functions; stages summed over both views)"]
     for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
-        if v >= 0.0005:
+        if abs(v) >= 0.0005:
             lines.append(f"  {v:7.3f}s {100 * v / total:5.1f}%  {k}")
+    lines += [f"  ({n})" for n in notes]
     return lines
 
 
