@@ -35,22 +35,43 @@ class OnlineResponse:
 
     ``statuses[name]`` holds one of PRESENT, NULL_VALUE (stored, but null), NOT_FOUND or
     OUTSIDE_MAX_AGE (older than the view's ttl; the value is returned as None) per row, and
-    ``event_timestamps[name]`` the event time (UTC µs) of each value, or None.
+    ``event_timestamps[name]`` the event time (UTC µs) of each value, or None. Both are
+    computed on first access, so a caller that only wants values does not pay for them.
     """
 
-    __slots__ = ("columns", "statuses", "event_timestamps", "_types")
+    __slots__ = ("columns", "_types", "_rows", "_statuses", "_stamps")
 
     def __init__(
         self,
         columns: dict[str, list[Any]],
-        statuses: dict[str, list[str]],
-        event_timestamps: dict[str, list[int | None]],
         types: dict[str, pa.DataType],
+        rows: list[tuple[list[str], list[str], list[int | None]]],
     ) -> None:
         self.columns = columns
-        self.statuses = statuses
-        self.event_timestamps = event_timestamps
         self._types = types
+        self._rows = rows  # per view: (feature names, row statuses, event timestamps)
+        self._statuses: dict[str, list[str]] | None = None
+        self._stamps: dict[str, list[int | None]] | None = None
+
+    @property
+    def statuses(self) -> dict[str, list[str]]:
+        if self._statuses is None:
+            cols = self.columns
+            self._statuses = {
+                name: [
+                    NULL_VALUE if b is PRESENT and v is None else b
+                    for v, b in zip(cols[name], base)
+                ]
+                for names, base, _ in self._rows
+                for name in names
+            }
+        return self._statuses
+
+    @property
+    def event_timestamps(self) -> dict[str, list[int | None]]:
+        if self._stamps is None:
+            self._stamps = {name: ev for names, _, ev in self._rows for name in names}
+        return self._stamps
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
         out = dict(self.columns)
@@ -202,9 +223,8 @@ def get_online_features(
     if typed:
         cols = {c: typed[c].to_pylist() if c in typed else v for c, v in cols.items()}
     out: dict[str, list[Any]] = dict(cols)
-    statuses: dict[str, list[str]] = {}
-    stamps: dict[str, list[int | None]] = {}
     values: dict[str, list[Any]] = {}
+    rows: list[tuple[list[str], list[str], list[int | None]]] = []
     now_us = time.time_ns() // 1000
     for g, codec, positions, ts_pos, blobs in zip(
         plan.groups, plan.codecs, plan.positions, plan.timestamps, blobs_per_view
@@ -220,6 +240,7 @@ def get_online_features(
             for e in ev
         ]
         expired = OUTSIDE_MAX_AGE in base
+        rows.append((g.names, base, ev))
         for j, (name, pos) in enumerate(zip(g.names, positions)):
             vals = decoded[pos]
             if expired:
@@ -232,10 +253,6 @@ def get_online_features(
                         None if v is None else [None if x is None else _datetime(x) for x in v]
                         for v in vals
                     ]
-            statuses[name] = [
-                NULL_VALUE if b is PRESENT and v is None else b for v, b in zip(vals, base)
-            ]
-            stamps[name] = ev
             values[name] = vals
     for name in request.names:
         if name in values:
@@ -243,11 +260,12 @@ def get_online_features(
     if plan.on_demand:
         from banquet.on_demand import apply_online
 
-        apply_online(out, statuses, request, n)
+        apply_online(out, request, n)
         out = {**dict(cols), **{name: out[name] for name in request.names}}
-    types = dict(plan.types)
-    types.update({c: a.type for c, a in typed.items()})
-    return OnlineResponse(out, statuses, stamps, types)
+    types = plan.types
+    if typed:
+        types = {**types, **{c: a.type for c, a in typed.items()}}
+    return OnlineResponse(out, types, rows)
 
 
 def _datetime(us: int) -> datetime:
