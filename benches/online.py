@@ -316,6 +316,7 @@ def child_materialize(args) -> None:
     d = Path(args.data)
     store, version = _open(args.peer, repo_dir(d, args.peer))
     _preimport(*PREIMPORT[args.peer])
+    tracker = instrument_materialize(store) if args.profile and args.peer == "banquet" else None
     gc.collect()
     before = set(sys.modules)
     per_view = {}
@@ -327,8 +328,12 @@ def child_materialize(args) -> None:
         per_view[view] = dt
         total += dt
     imported = sorted(m for m in set(sys.modules) - before if m.count(".") < 2)
-    C.report({"peer": args.peer, "version": version, "per_view_s": per_view, "total_s": total,
-              "peak_mb": C.rss_mb("VmHWM"), "imported_during_run": imported})
+    res = {"peer": args.peer, "version": version, "per_view_s": per_view, "total_s": total,
+           "peak_mb": C.rss_mb("VmHWM"), "imported_during_run": imported}
+    if tracker is not None:
+        res["profile"] = {"stages_s": {k: v / 1e9 for k, v in tracker.excl.items()},
+                          "wrapper_overhead_ns": tracker.overhead_ns()}
+    C.report(res)
 
 
 def _key_sequences(d: Path, warm: int, iters_1: int, iters_100: int):
@@ -414,8 +419,103 @@ def child_serve(args) -> None:
 # --- banquet's profile (wrappers around its functions; banquet's code is unchanged) ------------
 
 
+class Tracker:
+    """Wraps functions with timers; each call's time is charged to its call path (the chain of
+    wrapped functions it ran in), exclusive of the wrapped functions it called."""
+
+    def __init__(self) -> None:
+        self.excl: dict[str, int] = {}  # path -> ns, exclusive
+        self.stack: list[list] = []  # [path, ns spent in wrapped children]
+        self.undo: list = []
+
+    def wrap(self, label: str, fn):
+        perf = time.perf_counter_ns
+
+        def wrapper(*a, **k):
+            path = f"{self.stack[-1][0]} > {label}" if self.stack else label
+            frame = [path, 0]
+            self.stack.append(frame)
+            t = perf()
+            try:
+                return fn(*a, **k)
+            finally:
+                dt = perf() - t
+                self.stack.pop()
+                self.excl[path] = self.excl.get(path, 0) + dt - frame[1]
+                if self.stack:
+                    self.stack[-1][1] += dt
+        return wrapper
+
+    def patch(self, obj, attr: str, label: str) -> bool:
+        """Wrap ``obj.attr`` (if it exists; banquet's code moves); undone by ``restore``."""
+        fn = getattr(obj, attr, None)
+        if fn is None:
+            return False
+        had = attr in getattr(obj, "__dict__", {})
+        self.undo.append((obj, attr, had, obj.__dict__.get(attr) if had else None))
+        setattr(obj, attr, self.wrap(label, fn))
+        return True
+
+    def restore(self) -> None:
+        for obj, attr, had, old in reversed(self.undo):
+            if had:
+                setattr(obj, attr, old)
+            else:
+                delattr(obj, attr)
+        self.undo.clear()
+
+    def overhead_ns(self) -> float:
+        """What one wrapper adds to its caller's time."""
+        f = self.wrap("_noop", lambda: None)
+        perf = time.perf_counter_ns
+        t = perf()
+        for _ in range(5000):
+            f()
+        dt = (perf() - t) / 5000
+        self.excl.pop("_noop", None)
+        return dt
+
+
+class _CoreShim:
+    """Stands in for ``banquet._core`` in one module, so its kernels can be timed there."""
+
+    def __init__(self, real, tracker: Tracker, names: dict[str, str]) -> None:
+        self._real = real
+        for name, label in names.items():
+            if hasattr(real, name):
+                setattr(self, name, tracker.wrap(label, getattr(real, name)))
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def instrument_materialize(store) -> Tracker:
+    """Timers around the stages of banquet's materialization (for ``materialize --profile``)."""
+    import banquet.materialize as M
+
+    tr = Tracker()
+    tr.patch(store.online_store, "write", "SQLite upsert (store.write: executemany + commit)")
+    tr.patch(store.online_store, "ensure_view", "ensure_view")
+    for attr in ("read_view", "read"):
+        if tr.patch(store.offline_store, attr, f"offline read (offline_store.{attr}: Parquet, filter, checks)"):
+            break
+    tr.patch(M, "materialize_view", "materialize_view")
+    tr.patch(M, "record_interval", "record_interval (registry update)")
+    tr.patch(M, "_in_key_order", "_in_key_order (sort winners by serialized key)")
+    tr.patch(M, "write_rows", "write_rows")
+    real = M._core
+    M._core = _CoreShim(real, tr, {
+        "latest_per_key": "latest_per_key (Rust)",
+        "encode_values": "encode_values (Rust)",
+        "serialize_entity_keys": "serialize_entity_keys (Rust)",
+    })
+    tr.undo.append((M, "_core", True, real))
+    return tr
+
+
 def profile_banquet(store, refs, s1, s100) -> dict:
-    """Per-call time of each stage of banquet's get_online_features, medians over the calls."""
+    """Per-call time of each stage of banquet's get_online_features (exclusive, by call path),
+    medians over the calls; the SQL statement alone; a cProfile of the same calls."""
     import cProfile
     import io
     import pstats
@@ -427,46 +527,29 @@ def profile_banquet(store, refs, s1, s100) -> dict:
     from banquet.online.sqlite import _union_sql
 
     perf = time.perf_counter_ns
-    cur: dict[str, int] = {}
-
-    def timed(name, fn):
-        def wrapper(*a, **k):
-            t = perf()
-            try:
-                return fn(*a, **k)
-            finally:
-                cur[name] = cur.get(name, 0) + perf() - t
-        return wrapper
-
-    get = store.get_online_features
-    get(features=refs, entity_rows=[{"user_id": s1[0]}]).to_dict()
+    store.get_online_features(features=refs, entity_rows=[{"user_id": s1[0]}]).to_dict()
     request = R.resolve(store.catalog(), refs, False)
     plan = S._plan(request)
+    tr = Tracker()
+    overhead = tr.overhead_ns()
 
     class Codec:
         def __init__(self, inner):
             self.inner = inner
-            self.decode_rows = timed("decode blobs (Rust ValueCodec.decode_rows)", inner.decode_rows)
+            self.decode_rows = tr.wrap("decode blobs (Rust ValueCodec.decode_rows)", inner.decode_rows)
 
-    online = store.online_store
-    orig = {
-        "resolve": R.resolve, "entity_columns": S.entity_columns, "serialize": S._serialize,
-        "to_dict": S.OnlineResponse.to_dict, "codecs": list(plan.codecs),
-    }
-    R.resolve = timed("resolve request (cached)", R.resolve)
-    S.entity_columns = timed("entity_rows -> columns", S.entity_columns)
-    S._serialize = timed("key serialization (Rust serialize_key_rows)", S._serialize)
-    S.OnlineResponse.to_dict = timed("to_dict", S.OnlineResponse.to_dict)
-    online.read = timed("SQLite read (store.read: SQL + fetch + key matching)", online.read)
-    plan.codecs[:] = [Codec(c) for c in plan.codecs]
+    codecs = list(plan.codecs)
+    tr.patch(store, "get_online_features", "FeatureStore.get_online_features")
+    tr.patch(R, "resolve", "resolve (cached)")
+    tr.patch(S, "get_online_features", "serving.get_online_features")
+    tr.patch(S, "entity_columns", "entity_columns")
+    tr.patch(S, "_serialize", "_serialize (keys; Rust serialize_key_rows)")
+    tr.patch(store.online_store, "read", "SQLite read (store.read)")
+    tr.patch(S.OnlineResponse, "to_dict", "to_dict")
+    plan.codecs[:] = [Codec(c) for c in codecs]
+    get = store.get_online_features
 
-    # The wrappers' own cost, so it can be told apart: a timed no-op.
-    noop = timed("_noop", lambda: None)
-    for _ in range(2000):
-        noop()
-    overhead_ns = cur.pop("_noop") / 2000
-
-    out: dict = {"wrapper_overhead_ns": overhead_ns}
+    out: dict = {"wrapper_overhead_ns": overhead}
     try:
         for label, seq in (("1", [[k] for k in s1[:2000]]), ("100", s100[:500])):
             rows_list = [[{"user_id": k} for k in ks] for ks in seq]
@@ -474,53 +557,59 @@ def profile_banquet(store, refs, s1, s100) -> dict:
             totals = []
             gc.collect()
             for rows in rows_list:
-                cur.clear()
+                tr.excl.clear()
                 t = perf()
                 get(features=refs, entity_rows=rows).to_dict()
                 totals.append(perf() - t)
-                for k, v in cur.items():
+                for k, v in tr.excl.items():
                     splits.setdefault(k, []).append(v)
-            stages = {k: float(np.median(v)) / 1000 for k, v in splits.items()}
-            means = {k: float(np.mean(v)) / 1000 for k, v in splits.items()}
-            # what is left: Python assembly in serving.get_online_features (statuses, lists,
-            # ttl, dicts) and FeatureStore.get_online_features (imports, call)
-            rest = np.array(totals) - sum(np.array(v) for v in splits.values())
-            stages["rest: Python assembly (statuses, ttl, dicts, call overhead)"] = float(np.median(rest)) / 1000
-            means["rest: Python assembly (statuses, ttl, dicts, call overhead)"] = float(np.mean(rest)) / 1000
-            out[label] = {"total_p50_us": float(np.median(totals)) / 1000,
-                          "total_mean_us": float(np.mean(totals)) / 1000,
-                          "stages_p50_us": stages, "stages_mean_us": means, "wrappers": len(splits) + 1}
+            out[label] = {
+                "total_p50_us": float(np.median(totals)) / 1000,
+                "total_mean_us": float(np.mean(totals)) / 1000,
+                "stages_p50_us": {k: float(np.median(v)) / 1000 for k, v in splits.items()},
+                "stages_mean_us": {k: float(np.mean(v)) / 1000 for k, v in splits.items()},
+                "timers_per_call": sum(1 for _ in splits) + 1,
+            }
     finally:
-        R.resolve, S.entity_columns, S._serialize = orig["resolve"], orig["entity_columns"], orig["serialize"]
-        S.OnlineResponse.to_dict = orig["to_dict"]
-        del online.read
-        plan.codecs[:] = orig["codecs"]
+        tr.restore()
+        plan.codecs[:] = codecs
 
-    # The SQL statement alone, outside banquet: the floor SQLite sets for this read.
-    conn = online._conn()
+    # The SQL statement alone (execute + fetchall on banquet's own connection and statement):
+    # the floor SQLite sets for this read, then again once every page of both tables has
+    # been read into SQLite's page cache (a server that has run for a while).
+    conn = store.online_store._conn()
     view_names = [v for v, _, _ in VIEWS]
-    for label, seq in (("1", [[k] for k in s1[:2000]]), ("100", s100[:500])):
+    ser = S._core.serialize_key_rows
+
+    def statement_p50(seq) -> float:
         sql = _union_sql(store.project, tuple((v, len(seq[0])) for v in view_names))
-        ser = S._core.serialize_key_rows
         params_list = [ser(["user_id"], [ks], ["int64"]) for ks in seq]
-        params_list = [p + p for p in params_list]  # the same keys for both views
+        params_list = [p + p for p in params_list]  # the same keys in both views
         ns = []
         for p in params_list:
             t = perf()
             conn.execute(sql, p).fetchall()
             ns.append(perf() - t)
-        out[label]["sqlite_statement_only_p50_us"] = float(np.median(ns)) / 1000
+        return float(np.median(ns)) / 1000
 
-        # Python-level profile (cProfile, own time per function) of the same calls.
+    seqs = {"1": [[k] for k in s1[:2000]], "100": s100[:500]}
+    for label, seq in seqs.items():
+        out[label]["sqlite_statement_only_p50_us"] = statement_p50(seq)
         rows_list = [[{"user_id": k} for k in ks] for ks in seq[:500]]
         pr = cProfile.Profile()
         pr.enable()
         for rows in rows_list:
             get(features=refs, entity_rows=rows).to_dict()
         pr.disable()
-        s = io.StringIO()
-        pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(14)
-        out[label]["cprofile"] = _trim_pstats(s.getvalue(), len(rows_list))
+        buf = io.StringIO()
+        pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(14)
+        out[label]["cprofile"] = _trim_pstats(buf.getvalue(), len(rows_list))
+    from banquet.online.sqlite import table_name
+
+    for v in view_names:  # every page once, into SQLite's cache (128 MiB here)
+        conn.execute(f"SELECT sum(length(value)), sum(length(entity_key)) FROM {table_name(store.project, v)}").fetchall()
+    for label, seq in seqs.items():
+        out[label]["sqlite_statement_warm_cache_p50_us"] = statement_p50(seq)
     return out
 
 
@@ -599,6 +688,14 @@ def git_state() -> str:
     dirty = git("status", "--porcelain", "--", "python/banquet", "rust")
     n = len(dirty.splitlines())
     return f"commit {head}" + (f" + {n} uncommitted change(s) under python/banquet, rust/" if n else " (clean)")
+
+
+def python_speed() -> float:
+    """A yardstick for this machine's single-core Python speed: ``sum(range(1000))`` in us
+    (best of 5 x 2,000; ~8 us on a recent desktop CPU with Python 3.11)."""
+    import timeit
+
+    return min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
 
 
 def uptime() -> str:
@@ -692,6 +789,10 @@ def run_all(args) -> None:
     print(f"banquet: {info['git']}")
     start_uptime = uptime()
     print(f"uptime at start: {start_uptime}", flush=True)
+    if not args.no_wait:
+        wait_quiet(args.wait_max)
+    info["speed"] = f"{python_speed():.1f}"
+    print(f"python speed: sum(range(1000)) takes {info['speed']} us", flush=True)
 
     res: dict[str, dict] = {p: {"mat": [], "serve": []} for p in peers}
     failures: dict[str, str] = {}
@@ -716,7 +817,8 @@ def run_all(args) -> None:
             if not args.no_wait:
                 wait_quiet(args.wait_max)
             busy = other_work()
-            r = C.run_child([py, me, "materialize", *common], args.timeout, logs / f"materialize_{peer}.log")
+            prof = ["--profile"] if args.profile and peer == "banquet" else []
+            r = C.run_child([py, me, "materialize", *common, *prof], args.timeout, logs / f"materialize_{peer}.log")
             busy += other_work()
             if not r.ok:
                 failures[peer] = f"materialize failed: {r.error}"
@@ -771,6 +873,9 @@ def run_all(args) -> None:
             problems.append(f"{peer}: online store holds {c} keys, expected {args.keys} per view")
             print(f"  !!! {problems[-1]}")
 
+    for m in res.get("banquet", {}).get("mat", [])[:1]:
+        if "profile" in m:
+            print("\n" + "\n".join(materialize_profile_lines(m)))
     for s in res.get("banquet", {}).get("serve", [])[:1]:
         if "profile" in s:
             print("\n" + "\n".join(profile_lines(s["profile"])))
@@ -871,7 +976,8 @@ def render(args, info, res, failures, problems, loads, busy_seen, counts) -> str
         f"{args.warmup} warm-up calls, then {args.iters_1:,} calls of 1 entity and {args.iters_100:,} "
         f"of 100 entities; {'best run of ' + str(args.repeat) + ' by p50' if args.repeat > 1 else 'one run'}.",
         "",
-        "Machine load (`uptime`): " + "; ".join(loads),
+        "Machine load (`uptime`): " + "; ".join(loads) + ". Single-core Python yardstick: "
+        f"`sum(range(1000))` takes {info.get('speed', '?')} us here (about 8 us on a recent desktop CPU).",
         "",
         table,
         "",
@@ -887,21 +993,57 @@ def render(args, info, res, failures, problems, loads, busy_seen, counts) -> str
         notes.append(f"- other work was running during a measurement: {busy_seen[0]}")
     lines += ["", *notes]
     prof = [r["profile"] for r in b.get("serve", []) if "profile" in r]
-    if prof:
-        lines += ["", "```", *profile_lines(prof[0]), "```"]
+    mprof = [materialize_profile_lines(r) for r in b.get("mat", []) if "profile" in r]
+    if prof or mprof:
+        lines += ["", "```", *(profile_lines(prof[0]) if prof else []), *(mprof[0] if mprof else []), "```"]
     return "\n".join(lines) + "\n"
 
 
+OWN = {  # what a wrapped function's own (exclusive) time is
+    "FeatureStore.get_online_features": "FeatureStore.get_online_features itself (in-call imports, catalog)",
+    "serving.get_online_features": "Python assembly in serving.get_online_features (statuses, ttl, lists, dicts)",
+    "SQLite read (store.read)": "SQLite read: statement, fetch, dicts of the rows (store.read)",
+    "materialize_view": "materialize_view itself (take of keys/ts/features per batch)",
+    "write_rows": "write_rows itself (casts, to_pylist of keys/blobs, ts lists)",
+}
+
+
+def _tree(stages: dict[str, float], total: float, unit: str, scale: float) -> list[str]:
+    out = []
+    for path in sorted(stages):
+        depth = path.count(" > ")
+        leaf = path.rsplit(" > ", 1)[-1]
+        v = stages[path]
+        out.append(f"    {v * scale:9.1f} {unit} {100 * v / total:5.1f}%  {'  ' * depth}{OWN.get(leaf, leaf)}")
+    rest = total - sum(stages.values())
+    out.append(f"    {rest * scale:9.1f} {unit} {100 * rest / total:5.1f}%  (outside the wrapped functions; "
+               "medians need not add up)" if unit == "us" else
+               f"    {rest * scale:9.1f} {unit} {100 * rest / total:5.1f}%  (outside the wrapped functions)")
+    return out
+
+
 def profile_lines(p: dict) -> list[str]:
-    out = [f"banquet per-call time split (median over calls; timers around banquet's functions, "
-           f"~{p['wrapper_overhead_ns'] / 1000:.2f} us overhead per timer)"]
+    out = [f"banquet get_online_features, per-call time by stage (median over calls, exclusive of "
+           f"the nested stages; each timer adds ~{p['wrapper_overhead_ns'] / 1000:.2f} us to its caller)"]
     for label in ("1", "100"):
         q = p[label]
         n = "1 entity" if label == "1" else "100 entities"
-        out.append(f"  {n}: total p50 {q['total_p50_us']:.1f} us (mean {q['total_mean_us']:.1f} us)")
-        for k, v in sorted(q["stages_p50_us"].items(), key=lambda kv: -kv[1]):
-            out.append(f"    {v:8.1f} us  {100 * v / q['total_p50_us']:5.1f}%  {k}")
-        out.append(f"    (the SQL statement alone, executed directly: p50 {q['sqlite_statement_only_p50_us']:.1f} us)")
+        out.append(f"  {n} x 20 features: total p50 {q['total_p50_us']:.1f} us (mean {q['total_mean_us']:.1f} us), "
+                   f"{q['timers_per_call']} timers")
+        out += _tree(q["stages_p50_us"], q["total_p50_us"], "us", 1.0)
+        out.append(f"    SQL statement alone (execute + fetchall, same connection): p50 "
+                   f"{q['sqlite_statement_only_p50_us']:.1f} us; with both tables in SQLite's page cache: "
+                   f"{q['sqlite_statement_warm_cache_p50_us']:.1f} us")
+    return out
+
+
+def materialize_profile_lines(m: dict) -> list[str]:
+    p = m.get("profile")
+    if not p:
+        return []
+    total = m["total_s"]
+    out = [f"banquet materialize, both views: {total:.2f} s by stage (exclusive of nested stages)"]
+    out += _tree(p["stages_s"], total, "ms", 1000.0)
     return out
 
 
@@ -912,6 +1054,8 @@ def main() -> None:
         ch = sub.add_parser(name, help=f"(internal) {name} one system")
         ch.add_argument("--peer", required=True, choices=PEERS)
         ch.add_argument("--data", required=True)
+        if name == "materialize":
+            ch.add_argument("--profile", action="store_true")
         if name == "serve":
             ch.add_argument("--out", required=True)
             ch.add_argument("--warmup", type=int, default=500)
