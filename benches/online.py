@@ -692,7 +692,7 @@ def git_state() -> str:
 
 def python_speed() -> float:
     """A yardstick for this machine's single-core Python speed: ``sum(range(1000))`` in us
-    (best of 5 x 2,000; ~8 us on a recent desktop CPU with Python 3.11)."""
+    (best of 5 x 2,000), to compare machines."""
     import timeit
 
     return min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
@@ -977,7 +977,7 @@ def render(args, info, res, failures, problems, loads, busy_seen, counts) -> str
         f"of 100 entities; {'best run of ' + str(args.repeat) + ' by p50' if args.repeat > 1 else 'one run'}.",
         "",
         "Machine load (`uptime`): " + "; ".join(loads) + ". Single-core Python yardstick: "
-        f"`sum(range(1000))` takes {info.get('speed', '?')} us here (about 8 us on a recent desktop CPU).",
+        f"`sum(range(1000))` takes {info.get('speed', '?')} us here (rerun it to compare a machine).",
         "",
         table,
         "",
