@@ -785,12 +785,12 @@ def run_all(args) -> None:
     print(f"command: {' '.join(sys.argv)}")
     print(f"data: {args.keys:,} keys x {args.rows_per_key} rows per view = "
           f"{args.keys * args.rows_per_key:,} source rows per view, 2 views x 10 features")
-    info["git"] = git_state()  # at the start; other engineers may commit during the run
-    print(f"banquet: {info['git']}")
     start_uptime = uptime()
     print(f"uptime at start: {start_uptime}", flush=True)
     if not args.no_wait:
         wait_quiet(args.wait_max)
+    info["git"] = git_state()  # when the runs start; other engineers may commit during them
+    print(f"banquet: {info['git']}")
     info["speed"] = f"{python_speed():.1f}"
     print(f"python speed: sum(range(1000)) takes {info['speed']} us", flush=True)
 
