@@ -43,8 +43,16 @@ def reference(entity_keys, entity_ts, feature_keys, feature_ts, feature_created,
     return out
 
 
-def run(entity_keys, entity_ts, feature_keys, feature_ts, feature_created=None, ttl=None,
-        key_types=None, ts_type=TS):
+def run(
+    entity_keys,
+    entity_ts,
+    feature_keys,
+    feature_ts,
+    feature_created=None,
+    ttl=None,
+    key_types=None,
+    ts_type=TS,
+):
     """Calls the kernel on Python lists, returns a list of indices / None."""
     key_types = key_types or [pa.int64()] * len(entity_keys)
     ek = [pa.array(c, type=t) for c, t in zip(entity_keys, key_types)]
@@ -64,8 +72,9 @@ def run(entity_keys, entity_ts, feature_keys, feature_ts, feature_created=None, 
     return got.to_pylist()
 
 
-def check(entity_keys, entity_ts, feature_keys, feature_ts, feature_created=None, ttl=None,
-          key_types=None):
+def check(
+    entity_keys, entity_ts, feature_keys, feature_ts, feature_created=None, ttl=None, key_types=None
+):
     got = run(entity_keys, entity_ts, feature_keys, feature_ts, feature_created, ttl, key_types)
     want = reference(entity_keys, entity_ts, feature_keys, feature_ts, feature_created, ttl)
     assert got == want
@@ -234,9 +243,11 @@ def test_output_in_entity_order():
 )
 def test_string_and_binary_keys(typ):
     raw = ["alice", "bob", "a much longer key than twelve bytes", ""]
-    vals = raw if typ in (pa.string(), pa.large_string(), pa.string_view()) else [
-        s.encode() for s in raw
-    ]
+    vals = (
+        raw
+        if typ in (pa.string(), pa.large_string(), pa.string_view())
+        else [s.encode() for s in raw]
+    )
     ek = [vals[0], vals[1], vals[2], vals[3], None]
     fk = [vals[1], vals[0], vals[2], vals[3], vals[0][:-1], None]
     got = run([ek], [5] * 5, [fk], [1, 2, 3, 4, 5, 5], key_types=[typ])
@@ -357,9 +368,11 @@ def test_larger_random_against_reference():
         check([ek], et, [fk], ft, fc, ttl)
 
 
-def _with_hidden_values(values, valid, typ=pa.int64()):
+def _with_hidden_values(values, valid, typ=None):
     """An array whose null slots hide arbitrary (non-zero) values."""
     import numpy as np
+
+    typ = typ or pa.int64()
 
     data = pa.py_buffer(np.asarray(values, dtype=np.int64).tobytes())
     bitmap = pa.array(valid, pa.bool_()).buffers()[1]
@@ -370,8 +383,12 @@ def test_values_hidden_under_nulls_are_ignored():
     # Null created hiding large values: the tie still goes to the larger index.
     created = _with_hidden_values([99, 5, -7], [False, False, False], TS)
     got = _core.asof_join(
-        [pa.array([7])], pa.array([100], TS), [pa.array([7, 7, 7])], pa.array([50] * 3, TS),
-        created, None,
+        [pa.array([7])],
+        pa.array([100], TS),
+        [pa.array([7, 7, 7])],
+        pa.array([50] * 3, TS),
+        created,
+        None,
     )
     assert got.to_pylist() == [2]
     # A null key hiding the right value, a null ts hiding a valid time: no match.

@@ -184,9 +184,7 @@ def stored(
 def raw_table(store: FeatureStore, view_name: str) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(store.config.resolve("data/online_store.db"))
     try:
-        return conn.execute(
-            f'SELECT * FROM "{PROJECT}:{view_name}" ORDER BY entity_key'
-        ).fetchall()
+        return conn.execute(f'SELECT * FROM "{PROJECT}:{view_name}" ORDER BY entity_key').fetchall()
     finally:
         conn.close()
 
