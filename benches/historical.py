@@ -722,18 +722,19 @@ def summarize(res: dict, peers: list[str]) -> str:
     for peer in peers:
         b = best(peer)
         if b is None:
-            rows.append([peer, "-", "failed", "-", "-", "-", "no run (see below)"])
+            rows.append([peer, "-", "failed", "-", "-", "-", "-", "no run (see below)"])
             continue
         verify = runs[peer][0].get("verify", ["not verified"])
         ok = "yes" if not verify else "**NO** (see below)"
         ratio = f"{b['wall_s'] / base['wall_s']:.2f}" if base else "-"
         peak = max(r["peak_mb"] for r in runs[peer])
         note = " *" if b["busy"] else ""
-        rows.append([peer, b["version"].split(" (")[0], f"{b['wall_s']:.2f}{note}", f"{peak:.0f}",
+        every = " / ".join(f"{r['wall_s']:.2f}" for r in runs[peer])
+        rows.append([peer, b["version"].split(" (")[0], f"{b['wall_s']:.2f}{note}", every, f"{peak:.0f}",
                      f"{b['rss_start_mb']:.0f}", ratio, ok])
     table = C.markdown_table(
-        ["peer", "version", "wall s", "peak RSS MB", "RSS before MB", "time vs banquet", "correct"],
-        rows, right={2, 3, 4, 5},
+        ["peer", "version", "wall s (best)", "all runs s", "peak RSS MB", "RSS before MB", "time vs banquet", "correct"],
+        rows, right={2, 3, 4, 5, 6},
     )
     notes = [f"- {p}: {why}" for p, why in failures.items() if p in peers]
     notes += [f"- {p}: {v}" for p in peers for v in (runs.get(p) or [{}])[0].get("verify", [])]
