@@ -105,7 +105,7 @@ def _generate(d: Path, n_ent: int, n_feat: int, n_keys: int) -> None:
     ts_type = pa.timestamp("us", tz="UTC")
     span_s = SPAN_DAYS * 86_400
     picked: list[tuple[np.ndarray, np.ndarray]] = []  # (user_id, ts) per view, for edge cases
-    for vi, (_, fname, _, feats) in enumerate(VIEWS):
+    for _, fname, _, feats in VIEWS:
         n_dup = n_feat // 20  # 5% of rows repeat an existing (user_id, ts) with another created
         n_base = n_feat - n_dup
         uid = rng.integers(0, n_keys, n_base, dtype=np.int64)
@@ -253,13 +253,12 @@ def setup_repo(size: str, peer: str) -> None:
 
 
 def _preimport(*names: str) -> None:
+    import contextlib
     import importlib
 
     for n in names:
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(n)
-        except ImportError:
-            pass
 
 
 
@@ -458,10 +457,9 @@ def peer_pandas(d: Path, profile: dict | None):
 
 
 def peer_feast(d: Path, profile: dict | None):
+    import feast
     import numpy as np
     import pandas as pd
-
-    import feast
     from feast import FeatureStore
 
     _preimport("feast.infra.offline_stores.duckdb", "ibis.backends.duckdb", "duckdb.func",
@@ -628,7 +626,6 @@ def python_for(peer: str) -> Path:
 
 
 def run_size(size: str, peers: list[str], args, info: dict) -> dict:
-    import pyarrow.parquet as pq
 
     d = ensure_data(size)
     out_dir, log_dir = d / "out", d / "logs"
