@@ -92,7 +92,7 @@ class HistoricalJob(RetrievalJob):
         idx = _core.asof_join(entity_keys, ts, rows.keys, rows.event_ts, rows.created_ts, ttl)
         out = []
         for f in g.features:
-            values = table.column(f.name)
+            values = flat(table.column(f.name))  # take on one chunk is ~2x faster than on many
             target = f.dtype.to_arrow()
             taken = values.take(idx)
             if taken.type != target:
