@@ -785,10 +785,10 @@ def run_all(args) -> None:
     print(f"command: {' '.join(sys.argv)}")
     print(f"data: {args.keys:,} keys x {args.rows_per_key} rows per view = "
           f"{args.keys * args.rows_per_key:,} source rows per view, 2 views x 10 features")
-    start_uptime = uptime()
-    print(f"uptime at start: {start_uptime}", flush=True)
     if not args.no_wait:
         wait_quiet(args.wait_max)
+    start_uptime = uptime()
+    print(f"uptime when the runs start: {start_uptime}", flush=True)
     info["git"] = git_state()  # when the runs start; other engineers may commit during them
     print(f"banquet: {info['git']}")
     info["speed"] = f"{python_speed():.1f}"
@@ -796,7 +796,7 @@ def run_all(args) -> None:
 
     res: dict[str, dict] = {p: {"mat": [], "serve": []} for p in peers}
     failures: dict[str, str] = {}
-    loads: list[str] = [start_uptime]
+    loads: list[str] = [f"at the start: {start_uptime}"]
     busy_seen: list[str] = []
     samples: dict[str, dict] = {}
     counts: dict[str, dict] = {}
@@ -824,7 +824,9 @@ def run_all(args) -> None:
                 failures[peer] = f"materialize failed: {r.error}"
                 print(f"  {peer:8} materialize FAILED: {r.error}", flush=True)
                 continue
-            m = dict(r.result, busy=busy[:3])
+            m = dict(r.result, busy=busy[:3], run=rep + 1)
+            if busy:
+                busy_seen.append(f"{peer} materialize run {rep + 1}: {busy[0]}")
             res[peer]["mat"].append(m)
             counts[peer] = count_keys(d, peer)
             keys_total = sum(counts[peer].values())
@@ -850,10 +852,10 @@ def run_all(args) -> None:
                 failures[peer] = f"serve failed: {r.error}"
                 print(f"  {peer:8} serve FAILED: {r.error}", flush=True)
                 continue
-            s = dict(r.result, busy=busy[:3])
+            s = dict(r.result, busy=busy[:3], run=rep + 1)
             res[peer]["serve"].append(s)
             if busy:
-                busy_seen += busy[:2]
+                busy_seen.append(f"{peer} serve run {rep + 1}: {busy[0]}")
             samples[peer] = json.loads(out.read_text())
             l1, l100 = s["latency"]["1"], s["latency"]["100"]
             print(f"  {peer:8} serve run {rep + 1}: 1 entity p50 {l1['p50_us']:.1f} us p99 {l1['p99_us']:.1f} us; "
@@ -883,6 +885,8 @@ def run_all(args) -> None:
                 print(f"\n  banquet, {label} entit{'y' if label == '1' else 'ies'}: "
                       + "\n    ".join(s["profile"][label]["cprofile"]))
 
+    (d / "results.json").write_text(json.dumps({"args": vars(args), "info": info, "results": res, "loads": loads,
+                                                "busy": busy_seen, "counts": counts, "problems": problems}))
     md = render(args, info, res, failures, problems, loads, busy_seen, counts)
     print("\n\n## results (markdown)\n")
     print(md)
@@ -892,12 +896,17 @@ def run_all(args) -> None:
         sys.exit(2)
 
 
+def _quiet(runs: list[dict]) -> list[dict]:
+    """The runs during which no other work was seen (all of them if there are none)."""
+    return [r for r in runs if not r.get("busy")] or runs
+
+
 def _best_mat(runs: list[dict]) -> dict | None:
-    return min(runs, key=lambda r: r["total_s"]) if runs else None
+    return min(_quiet(runs), key=lambda r: r["total_s"]) if runs else None
 
 
 def _best_serve(runs: list[dict], label: str) -> dict | None:
-    return min((r["latency"][label] for r in runs), key=lambda x: x["p50_us"]) if runs else None
+    return min((r["latency"][label] for r in _quiet(runs)), key=lambda x: x["p50_us"]) if runs else None
 
 
 def render(args, info, res, failures, problems, loads, busy_seen, counts) -> str:
@@ -989,8 +998,15 @@ def render(args, info, res, failures, problems, loads, busy_seen, counts) -> str
         notes.append(f"- check: both systems return the source's latest values for {args.sample} sampled keys "
                      "(20 features each; float32 within 1e-6 relative) and nothing for 10 absent keys; "
                      f"keys in the online stores: {counts}")
-    if busy_seen:
-        notes.append(f"- other work was running during a measurement: {busy_seen[0]}")
+    for b_ in busy_seen:
+        notes.append(f"- other work was running during {b_[:160]} (the table uses quiet runs when there are any)")
+    if args.repeat > 1:
+        for peer, r in res.items():
+            mats = ", ".join(f"{m['total_s']:.2f}" for m in r["mat"])
+            p1 = ", ".join(f"{x['latency']['1']['p50_us']:.0f}/{x['latency']['1']['p99_us']:.0f}" for x in r["serve"])
+            p100 = ", ".join(f"{x['latency']['100']['p50_us']:.0f}/{x['latency']['100']['p99_us']:.0f}" for x in r["serve"])
+            notes.append(f"- {peer}, every run: materialize {mats} s; 1 entity p50/p99 {p1} us; "
+                         f"100 entities p50/p99 {p100} us")
     lines += ["", *notes]
     prof = [r["profile"] for r in b.get("serve", []) if "profile" in r]
     mprof = [materialize_profile_lines(r) for r in b.get("mat", []) if "profile" in r]
