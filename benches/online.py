@@ -22,8 +22,12 @@ Per system, each step in its own subprocess, in this order:
 
 The parent checks both systems' sample against the source data (the latest row per key) and
 against each other (float32 with a relative tolerance of 1e-6), counts the keys in each
-online store, prints the table and the targets, and with ``--profile`` splits banquet's
-per-call time (key serialization, SQLite, decode, Python assembly).
+online store, prints the table and the targets, and with ``--profile`` splits banquet's time:
+per call (façade, key serialization, SQLite, decode, Python assembly; timers around banquet's
+own functions, exclusive of nested ones, plus the SQL statement alone and a cProfile) and per
+materialization stage (offline read, latest per key, sort, encode, SQLite upsert, registry),
+with the cost of writing the same rows through Python's sqlite3 alone. Runs during which a
+compiler or another benchmark was seen are flagged and, given a quiet one, left out of the table.
 
     .venv/bin/python benches/online.py --quick             # 10k keys smoke run
     .venv/bin/python benches/online.py                      # 100k keys x 5 rows per view
@@ -331,8 +335,10 @@ def child_materialize(args) -> None:
     res = {"peer": args.peer, "version": version, "per_view_s": per_view, "total_s": total,
            "peak_mb": C.rss_mb("VmHWM"), "imported_during_run": imported}
     if tracker is not None:
+        tracker.restore()
         res["profile"] = {"stages_s": {k: v / 1e9 for k, v in tracker.excl.items()},
-                          "wrapper_overhead_ns": tracker.overhead_ns()}
+                          "wrapper_overhead_ns": tracker.overhead_ns(),
+                          "write_floor": write_floor(store, d)}
     C.report(res)
 
 
@@ -511,6 +517,55 @@ def instrument_materialize(store) -> Tracker:
     })
     tr.undo.append((M, "_core", True, real))
     return tr
+
+
+def write_floor(store, d: Path) -> dict:
+    """What writing one view's rows costs in SQLite through Python's sqlite3 alone: the rows
+    banquet just wrote, read back in key order and written again with ``executemany`` (a)
+    with the online store's statement and settings into a fresh file, (b) as plain INSERTs
+    into an in-memory table without an index (executemany's own per-row cost)."""
+    import sqlite3
+
+    from banquet.online.sqlite import table_name
+
+    view = VIEWS[0][0]
+    rows = store.online_store._conn().execute(
+        f"SELECT entity_key, event_ts, created_ts, value FROM {table_name(PROJECT, view)} ORDER BY entity_key"
+    ).fetchall()
+    ddl_pk = ("CREATE TABLE t (entity_key BLOB PRIMARY KEY, event_ts INTEGER NOT NULL, "
+              "created_ts INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
+    upsert = ("INSERT INTO t (entity_key, event_ts, created_ts, value) VALUES (?, ?, ?, ?) "
+              "ON CONFLICT(entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+              "created_ts = excluded.created_ts, value = excluded.value "
+              "WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)")
+    path = d / "floor.db"
+
+    def run(target: str, ddl: str, stmt: str) -> float:
+        for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            f.unlink(missing_ok=True)
+        conn = sqlite3.connect(target, isolation_level=None)
+        if target != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA cache_size=-131072")
+        conn.execute(ddl)
+        t = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(stmt, rows)
+        conn.execute("COMMIT")
+        dt = time.perf_counter() - t
+        conn.close()
+        return dt
+
+    out = {
+        "rows": len(rows),
+        "upsert_file_s": run(str(path), ddl_pk, upsert),
+        "insert_memory_noindex_s": run(":memory:", "CREATE TABLE t (a BLOB, b INTEGER, c INTEGER, d BLOB)",
+                                       "INSERT INTO t VALUES (?, ?, ?, ?)"),
+    }
+    for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        f.unlink(missing_ok=True)
+    return out
 
 
 def profile_banquet(store, refs, s1, s100) -> dict:
@@ -1060,6 +1115,13 @@ def materialize_profile_lines(m: dict) -> list[str]:
     total = m["total_s"]
     out = [f"banquet materialize, both views: {total:.2f} s by stage (exclusive of nested stages)"]
     out += _tree(p["stages_s"], total, "ms", 1000.0)
+    w = p.get("write_floor")
+    if w:
+        n = w["rows"]
+        out.append(f"  SQLite write floor, {n:,} rows of one view via executemany: banquet's upsert into a fresh "
+                   f"file {w['upsert_file_s']:.3f} s ({n / w['upsert_file_s']:,.0f} rows/s); plain INSERT into an "
+                   f"in-memory table without index {w['insert_memory_noindex_s']:.3f} s "
+                   f"({n / w['insert_memory_noindex_s']:,.0f} rows/s)")
     return out
 
 
