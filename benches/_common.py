@@ -93,7 +93,10 @@ def wait_until_quiet(max_wait_s: float, poll_s: float = 10.0) -> bool:
             print(f"  ! still busy after {max_wait_s:.0f}s, running anyway: {busy[0]}", flush=True)
             return False
         if not told:
-            print(f"  waiting for other work to finish ({len(busy)} processes, e.g. {busy[0][:80]})", flush=True)
+            print(
+                f"  waiting for other work to finish ({len(busy)} processes, e.g. {busy[0][:80]})",
+                flush=True,
+            )
             told = True
         time.sleep(poll_s)
 
@@ -121,14 +124,18 @@ class ChildRun:
     elapsed_s: float  # wall time of the whole child, imports included
 
 
-def run_child(cmd: list[str], timeout_s: float, log: Path | None = None, env: dict | None = None) -> ChildRun:
+def run_child(
+    cmd: list[str], timeout_s: float, log: Path | None = None, env: dict | None = None
+) -> ChildRun:
     """Run ``cmd`` in its own process group, kill the group after ``timeout_s``. The child's
     stdout/stderr go to ``log``; its result is the last line starting with RESULT_TAG."""
     log = log or Path(os.devnull)
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
         timed_out = False
         status = None
         rusage = None
@@ -149,12 +156,14 @@ def run_child(cmd: list[str], timeout_s: float, log: Path | None = None, env: di
     result = None
     for line in text.splitlines():
         if line.startswith(RESULT_TAG):
-            result = json.loads(line[len(RESULT_TAG):])
+            result = json.loads(line[len(RESULT_TAG) :])
     if timed_out:
         return ChildRun(False, None, f"timed out after {timeout_s:.0f}s", maxrss, elapsed)
     if proc.returncode != 0 or result is None:
         tail = [ln for ln in text.strip().splitlines() if not ln.startswith(RESULT_TAG)][-3:]
-        why = f"exit {proc.returncode}" + (": " + " | ".join(t.strip() for t in tail) if tail else "")
+        why = f"exit {proc.returncode}" + (
+            ": " + " | ".join(t.strip() for t in tail) if tail else ""
+        )
         return ChildRun(False, result, why[:400], maxrss, elapsed)
     return ChildRun(True, result, "", maxrss, elapsed)
 
@@ -171,12 +180,26 @@ def report(result: dict) -> None:
 def markdown_table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
     right = right or set()
     rows = [[str(c).replace("|", "\\|") for c in r] for r in rows]
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h)
+        for i, h in enumerate(headers)
+    ]
 
     def fmt(cells: list[str]) -> str:
-        return "| " + " | ".join(
-            str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ) + " |"
+        return (
+            "| "
+            + " | ".join(
+                str(c).rjust(w) if i in right else str(c).ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths))
+            )
+            + " |"
+        )
 
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if i in right else ("-" * (w + 2)) for i, w in enumerate(widths)) + "|"
+    sep = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if i in right else ("-" * (w + 2)) for i, w in enumerate(widths)
+        )
+        + "|"
+    )
     return "\n".join([fmt(headers), sep, *(fmt(r) for r in rows)])

@@ -54,20 +54,56 @@ SIZE_LABEL = {
 
 # (view name, file, ttl in days, [(feature, arrow type name)])
 VIEWS = [
-    ("user_txn_7d", "view_a.parquet", 7, [
-        ("a_amount", "float64"), ("a_count", "int64"), ("a_score", "float32"),
-        ("a_country", "string"), ("a_max", "float64"),
-    ]),
-    ("user_profile_30d", "view_b.parquet", 30, [
-        ("b_balance", "float64"), ("b_logins", "int64"), ("b_risk", "float32"),
-        ("b_age_days", "int64"), ("b_ltv", "float64"),
-    ]),
+    (
+        "user_txn_7d",
+        "view_a.parquet",
+        7,
+        [
+            ("a_amount", "float64"),
+            ("a_count", "int64"),
+            ("a_score", "float32"),
+            ("a_country", "string"),
+            ("a_max", "float64"),
+        ],
+    ),
+    (
+        "user_profile_30d",
+        "view_b.parquet",
+        30,
+        [
+            ("b_balance", "float64"),
+            ("b_logins", "int64"),
+            ("b_risk", "float32"),
+            ("b_age_days", "int64"),
+            ("b_ltv", "float64"),
+        ],
+    ),
 ]
 FEATURE_REFS = [f"{v}:{f}" for v, _, _, feats in VIEWS for f, _ in feats]
 FEATURES = [f for _, _, _, feats in VIEWS for f, _ in feats]
 PEERS = ["banquet", "polars", "duckdb", "pandas", "feast"]
-COUNTRIES = ["US", "DE", "FR", "GB", "JP", "BR", "IN", "CA", "ES", "IT", "NL", "SE", "PL", "MX",
-             "KR", "AU", "CH", "AT", "BE", "NO"]
+COUNTRIES = [
+    "US",
+    "DE",
+    "FR",
+    "GB",
+    "JP",
+    "BR",
+    "IN",
+    "CA",
+    "ES",
+    "IT",
+    "NL",
+    "SE",
+    "PL",
+    "MX",
+    "KR",
+    "AU",
+    "CH",
+    "AT",
+    "BE",
+    "NO",
+]
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -81,7 +117,13 @@ def ensure_data(size: str) -> Path:
     """Generate the size's Parquet files unless a matching cache is there."""
     d = size_dir(size)
     n_ent, n_feat, n_keys = SIZES[size]
-    want = {"gen": GEN_VERSION, "seed": SEED, "entity_rows": n_ent, "feature_rows": n_feat, "keys": n_keys}
+    want = {
+        "gen": GEN_VERSION,
+        "seed": SEED,
+        "entity_rows": n_ent,
+        "feature_rows": n_feat,
+        "keys": n_keys,
+    }
     manifest = d / "manifest.json"
     if manifest.exists() and json.loads(manifest.read_text()) == want:
         return d
@@ -134,7 +176,9 @@ def _generate(d: Path, n_ent: int, n_feat: int, n_keys: int) -> None:
             else:
                 idx = rng.integers(0, len(COUNTRIES), n_feat, dtype=np.int32)
                 vals = np.array(COUNTRIES, dtype=object)[idx]
-            cols[name] = pa.array(vals, type=getattr(pa, typ)() if typ != "string" else pa.string(), mask=mask)
+            cols[name] = pa.array(
+                vals, type=getattr(pa, typ)() if typ != "string" else pa.string(), mask=mask
+            )
         pq.write_table(pa.table(cols), d / fname)
         del cols, uid, ts, created
 
@@ -152,7 +196,10 @@ def _generate(d: Path, n_ent: int, n_feat: int, n_keys: int) -> None:
         j = rng.integers(0, len(fu), k)
         uid[p] = fu[j]
         ts[p] = ft[j] + offset
-    pq.write_table(pa.table({"user_id": pa.array(uid), "event_timestamp": pa.array(ts, ts_type)}), d / "entity.parquet")
+    pq.write_table(
+        pa.table({"user_id": pa.array(uid), "event_timestamp": pa.array(ts, ts_type)}),
+        d / "entity.parquet",
+    )
 
 
 def _break_full_ties(uid, ts, created) -> None:
@@ -186,7 +233,10 @@ def _defs(kind: str, data: Path) -> str:
     ]
     if kind == "feast":
         lines.append("from feast import ValueType")
-        lines += ["", 'user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)']
+        lines += [
+            "",
+            'user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)',
+        ]
     else:
         lines += ["", 'user = Entity(name="user", join_keys=["user_id"])']
     dtype = {"float64": "Float64", "float32": "Float32", "int64": "Int64", "string": "String"}
@@ -261,15 +311,19 @@ def _preimport(*names: str) -> None:
             importlib.import_module(n)
 
 
-
 def peer_banquet(d: Path, profile: dict | None):
     import pyarrow.parquet as pq
 
     import banquet
     from banquet import FeatureStore
 
-    _preimport("pyarrow.dataset", "banquet.historical", "banquet.offline.file", "banquet.request",
-               "banquet.entity_data")
+    _preimport(
+        "pyarrow.dataset",
+        "banquet.historical",
+        "banquet.offline.file",
+        "banquet.request",
+        "banquet.entity_data",
+    )
     store = FeatureStore(repo_path=repo_dir(d.name, "banquet"))
     store.catalog()  # the registry is read once per process, like a long-lived store
     store.offline_store  # noqa: B018 (opened on first use)
@@ -310,6 +364,7 @@ def _instrument_banquet(timers: dict) -> None:
             finally:
                 timers[label] = timers.get(label, 0.0) + time.perf_counter() - t
                 state["phase"] = prev
+
         return wrapper
 
     def hook(owners, attr, name, phase=None):
@@ -343,7 +398,8 @@ def _instrument_banquet(timers: dict) -> None:
     hook([H.HistoricalJob], "_join_view", "", phase="view")
     hook([H.HistoricalJob], "_run", "", phase="run")
     missing = [m for m in missing if m not in ("flat", "_flat")] + (
-        ["flat"] if "flat" in missing and "_flat" in missing else [])
+        ["flat"] if "flat" in missing and "_flat" in missing else []
+    )
     if missing:
         timers["missing hooks: " + ", ".join(missing)] = 0.0
 
@@ -363,14 +419,21 @@ def peer_polars(d: Path, profile: dict | None):
             features = (
                 pl.scan_parquet(d / fname)
                 .select("user_id", "event_timestamp", "created", *(f for f, _ in feats))
-                .filter(pl.col("event_timestamp").is_between(lo - ttl, hi), pl.col("user_id").is_in(keys))
+                .filter(
+                    pl.col("event_timestamp").is_between(lo - ttl, hi),
+                    pl.col("user_id").is_in(keys),
+                )
                 .sort("event_timestamp", "created")
                 .unique(subset=["user_id", "event_timestamp"], keep="last", maintain_order=True)
                 .drop("created")
             )
             out = out.join_asof(
-                features, on="event_timestamp", by="user_id", strategy="backward",
-                tolerance=ttl, check_sortedness=False,
+                features,
+                on="event_timestamp",
+                by="user_id",
+                strategy="backward",
+                tolerance=ttl,
+                check_sortedness=False,
             )
         return out.sort("_row").drop("_row").collect().to_arrow()
 
@@ -385,7 +448,9 @@ def peer_duckdb(d: Path, profile: dict | None):
 
     def run():
         ent = f"read_parquet('{d / 'entity.parquet'}', file_row_number = true)"
-        lo, hi = con.sql(f"SELECT min(event_timestamp), max(event_timestamp) FROM {ent}").fetchall()[0]
+        lo, hi = con.sql(
+            f"SELECT min(event_timestamp), max(event_timestamp) FROM {ent}"
+        ).fetchall()[0]
         # One ordering key per row, (event timestamp, created) packed into a HUGEINT, so the
         # ASOF match is the latest timestamp and, among equal ones, the latest created.
         # An entity row probes with (its timestamp, the largest possible created).
@@ -427,7 +492,11 @@ def peer_pandas(d: Path, profile: dict | None):
     _preimport("pyarrow.dataset", "pyarrow.pandas_compat", "numpy.rec", "concurrent.futures")
     schema = pa.schema(
         [("user_id", pa.int64()), ("event_timestamp", pa.timestamp("us", tz="UTC"))]
-        + [(f, getattr(pa, t)() if t != "string" else pa.string()) for _, _, _, feats in VIEWS for f, t in feats]
+        + [
+            (f, getattr(pa, t)() if t != "string" else pa.string())
+            for _, _, _, feats in VIEWS
+            for f, t in feats
+        ]
     )
 
     def run():
@@ -444,10 +513,17 @@ def peer_pandas(d: Path, profile: dict | None):
                 filters=[("event_timestamp", ">=", lo - ttl), ("event_timestamp", "<=", hi)],
             )
             f = f[f["user_id"].isin(keys)]
-            f = f.sort_values(["event_timestamp", "created"]).drop_duplicates(["user_id", "event_timestamp"], keep="last")
+            f = f.sort_values(["event_timestamp", "created"]).drop_duplicates(
+                ["user_id", "event_timestamp"], keep="last"
+            )
             out = pd.merge_asof(
-                out, f.drop(columns="created"), on="event_timestamp", by="user_id",
-                direction="backward", tolerance=ttl, allow_exact_matches=True,
+                out,
+                f.drop(columns="created"),
+                on="event_timestamp",
+                by="user_id",
+                direction="backward",
+                tolerance=ttl,
+                allow_exact_matches=True,
             )
         out = out.sort_values("_row").drop(columns="_row")
         # ints that met a miss became float64 with NaN; the schema turns them back (NaN -> null)
@@ -462,9 +538,18 @@ def peer_feast(d: Path, profile: dict | None):
     import pandas as pd
     from feast import FeatureStore
 
-    _preimport("feast.infra.offline_stores.duckdb", "ibis.backends.duckdb", "duckdb.func",
-               "sqlglot.generators", "sqlglot.transforms", "feast.table_format", "pyarrow_hotfix",
-               "numpy.rec", "pyarrow.dataset", "pyarrow.pandas_compat")
+    _preimport(
+        "feast.infra.offline_stores.duckdb",
+        "ibis.backends.duckdb",
+        "duckdb.func",
+        "sqlglot.generators",
+        "sqlglot.transforms",
+        "feast.table_format",
+        "pyarrow_hotfix",
+        "numpy.rec",
+        "pyarrow.dataset",
+        "pyarrow.pandas_compat",
+    )
     store = FeatureStore(repo_path=str(repo_dir(d.name, "feast")))
     store.list_feature_views()  # load the registry outside the timing
 
@@ -516,7 +601,9 @@ def checksum(table) -> str:
     for name in table.column_names:
         col = table.column(name).combine_chunks()
         h.update(name.encode())
-        h.update(np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=np.uint8).tobytes())
+        h.update(
+            np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=np.uint8).tobytes()
+        )
         if pa.types.is_string(col.type):
             filled = pc.fill_null(col, "")
             h.update(pc.binary_length(filled).to_numpy().tobytes())
@@ -547,9 +634,15 @@ def child_main(args) -> None:
     canon = canonical(out)
     del out
     result = {
-        "peer": args.peer, "version": version, "wall_s": wall, "peak_mb": peak,
-        "rss_start_mb": rss_start, "rows": rows, "checksum": checksum(canon),
-        "threads": os.cpu_count(), "imported_during_run": imported,
+        "peer": args.peer,
+        "version": version,
+        "wall_s": wall,
+        "peak_mb": peak,
+        "rss_start_mb": rss_start,
+        "rows": rows,
+        "checksum": checksum(canon),
+        "threads": os.cpu_count(),
+        "imported_during_run": imported,
     }
     if profile is not None:
         result["profile"] = profile
@@ -580,7 +673,7 @@ def oracle(d: Path):
         uniq, inv = np.unique(np.concatenate([ft, et]), return_inverse=True)
         r = len(uniq)
         fkey = fu * r + inv[: len(ft)]
-        ekey = eu * r + inv[len(ft):]
+        ekey = eu * r + inv[len(ft) :]
         order = np.lexsort((fc, fkey))  # by (user_id, ts), then created
         pos = np.searchsorted(fkey[order], ekey, side="right") - 1  # last row <= (user, ts)
         cand = order[np.maximum(pos, 0)]
@@ -640,8 +733,11 @@ def run_size(size: str, peers: list[str], args, info: dict) -> dict:
             failures[peer] = f"{python_for(peer)} missing (see benches/requirements.txt)"
             continue
         if not (repo_dir(size, peer) / "applied").exists():
-            r = C.run_child([str(python_for(peer)), me, "setup", "--peer", peer, "--size", size],
-                            args.timeout, log_dir / f"setup_{peer}.log")
+            r = C.run_child(
+                [str(python_for(peer)), me, "setup", "--peer", peer, "--size", size],
+                args.timeout,
+                log_dir / f"setup_{peer}.log",
+            )
             if not r.ok:
                 failures[peer] = f"setup (apply) failed: {r.error}"
     runs: dict[str, list[dict]] = {p: [] for p in peers}
@@ -655,8 +751,17 @@ def run_size(size: str, peers: list[str], args, info: dict) -> dict:
             if not args.no_wait:
                 C.wait_until_quiet(args.wait_max)
             busy_before = C.busy_processes()
-            cmd = [str(python_for(peer)), me, "child", "--peer", peer, "--size", size,
-                   "--out", str(out_dir / f"{peer}.parquet")]
+            cmd = [
+                str(python_for(peer)),
+                me,
+                "child",
+                "--peer",
+                peer,
+                "--size",
+                size,
+                "--out",
+                str(out_dir / f"{peer}.parquet"),
+            ]
             if args.profile and peer == "banquet":
                 cmd.append("--profile")
             for f in (out_dir / f"{peer}.parquet",):
@@ -669,10 +774,15 @@ def run_size(size: str, peers: list[str], args, info: dict) -> dict:
                 continue
             res = dict(r.result, child_maxrss_mb=r.maxrss_mb, busy=busy)
             runs[peer].append(res)
-            print(f"  {peer:8} run {rep + 1}: {res['wall_s']:7.2f}s  peak {res['peak_mb']:7.0f} MB"
-                  + ("  (compiler was running)" if busy else ""), flush=True)
+            print(
+                f"  {peer:8} run {rep + 1}: {res['wall_s']:7.2f}s  peak {res['peak_mb']:7.0f} MB"
+                + ("  (compiler was running)" if busy else ""),
+                flush=True,
+            )
             if res.get("imported_during_run"):
-                print(f"  {peer:8} note: imported during the timed run: {res['imported_during_run'][:8]}")
+                print(
+                    f"  {peer:8} note: imported during the timed run: {res['imported_during_run'][:8]}"
+                )
             if rep == 0:  # verify the first output of every peer
                 res["verify"] = _verify(d, peer, out_dir, args)
     return {"size": size, "runs": runs, "failures": failures}
@@ -727,16 +837,38 @@ def summarize(res: dict, peers: list[str]) -> str:
         peak = max(r["peak_mb"] for r in runs[peer])
         note = " *" if b["busy"] else ""
         every = " / ".join(f"{r['wall_s']:.2f}" for r in runs[peer])
-        rows.append([peer, b["version"].split(" (")[0], f"{b['wall_s']:.2f}{note}", every, f"{peak:.0f}",
-                     f"{b['rss_start_mb']:.0f}", ratio, ok])
+        rows.append(
+            [
+                peer,
+                b["version"].split(" (")[0],
+                f"{b['wall_s']:.2f}{note}",
+                every,
+                f"{peak:.0f}",
+                f"{b['rss_start_mb']:.0f}",
+                ratio,
+                ok,
+            ]
+        )
     table = C.markdown_table(
-        ["peer", "version", "wall s (best)", "all runs s", "peak RSS MB", "RSS before MB", "time vs banquet", "correct"],
-        rows, right={2, 3, 4, 5, 6},
+        [
+            "peer",
+            "version",
+            "wall s (best)",
+            "all runs s",
+            "peak RSS MB",
+            "RSS before MB",
+            "time vs banquet",
+            "correct",
+        ],
+        rows,
+        right={2, 3, 4, 5, 6},
     )
     notes = [f"- {p}: {why}" for p, why in failures.items() if p in peers]
     notes += [f"- {p}: {v}" for p in peers for v in (runs.get(p) or [{}])[0].get("verify", [])]
     if any(best(p) and best(p)["busy"] for p in peers):
-        notes.append("- * a compiler (cargo/rustc/maturin) was running during this, the fastest, run")
+        notes.append(
+            "- * a compiler (cargo/rustc/maturin) was running during this, the fastest, run"
+        )
     return table + ("\n\n" + "\n".join(notes) if notes else "")
 
 
@@ -751,18 +883,33 @@ def profile_lines(res: dict) -> list[str]:
     for k in notes:
         prof.pop(k)
     tot = {ph: prof.pop(f"TOTAL {ph}", 0.0) for ph in ("run", "view", "read_view")}
-    parts = {"entity Parquet read (pq.read_table, in the benchmark)": prof.pop("entity parquet read", 0.0)}
-    stages = {ph: {k: v for k, v in prof.items() if k.startswith(ph + ":")} for ph in ("init", "run", "view", "read_view")}
+    parts = {
+        "entity Parquet read (pq.read_table, in the benchmark)": prof.pop(
+            "entity parquet read", 0.0
+        )
+    }
+    stages = {
+        ph: {k: v for k, v in prof.items() if k.startswith(ph + ":")}
+        for ph in ("init", "run", "view", "read_view")
+    }
     for d in stages.values():
         parts.update(d)
     s = {ph: sum(d.values()) for ph, d in stages.items()}
     parts["read_view: rest (column selection, renames)"] = tot["read_view"] - s["read_view"]
-    parts["view: rest (take + cast of the features, min/max of entity ts)"] = tot["view"] - tot["read_view"] - s["view"]
+    parts["view: rest (take + cast of the features, min/max of entity ts)"] = (
+        tot["view"] - tot["read_view"] - s["view"]
+    )
     parts["run: rest (assembling the output table)"] = tot["run"] - tot["view"] - s["run"]
     parts["init: rest (resolve the request, job checks)"] = (
-        total - parts["entity Parquet read (pq.read_table, in the benchmark)"] - tot["run"] - s["init"])
-    lines = [f"banquet time split, {SIZE_LABEL[res['size']]}: total {total:.2f}s, peak {p['peak_mb']:.0f} MB "
-             "(timers around banquet's own functions; stages summed over both views)"]
+        total
+        - parts["entity Parquet read (pq.read_table, in the benchmark)"]
+        - tot["run"]
+        - s["init"]
+    )
+    lines = [
+        f"banquet time split, {SIZE_LABEL[res['size']]}: total {total:.2f}s, peak {p['peak_mb']:.0f} MB "
+        "(timers around banquet's own functions; stages summed over both views)"
+    ]
     for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
         if abs(v) >= 0.0005:
             lines.append(f"  {v:7.3f}s {100 * v / total:5.1f}%  {k}")
@@ -799,7 +946,9 @@ def parent_main(args) -> None:
         print(summarize(res, peers), flush=True)
         print_profile(res)
     print("\n\n## results (markdown)\n")
-    print(f"Date: {info['date']}. Machine: {info['nproc']} cores ({info['cpu']}), {info['ram']} RAM.\n")
+    print(
+        f"Date: {info['date']}. Machine: {info['nproc']} cores ({info['cpu']}), {info['ram']} RAM.\n"
+    )
     for res in results:
         print(f"**{SIZE_LABEL[res['size']]}**\n")
         print(summarize(res, peers))
@@ -814,7 +963,9 @@ def parent_main(args) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd")
     ch = sub.add_parser("child", help="(internal) run one peer once")
     ch.add_argument("--peer", required=True, choices=PEERS)
@@ -824,14 +975,21 @@ def main() -> None:
     st = sub.add_parser("setup", help="(internal) write and apply a feature repo")
     st.add_argument("--peer", required=True, choices=["banquet", "feast"])
     st.add_argument("--size", required=True, choices=list(SIZES))
-    ap.add_argument("--sizes", default="1m,10m", help="comma list of: " + ", ".join(SIZES) + " (default 1m,10m)")
+    ap.add_argument(
+        "--sizes", default="1m,10m", help="comma list of: " + ", ".join(SIZES) + " (default 1m,10m)"
+    )
     ap.add_argument("--quick", action="store_true", help="only the 100k smoke size")
     ap.add_argument("--peers", default=",".join(PEERS), help="comma list (default all)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per peer; the fastest is reported")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per peer run (default 600)")
     ap.add_argument("--profile", action="store_true", help="time banquet's stages")
     ap.add_argument("--no-wait", action="store_true", help="don't wait for running compilers")
-    ap.add_argument("--wait-max", type=float, default=600, help="max seconds to wait for compilers before each run")
+    ap.add_argument(
+        "--wait-max",
+        type=float,
+        default=600,
+        help="max seconds to wait for compilers before each run",
+    )
     args = ap.parse_args()
     if args.cmd == "child":
         child_main(args)

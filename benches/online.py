@@ -45,10 +45,12 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import contextlib
+
 import _common as C  # noqa: E402
 
 GEN_VERSION = 1  # bump when the generated data changes
@@ -65,27 +67,65 @@ WINDOW_END = datetime(2025, 4, 2, tzinfo=timezone.utc)
 
 # (view, file, [(feature, type)]); nulls in the features marked True
 VIEWS = [
-    ("user_txn", "view_a.parquet", [
-        ("a_amount_sum", "float64", True), ("a_amount_avg", "float64", False),
-        ("a_amount_max", "float64", False), ("a_txn_count", "int64", False),
-        ("a_refunds", "int64", False), ("a_days_active", "int64", False),
-        ("a_score", "float32", False), ("a_risk", "float32", False),
-        ("a_churn_p", "float32", False), ("a_country", "string", True),
-    ]),
-    ("user_profile", "view_b.parquet", [
-        ("b_balance", "float64", True), ("b_ltv", "float64", False),
-        ("b_basket", "float64", False), ("b_logins", "int64", False),
-        ("b_sessions", "int64", False), ("b_age_days", "int64", False),
-        ("b_ctr", "float32", False), ("b_cvr", "float32", False),
-        ("b_fraud_p", "float32", False), ("b_segment", "string", True),
-    ]),
+    (
+        "user_txn",
+        "view_a.parquet",
+        [
+            ("a_amount_sum", "float64", True),
+            ("a_amount_avg", "float64", False),
+            ("a_amount_max", "float64", False),
+            ("a_txn_count", "int64", False),
+            ("a_refunds", "int64", False),
+            ("a_days_active", "int64", False),
+            ("a_score", "float32", False),
+            ("a_risk", "float32", False),
+            ("a_churn_p", "float32", False),
+            ("a_country", "string", True),
+        ],
+    ),
+    (
+        "user_profile",
+        "view_b.parquet",
+        [
+            ("b_balance", "float64", True),
+            ("b_ltv", "float64", False),
+            ("b_basket", "float64", False),
+            ("b_logins", "int64", False),
+            ("b_sessions", "int64", False),
+            ("b_age_days", "int64", False),
+            ("b_ctr", "float32", False),
+            ("b_cvr", "float32", False),
+            ("b_fraud_p", "float32", False),
+            ("b_segment", "string", True),
+        ],
+    ),
 ]
 FEATURE_REFS = [f"{v}:{f}" for v, _, feats in VIEWS for f, _, _ in feats]
 FEATURES = [f for _, _, feats in VIEWS for f, _, _ in feats]
 FTYPE = {f: t for _, _, feats in VIEWS for f, t, _ in feats}
 PEERS = ["banquet", "feast"]
-STRINGS = ["US", "DE", "FR", "GB", "JP", "BR", "IN", "CA", "ES", "IT", "NL", "SE", "PL", "MX",
-           "gold", "silver", "bronze", "new", "dormant", "vip"]
+STRINGS = [
+    "US",
+    "DE",
+    "FR",
+    "GB",
+    "JP",
+    "BR",
+    "IN",
+    "CA",
+    "ES",
+    "IT",
+    "NL",
+    "SE",
+    "PL",
+    "MX",
+    "gold",
+    "silver",
+    "bronze",
+    "new",
+    "dormant",
+    "vip",
+]
 
 TARGETS = {
     "p50_1": 60.0,  # us
@@ -162,7 +202,9 @@ def _generate(d: Path, n_keys: int, rpk: int) -> None:
             elif typ == "float32":
                 cols[name] = pa.array(rng.random(n, dtype=np.float32), pa.float32(), mask=mask)
             elif typ == "int64":
-                cols[name] = pa.array(rng.integers(0, 1_000_000, n, dtype=np.int64), pa.int64(), mask=mask)
+                cols[name] = pa.array(
+                    rng.integers(0, 1_000_000, n, dtype=np.int64), pa.int64(), mask=mask
+                )
             else:
                 idx = rng.integers(0, len(STRINGS), n, dtype=np.int32)
                 cols[name] = pa.array(np.array(STRINGS, dtype=object)[idx], pa.string(), mask=mask)
@@ -210,8 +252,11 @@ def _defs(kind: str, d: Path) -> str:
         f"from {types_mod} import Float32, Float64, Int64, String",
     ]
     if kind == "feast":
-        lines += ["from feast import ValueType", "",
-                  'user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)']
+        lines += [
+            "from feast import ValueType",
+            "",
+            'user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)',
+        ]
     else:
         lines += ["", 'user = Entity(name="user", join_keys=["user_id"])']
     dtype = {"float64": "Float64", "float32": "Float32", "int64": "Int64", "string": "String"}
@@ -290,26 +335,44 @@ def _preimport(*names: str) -> None:
     import importlib
 
     for n in names:
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(n)
-        except ImportError:
-            pass
 
 
 # Modules each system imports lazily on its first materialize (a long-lived process has them).
 PREIMPORT = {
-    "banquet": ["pyarrow.dataset", "pyarrow.compute", "banquet.materialize", "banquet.offline.file",
-                "banquet.entity_data", "banquet.progress"],
-    "feast": ["dask", "dask.dataframe", "feast.infra.offline_stores.dask", "pyarrow.dataset",
-              "pyarrow.parquet", "pyarrow.pandas_compat", "tqdm", "feast.infra.materialization",
-              "feast.infra.compute_engines.local.compute", "feast.infra.compute_engines.local.nodes",
-              "feast.infra.compute_engines.local.feature_builder",
-              "feast.infra.compute_engines.local.backends.factory",
-              "feast.infra.compute_engines.local.backends.pandas_backend",
-              "feast.infra.compute_engines.local.arrow_table_value",
-              "feast.infra.compute_engines.utils", "feast.infra.utils.arrow_utils",
-              "numpy.rec", "concurrent.futures", "dask.dataframe.dask_expr",
-              "dask.dataframe.io.parquet", "dask.array", "fsspec.implementations.local"],
+    "banquet": [
+        "pyarrow.dataset",
+        "pyarrow.compute",
+        "banquet.materialize",
+        "banquet.offline.file",
+        "banquet.entity_data",
+        "banquet.progress",
+    ],
+    "feast": [
+        "dask",
+        "dask.dataframe",
+        "feast.infra.offline_stores.dask",
+        "pyarrow.dataset",
+        "pyarrow.parquet",
+        "pyarrow.pandas_compat",
+        "tqdm",
+        "feast.infra.materialization",
+        "feast.infra.compute_engines.local.compute",
+        "feast.infra.compute_engines.local.nodes",
+        "feast.infra.compute_engines.local.feature_builder",
+        "feast.infra.compute_engines.local.backends.factory",
+        "feast.infra.compute_engines.local.backends.pandas_backend",
+        "feast.infra.compute_engines.local.arrow_table_value",
+        "feast.infra.compute_engines.utils",
+        "feast.infra.utils.arrow_utils",
+        "numpy.rec",
+        "concurrent.futures",
+        "dask.dataframe.dask_expr",
+        "dask.dataframe.io.parquet",
+        "dask.array",
+        "fsspec.implementations.local",
+    ],
 }
 
 
@@ -332,13 +395,21 @@ def child_materialize(args) -> None:
         per_view[view] = dt
         total += dt
     imported = sorted(m for m in set(sys.modules) - before if m.count(".") < 2)
-    res = {"peer": args.peer, "version": version, "per_view_s": per_view, "total_s": total,
-           "peak_mb": C.rss_mb("VmHWM"), "imported_during_run": imported}
+    res = {
+        "peer": args.peer,
+        "version": version,
+        "per_view_s": per_view,
+        "total_s": total,
+        "peak_mb": C.rss_mb("VmHWM"),
+        "imported_during_run": imported,
+    }
     if tracker is not None:
         tracker.restore()
-        res["profile"] = {"stages_s": {k: v / 1e9 for k, v in tracker.excl.items()},
-                          "wrapper_overhead_ns": tracker.overhead_ns(),
-                          "write_floor": write_floor(store, d)}
+        res["profile"] = {
+            "stages_s": {k: v / 1e9 for k, v in tracker.excl.items()},
+            "wrapper_overhead_ns": tracker.overhead_ns(),
+            "write_floor": write_floor(store, d),
+        }
     C.report(res)
 
 
@@ -371,8 +442,16 @@ def _stats(ns: list[int]) -> dict:
 
     a = np.array(ns, dtype=np.float64) / 1000.0  # us
     p = np.percentile(a, [50, 90, 99, 99.9])
-    return {"n": len(a), "p50_us": p[0], "p90_us": p[1], "p99_us": p[2], "p999_us": p[3],
-            "mean_us": float(a.mean()), "min_us": float(a.min()), "max_us": float(a.max())}
+    return {
+        "n": len(a),
+        "p50_us": p[0],
+        "p90_us": p[1],
+        "p99_us": p[2],
+        "p999_us": p[3],
+        "mean_us": float(a.mean()),
+        "min_us": float(a.min()),
+        "max_us": float(a.max()),
+    }
 
 
 def child_serve(args) -> None:
@@ -406,7 +485,7 @@ def child_serve(args) -> None:
     present, absent = _sample_keys(d, args.sample)
     got: dict[str, dict] = {}
     for i in range(0, len(present), 100):
-        ks = present[i: i + 100]
+        ks = present[i : i + 100]
         out = get(features=refs, entity_rows=[{"user_id": k} for k in ks]).to_dict()
         for j, k in enumerate(ks):
             got[str(k)] = {f: out[f][j] for f in FEATURES}
@@ -415,8 +494,14 @@ def child_serve(args) -> None:
         got[str(k)] = {f: out[f][j] for f in FEATURES}
     Path(args.out).write_text(json.dumps({"present": present, "absent": absent, "values": got}))
 
-    res = {"peer": args.peer, "version": version, "latency": results,
-           "load_before": load_before, "load_after": load_after, "rss_mb": C.rss_mb("VmRSS")}
+    res = {
+        "peer": args.peer,
+        "version": version,
+        "latency": results,
+        "load_before": load_before,
+        "load_after": load_after,
+        "rss_mb": C.rss_mb("VmRSS"),
+    }
     if args.profile and args.peer == "banquet":
         res["profile"] = profile_banquet(store, refs, s1, s100)
     C.report(res)
@@ -450,6 +535,7 @@ class Tracker:
                 self.excl[path] = self.excl.get(path, 0) + dt - frame[1]
                 if self.stack:
                     self.stack[-1][1] += dt
+
         return wrapper
 
     def patch(self, obj, attr: str, label: str) -> bool:
@@ -503,18 +589,26 @@ def instrument_materialize(store) -> Tracker:
     tr.patch(store.online_store, "write", "SQLite upsert (store.write: executemany + commit)")
     tr.patch(store.online_store, "ensure_view", "ensure_view")
     for attr in ("read_view", "read"):
-        if tr.patch(store.offline_store, attr, f"offline read (offline_store.{attr}: Parquet, filter, checks)"):
+        if tr.patch(
+            store.offline_store,
+            attr,
+            f"offline read (offline_store.{attr}: Parquet, filter, checks)",
+        ):
             break
     tr.patch(M, "materialize_view", "materialize_view")
     tr.patch(M, "record_interval", "record_interval (registry update)")
     tr.patch(M, "_in_key_order", "_in_key_order (sort winners by serialized key)")
     tr.patch(M, "write_rows", "write_rows")
     real = M._core
-    M._core = _CoreShim(real, tr, {
-        "latest_per_key": "latest_per_key (Rust)",
-        "encode_values": "encode_values (Rust)",
-        "serialize_entity_keys": "serialize_entity_keys (Rust)",
-    })
+    M._core = _CoreShim(
+        real,
+        tr,
+        {
+            "latest_per_key": "latest_per_key (Rust)",
+            "encode_values": "encode_values (Rust)",
+            "serialize_entity_keys": "serialize_entity_keys (Rust)",
+        },
+    )
     tr.undo.append((M, "_core", True, real))
     return tr
 
@@ -529,15 +623,23 @@ def write_floor(store, d: Path) -> dict:
     from banquet.online.sqlite import table_name
 
     view = VIEWS[0][0]
-    rows = store.online_store._conn().execute(
-        f"SELECT entity_key, event_ts, created_ts, value FROM {table_name(PROJECT, view)} ORDER BY entity_key"
-    ).fetchall()
-    ddl_pk = ("CREATE TABLE t (entity_key BLOB PRIMARY KEY, event_ts INTEGER NOT NULL, "
-              "created_ts INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
-    upsert = ("INSERT INTO t (entity_key, event_ts, created_ts, value) VALUES (?, ?, ?, ?) "
-              "ON CONFLICT(entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
-              "created_ts = excluded.created_ts, value = excluded.value "
-              "WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)")
+    rows = (
+        store.online_store._conn()
+        .execute(
+            f"SELECT entity_key, event_ts, created_ts, value FROM {table_name(PROJECT, view)} ORDER BY entity_key"
+        )
+        .fetchall()
+    )
+    ddl_pk = (
+        "CREATE TABLE t (entity_key BLOB PRIMARY KEY, event_ts INTEGER NOT NULL, "
+        "created_ts INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID"
+    )
+    upsert = (
+        "INSERT INTO t (entity_key, event_ts, created_ts, value) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+        "created_ts = excluded.created_ts, value = excluded.value "
+        "WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)"
+    )
     path = d / "floor.db"
 
     def run(target: str, ddl: str, stmt: str) -> float:
@@ -560,8 +662,11 @@ def write_floor(store, d: Path) -> dict:
     out = {
         "rows": len(rows),
         "upsert_file_s": run(str(path), ddl_pk, upsert),
-        "insert_memory_noindex_s": run(":memory:", "CREATE TABLE t (a BLOB, b INTEGER, c INTEGER, d BLOB)",
-                                       "INSERT INTO t VALUES (?, ?, ?, ?)"),
+        "insert_memory_noindex_s": run(
+            ":memory:",
+            "CREATE TABLE t (a BLOB, b INTEGER, c INTEGER, d BLOB)",
+            "INSERT INTO t VALUES (?, ?, ?, ?)",
+        ),
     }
     for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         f.unlink(missing_ok=True)
@@ -591,7 +696,9 @@ def profile_banquet(store, refs, s1, s100) -> dict:
     class Codec:
         def __init__(self, inner):
             self.inner = inner
-            self.decode_rows = tr.wrap("decode blobs (Rust ValueCodec.decode_rows)", inner.decode_rows)
+            self.decode_rows = tr.wrap(
+                "decode blobs (Rust ValueCodec.decode_rows)", inner.decode_rows
+            )
 
     codecs = list(plan.codecs)
     tr.patch(store, "get_online_features", "FeatureStore.get_online_features")
@@ -662,7 +769,9 @@ def profile_banquet(store, refs, s1, s100) -> dict:
     from banquet.online.sqlite import table_name
 
     for v in view_names:  # every page once, into SQLite's cache (128 MiB here)
-        conn.execute(f"SELECT sum(length(value)), sum(length(entity_key)) FROM {table_name(store.project, v)}").fetchall()
+        conn.execute(
+            f"SELECT sum(length(value)), sum(length(entity_key)) FROM {table_name(store.project, v)}"
+        ).fetchall()
     for label, seq in seqs.items():
         out[label]["sqlite_statement_warm_cache_p50_us"] = statement_p50(seq)
     return out
@@ -697,9 +806,16 @@ def other_work() -> list[str]:
             continue
         argv = [a.decode(errors="replace") for a in argv if a]
         prog = os.path.basename(argv[0]) if argv else comm
-        busy = comm in ("cargo", "rustc", "maturin") or prog in ("cargo", "rustc", "maturin") or prog.startswith("cargo-")
-        busy = busy or "--bench" in argv or any(a.endswith(("benches/historical.py", "benches/online.py"))
-                                                 for a in argv[1:6])
+        busy = (
+            comm in ("cargo", "rustc", "maturin")
+            or prog in ("cargo", "rustc", "maturin")
+            or prog.startswith("cargo-")
+        )
+        busy = (
+            busy
+            or "--bench" in argv
+            or any(a.endswith(("benches/historical.py", "benches/online.py")) for a in argv[1:6])
+        )
         if busy and not _is_mine(int(p.name)):
             found.append(f"{p.name} {' '.join(argv)[:100]}")
     return found
@@ -729,20 +845,27 @@ def wait_quiet(max_wait_s: float) -> bool:
             print(f"  ! still busy after {max_wait_s:.0f}s, running anyway: {busy[0]}", flush=True)
             return False
         if not told:
-            print(f"  waiting for other work ({len(busy)} processes, e.g. {busy[0][:90]})", flush=True)
+            print(
+                f"  waiting for other work ({len(busy)} processes, e.g. {busy[0][:90]})", flush=True
+            )
             told = True
         time.sleep(10)
 
 
 def git_state() -> str:
     """The commit measured, and whether banquet's sources differ from it (others work here)."""
+
     def git(*a):
-        return subprocess.run(["git", "-C", str(C.ROOT), *a], capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(C.ROOT), *a], capture_output=True, text=True
+        ).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD")
     dirty = git("status", "--porcelain", "--", "python/banquet", "rust")
     n = len(dirty.splitlines())
-    return f"commit {head}" + (f" + {n} uncommitted change(s) under python/banquet, rust/" if n else " (clean)")
+    return f"commit {head}" + (
+        f" + {n} uncommitted change(s) under python/banquet, rust/" if n else " (clean)"
+    )
 
 
 def python_speed() -> float:
@@ -812,8 +935,10 @@ def verify(d: Path, samples: dict[str, dict]) -> list[str]:
                 if got is None or not _same(got[f], expected[k][f], FTYPE[f]):
                     bad += 1
                     if bad <= 3:
-                        problems.append(f"{peer}: key {k} {f}: got {None if got is None else got[f]!r}, "
-                                        f"source has {expected[k][f]!r}")
+                        problems.append(
+                            f"{peer}: key {k} {f}: got {None if got is None else got[f]!r}, "
+                            f"source has {expected[k][f]!r}"
+                        )
         for k in absent:
             vals = s["values"].get(str(k), {})
             if any(vals.get(f) is not None for f in FEATURES):
@@ -823,7 +948,9 @@ def verify(d: Path, samples: dict[str, dict]) -> list[str]:
             problems.append(f"{peer}: {bad} values differ from the source in all")
     if len(peers) == 2:
         a, b = samples[peers[0]]["values"], samples[peers[1]]["values"]
-        diff = sum(1 for k in a for f in FEATURES if k in b and not _same(a[k][f], b[k][f], FTYPE[f]))
+        diff = sum(
+            1 for k in a for f in FEATURES if k in b and not _same(a[k][f], b[k][f], FTYPE[f])
+        )
         if diff:
             problems.append(f"{peers[0]} and {peers[1]} disagree on {diff} values")
     return problems
@@ -838,8 +965,10 @@ def run_all(args) -> None:
     info = C.machine_info()
     print(f"machine: {C.machine_line(info)}")
     print(f"command: {' '.join(sys.argv)}")
-    print(f"data: {args.keys:,} keys x {args.rows_per_key} rows per view = "
-          f"{args.keys * args.rows_per_key:,} source rows per view, 2 views x 10 features")
+    print(
+        f"data: {args.keys:,} keys x {args.rows_per_key} rows per view = "
+        f"{args.keys * args.rows_per_key:,} source rows per view, 2 views x 10 features"
+    )
     if not args.no_wait:
         wait_quiet(args.wait_max)
     start_uptime = uptime()
@@ -873,7 +1002,11 @@ def run_all(args) -> None:
                 wait_quiet(args.wait_max)
             busy = other_work()
             prof = ["--profile"] if args.profile and peer == "banquet" else []
-            r = C.run_child([py, me, "materialize", *common, *prof], args.timeout, logs / f"materialize_{peer}.log")
+            r = C.run_child(
+                [py, me, "materialize", *common, *prof],
+                args.timeout,
+                logs / f"materialize_{peer}.log",
+            )
             busy += other_work()
             if not r.ok:
                 failures[peer] = f"materialize failed: {r.error}"
@@ -885,19 +1018,37 @@ def run_all(args) -> None:
             res[peer]["mat"].append(m)
             counts[peer] = count_keys(d, peer)
             keys_total = sum(counts[peer].values())
-            print(f"  {peer:8} materialize run {rep + 1}: {m['total_s']:8.2f}s "
-                  f"({', '.join(f'{v} {s:.2f}s' for v, s in m['per_view_s'].items())}); "
-                  f"{keys_total:,} keys in the store; peak {m['peak_mb']:.0f} MB"
-                  + ("  (other work was running)" if busy else ""), flush=True)
+            print(
+                f"  {peer:8} materialize run {rep + 1}: {m['total_s']:8.2f}s "
+                f"({', '.join(f'{v} {s:.2f}s' for v, s in m['per_view_s'].items())}); "
+                f"{keys_total:,} keys in the store; peak {m['peak_mb']:.0f} MB"
+                + ("  (other work was running)" if busy else ""),
+                flush=True,
+            )
             if m.get("imported_during_run"):
-                print(f"  {peer:8} note: imported during the timing: {m['imported_during_run'][:10]}")
+                print(
+                    f"  {peer:8} note: imported during the timing: {m['imported_during_run'][:10]}"
+                )
             if not args.no_wait:
                 wait_quiet(args.wait_max)
             busy = other_work()
             out = d / f"sample_{peer}.json"
-            cmd = [py, me, "serve", *common, "--out", str(out), "--warmup", str(args.warmup),
-                   "--iters-1", str(args.iters_1), "--iters-100", str(args.iters_100),
-                   "--sample", str(args.sample)]
+            cmd = [
+                py,
+                me,
+                "serve",
+                *common,
+                "--out",
+                str(out),
+                "--warmup",
+                str(args.warmup),
+                "--iters-1",
+                str(args.iters_1),
+                "--iters-100",
+                str(args.iters_100),
+                "--sample",
+                str(args.sample),
+            ]
             if args.profile and peer == "banquet":
                 cmd.append("--profile")
             r = C.run_child(cmd, args.timeout, logs / f"serve_{peer}.log")
@@ -913,18 +1064,24 @@ def run_all(args) -> None:
                 busy_seen.append(f"{peer} serve run {rep + 1}: {busy[0]}")
             samples[peer] = json.loads(out.read_text())
             l1, l100 = s["latency"]["1"], s["latency"]["100"]
-            print(f"  {peer:8} serve run {rep + 1}: 1 entity p50 {l1['p50_us']:.1f} us p99 {l1['p99_us']:.1f} us; "
-                  f"100 entities p50 {l100['p50_us']:.1f} us p99 {l100['p99_us']:.1f} us; "
-                  f"load {s['load_before'][0]:.2f} -> {s['load_after'][0]:.2f}"
-                  + ("  (other work was running)" if busy else ""), flush=True)
+            print(
+                f"  {peer:8} serve run {rep + 1}: 1 entity p50 {l1['p50_us']:.1f} us p99 {l1['p99_us']:.1f} us; "
+                f"100 entities p50 {l100['p50_us']:.1f} us p99 {l100['p99_us']:.1f} us; "
+                f"load {s['load_before'][0]:.2f} -> {s['load_after'][0]:.2f}"
+                + ("  (other work was running)" if busy else ""),
+                flush=True,
+            )
 
     problems = verify(d, samples) if samples else ["no samples to verify"]
     for p in problems:
         print(f"  !!! {p}", flush=True)
     if not problems:
         n = len(next(iter(samples.values()))["present"])
-        print(f"  verified: {', '.join(samples)} return the source's latest values for {n} sampled keys "
-              f"(20 features each, float32 rel. tol. 1e-6) and nothing for absent keys", flush=True)
+        print(
+            f"  verified: {', '.join(samples)} return the source's latest values for {n} sampled keys "
+            f"(20 features each, float32 rel. tol. 1e-6) and nothing for absent keys",
+            flush=True,
+        )
     for peer, c in counts.items():
         if any(v != args.keys for v in c.values()):
             problems.append(f"{peer}: online store holds {c} keys, expected {args.keys} per view")
@@ -937,11 +1094,24 @@ def run_all(args) -> None:
         if "profile" in s:
             print("\n" + "\n".join(profile_lines(s["profile"])))
             for label in ("1", "100"):
-                print(f"\n  banquet, {label} entit{'y' if label == '1' else 'ies'}: "
-                      + "\n    ".join(s["profile"][label]["cprofile"]))
+                print(
+                    f"\n  banquet, {label} entit{'y' if label == '1' else 'ies'}: "
+                    + "\n    ".join(s["profile"][label]["cprofile"])
+                )
 
-    (d / "results.json").write_text(json.dumps({"args": vars(args), "info": info, "results": res, "loads": loads,
-                                                "busy": busy_seen, "counts": counts, "problems": problems}))
+    (d / "results.json").write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "info": info,
+                "results": res,
+                "loads": loads,
+                "busy": busy_seen,
+                "counts": counts,
+                "problems": problems,
+            }
+        )
+    )
     md = render(args, info, res, failures, problems, loads, busy_seen, counts)
     print("\n\n## results (markdown)\n")
     print(md)
@@ -961,7 +1131,11 @@ def _best_mat(runs: list[dict]) -> dict | None:
 
 
 def _best_serve(runs: list[dict], label: str) -> dict | None:
-    return min((r["latency"][label] for r in _quiet(runs)), key=lambda x: x["p50_us"]) if runs else None
+    return (
+        min((r["latency"][label] for r in _quiet(runs)), key=lambda x: x["p50_us"])
+        if runs
+        else None
+    )
 
 
 def render(args, info, res, failures, problems, loads, busy_seen, counts) -> str:
@@ -980,27 +1154,59 @@ def render(args, info, res, failures, problems, loads, busy_seen, counts) -> str
     for label, n in (("1", 1), ("100", 100)):
         bs, fs = _best_serve(b.get("serve", []), label), _best_serve(f.get("serve", []), label)
         for stat, name in (("p50_us", "p50"), ("p99_us", "p99"), ("mean_us", "mean")):
-            rows.append([f"get_online_features {n} entit{'y' if n == 1 else 'ies'} x 20 features, {name}",
-                         us(bs[stat]) if bs else "-", us(fs[stat]) if fs else "-",
-                         ratio(fs and fs[stat], bs and bs[stat])])
-    rows.append(["materialize 2 views, wall (from a fresh store)",
-                 f"{bm['total_s']:.2f} s" if bm else "-", f"{fm['total_s']:.1f} s" if fm else "-",
-                 ratio(fm and fm["total_s"], bm and bm["total_s"])])
-    rows.append([f"materialize: distinct keys written / s ({n_keys:,} keys)",
-                 f"{n_keys / bm['total_s']:,.0f}" if bm else "-", f"{n_keys / fm['total_s']:,.0f}" if fm else "-",
-                 ratio(fm and fm["total_s"], bm and bm["total_s"])])
-    rows.append([f"materialize: source rows read / s ({n_src:,} rows)",
-                 f"{n_src / bm['total_s']:,.0f}" if bm else "-", f"{n_src / fm['total_s']:,.0f}" if fm else "-",
-                 ratio(fm and fm["total_s"], bm and bm["total_s"])])
+            rows.append(
+                [
+                    f"get_online_features {n} entit{'y' if n == 1 else 'ies'} x 20 features, {name}",
+                    us(bs[stat]) if bs else "-",
+                    us(fs[stat]) if fs else "-",
+                    ratio(fs and fs[stat], bs and bs[stat]),
+                ]
+            )
+    rows.append(
+        [
+            "materialize 2 views, wall (from a fresh store)",
+            f"{bm['total_s']:.2f} s" if bm else "-",
+            f"{fm['total_s']:.1f} s" if fm else "-",
+            ratio(fm and fm["total_s"], bm and bm["total_s"]),
+        ]
+    )
+    rows.append(
+        [
+            f"materialize: distinct keys written / s ({n_keys:,} keys)",
+            f"{n_keys / bm['total_s']:,.0f}" if bm else "-",
+            f"{n_keys / fm['total_s']:,.0f}" if fm else "-",
+            ratio(fm and fm["total_s"], bm and bm["total_s"]),
+        ]
+    )
+    rows.append(
+        [
+            f"materialize: source rows read / s ({n_src:,} rows)",
+            f"{n_src / bm['total_s']:,.0f}" if bm else "-",
+            f"{n_src / fm['total_s']:,.0f}" if fm else "-",
+            ratio(fm and fm["total_s"], bm and bm["total_s"]),
+        ]
+    )
     for view, _, _ in VIEWS:
-        rows.append([f"  materialize {view} ({args.keys:,} keys / {args.keys * args.rows_per_key:,} rows)",
-                     f"{bm['per_view_s'][view]:.2f} s" if bm else "-",
-                     f"{fm['per_view_s'][view]:.1f} s" if fm else "-",
-                     ratio(fm and fm["per_view_s"][view], bm and bm["per_view_s"][view])])
-    rows.append(["materialize peak RSS", f"{bm['peak_mb']:.0f} MB" if bm else "-",
-                 f"{fm['peak_mb']:.0f} MB" if fm else "-", "-"])
+        rows.append(
+            [
+                f"  materialize {view} ({args.keys:,} keys / {args.keys * args.rows_per_key:,} rows)",
+                f"{bm['per_view_s'][view]:.2f} s" if bm else "-",
+                f"{fm['per_view_s'][view]:.1f} s" if fm else "-",
+                ratio(fm and fm["per_view_s"][view], bm and bm["per_view_s"][view]),
+            ]
+        )
+    rows.append(
+        [
+            "materialize peak RSS",
+            f"{bm['peak_mb']:.0f} MB" if bm else "-",
+            f"{fm['peak_mb']:.0f} MB" if fm else "-",
+            "-",
+        ]
+    )
     versions = [r["version"] for p in (b, f) for r in p.get("serve", [])[:1]]
-    table = C.markdown_table(["metric", "banquet", "Feast", "Feast / banquet (time)"], rows, right={1, 2, 3})
+    table = C.markdown_table(
+        ["metric", "banquet", "Feast", "Feast / banquet (time)"], rows, right={1, 2, 3}
+    )
 
     # targets
     t_lines = []
@@ -1012,20 +1218,51 @@ def render(args, info, res, failures, problems, loads, busy_seen, counts) -> str
             t_lines.append(f"| {name} | {fmt(goal)} | - | not measured |")
             return
         met = value <= goal if better == "low" else value >= goal
-        t_lines.append(f"| {name} | {'<=' if better == 'low' else '>='} {fmt(goal)} | {fmt(value)} | "
-                       f"{'met' if met else '**missed**'} |")
+        t_lines.append(
+            f"| {name} | {'<=' if better == 'low' else '>='} {fmt(goal)} | {fmt(value)} | "
+            f"{'met' if met else '**missed**'} |"
+        )
 
-    target("banquet p50, 1 entity", bs1 and bs1["p50_us"], TARGETS["p50_1"], lambda v: f"{v:,.1f} us")
-    target("banquet p99, 1 entity", bs1 and bs1["p99_us"], TARGETS["p99_1"], lambda v: f"{v:,.1f} us")
-    target("banquet p50, 100 entities", bs100 and bs100["p50_us"], TARGETS["p50_100"], lambda v: f"{v:,.1f} us")
-    target("banquet materialization, keys written / s", bm and n_keys / bm["total_s"],
-           TARGETS["mat_keys_per_s"], lambda v: f"{v:,.0f}", "high")
-    target("speed-up vs Feast, p50 1 entity", bs1 and fs1 and fs1["p50_us"] / bs1["p50_us"],
-           TARGETS["speedup_1"], lambda v: f"{v:,.1f}x", "high")
-    target("speed-up vs Feast, p50 100 entities", bs100 and fs100 and fs100["p50_us"] / bs100["p50_us"],
-           TARGETS["speedup_100"], lambda v: f"{v:,.1f}x", "high")
-    target("speed-up vs Feast, materialization", bm and fm and fm["total_s"] / bm["total_s"],
-           TARGETS["speedup_mat"], lambda v: f"{v:,.1f}x", "high")
+    target(
+        "banquet p50, 1 entity", bs1 and bs1["p50_us"], TARGETS["p50_1"], lambda v: f"{v:,.1f} us"
+    )
+    target(
+        "banquet p99, 1 entity", bs1 and bs1["p99_us"], TARGETS["p99_1"], lambda v: f"{v:,.1f} us"
+    )
+    target(
+        "banquet p50, 100 entities",
+        bs100 and bs100["p50_us"],
+        TARGETS["p50_100"],
+        lambda v: f"{v:,.1f} us",
+    )
+    target(
+        "banquet materialization, keys written / s",
+        bm and n_keys / bm["total_s"],
+        TARGETS["mat_keys_per_s"],
+        lambda v: f"{v:,.0f}",
+        "high",
+    )
+    target(
+        "speed-up vs Feast, p50 1 entity",
+        bs1 and fs1 and fs1["p50_us"] / bs1["p50_us"],
+        TARGETS["speedup_1"],
+        lambda v: f"{v:,.1f}x",
+        "high",
+    )
+    target(
+        "speed-up vs Feast, p50 100 entities",
+        bs100 and fs100 and fs100["p50_us"] / bs100["p50_us"],
+        TARGETS["speedup_100"],
+        lambda v: f"{v:,.1f}x",
+        "high",
+    )
+    target(
+        "speed-up vs Feast, materialization",
+        bm and fm and fm["total_s"] / bm["total_s"],
+        TARGETS["speedup_mat"],
+        lambda v: f"{v:,.1f}x",
+        "high",
+    )
     targets = "| target | goal | measured | |\n|---|---:|---:|---|\n" + "\n".join(t_lines)
 
     lines = [
@@ -1050,23 +1287,41 @@ def render(args, info, res, failures, problems, loads, busy_seen, counts) -> str
     notes = [f"- {p}: {why}" for p, why in failures.items()]
     notes += [f"- check: {p}" for p in problems]
     if not problems:
-        notes.append(f"- check: both systems return the source's latest values for {args.sample} sampled keys "
-                     "(20 features each; float32 within 1e-6 relative) and nothing for 10 absent keys; "
-                     f"keys in the online stores: {counts}")
+        notes.append(
+            f"- check: both systems return the source's latest values for {args.sample} sampled keys "
+            "(20 features each; float32 within 1e-6 relative) and nothing for 10 absent keys; "
+            f"keys in the online stores: {counts}"
+        )
     for b_ in busy_seen:
-        notes.append(f"- other work was running during {b_[:160]} (the table uses quiet runs when there are any)")
+        notes.append(
+            f"- other work was running during {b_[:160]} (the table uses quiet runs when there are any)"
+        )
     if args.repeat > 1:
         for peer, r in res.items():
             mats = ", ".join(f"{m['total_s']:.2f}" for m in r["mat"])
-            p1 = ", ".join(f"{x['latency']['1']['p50_us']:.0f}/{x['latency']['1']['p99_us']:.0f}" for x in r["serve"])
-            p100 = ", ".join(f"{x['latency']['100']['p50_us']:.0f}/{x['latency']['100']['p99_us']:.0f}" for x in r["serve"])
-            notes.append(f"- {peer}, every run: materialize {mats} s; 1 entity p50/p99 {p1} us; "
-                         f"100 entities p50/p99 {p100} us")
+            p1 = ", ".join(
+                f"{x['latency']['1']['p50_us']:.0f}/{x['latency']['1']['p99_us']:.0f}"
+                for x in r["serve"]
+            )
+            p100 = ", ".join(
+                f"{x['latency']['100']['p50_us']:.0f}/{x['latency']['100']['p99_us']:.0f}"
+                for x in r["serve"]
+            )
+            notes.append(
+                f"- {peer}, every run: materialize {mats} s; 1 entity p50/p99 {p1} us; "
+                f"100 entities p50/p99 {p100} us"
+            )
     lines += ["", *notes]
     prof = [r["profile"] for r in b.get("serve", []) if "profile" in r]
     mprof = [materialize_profile_lines(r) for r in b.get("mat", []) if "profile" in r]
     if prof or mprof:
-        lines += ["", "```", *(profile_lines(prof[0]) if prof else []), *(mprof[0] if mprof else []), "```"]
+        lines += [
+            "",
+            "```",
+            *(profile_lines(prof[0]) if prof else []),
+            *(mprof[0] if mprof else []),
+            "```",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -1085,26 +1340,37 @@ def _tree(stages: dict[str, float], total: float, unit: str, scale: float) -> li
         depth = path.count(" > ")
         leaf = path.rsplit(" > ", 1)[-1]
         v = stages[path]
-        out.append(f"    {v * scale:9.1f} {unit} {100 * v / total:5.1f}%  {'  ' * depth}{OWN.get(leaf, leaf)}")
+        out.append(
+            f"    {v * scale:9.1f} {unit} {100 * v / total:5.1f}%  {'  ' * depth}{OWN.get(leaf, leaf)}"
+        )
     rest = total - sum(stages.values())
-    out.append(f"    {rest * scale:9.1f} {unit} {100 * rest / total:5.1f}%  (outside the wrapped functions; "
-               "medians need not add up)" if unit == "us" else
-               f"    {rest * scale:9.1f} {unit} {100 * rest / total:5.1f}%  (outside the wrapped functions)")
+    out.append(
+        f"    {rest * scale:9.1f} {unit} {100 * rest / total:5.1f}%  (outside the wrapped functions; "
+        "medians need not add up)"
+        if unit == "us"
+        else f"    {rest * scale:9.1f} {unit} {100 * rest / total:5.1f}%  (outside the wrapped functions)"
+    )
     return out
 
 
 def profile_lines(p: dict) -> list[str]:
-    out = [f"banquet get_online_features, per-call time by stage (median over calls, exclusive of "
-           f"the nested stages; each timer adds ~{p['wrapper_overhead_ns'] / 1000:.2f} us to its caller)"]
+    out = [
+        f"banquet get_online_features, per-call time by stage (median over calls, exclusive of "
+        f"the nested stages; each timer adds ~{p['wrapper_overhead_ns'] / 1000:.2f} us to its caller)"
+    ]
     for label in ("1", "100"):
         q = p[label]
         n = "1 entity" if label == "1" else "100 entities"
-        out.append(f"  {n} x 20 features: total p50 {q['total_p50_us']:.1f} us (mean {q['total_mean_us']:.1f} us), "
-                   f"{q['timers_per_call']} timers")
+        out.append(
+            f"  {n} x 20 features: total p50 {q['total_p50_us']:.1f} us (mean {q['total_mean_us']:.1f} us), "
+            f"{q['timers_per_call']} timers"
+        )
         out += _tree(q["stages_p50_us"], q["total_p50_us"], "us", 1.0)
-        out.append(f"    SQL statement alone (execute + fetchall, same connection): p50 "
-                   f"{q['sqlite_statement_only_p50_us']:.1f} us; with both tables in SQLite's page cache: "
-                   f"{q['sqlite_statement_warm_cache_p50_us']:.1f} us")
+        out.append(
+            f"    SQL statement alone (execute + fetchall, same connection): p50 "
+            f"{q['sqlite_statement_only_p50_us']:.1f} us; with both tables in SQLite's page cache: "
+            f"{q['sqlite_statement_warm_cache_p50_us']:.1f} us"
+        )
     return out
 
 
@@ -1118,15 +1384,19 @@ def materialize_profile_lines(m: dict) -> list[str]:
     w = p.get("write_floor")
     if w:
         n = w["rows"]
-        out.append(f"  SQLite write floor, {n:,} rows of one view via executemany: banquet's upsert into a fresh "
-                   f"file {w['upsert_file_s']:.3f} s ({n / w['upsert_file_s']:,.0f} rows/s); plain INSERT into an "
-                   f"in-memory table without index {w['insert_memory_noindex_s']:.3f} s "
-                   f"({n / w['insert_memory_noindex_s']:,.0f} rows/s)")
+        out.append(
+            f"  SQLite write floor, {n:,} rows of one view via executemany: banquet's upsert into a fresh "
+            f"file {w['upsert_file_s']:.3f} s ({n / w['upsert_file_s']:,.0f} rows/s); plain INSERT into an "
+            f"in-memory table without index {w['insert_memory_noindex_s']:.3f} s "
+            f"({n / w['insert_memory_noindex_s']:,.0f} rows/s)"
+        )
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd")
     for name in ("setup", "materialize", "serve"):
         ch = sub.add_parser(name, help=f"(internal) {name} one system")
@@ -1141,18 +1411,28 @@ def main() -> None:
             ch.add_argument("--iters-100", type=int, default=1000)
             ch.add_argument("--sample", type=int, default=500)
             ch.add_argument("--profile", action="store_true")
-    ap.add_argument("--keys", type=int, default=100_000, help="distinct entity keys (default 100000)")
-    ap.add_argument("--rows-per-key", type=int, default=5, help="source rows per key per view (default 5)")
+    ap.add_argument(
+        "--keys", type=int, default=100_000, help="distinct entity keys (default 100000)"
+    )
+    ap.add_argument(
+        "--rows-per-key", type=int, default=5, help="source rows per key per view (default 5)"
+    )
     ap.add_argument("--quick", action="store_true", help="10k keys, fewer calls (smoke run)")
     ap.add_argument("--peers", default=",".join(PEERS))
-    ap.add_argument("--warmup", type=int, default=500, help="warm-up calls of 1 entity (and 1/5 as many of 100)")
+    ap.add_argument(
+        "--warmup", type=int, default=500, help="warm-up calls of 1 entity (and 1/5 as many of 100)"
+    )
     ap.add_argument("--iters-1", type=int, default=5000)
     ap.add_argument("--iters-100", type=int, default=1000)
     ap.add_argument("--sample", type=int, default=500, help="keys checked against the source")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per system (fresh store each); best reported")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs per system (fresh store each); best reported"
+    )
     ap.add_argument("--profile", action="store_true", help="split banquet's per-call time")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per child (default 3600)")
-    ap.add_argument("--no-wait", action="store_true", help="don't wait for compilers/other benchmarks")
+    ap.add_argument(
+        "--no-wait", action="store_true", help="don't wait for compilers/other benchmarks"
+    )
     ap.add_argument("--wait-max", type=float, default=1800)
     ap.add_argument("--write-md", help="also write the markdown results to this file")
     args = ap.parse_args()
