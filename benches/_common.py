@@ -203,3 +203,38 @@ def markdown_table(headers: list[str], rows: list[list[str]], right: set[int] | 
         + "|"
     )
     return "\n".join([fmt(headers), sep, *(fmt(r) for r in rows)])
+
+
+def write_and_apply_repo(repo: Path, peer: str, project: str, offline: str, defs: str) -> None:
+    """A fresh feature repo in ``repo`` (sqlite online store) with ``defs`` applied, for
+    banquet or Feast; runs in that peer's interpreter."""
+    import shutil
+
+    if repo.exists():
+        shutil.rmtree(repo)
+    (repo / "data").mkdir(parents=True)
+    (repo / "feature_store.yaml").write_text(
+        f"project: {project}\n"
+        "provider: local\n"
+        "registry: data/registry.db\n"
+        "online_store:\n"
+        "  type: sqlite\n"
+        "  path: data/online_store.db\n"
+        "offline_store:\n"
+        f"  type: {offline}\n"
+        "entity_key_serialization_version: 3\n"
+    )
+    (repo / "definitions.py").write_text(defs)
+    if peer == "banquet":
+        from banquet import FeatureStore
+
+        FeatureStore(repo_path=repo).apply()  # the repo folder, as `banquet apply` does
+        return
+    import importlib.util
+
+    from feast import FeatureStore as FeastStore
+
+    spec = importlib.util.spec_from_file_location("bench_defs", repo / "definitions.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    FeastStore(repo_path=str(repo)).apply(mod.OBJECTS)

@@ -264,35 +264,8 @@ def setup_repo(size: str, peer: str) -> None:
     """Write the feature repo for banquet or Feast and apply it (runs in that peer's venv)."""
     data = size_dir(size)
     repo = repo_dir(size, peer)
-    if repo.exists():
-        shutil.rmtree(repo)
-    (repo / "data").mkdir(parents=True)
     offline = "file" if peer == "banquet" else "duckdb"
-    (repo / "feature_store.yaml").write_text(
-        "project: bench_hist\n"
-        "provider: local\n"
-        "registry: data/registry.db\n"
-        "online_store:\n"
-        "  type: sqlite\n"
-        "  path: data/online_store.db\n"
-        "offline_store:\n"
-        f"  type: {offline}\n"
-        "entity_key_serialization_version: 3\n"
-    )
-    (repo / "definitions.py").write_text(_defs(peer, data))
-    if peer == "banquet":
-        from banquet import FeatureStore
-
-        FeatureStore(repo_path=repo).apply()  # the repo folder, as `banquet apply` does
-    else:
-        import importlib.util
-
-        from feast import FeatureStore
-
-        spec = importlib.util.spec_from_file_location("bench_defs", repo / "definitions.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        FeatureStore(repo_path=str(repo)).apply(mod.OBJECTS)
+    C.write_and_apply_repo(repo, peer, "bench_hist", offline, _defs(peer, data))
     (repo / "applied").write_text("ok\n")
     C.report({"setup": peer, "repo": str(repo)})
 

@@ -283,34 +283,7 @@ def _defs(kind: str, d: Path) -> str:
 def setup_repo(d: Path, peer: str) -> None:
     """A fresh repo (registry and online store deleted) with the definitions applied."""
     repo = repo_dir(d, peer)
-    if repo.exists():
-        shutil.rmtree(repo)
-    (repo / "data").mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(
-        f"project: {PROJECT}\n"
-        "provider: local\n"
-        "registry: data/registry.db\n"
-        "online_store:\n"
-        "  type: sqlite\n"
-        "  path: data/online_store.db\n"
-        "offline_store:\n"
-        "  type: file\n"
-        "entity_key_serialization_version: 3\n"
-    )
-    (repo / "definitions.py").write_text(_defs(peer, d))
-    if peer == "banquet":
-        from banquet import FeatureStore
-
-        FeatureStore(repo_path=repo).apply()  # the repo folder, as `banquet apply` does
-    else:
-        import importlib.util
-
-        from feast import FeatureStore
-
-        spec = importlib.util.spec_from_file_location("bench_defs", repo / "definitions.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        FeatureStore(repo_path=str(repo)).apply(mod.OBJECTS)
+    C.write_and_apply_repo(repo, peer, PROJECT, "file", _defs(peer, d))
     C.report({"setup": peer, "repo": str(repo)})
 
 
