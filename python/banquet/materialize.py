@@ -42,7 +42,7 @@ def materialize_view(
     rows = store.offline_store.read_view(view, view.features, start_us, end_us)
     table, keys, ts, cr = rows.table, rows.keys, rows.event_ts, rows.created_ts
     idx = _core.latest_per_key(keys, ts, cr, start_us, end_us)
-    idx = _in_key_order(view, keys, idx)
+    idx, key_bytes = _in_key_order(view, keys, idx)
     n = len(idx)
     with Progress(view.name, n, enabled=progress) as bar:
         for lo in range(0, n, BATCH_ROWS):
@@ -54,6 +54,7 @@ def materialize_view(
                 ts.take(part),
                 cr.take(part) if cr is not None else None,
                 [table.column(f.name).take(part) for f in view.features],
+                key_bytes.slice(lo, BATCH_ROWS),
             )
             bar.advance(len(part))
     return n
@@ -66,11 +67,14 @@ def write_rows(
     event_ts: pa.Array,
     created_ts: pa.Array | None,
     features: list[Any],
+    key_bytes: pa.Array | None = None,
 ) -> None:
-    """Encode rows (keys already typed, features in ``view.features`` order) and write them."""
+    """Encode rows (keys already typed, features in ``view.features`` order) and write them.
+    ``key_bytes``: the keys already serialized, when the caller has them."""
     values = [_as_type(view, f, col) for f, col in zip(view.features, features)]
     blobs = _core.encode_values(event_ts, created_ts, values, view.value_schema())
-    key_bytes = _core.serialize_entity_keys(view.join_keys, keys)
+    if key_bytes is None:
+        key_bytes = _core.serialize_entity_keys(view.join_keys, keys)
     store.online_store.ensure_view(store.project, view)
     ev = event_ts.cast(pa.int64()).to_numpy(zero_copy_only=False).tolist()
     cr = (
@@ -83,13 +87,14 @@ def write_rows(
     )
 
 
-def _in_key_order(view: FeatureView, keys: list[pa.Array], idx: pa.Array) -> pa.Array:
-    """Winning rows ordered by serialized key: stores keyed by a B-tree (SQLite, Postgres)
-    then insert in key order, which is several times faster than random order."""
-    if len(idx) < 2:
-        return idx
+def _in_key_order(
+    view: FeatureView, keys: list[pa.Array], idx: pa.Array
+) -> tuple[pa.Array, pa.Array]:
+    """Winning rows ordered by serialized key, and those keys: stores keyed by a B-tree
+    (SQLite, Postgres) then insert in key order, several times faster than random order."""
     serialized = _core.serialize_entity_keys(view.join_keys, [k.take(idx) for k in keys])
-    return idx.take(pa.compute.sort_indices(serialized))
+    order = pa.compute.sort_indices(serialized)
+    return idx.take(order), serialized.take(order)
 
 
 def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:
