@@ -1,0 +1,251 @@
+"""The Postgres offline store: ``PostgreSQLSource`` tables and queries read into Arrow.
+
+Reads go through the ADBC Postgres driver, which runs ``COPY (SELECT ...) TO STDOUT`` in
+binary and decodes it into Arrow in C++: no Python object per row. Only the needed columns
+of rows inside ``[start, end]`` are read (the bounds are pushed into the ``WHERE``); the
+point-in-time join then runs in the same Rust kernel as for Parquet, so both stores share one
+set of rules (see benches/README.md, "Postgres: where the join runs", for why not in SQL).
+
+Every session sets ``TimeZone=UTC`` (a ``timestamp`` without time zone is read as UTC, as
+naive timestamps are everywhere else), ``search_path`` to ``db_schema`` then ``public`` (so
+``table=`` names and queries resolve in ``db_schema``), and turns off synchronized and
+parallel scans, so rows arrive in the same order on every read: the last of fully tied rows
+wins, as in the file store.
+
+An offline push stages the rows in a temporary table (binary COPY) and appends them to the
+source table with one ``INSERT ... SELECT``, which also converts types (``bigint`` keys into an
+``integer`` column, ``timestamptz`` into ``timestamp``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from banquet.errors import (
+    DataSourceError,
+    EntityDataError,
+    SchemaMismatch,
+    SourceColumnMissing,
+    StoreError,
+    StoreUnavailable,
+)
+from banquet.offline.base import OfflineStore
+from banquet.sources import PostgreSQLSource
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from adbc_driver_manager.dbapi import Connection
+
+    from banquet.config import PostgresOfflineConfig, RepoConfig
+    from banquet.sources import DataSource
+
+CONNECT_TIMEOUT_S = 5
+_US_PER_S = 1_000_000
+_TRANSIENT = ("could not connect", "connection refused", "server closed", "timeout expired")
+
+
+class PostgresOfflineStore(OfflineStore):
+    def __init__(self, config: RepoConfig) -> None:
+        super().__init__(config)
+        cfg: PostgresOfflineConfig = config.offline_store  # type: ignore[assignment]
+        self.cfg = cfg
+        self.address = f"{cfg.host}:{cfg.port}/{cfg.database}"
+
+    # --- connections -----------------------------------------------------------------------
+
+    def conninfo(self) -> str:
+        """libpq connection string with the session settings described in the module doc."""
+        from psycopg.conninfo import make_conninfo
+
+        c = self.cfg
+        path = ",".join(_quote_ident(s) for s in dict.fromkeys([c.db_schema, "public"]) if s)
+        settings = {
+            "search_path": path,
+            "TimeZone": "UTC",
+            "synchronize_seqscans": "off",
+            "max_parallel_workers_per_gather": "0",
+        }
+        # libpq splits options at spaces; a backslash keeps one inside a value
+        options = " ".join(
+            f"-c {k}=" + v.replace("\\", "\\\\").replace(" ", "\\ ") for k, v in settings.items()
+        )
+        params: dict[str, Any] = {
+            "host": c.host,
+            "port": c.port,
+            "dbname": c.database,
+            "user": c.user,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "application_name": "banquet-offline",
+            "options": options,
+        }
+        if c.password:
+            params["password"] = c.password
+        if c.sslmode:
+            params["sslmode"] = c.sslmode
+        return make_conninfo("", **params)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """An ADBC connection (not autocommit); connection failures become StoreUnavailable
+        (server unreachable) or StoreError (server refused the settings)."""
+        try:
+            import adbc_driver_postgresql.dbapi as adbc
+        except ImportError:
+            raise StoreError(
+                "the Postgres offline store needs the ADBC Postgres driver: "
+                "pip install 'banquet[postgres]' (or adbc-driver-postgresql)"
+            ) from None
+        try:
+            conn = adbc.connect(self.conninfo())
+        except Exception as e:  # adbc raises its own DB-API classes
+            text = _one_line(e)
+            if "FATAL" in text and not any(m in text.lower() for m in _TRANSIENT):
+                raise StoreError(
+                    f"Postgres offline store at {self.address}: cannot connect: {text}"
+                ) from None
+            raise StoreUnavailable(
+                f"Postgres offline store at {self.address} is unavailable: {text}"
+            ) from None
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _fetch(self, sql: str, what: str) -> pa.Table:
+        with self.connect() as conn, conn.cursor() as cur:
+            try:
+                cur.execute(sql)
+                table = cur.fetch_arrow_table()
+            except Exception as e:
+                raise DataSourceError(
+                    f"{what}: Postgres rejected the query: {_one_line(e)}"
+                ) from None
+        return _plain(table)
+
+    # --- OfflineStore ----------------------------------------------------------------------
+
+    def _relation(self, source: DataSource) -> str:
+        if not isinstance(source, PostgreSQLSource):
+            raise DataSourceError(
+                f"source {source.name!r} is a {type(source).__name__}, which the Postgres "
+                "offline store cannot read; use PostgreSQLSource or offline_store type 'file'"
+            )
+        if source.table:
+            return source.table
+        return f"({source.query.strip().rstrip(';')})"
+
+    def source_schema(self, source: DataSource) -> pa.Schema | None:
+        rel = self._relation(source.batch)
+        return self._fetch(f"SELECT * FROM {rel} AS _src LIMIT 0", _src(source.batch)).schema
+
+    def read(
+        self,
+        source: DataSource,
+        columns: list[str],
+        start_us: int | None,
+        end_us: int | None,
+    ) -> pa.Table:
+        rel = self._relation(source)
+        ts = _quote_ident(source.timestamp_field)
+        where = [
+            f"{ts} {op} {_ts_literal(bound)}"
+            for bound, op in ((start_us, ">="), (end_us, "<="))
+            if bound is not None
+        ]
+        cols = ", ".join(_quote_ident(c) for c in columns)
+        sql = f"SELECT {cols} FROM {rel} AS _src" + (
+            f" WHERE {' AND '.join(where)}" if where else ""
+        )
+        try:
+            return self._fetch(sql, _src(source))
+        except DataSourceError:
+            schema = self.source_schema(source)  # name the missing column if that was it
+            names = set(schema.names) if schema is not None else set()
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise SourceColumnMissing(
+                    f"{_src(source)} has no column {missing[0]!r}; its columns are {sorted(names)}"
+                ) from None
+            raise
+
+    def query(self, sql: str) -> pa.Table:
+        """Entity rows given as SQL: run in Postgres, read back in Arrow."""
+        if not sql.strip():
+            raise EntityDataError("entity_df is an empty SQL string")
+        return self._fetch(sql.strip().rstrip(";"), "entity_df query")
+
+    def append(self, source: DataSource, rows: pa.Table) -> None:
+        """Offline push: stage ``rows`` in a temp table (binary COPY), then one INSERT into the
+        source table, in one transaction: all rows land or none."""
+        if not isinstance(source, PostgreSQLSource) or not source.table:
+            raise DataSourceError(
+                f"source {source.name!r}: offline push needs a PostgreSQLSource with table=, "
+                "not query= (a query has no table to add rows to)"
+            )
+        schema = self.source_schema(source)
+        assert schema is not None
+        names = set(schema.names)
+        extra = [c for c in rows.column_names if c not in names]
+        if extra:
+            raise SchemaMismatch(
+                f"pushed rows have column(s) {extra} that table {source.table!r} of source "
+                f"{source.name!r} lacks; add the columns to the table or drop them from the frame"
+            )
+        stage = f"_banquet_push_{uuid.uuid4().hex[:12]}"
+        cols = ", ".join(_quote_ident(c) for c in rows.column_names)
+        with self.connect() as conn, conn.cursor() as cur:
+            try:
+                cur.adbc_ingest(stage, _plain(rows), mode="create", temporary=True)
+                cur.execute(
+                    f"INSERT INTO {source.table} ({cols}) SELECT {cols} FROM {_quote_ident(stage)}"
+                )
+                conn.commit()
+            except Exception as e:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                raise SchemaMismatch(
+                    f"pushed rows do not fit table {source.table!r} of source {source.name!r}: "
+                    f"{_one_line(e)}"
+                ) from None
+
+
+def _src(source: DataSource) -> str:
+    if isinstance(source, PostgreSQLSource) and source.table:
+        return f"source {source.name!r} (table {source.table})"
+    return f"source {source.name!r}"
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _ts_literal(us: int) -> str:
+    """An exact timestamptz for ``us`` µs since the epoch (no float rounding)."""
+    return f"(TIMESTAMPTZ 'epoch' + {int(us)} * INTERVAL '1 microsecond')"
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return re.sub(r"^(ProgrammingError|OperationalError|InternalError|IOError):\s*", "", text)
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """Drop the driver's per-field metadata; Postgres numerics (an opaque string extension
+    type) become float64."""
+    import pyarrow as pa
+
+    fields, arrays = [], []
+    for f, col in zip(table.schema, table.columns):
+        t = f.type
+        if isinstance(t, pa.ExtensionType):
+            col = pa.chunked_array([c.storage for c in col.chunks], t.storage_type)
+            if getattr(t, "type_name", "") == "numeric":
+                col = col.cast(pa.float64())
+        fields.append(pa.field(f.name, col.type, f.nullable))
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
