@@ -43,7 +43,12 @@ class RegistryError(BanquetError):
 
 
 class RegistryConflict(RegistryError):
-    """Another process changed the registry while this one was applying; re-run the apply."""
+    """Another process is changing the same project and this one could not wait for it (lock
+    timeout, deadlock); nothing was changed: re-run the apply when the other one is done."""
+
+
+class RegistryUnavailable(RegistryError, ConnectionError):
+    """The registry's database server cannot be reached; the operation can be retried."""
 
 
 class RegistryCorrupt(RegistryError):
