@@ -126,6 +126,21 @@ class RequestDataNotFound(EntityDataError):
     """An on-demand feature needs a request field that was not provided."""
 
 
+# --- on-demand feature views -------------------------------------------------------------
+
+
+class FunctionNotSerializable(DefinitionError):
+    """An on-demand feature view's function cannot be stored in the registry."""
+
+
+class OnDemandFunctionError(BanquetError, RuntimeError):
+    """An on-demand feature view's function raised, or cannot be rebuilt in this process."""
+
+
+class OnDemandOutputError(SchemaMismatch):
+    """An on-demand feature view's function returned a missing or wrongly typed column."""
+
+
 # --- stores ------------------------------------------------------------------------------
 
 
