@@ -72,6 +72,24 @@ class PostgresOfflineConfig(PostgresConnConfig):
     type: Literal["postgres"] = "postgres"
 
 
+@dataclass(frozen=True)
+class ServerAuthConfig:
+    """``feature_server.auth``: ``no_auth`` (default) or ``token`` (bearer tokens, read at
+    server start from the environment variable ``tokens_env``, comma-separated)."""
+
+    type: Literal["no_auth", "token"] = "no_auth"
+    tokens_env: str = "BANQUET_SERVER_TOKENS"
+
+
+@dataclass(frozen=True)
+class FeatureServerConfig:
+    """``feature_server``: settings of ``banquet serve`` (the CLI flags override them)."""
+
+    auth: ServerAuthConfig = field(default_factory=ServerAuthConfig)
+    registry_ttl_sec: float = 5.0
+    max_request_bytes: int = 64 * 1024 * 1024
+
+
 OnlineConfig = SqliteOnlineConfig | RedisOnlineConfig | PostgresOnlineConfig
 OfflineConfig = FileOfflineConfig | PostgresOfflineConfig
 _ONLINE: dict[str, type] = {
@@ -92,6 +110,7 @@ class RepoConfig:
     online_store: OnlineConfig = field(default_factory=SqliteOnlineConfig)
     offline_store: OfflineConfig = field(default_factory=FileOfflineConfig)
     entity_key_serialization_version: Literal[3] = 3
+    feature_server: FeatureServerConfig = field(default_factory=FeatureServerConfig)
     repo_path: Path = Path(".")
 
     def resolve(self, path: str) -> Path:
