@@ -159,7 +159,9 @@ class _Plan:
             for g in self.groups
         ]
         self.types = {
-            name: f.dtype.to_arrow() for g in self.groups for name, f in zip(g.names, g.features)
+            name: f.dtype.to_arrow()
+            for g in request.groups  # on-demand features included
+            for name, f in zip(g.names, g.features)
         }
         for sig in self.signatures:
             for _, column, dtype in sig:
@@ -260,7 +262,7 @@ def get_online_features(
     if plan.on_demand:
         from banquet.on_demand import apply_online
 
-        apply_online(out, request, n)
+        rows = apply_online(out, request, n, values, rows)
         out = {**dict(cols), **{name: out[name] for name in request.names}}
     types = plan.types
     if typed:
