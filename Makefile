@@ -30,7 +30,7 @@ venv: $(VENV)/.deps-stamp ## create .venv with the Python dependencies
 develop: $(EXT_STAMP) ## build the Rust extension (release) into .venv
 
 .PHONY: services services-stop
-services: ## install (if missing) and start local Postgres and Redis on loopback
+services: ## install (if missing) and start local Postgres, Redis and a 3-node Redis Cluster on loopback
 	@scripts/services.sh start
 services-stop: ## stop the servers `make services` started
 	@scripts/services.sh stop

@@ -5,12 +5,13 @@
 #   scripts/services.sh stop   [SERVICE...]   stop the servers this script started (by pid file)
 #   scripts/services.sh status [SERVICE...]   exit 0 if all answer, 3 otherwise
 #
-# SERVICE: pg, redis (default: all of them). Ports and credentials come from services.env
+# SERVICE: pg, redis, cluster (a 3-node Redis Cluster) (default: all of them). Ports and credentials come from services.env
 # (beside this script; override them through the environment). All state lives under
 # $BANQUET_SERVICES_DIR (default: $HOME/.cache/banquet/services), whatever the clone's location:
 #   pg/data         Postgres data dir (initdb, owned by the `postgres` OS user when run as root)
 #   pg/postgres.log server log          pg/run   unix socket dir
 #   redis/          redis-PORT.pid, redis-PORT.log, working dir (no persistence)
+#   redis-cluster/  the same per cluster node, plus nodes-PORT.conf
 # These are disposable test servers: trust auth, fsync off, no Redis persistence.
 #
 # Adding a service (e.g. a Redis Cluster): define NAME_packages (Debian packages it needs that
@@ -21,7 +22,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=services.env
 . "$here/services.env"
 
-SERVICES=(pg redis)
+SERVICES=(pg redis cluster)
 LOOPBACK=127.0.0.1
 SERVICES_DIR="$(realpath -m "${BANQUET_SERVICES_DIR:-$HOME/.cache/banquet/services}")"
 
@@ -408,6 +409,110 @@ redis_status() {
     return 3
   else
     echo "redis: not running"
+    return 3
+  fi
+}
+
+# ---------------------------------------------------------------- Redis Cluster
+
+# Three primaries, no replicas, on loopback ($BANQUET_REDIS_CLUSTER_PORTS); no persistence.
+# A node that has to be (re)started means the whole cluster is rebuilt from scratch: the
+# disposable data is lost anyway, and a fresh `redis-cli --cluster create` never half-joins.
+CLUSTER_PORTS=($BANQUET_REDIS_CLUSTER_PORTS)
+CLUSTER_DIR="$SERVICES_DIR/redis-cluster"
+
+cluster_packages() { redis_packages; }
+
+cluster_pidfile() { echo "$CLUSTER_DIR/redis-$1.pid"; }
+cluster_log() { echo "$CLUSTER_DIR/redis-$1.log"; }
+cluster_node_pid() { [[ -r $(cluster_pidfile "$1") ]] && head -n1 "$(cluster_pidfile "$1")"; }
+cluster_node_ours() {
+  local pid
+  pid=$(cluster_node_pid "$1") && pid_matches "$pid" redis-server "$LOOPBACK:$1"
+}
+cluster_cli() { timeout 5 redis-cli -h "$LOOPBACK" -p "$1" "${@:2}" 2>/dev/null; }
+cluster_node_ping() { [[ $(cluster_cli "$1" ping) == PONG ]]; }
+cluster_info() { cluster_cli "$1" cluster info | tr -d '\r' | sed -n "s/^$2://p"; }
+cluster_ok() {
+  local port
+  for port in "${CLUSTER_PORTS[@]}"; do
+    [[ $(cluster_info "$port" cluster_state) == ok ]] || return 1
+  done
+}
+cluster_all_ping() {
+  local port
+  for port in "${CLUSTER_PORTS[@]}"; do cluster_node_ping "$port" || return 1; done
+}
+
+cluster_start_node() {
+  local port=$1 from
+  from=$(log_size "$(cluster_log "$port")")
+  rm -f "$CLUSTER_DIR/nodes-$port.conf"
+  if ! redis-server --bind "$LOOPBACK" --port "$port" --protected-mode yes \
+    --cluster-enabled yes --cluster-config-file "nodes-$port.conf" --cluster-node-timeout 5000 \
+    --save '' --appendonly no --dir "$CLUSTER_DIR" \
+    --daemonize yes --pidfile "$(cluster_pidfile "$port")" --logfile "$(cluster_log "$port")" \
+    >/dev/null 2>&1 9>&- || ! wait_until 10 cluster_node_ping "$port"; then
+    show_log "$(cluster_log "$port")" "$from"
+    die "Redis Cluster node did not start on $LOOPBACK:$port"
+  fi
+}
+
+cluster_start() {
+  local port nodes=()
+  if cluster_all_ping && cluster_ok; then
+    for port in "${CLUSTER_PORTS[@]}"; do
+      cluster_node_ours "$port" || die "$LOOPBACK:$port answers but is not a cluster node services.sh started -- stop it or set BANQUET_REDIS_CLUSTER_PORTS"
+    done
+    return 0
+  fi
+  for port in "${CLUSTER_PORTS[@]}"; do
+    if cluster_node_ping "$port" && ! cluster_node_ours "$port"; then
+      die "$LOOPBACK:$port is served by a Redis that services.sh did not start -- stop it or set BANQUET_REDIS_CLUSTER_PORTS"
+    fi
+  done
+  cluster_stop # whatever is left of an old cluster: start over
+  mkdir -p "$CLUSTER_DIR"
+  log "redis cluster: starting ${#CLUSTER_PORTS[@]} nodes on $LOOPBACK:${CLUSTER_PORTS[*]}"
+  for port in "${CLUSTER_PORTS[@]}"; do
+    cluster_start_node "$port"
+    nodes+=("$LOOPBACK:$port")
+  done
+  local out
+  if ! out=$(timeout 60 redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes 2>&1); then
+    printf '%s\n' "$out" >&2
+    die "redis-cli --cluster create failed"
+  fi
+  if ! wait_until 30 cluster_ok; then
+    printf '%s\n' "$out" >&2
+    die "the Redis Cluster on $LOOPBACK:${CLUSTER_PORTS[*]} did not reach cluster_state:ok"
+  fi
+}
+
+cluster_stop() {
+  local port pid
+  for port in "${CLUSTER_PORTS[@]}"; do
+    pid=$(cluster_node_pid "$port" 2>/dev/null) || continue
+    if pid_matches "$pid" redis-server "$LOOPBACK:$port"; then
+      stop_pid "redis cluster node $port" "$pid" 15 TERM KILL
+    fi
+    rm -f "$(cluster_pidfile "$port")"
+  done
+}
+
+cluster_status() {
+  local port rc=0
+  for port in "${CLUSTER_PORTS[@]}"; do
+    if ! cluster_node_ping "$port"; then
+      echo "cluster: node $LOOPBACK:$port not running"
+      rc=3
+    fi
+  done
+  ((rc == 0)) || return $rc
+  if cluster_ok; then
+    echo "cluster: running on $LOOPBACK:${CLUSTER_PORTS[*]} (cluster_state:ok)"
+  else
+    echo "cluster: nodes answer but cluster_state is not ok"
     return 3
   fi
 }

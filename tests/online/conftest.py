@@ -1,14 +1,21 @@
-"""One fixture, ``backend``, for every online store: sqlite, redis and postgres.
+"""One fixture, ``backend``, for every online store: sqlite, redis, redis_cluster, postgres.
 
 Each test gets its own place: a fresh SQLite file, unique project names (the Redis key prefix)
 and, on Postgres, a schema of its own. Everything a test made is removed afterwards. The
-Redis and Postgres cases carry the ``redis`` / ``postgres`` markers and need the servers from
-``make services``.
+Redis, Redis Cluster and Postgres cases carry the ``redis`` / ``postgres`` markers and need
+the servers from ``make services`` (the cluster: ``BANQUET_REDIS_CLUSTER_NODES``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +37,7 @@ from banquet.online.base import OnlineStore
 KINDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("redis_cluster", id="redis_cluster", marks=pytest.mark.redis),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
 ]
 
@@ -63,6 +71,34 @@ def postgres_settings(dsn: str) -> dict[str, Any]:
     return out
 
 
+DEFAULT_CLUSTER_NODES = "127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_nodes() -> str:
+    """``host:port,...`` of the local Redis Cluster (BANQUET_REDIS_CLUSTER_NODES), checked to
+    report ``cluster_state:ok`` on every node."""
+    import redis
+
+    nodes = os.environ.get("BANQUET_REDIS_CLUSTER_NODES", DEFAULT_CLUSTER_NODES)
+    for node in nodes.split(","):
+        host, _, port = node.rpartition(":")
+        client = redis.Redis(host=host, port=int(port), socket_timeout=5, socket_connect_timeout=5)
+        try:
+            state = client.cluster("INFO").get("cluster_state")
+        except redis.RedisError as e:
+            state = str(e)
+        finally:
+            client.close()
+        if state != "ok":
+            pytest.fail(
+                f"Redis Cluster node {node} is not ready ({state}): run `make services` "
+                "(scripts/services.sh start) to start the local cluster",
+                pytrace=False,
+            )
+    return nodes
+
+
 def free_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as s:
@@ -81,12 +117,18 @@ class Backend:
         self.project = self.new_project()
         self._stores: list[OnlineStore] = []
         self.extra_redis_keys: list[bytes] = []
-        self.redis_url = self.pg_dsn = ""
+        self.redis_url = self.pg_dsn = self.cluster_nodes = ""
         if kind == "redis":
             self.redis_url = request.getfixturevalue("redis_url")
+        elif kind == "redis_cluster":
+            self.cluster_nodes = request.getfixturevalue("redis_cluster_nodes")
         elif kind == "postgres":
             self.pg_dsn = request.getfixturevalue("pg_dsn")
             self.schema = f"banquet_test_{self.token}"
+
+    @property
+    def is_redis(self) -> bool:
+        return self.kind in ("redis", "redis_cluster")
 
     def new_project(self) -> str:
         """A project name no other test (or other engineer's run) uses."""
@@ -105,6 +147,10 @@ class Backend:
         if self.kind == "redis":
             return RedisOnlineConfig(
                 connection_string=redis_connection_string(self.redis_url), **overrides
+            )
+        if self.kind == "redis_cluster":
+            return RedisOnlineConfig(
+                connection_string=self.cluster_nodes, redis_type="redis_cluster", **overrides
             )
         settings = {**postgres_settings(self.pg_dsn), "db_schema": self.schema, **overrides}
         return PostgresOnlineConfig(**settings)
@@ -150,11 +196,8 @@ class Backend:
             finally:
                 conn.close()
             return {n for n in names if n.startswith(f"{project}:")}
-        if self.kind == "redis":
-            return {
-                k.decode("latin-1")
-                for k in self.redis_client().scan_iter(match=f"{project}:*".encode())
-            }
+        if self.is_redis:
+            return {k.decode("latin-1") for k in self.redis_keys(f"{project}:*".encode())}
         return {n for n in self.pg_tables() if n.startswith(f"{project}:")}
 
     def pg_tables(self) -> set[str]:
@@ -167,30 +210,50 @@ class Backend:
         return {r[0] for r in rows}
 
     def redis_client(self) -> Any:
-        """A redis-py client on the test server (for looking at what the store wrote)."""
+        """A redis-py client on the test server or cluster (for looking at what the store
+        wrote); on the cluster, redis-py's own RedisCluster routes each command."""
         import redis
+        from redis.cluster import ClusterNode, RedisCluster
 
         client = self.__dict__.get("_client")
         if client is None:
-            client = self.__dict__["_client"] = redis.Redis.from_url(
-                self.redis_url, socket_timeout=5, socket_connect_timeout=5
-            )
+            if self.kind == "redis_cluster":
+                nodes = [n.rpartition(":") for n in self.cluster_nodes.split(",")]
+                client = RedisCluster(
+                    startup_nodes=[ClusterNode(h, int(p)) for h, _, p in nodes],
+                    socket_timeout=5,
+                    socket_connect_timeout=5,
+                )
+            else:
+                client = redis.Redis.from_url(
+                    self.redis_url, socket_timeout=5, socket_connect_timeout=5
+                )
+            self.__dict__["_client"] = client
         return client
+
+    def redis_keys(self, pattern: bytes) -> list[bytes]:
+        """Every key matching ``pattern`` (on every cluster primary)."""
+        client = self.redis_client()
+        if self.kind == "redis_cluster":
+            return list(client.scan_iter(match=pattern, count=1000, target_nodes=client.PRIMARIES))
+        return list(client.scan_iter(match=pattern, count=1000))
+
+    def redis_unlink(self, keys: list[bytes]) -> None:
+        pipe = self.redis_client().pipeline(transaction=False)
+        for k in keys:  # one key a command: a cluster refuses keys of several slots
+            pipe.unlink(k)
+        pipe.execute()
 
     # --- cleanup ---------------------------------------------------------------------------
 
     def cleanup(self) -> None:
         for store in self._stores:
             store.close()
-        if self.kind == "redis":
-            client = self.redis_client()
+        if self.is_redis:
             for project in self._projects:
-                keys = list(client.scan_iter(match=f"{project}:*".encode(), count=1000))
-                if keys:
-                    client.unlink(*keys)
-            if self.extra_redis_keys:
-                client.unlink(*self.extra_redis_keys)
-            client.close()
+                self.redis_unlink(self.redis_keys(f"{project}:*".encode()))
+            self.redis_unlink(self.extra_redis_keys)
+            self.redis_client().close()
         elif self.kind == "postgres":
             import psycopg
             from psycopg import sql
@@ -223,7 +286,7 @@ def make_backend(
 
 @pytest.fixture(params=KINDS)
 def backend(request: pytest.FixtureRequest, make_backend: Callable[[str], Backend]) -> Backend:
-    """Each online store in turn (sqlite, redis, postgres)."""
+    """Each online store in turn (sqlite, redis, redis_cluster, postgres)."""
     return make_backend(request.param)
 
 
@@ -253,3 +316,150 @@ def redis_connection_string_fixture() -> Callable[..., str]:
 @pytest.fixture(name="postgres_settings")
 def postgres_settings_fixture() -> Callable[[str], dict[str, Any]]:
     return postgres_settings
+
+
+# --- servers that tests start, break and stop themselves (never the shared ones) ---------------
+
+
+class TcpProxy:
+    """A loopback TCP relay to ``target`` that a test can break: ``hold()`` swallows what
+    clients send from then on (a request in flight never gets its answer), ``kill()`` closes
+    every connection and the listening socket (the server went away)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.holding = threading.Event()
+        self.swallowed = threading.Event()  # set once held bytes were dropped
+        self._socks: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self._socks += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if from_client and self.holding.is_set():
+                    self.swallowed.set()
+                    continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def hold(self) -> None:
+        self.holding.set()
+
+    def kill(self) -> None:
+        for s in self._socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+@pytest.fixture
+def tcp_proxy() -> Iterator[Callable[[str, int], TcpProxy]]:
+    """``tcp_proxy(host, port)``: a breakable relay to a server; closed after the test."""
+    made: list[TcpProxy] = []
+
+    def make(host: str, port: int) -> TcpProxy:
+        made.append(TcpProxy(host, port))
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        proxy.kill()
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (all bound at once, then released)."""
+    socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(n)]
+    try:
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class ThrowawayCluster:
+    """A private 3-node Redis Cluster (no replicas) on free loopback ports."""
+
+    def __init__(self, folder: Path) -> None:
+        if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+            pytest.fail("no redis-server / redis-cli: run `make services` (it installs them)")
+        ports = free_ports(6)
+        self.ports, bus = ports[:3], ports[3:]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        for port, bus_port in zip(self.ports, bus):
+            self.procs[port] = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+                + ["--cluster-enabled", "yes", "--cluster-port", str(bus_port)]
+                + ["--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "5000"]
+                + ["--save", "", "--appendonly", "no", "--dir", str(folder)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        self.nodes = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        for port in self.ports:
+            self._wait(port, lambda c: c.ping())
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *self.nodes.split(","), "--cluster-replicas", "0"]
+            + ["--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        for port in self.ports:
+            self._wait(port, lambda c: c.cluster("INFO").get("cluster_state") == "ok")
+
+    @staticmethod
+    def _wait(port: int, ready: Callable[[Any], Any]) -> None:
+        import redis
+
+        client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
+        deadline = time.monotonic() + 20
+        try:
+            while True:
+                try:
+                    if ready(client):
+                        return
+                except redis.RedisError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"throwaway cluster node {port} is not ready")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+@pytest.fixture
+def throwaway_cluster(tmp_path: Path) -> Iterator[ThrowawayCluster]:
+    cluster = ThrowawayCluster(tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,4 +1,4 @@
-"""Every online store (sqlite, redis, postgres) against one suite: round trips, newer event
+"""Every online store (sqlite, redis, redis_cluster, postgres) against one suite: round trips, newer event
 wins, multi-view reads, missing keys, drop_view, teardown of one project only, materialize +
 get_online_features end to end; then each server store's own layout, configuration and
 behaviour when its server goes away (a typed ``StoreUnavailable``, quickly, never a hang)."""
@@ -26,7 +26,7 @@ from banquet.online.redis import RedisOnlineStore, parse_connection_string
 from banquet.types import Int64
 
 if TYPE_CHECKING:
-    from conftest import Backend
+    from conftest import Backend, TcpProxy, ThrowawayCluster
 
 
 MakeRepo = Callable[..., Path]
@@ -239,7 +239,7 @@ def test_two_store_objects_share_the_data(backend: Backend, store: OnlineStore) 
 
 def test_read_of_a_view_without_storage(backend: Backend, store: OnlineStore) -> None:
     p = backend.project
-    if backend.kind == "redis":  # no per-view storage: the fields are simply absent
+    if backend.is_redis:  # no per-view storage: the fields are simply absent
         assert store.read(p, [("v", [b"k"]), ("nope", [b"k"])]) == [[None], [None]]
         return
     with pytest.raises(StoreError, match="'nope'.*banquet apply"):
@@ -276,7 +276,7 @@ def test_drop_view(backend: Backend, store: OnlineStore) -> None:
     assert store.read(p, [("w", keys[:11])]) == [[b"w"] * 10 + [None]]  # the other view stays
     store.create_view(p, view("v"))
     assert read1(store, p, keys[:3]) == [None, None, None]  # recreated storage starts empty
-    if backend.kind == "redis":  # hashes emptied by the drop are gone, not left behind empty
+    if backend.is_redis:  # hashes emptied by the drop are gone, not left behind empty
         assert len(backend.owned(p)) == 10
 
 
@@ -331,7 +331,7 @@ def _make_foreign_objects(backend: Backend, project: str) -> set[str]:
         conn.execute(f'CREATE TABLE "{project}__mine" (x)')
         conn.commit()
         conn.close()
-    elif backend.kind == "redis":
+    elif backend.is_redis:
         client = backend.redis_client()
         for key in (project, f"{project}_mine", f"x{project}:k"):
             client.set(key.encode(), b"not banquet's", ex=600)
@@ -359,7 +359,7 @@ def _foreign_objects_left(backend: Backend, project: str) -> set[str]:
         finally:
             conn.close()
         return {n for n in names if n == f"{project}__mine"}
-    if backend.kind == "redis":
+    if backend.is_redis:
         client = backend.redis_client()
         names = {project, f"{project}_mine", f"x{project}:k"}
         return {n for n in names if client.exists(n.encode())}
@@ -382,7 +382,8 @@ def test_materialize_and_serve(backend: Backend, tmp_repo: MakeRepo, repo_featur
     assert features != repo_features
     repo = tmp_repo({"features.py": features}, yaml=yaml, project=backend.project)
     fs = FeatureStore(repo_path=repo)
-    assert type(fs.online_store).__name__.lower().startswith(backend.kind)
+    kind = "redis" if backend.is_redis else backend.kind
+    assert type(fs.online_store).__name__.lower().startswith(kind)
     try:
         fs.apply()
         fs.materialize(T0, T0 + timedelta(hours=1))
@@ -477,12 +478,136 @@ def test_connection_string_errors(text: str, match: str) -> None:
         parse_connection_string(text)
 
 
-def test_redis_cluster_is_not_supported_yet(tmp_path: Path) -> None:
+def _cluster_store(tmp_path: Path, nodes: str, **options: Any) -> RedisOnlineStore:
+    cs = ",".join([nodes, *(f"{k}={v}" for k, v in options.items())])
     config = RepoConfig(
-        project="p", online_store=RedisOnlineConfig(redis_type="redis_cluster"), repo_path=tmp_path
+        project="gone",
+        online_store=RedisOnlineConfig(connection_string=cs, redis_type="redis_cluster"),
+        repo_path=tmp_path,
     )
-    with pytest.raises(ConfigError, match="redis_cluster.*not supported yet"):
-        FeatureStore(config=config).online_store  # noqa: B018
+    return RedisOnlineStore(config)
+
+
+def test_redis_cluster_connection_string(tmp_path: Path) -> None:
+    s = _cluster_store(tmp_path, "h1:7000,h2:7001,[::1]:7002", password="pw", ssl="true")
+    assert s.address.nodes == (("h1", 7000), ("h2", 7001), ("::1", 7002))
+    assert (s.address.password, s.address.ssl) == ("pw", True)
+    assert str(s.address) == "h1:7000,h2:7001,[::1]:7002"
+    with pytest.raises(ConfigError, match="only database 0"):
+        _cluster_store(tmp_path, "h1:7000", db=1)
+    config = RepoConfig(
+        project="p",
+        online_store=RedisOnlineConfig(connection_string="h1:7000,h2:7001"),
+        repo_path=tmp_path,
+    )
+    with pytest.raises(ConfigError, match="redis_type: redis_cluster"):
+        RedisOnlineStore(config)
+
+
+@pytest.mark.redis
+def test_redis_cluster_pointed_at_a_single_server(
+    redis_url: str, tmp_path: Path, redis_connection_string: Callable[..., str]
+) -> None:
+    nodes = redis_connection_string(redis_url).replace(",db=0", "")
+    s = _cluster_store(tmp_path, nodes)
+    with pytest.raises(StoreError, match="not a cluster node.*redis_type: redis"):
+        s.read("gone", [("v", [b"k"])])
+    s.close()
+
+
+@pytest.mark.redis
+def test_redis_cluster_spreads_keys_over_every_node(make_backend: Callable[[str], Backend]) -> None:
+    backend = make_backend("redis_cluster")
+    p = backend.project
+    s = backend.open()
+    assert isinstance(s, RedisOnlineStore)
+    keys = [b"k%d" % i for i in range(300)]
+    s.write(p, "v", keys, [1] * 300, [0] * 300, keys)
+    per_node = [
+        len(list(node.client.scan_iter(match=f"{p}:*".encode(), count=1000)))
+        for node in s._topology().nodes
+    ]
+    assert len(per_node) == 3 and all(n > 50 for n in per_node) and sum(per_node) == 300
+    assert read1(s, p, keys) == keys  # one request, split per node, merged in key order
+
+
+@pytest.mark.redis
+def test_redis_cluster_node_gone_is_store_unavailable(
+    throwaway_cluster: ThrowawayCluster, tmp_path: Path
+) -> None:
+    s = _cluster_store(tmp_path, throwaway_cluster.nodes, socket_timeout=2)
+    keys = [b"k%d" % i for i in range(100)]  # on every node
+    s.write("gone", "v", keys, [1] * 100, [0] * 100, keys)
+    assert read1(s, "gone", keys) == keys
+    dead = throwaway_cluster.ports[1]
+    throwaway_cluster.procs[dead].kill()
+    throwaway_cluster.procs[dead].wait(10)
+    for call in (
+        lambda: s.read("gone", [("v", keys)]),
+        lambda: s.write("gone", "v", keys, [2] * 100, [0] * 100, keys),
+    ):
+        t = time.monotonic()
+        with pytest.raises(
+            StoreUnavailable, match=f"Redis Cluster online store at .*127.0.0.1:{dead}"
+        ):
+            call()
+        assert time.monotonic() - t < 3
+    s.close()
+
+
+@pytest.mark.redis
+def test_redis_server_gone_mid_request(
+    redis_url: str, tcp_proxy: Callable[[str, int], TcpProxy], tmp_path: Path
+) -> None:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(redis_url)
+    proxy = tcp_proxy(u.hostname or "127.0.0.1", u.port or 6379)
+    project = "t" + os.urandom(6).hex()
+    # a long socket timeout: the error must come from the lost server, not from a timeout
+    s = _redis_store(tmp_path, proxy.port, socket_timeout=60)
+    direct = _redis_store(tmp_path, u.port or 6379)
+    try:
+        s.write(project, "v", [b"k"], [1], [0], [b"x"])
+        assert s.read(project, [("v", [b"k"])]) == [[b"x"]]
+        _fails_when_the_server_goes_mid_request(
+            proxy,
+            lambda: s.read(project, [("v", [b"k"])]),
+            f"Redis online store at 127.0.0.1:{proxy.port}",
+        )
+    finally:
+        direct.teardown(project)
+        direct.close()
+        s.close()
+
+
+def _fails_when_the_server_goes_mid_request(
+    proxy: TcpProxy, call: Callable[[], Any], names: str
+) -> None:
+    """``call`` is sent, the server goes away before it answers: a StoreUnavailable naming
+    the store and its address, within seconds."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - checked below
+            outcome.append(e)
+
+    proxy.hold()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert proxy.swallowed.wait(5), "the request never reached the proxy"
+    time.sleep(0.05)
+    t = time.monotonic()
+    proxy.kill()
+    thread.join(5)
+    assert not thread.is_alive(), "hung after the server went away"
+    assert time.monotonic() - t < 3
+    (error,) = outcome
+    assert isinstance(error, StoreUnavailable), repr(error)
+    assert names in str(error) and "unavailable" in str(error)
 
 
 def test_redis_config_from_yaml(tmp_path: Path) -> None:
@@ -819,6 +944,26 @@ def test_postgres_connection_lost_then_server_gone(
     with pytest.raises(StoreUnavailable, match="unavailable"):
         s.read(p, [("v", [b"k"])])
     assert time.monotonic() - t < 3
+
+
+@pytest.mark.postgres
+def test_postgres_server_gone_mid_request(
+    postgres_backend: Backend,
+    tcp_proxy: Callable[[str, int], TcpProxy],
+    postgres_settings: Callable[[str], dict[str, Any]],
+) -> None:
+    p = postgres_backend.project
+    settings = postgres_settings(postgres_backend.pg_dsn)
+    proxy = tcp_proxy(settings["host"], settings["port"])
+    s = postgres_backend.open(host="127.0.0.1", port=proxy.port)
+    s.create_view(p, view("v"))
+    s.write(p, "v", [b"k"], [1], [0], [b"x"])
+    assert s.read(p, [("v", [b"k"])]) == [[b"x"]]
+    _fails_when_the_server_goes_mid_request(
+        proxy,
+        lambda: s.read(p, [("v", [b"k"])]),
+        f"Postgres online store at 127.0.0.1:{proxy.port}",
+    )
 
 
 @pytest.mark.postgres

@@ -14,8 +14,15 @@ field, all sent together. A write runs a server-side Lua script (``EVALSHA``) ov
 keys: per key it compares the stored timestamps with the new ones and replaces the blob only
 if the new row is not older, so the check and the write are atomic inside Redis;
 ``key_ttl_seconds`` sets the hash's ``EXPIRE`` on every write that lands. Commands are
-RESP-encoded here in bulk and sent on one pooled redis-py connection (redis-py's own
+RESP-encoded here in bulk and sent on pooled redis-py connections (redis-py's own
 per-argument encoding costs more than Redis takes to run them).
+
+``redis_type: redis_cluster`` (``connection_string: "host:port,host:port,...,password=.."``):
+the slot map (``CLUSTER SLOTS``) is read once; a request's keys are split per node by slot,
+each node gets its commands in one pipeline, all nodes are sent to before any reply is read
+(one round trip's latency), and the replies are merged back in key order. A script call's
+keys must share a slot, so writes make one call per slot, pipelined per node. A moved slot
+or a failed node re-reads the slot map and retries once (every operation is idempotent).
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import struct
-from collections.abc import Iterator, Sequence
+import threading
+from binascii import crc_hqx
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from banquet.errors import ConfigError, StoreError, StoreUnavailable
 from banquet.online.base import OnlineStore
@@ -36,9 +45,12 @@ if TYPE_CHECKING:
     from banquet.config import RedisOnlineConfig, RepoConfig
     from banquet.feature_view import FeatureView
 
+T = TypeVar("T")
+
 SCRIPT_KEYS = 500  # keys per EVALSHA call: keeps each script run short (Redis is single-threaded)
-SCRIPTS_PER_ROUND_TRIP = 20  # EVALSHA calls sent together, then their replies read
+KEYS_PER_ROUND_TRIP = 10_000  # script calls sent together (per node), then their replies read
 SCAN_COUNT = 1000
+SLOTS = 16384  # Redis Cluster hash slots
 _BIAS = 1 << 63
 _TS = struct.Struct(">QQ")
 
@@ -86,9 +98,20 @@ class RedisAddress:
     ssl: bool = False
     socket_timeout: float = 10.0
     socket_connect_timeout: float = 5.0
+    more_nodes: tuple[tuple[str, int], ...] = ()  # further cluster nodes to start from
+
+    @property
+    def nodes(self) -> tuple[tuple[str, int], ...]:
+        return ((self.host, self.port), *self.more_nodes)
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port} (db {self.db})"
+        if self.more_nodes:
+            return ",".join(_hp(h, p) for h, p in self.nodes)
+        return f"{_hp(self.host, self.port)} (db {self.db})"
+
+
+def _hp(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 _OPTIONS = ("db", "username", "password", "ssl", "socket_timeout", "socket_connect_timeout")
@@ -97,8 +120,9 @@ _OPTIONS = ("db", "username", "password", "ssl", "socket_timeout", "socket_conne
 def parse_connection_string(text: str) -> RedisAddress:
     """``"host:port,db=0,username=..,password=..,ssl=true,socket_timeout=10"`` -> address.
 
-    The first comma-separated part is ``host[:port]`` (``[::1]:6379`` for IPv6); the others
-    are ``option=value``. Timeouts are in seconds.
+    The first comma-separated part is ``host[:port]`` (``[::1]:6379`` for IPv6); further
+    ``host:port`` parts name more Redis Cluster nodes to start from; the others are
+    ``option=value``. Timeouts are in seconds.
     """
     where = "online_store.connection_string"
     if not isinstance(text, str) or not text.strip():
@@ -106,8 +130,12 @@ def parse_connection_string(text: str) -> RedisAddress:
     first, *rest = (p.strip() for p in text.split(","))
     host, port = _host_port(first, where)
     values: dict[str, Any] = {"host": host, "port": port}
+    more: list[tuple[str, int]] = []
     for part in rest:
         if not part:
+            continue
+        if "=" not in part and _looks_like_node(part):
+            more.append(_host_port(part, where))
             continue
         name, eq, value = part.partition("=")
         name = name.strip().lower()
@@ -121,7 +149,12 @@ def parse_connection_string(text: str) -> RedisAddress:
                 f"{where}: unknown option {name!r}; valid options are {', '.join(_OPTIONS)}"
             )
         values[name] = _option(name, value.strip(), where)
-    return RedisAddress(**values)
+    return RedisAddress(**values, more_nodes=tuple(more))
+
+
+def _looks_like_node(part: str) -> bool:
+    """``host:port`` or ``[ipv6]:port`` (a bare word is a mistyped option, not a node)."""
+    return part.startswith("[") or (":" in part and part.rpartition(":")[2].isdigit())
 
 
 def _host_port(text: str, where: str) -> tuple[str, int]:
@@ -197,6 +230,16 @@ def _evalsha(
     return b"".join(parts)
 
 
+def key_slot(key: bytes) -> int:
+    """The Redis Cluster slot of ``key``: CRC16 of the key, or of its ``{hash tag}``."""
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1 : end]
+    return crc_hqx(key, 0) % SLOTS
+
+
 def _prefix(project: str) -> bytes:
     return project.encode() + b":"
 
@@ -210,93 +253,300 @@ def _glob_escape(raw: bytes) -> bytes:
     return bytes(out)
 
 
+class _Uncovered(Exception):
+    """A key hashes to a cluster slot that no node serves (the cluster is down or changing)."""
+
+
+class _Node:
+    """One Redis server: its address (for messages) and a redis-py client (its pool)."""
+
+    __slots__ = ("client", "name")
+
+    def __init__(self, name: str, client: redis.Redis) -> None:
+        self.name = name
+        self.client = client
+
+
+@dataclass(frozen=True)
+class _Topology:
+    nodes: list[_Node]  # the primaries (one for a single server)
+    slots: list[_Node | None] | None  # cluster: the node serving each slot; None: one server
+
+
 class RedisOnlineStore(OnlineStore):
     def __init__(self, config: RepoConfig) -> None:
         super().__init__(config)
         cfg: RedisOnlineConfig = config.online_store  # type: ignore[assignment]
-        if cfg.redis_type != "redis":
+        if cfg.redis_type not in ("redis", "redis_cluster"):
             raise ConfigError(
-                f"online_store.redis_type {cfg.redis_type!r} is not supported yet; use "
-                "redis_type: redis (a single Redis server)"
+                f"online_store.redis_type {cfg.redis_type!r} is unknown; use redis (one "
+                "server) or redis_cluster"
             )
+        self.cluster = cfg.redis_type == "redis_cluster"
         self.address = parse_connection_string(cfg.connection_string)
+        if self.address.more_nodes and not self.cluster:
+            raise ConfigError(
+                f"online_store.connection_string names {len(self.address.nodes)} servers; "
+                "several host:port parts are for redis_type: redis_cluster"
+            )
+        if self.cluster and self.address.db != 0:
+            raise ConfigError(
+                f"online_store.connection_string: db={self.address.db}, but a Redis Cluster "
+                "has only database 0; remove db="
+            )
         ttl = cfg.key_ttl_seconds
         if ttl is not None and ttl < 0:
             raise ConfigError(f"online_store.key_ttl_seconds must not be negative, got {ttl}")
         self.key_ttl_seconds = ttl or 0
-        self._client: redis.Redis | None = None
+        self.kind = "Redis Cluster" if self.cluster else "Redis"
+        self._clients: dict[tuple[str, int], redis.Redis] = {}
+        self._topo: _Topology | None = None
+        self._lock = threading.Lock()
 
-    # --- connection ------------------------------------------------------------------------
+    # --- connections -----------------------------------------------------------------------
+
+    def _new_client(self, host: str, port: int) -> redis.Redis:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        a = self.address
+        return redis.Redis(
+            host=host,
+            port=port,
+            db=a.db,
+            username=a.username,
+            password=a.password,
+            ssl=a.ssl,
+            socket_timeout=a.socket_timeout,
+            socket_connect_timeout=a.socket_connect_timeout,
+            # one immediate retry (a pooled connection the server closed); never a
+            # backoff loop that would make a dead server look like a hang
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
+        )
+
+    def _client_for(self, host: str, port: int) -> redis.Redis:
+        client = self._clients.get((host, port))
+        if client is None:
+            client = self._clients[(host, port)] = self._new_client(host, port)
+        return client
 
     def client(self) -> redis.Redis:
-        if self._client is None:
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
+        """A client of the (first) server."""
+        return self._client_for(self.address.host, self.address.port)
 
-            a = self.address
-            self._client = redis.Redis(
-                host=a.host,
-                port=a.port,
-                db=a.db,
-                username=a.username,
-                password=a.password,
-                ssl=a.ssl,
-                socket_timeout=a.socket_timeout,
-                socket_connect_timeout=a.socket_connect_timeout,
-                # one immediate retry (a pooled connection the server closed); never a
-                # backoff loop that would make a dead server look like a hang
-                retry=Retry(NoBackoff(), 1),
-                health_check_interval=30,
-            )
-        return self._client
+    def _topology(self) -> _Topology:
+        topo = self._topo
+        if topo is None:
+            with self._lock:
+                if self._topo is None:
+                    self._topo = self._discover() if self.cluster else self._single()
+                topo = self._topo
+        return topo
+
+    def _single(self) -> _Topology:
+        return _Topology([_Node(str(self.address), self.client())], None)
+
+    def _discover(self) -> _Topology:
+        """Ask the first cluster node that answers which primary serves which slots."""
+        import redis
+
+        last: Exception | None = None
+        for host, port in self.address.nodes:
+            try:
+                ranges = self._client_for(host, port).execute_command("CLUSTER SLOTS")
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                last = redis.ConnectionError(f"node {_hp(host, port)}: {e}")
+            except redis.ResponseError as e:
+                if "cluster support disabled" in str(e):
+                    raise StoreError(
+                        f"Redis Cluster online store: {_hp(host, port)} is not a cluster node "
+                        "(cluster support disabled); use redis_type: redis for a single server"
+                    ) from None
+                raise
+        else:
+            assert last is not None
+            raise last
+        slots: list[_Node | None] = [None] * SLOTS
+        nodes: dict[tuple[str, int], _Node] = {}
+        for start, end, primary, *_ in ranges:
+            h = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
+            where = (h or host, int(primary[1]))  # an empty host: the node we asked
+            node = nodes.get(where)
+            if node is None:
+                node = nodes[where] = _Node(_hp(*where), self._client_for(*where))
+            slots[int(start) : int(end) + 1] = [node] * (int(end) - int(start) + 1)
+        return _Topology(list(nodes.values()), slots)
+
+    def _forget_topology(self) -> None:
+        with self._lock:
+            self._topo = None
+
+    def _run(self, what: str, op: Callable[[_Topology], T]) -> T:
+        """``op(topology)``, with errors typed. On a cluster, a moved slot, a node that
+        failed or a cluster that is changing re-reads the slot map and runs ``op`` once
+        more (every operation here is idempotent)."""
+        import redis
+        from redis.exceptions import AskError, ClusterDownError, TryAgainError
+
+        stale = (redis.ConnectionError, redis.TimeoutError, AskError, TryAgainError)
+        with self._errors(what):
+            if not self.cluster:
+                return op(self._topology())
+            try:
+                return op(self._topology())
+            except (*stale, ClusterDownError, _Uncovered):
+                self._forget_topology()
+            return op(self._topology())
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         import redis
+        from redis.exceptions import AskError, ClusterDownError, TryAgainError
 
+        where = f"{self.kind} online store at {self.address}"
         try:
             yield
         except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as e:
-            raise StoreError(f"Redis online store at {self.address}: {what}: {e}") from None
+            raise StoreError(f"{where}: {what}: {e}") from None
         except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise StoreUnavailable(f"{where} is unavailable ({what}): {e}") from None
+        except (AskError, TryAgainError, ClusterDownError, _Uncovered) as e:
             raise StoreUnavailable(
-                f"Redis online store at {self.address} is unavailable ({what}): {e}"
+                f"{where} is unavailable ({what}): the cluster is down or changing: "
+                f"{type(e).__name__}: {e}"
             ) from None
         except redis.RedisError as e:
-            raise StoreError(f"Redis online store at {self.address}: {what}: {e}") from None
+            raise StoreError(f"{where}: {what}: {e}") from None
+
+    def _exchange(self, batches: Sequence[tuple[_Node, bytes, int]]) -> list[list[Any]]:
+        """Send each node its RESP-encoded commands, then read each node's replies (so
+        several nodes cost one round trip's latency). Per batch: (node, commands, number of
+        replies). Commands are encoded by the callers, in bulk: redis-py's per-command
+        encoding costs more than Redis takes to run them. The first error reply is raised
+        after every reply has been read (the connections stay in step); a connection that
+        failed or was interrupted is dropped, never reused."""
+        import redis
+        from redis.exceptions import ResponseError
+
+        taken: list[tuple[Any, Any]] = []
+        node = batches[0][0] if batches else None
+        clean = False
+        try:
+            for node, payload, _ in batches:
+                pool = node.client.connection_pool
+                conn = pool.get_connection()
+                taken.append((pool, conn))
+                conn.send_packed_command([payload])
+            out: list[list[Any]] = []
+            error: ResponseError | None = None
+            for (node, _, n), (_, conn) in zip(batches, taken):  # noqa: B007 (node: for errors)
+                replies: list[Any] = []
+                for _ in range(n):
+                    try:
+                        replies.append(conn.read_response())
+                    except ResponseError as e:
+                        error = error or e
+                        replies.append(None)
+                out.append(replies)
+            clean = True
+            if error is not None:
+                raise error
+            return out
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            if self.cluster and node is not None:
+                raise type(e)(f"node {node.name}: {e}") from None
+            raise
+        finally:
+            for pool, conn in taken:
+                if not clean:
+                    conn.disconnect()  # unread replies (an error, a timeout, Ctrl-C)
+                pool.release(conn)
+
+    def _by_node(
+        self, topo: _Topology, full_keys: Sequence[bytes]
+    ) -> list[tuple[_Node, list[int]]]:
+        """The positions of ``full_keys`` each cluster node serves."""
+        slots = topo.slots
+        assert slots is not None
+        groups: dict[_Node, list[int]] = {}
+        for i, k in enumerate(full_keys):
+            node = slots[key_slot(k)]
+            if node is None:
+                raise _Uncovered(f"no node serves slot {key_slot(k)}")
+            group = groups.get(node)
+            if group is None:
+                groups[node] = [i]
+            else:
+                group.append(i)
+        return list(groups.items())
+
+    def _each(
+        self, topo: _Topology, full_keys: Sequence[bytes], cmds: Sequence[bytes]
+    ) -> list[Any]:
+        """Send ``cmds[i]`` (about ``full_keys[i]``) to the node serving that key; the
+        replies in the same order. One round trip."""
+        if topo.slots is None:
+            return self._exchange([(topo.nodes[0], b"".join(cmds), len(cmds))])[0]
+        groups = self._by_node(topo, full_keys)
+        replies = self._exchange(
+            [(node, b"".join([cmds[i] for i in idx]), len(idx)) for node, idx in groups]
+        )
+        out: list[Any] = [None] * len(cmds)
+        for (_, idx), got in zip(groups, replies):
+            for i, r in zip(idx, got):
+                out[i] = r
+        return out
 
     # --- the interface ---------------------------------------------------------------------
 
     def create_view(self, project: str, view: FeatureView) -> None:
-        # Fields appear when written; nothing to create. Check the server answers, so that
+        # Fields appear when written; nothing to create. Check the servers answer, so that
         # `apply` reports an unreachable store rather than the first materialization.
-        with self._errors("ping"):
-            self.client().ping()
+        def ping(topo: _Topology) -> None:
+            self._exchange([(node, b"*1\r\n$4\r\nPING\r\n", 1) for node in topo.nodes])
+
+        self._run("ping", ping)
 
     def drop_view(self, project: str, view_name: str) -> None:
         self.__dict__.get("_ensured", set()).discard((project, view_name))
         fields = (view_name.encode(), view_name.encode() + b":ts")
-        with self._errors(f"drop feature view {view_name!r}"):
-            self._each_key_batch(project, lambda pipe, keys: [pipe.hdel(k, *fields) for k in keys])
+        self._run(
+            f"drop feature view {view_name!r}",
+            lambda topo: self._each_key_batch(
+                topo, project, lambda pipe, keys: [pipe.hdel(k, *fields) for k in keys]
+            ),
+        )
 
     def teardown(self, project: str) -> None:
-        with self._errors(f"teardown of project {project!r}"):
-            self._each_key_batch(project, lambda pipe, keys: pipe.unlink(*keys))
+        def unlink(pipe: Any, keys: list[bytes]) -> None:
+            if self.cluster:  # keys of several slots: one command each
+                for k in keys:
+                    pipe.unlink(k)
+            else:
+                pipe.unlink(*keys)
 
-    def _each_key_batch(self, project: str, action: Any) -> None:
-        """SCAN this project's keys; run ``action(pipeline, keys)`` per batch."""
-        client = self.client()
+        self._run(
+            f"teardown of project {project!r}",
+            lambda topo: self._each_key_batch(topo, project, unlink),
+        )
+
+    def _each_key_batch(self, topo: _Topology, project: str, action: Any) -> None:
+        """SCAN this project's keys on every primary; ``action(pipeline, keys)`` per batch."""
         pattern = _glob_escape(_prefix(project)) + b"*"
-        cursor = 0
-        while True:
-            cursor, keys = client.scan(cursor, match=pattern, count=SCAN_COUNT)
-            if keys:
-                pipe = client.pipeline(transaction=False)
-                action(pipe, keys)
-                pipe.execute()
-            if cursor == 0:
-                return
+        for node in topo.nodes:
+            client = node.client
+            cursor = 0
+            while True:
+                cursor, keys = client.scan(cursor, match=pattern, count=SCAN_COUNT)
+                if keys:
+                    pipe = client.pipeline(transaction=False)
+                    action(pipe, keys)
+                    pipe.execute()
+                if cursor == 0:
+                    break
 
     def write(
         self,
@@ -309,66 +559,98 @@ class RedisOnlineStore(OnlineStore):
     ) -> None:
         if not len(keys):
             return
-        from redis.exceptions import NoScriptError
-
         prefix = _prefix(project)
         head = [view_name.encode(), view_name.encode() + b":ts", b"%d" % self.key_ttl_seconds]
         try:
+            if self.cluster:
+                self._run(
+                    f"write to feature view {view_name!r}",
+                    lambda topo: self._write_cluster(
+                        topo, prefix, head, keys, event_ts, created_ts, blobs
+                    ),
+                )
+                return
             calls = [
-                _evalsha(
-                    prefix,
-                    head,
-                    keys[lo : lo + SCRIPT_KEYS],
-                    event_ts[lo : lo + SCRIPT_KEYS],
-                    created_ts[lo : lo + SCRIPT_KEYS],
-                    blobs[lo : lo + SCRIPT_KEYS],
+                (
+                    _evalsha(
+                        prefix,
+                        head,
+                        keys[lo : lo + SCRIPT_KEYS],
+                        event_ts[lo : lo + SCRIPT_KEYS],
+                        created_ts[lo : lo + SCRIPT_KEYS],
+                        blobs[lo : lo + SCRIPT_KEYS],
+                    ),
+                    min(SCRIPT_KEYS, len(keys) - lo),
                 )
                 for lo in range(0, len(keys), SCRIPT_KEYS)
             ]
         except TypeError:
-            raise StoreError(
-                f"feature view {view_name!r}: keys and values to write must be bytes "
-                "(a value is None?)"
-            ) from None
-        with self._errors(f"write to feature view {view_name!r}"):
-            for lo in range(0, len(calls), SCRIPTS_PER_ROUND_TRIP):
-                group = calls[lo : lo + SCRIPTS_PER_ROUND_TRIP]
-                try:
-                    self._roundtrip(b"".join(group), len(group))
-                except NoScriptError:  # a new server, or its scripts were flushed: load, resend
-                    self.client().script_load(_WRITE_LUA)  # (rerunning is harmless)
-                    self._roundtrip(b"".join(group), len(group))
+            raise _not_bytes(view_name) from None
+        self._run(
+            f"write to feature view {view_name!r}",
+            lambda topo: self._send_scripts({topo.nodes[0]: calls}),
+        )
 
-    def _roundtrip(self, payload: bytes, replies: int) -> list[Any]:
-        """Send RESP-encoded commands on one pooled connection; read their ``replies``.
+    def _write_cluster(
+        self,
+        topo: _Topology,
+        prefix: bytes,
+        head: list[bytes],
+        keys: Sequence[bytes],
+        event_ts: Sequence[int],
+        created_ts: Sequence[int],
+        blobs: Sequence[bytes],
+    ) -> None:
+        """The keys of one script call must share a slot: one call per slot (per node,
+        all its slots' calls pipelined)."""
+        full = [prefix + k for k in keys]
+        calls: dict[_Node, list[tuple[bytes, int]]] = {}
+        for node, idx in self._by_node(topo, full):
+            by_slot: dict[int, list[int]] = {}
+            for i in idx:
+                by_slot.setdefault(key_slot(full[i]), []).append(i)
+            mine = calls[node] = []
+            for group in by_slot.values():
+                for lo in range(0, len(group), SCRIPT_KEYS):
+                    part = group[lo : lo + SCRIPT_KEYS]
+                    mine.append(
+                        (
+                            _evalsha(
+                                prefix,
+                                head,
+                                [keys[i] for i in part],
+                                [event_ts[i] for i in part],
+                                [created_ts[i] for i in part],
+                                [blobs[i] for i in part],
+                            ),
+                            len(part),
+                        )
+                    )
+        self._send_scripts(calls)
 
-        Commands are encoded here, in bulk: redis-py's per-command encoding would cost more
-        than Redis takes to run them. The first error reply is raised after every reply has
-        been read (so the connection stays in step); a broken connection is dropped."""
-        from redis.exceptions import ResponseError
+    def _send_scripts(self, calls: dict[_Node, list[tuple[bytes, int]]]) -> None:
+        """Run the script calls (RESP, number of keys), per node in round trips of about
+        ``KEYS_PER_ROUND_TRIP`` keys, every node's next round trip sent together."""
+        from redis.exceptions import NoScriptError
 
-        pool = self.client().connection_pool
-        conn = pool.get_connection()
-        try:
-            conn.send_packed_command([payload])
-            out: list[Any] = []
-            error: ResponseError | None = None
-            for _ in range(replies):
-                try:
-                    out.append(conn.read_response())
-                except ResponseError as e:
-                    error = error or e
-                    out.append(None)
-            if error is not None:
-                raise error
-            return out
-        except ResponseError:
-            raise
-        except BaseException:
-            conn.disconnect()  # unread replies (a timeout, Ctrl-C): never reuse it
-            raise
-        finally:
-            pool.release(conn)
+        waves: list[list[tuple[_Node, bytes, int]]] = []
+        for node, mine in calls.items():
+            wave, group, n = 0, [], 0
+            for payload, count in mine:
+                group.append(payload)
+                n += count
+                if n >= KEYS_PER_ROUND_TRIP:
+                    _put(waves, wave, (node, b"".join(group), len(group)))
+                    wave, group, n = wave + 1, [], 0
+            if group:
+                _put(waves, wave, (node, b"".join(group), len(group)))
+        for batch in waves:
+            try:
+                self._exchange(batch)
+            except NoScriptError:  # a new server, or its scripts were flushed: load, resend
+                for node, _, _ in batch:  # (rerunning a call is harmless)
+                    node.client.script_load(_WRITE_LUA)
+                self._exchange(batch)
 
     def read(
         self, project: str, requests: Sequence[tuple[str, Sequence[bytes]]]
@@ -382,9 +664,9 @@ class RedisOnlineStore(OnlineStore):
                 return [[] for _ in requests]
             tail = b"".join(_bulk(f) for f in fields)
             cmd = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2)
-            payload = b"".join(cmd + _bulk(prefix + k) + tail for k in keys)
-            with self._errors("read"):
-                rows = self._roundtrip(payload, len(keys))
+            full = [prefix + k for k in keys]
+            cmds = [b"%b$%d\r\n%b\r\n%b" % (cmd, len(f), f, tail) for f in full]
+            rows = self._run("read", lambda topo: self._each(topo, full, cmds))
             return [[row[i] for row in rows] for i in range(len(fields))]
         # Views keyed by different entities: the fields wanted per distinct key.
         wanted: dict[bytes, list[int]] = {}
@@ -395,14 +677,14 @@ class RedisOnlineStore(OnlineStore):
                     views.append(i)
         if not wanted:
             return [[] for _ in requests]
-        payload = b"".join(
+        full = [prefix + k for k in wanted]
+        cmds = [
             b"*%d\r\n$5\r\nHMGET\r\n" % (len(views) + 2)
-            + _bulk(prefix + k)
+            + _bulk(f)
             + b"".join(_bulk(fields[i]) for i in views)
-            for k, views in wanted.items()
-        )
-        with self._errors("read"):
-            replies = self._roundtrip(payload, len(wanted))
+            for f, views in zip(full, wanted.values())
+        ]
+        replies = self._run("read", lambda topo: self._each(topo, full, cmds))
         found: list[dict[bytes, bytes | None]] = [{} for _ in requests]
         for (k, views), values in zip(wanted.items(), replies):
             for i, v in zip(views, values):
@@ -410,6 +692,19 @@ class RedisOnlineStore(OnlineStore):
         return [[f[k] for k in keys] for f, (_, keys) in zip(found, requests)]
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            clients, self._clients, self._topo = self._clients, {}, None
+        for client in clients.values():
+            client.close()
+
+
+def _put(waves: list[list[T]], i: int, item: T) -> None:
+    while len(waves) <= i:
+        waves.append([])
+    waves[i].append(item)
+
+
+def _not_bytes(view_name: str) -> StoreError:
+    return StoreError(
+        f"feature view {view_name!r}: keys and values to write must be bytes (a value is None?)"
+    )
