@@ -75,8 +75,21 @@ class FeatureStore:
             with self._lock:
                 cat = self._catalog
                 if cat is None or (ttl > 0 and time.monotonic() - cat.loaded_at > ttl):
-                    cat = self._catalog = Catalog(self.project, self._registry.read(self.project))
+                    cat = self._catalog = self._reload(cat)
         return cat
+
+    def _reload(self, cat: Catalog | None) -> Catalog:
+        """A catalog whose version is still the registry's is kept (with its request cache);
+        the SQL registry checks that in one small query."""
+        if cat is None:
+            return Catalog(self.project, self._registry.read(self.project))
+        state = self._registry.read_if_changed(
+            self.project, cat.version, cat.state.get("last_updated")
+        )
+        if state is None:
+            cat.loaded_at = time.monotonic()
+            return cat
+        return Catalog(self.project, state)
 
     def refresh_registry(self) -> None:
         """Re-read the registry now instead of waiting for the cache to expire."""

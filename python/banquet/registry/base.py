@@ -48,6 +48,15 @@ class Registry(abc.ABC):
     def read(self, project: str) -> State:
         """The project's current state (an empty one if the project has never been applied)."""
 
+    def read_if_changed(self, project: str, version: int, last_updated: str | None) -> State | None:
+        """The project's state, or None when its ``version`` and ``last_updated`` are still
+        the given ones (the caller's copy is current). The SQL registry answers that without
+        fetching any object; this default reads everything and compares."""
+        state = self.read(project)
+        if state["version"] == version and state["last_updated"] == last_updated:
+            return None
+        return state
+
     @abc.abstractmethod
     def update(self, project: str, change: Callable[[State], bool]) -> State:
         """Read the state, let ``change`` edit it in place, and write it back atomically with
