@@ -222,6 +222,56 @@ def materialize_incremental(ctx: click.Context, end: str, views: tuple[str, ...]
     )
 
 
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (loopback by default; 0.0.0.0 listens on every interface).",
+)
+@click.option("--port", "-p", default=6566, show_default=True, type=int, help="Port.")
+@click.option(
+    "--workers",
+    "-w",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Worker processes.",
+)
+@click.option(
+    "--registry-ttl-sec",
+    "--registry_ttl_sec",
+    "-r",
+    "registry_ttl_sec",
+    type=click.FloatRange(0),
+    default=None,
+    help="Seconds between background registry reads (default: "
+    "feature_server.registry_ttl_sec, 5; 0 never re-reads).",
+)
+@click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int,
+    registry_ttl_sec: float | None,
+    access_log: bool,
+) -> None:
+    """Run the feature server (Feast's HTTP endpoints) for this repo."""
+    from banquet.server.run import serve as run
+
+    run(
+        ctx.obj["repo"],
+        ctx.obj["yaml"],
+        host=host,
+        port=port,
+        workers=workers,
+        registry_ttl_sec=registry_ttl_sec,
+        access_log=access_log,
+    )
+
+
 def main() -> None:
     cli(prog_name="banquet")
 

@@ -1,0 +1,114 @@
+"""The endpoints: each takes the request body and returns the response body (JSON bytes).
+
+They run synchronously: reads on the event loop thread (a read takes well under a
+millisecond, less than a hop to a thread pool costs), writes and materialization in worker
+threads (see ``app.ROUTES``). Every client mistake raises a typed error before anything is
+written; ``errors.classify`` turns it into the status code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from banquet.server import payload
+from banquet.server.encode import dumps, online_response
+from banquet.server.errors import HTTPError, bad_request
+
+if TYPE_CHECKING:
+    from banquet.feature_service import FeatureService
+    from banquet.server.app import FeatureServer
+
+NULL = b"null"  # what Feast's server answers to writes
+_PUSH_MODES = {"online": "ONLINE", "offline": "OFFLINE", "online_and_offline": "ONLINE_AND_OFFLINE"}
+
+
+def get_online_features(server: FeatureServer, body: bytes) -> bytes:
+    req = payload.json_object(body)
+    features = payload.strings(req, "features")
+    service_name = payload.string(req, "feature_service", required=False)
+    if (features is None) == (service_name is None):
+        raise bad_request(
+            "give exactly one of 'features' (a list of 'view:feature') or 'feature_service'"
+        )
+    entities = payload.columns(req, "entities", scalars_only=True)
+    full = payload.boolean(req, "full_feature_names", False)
+    store = server.store
+    wanted: list[str] | FeatureService = (
+        store.get_feature_service(service_name) if service_name is not None else features  # type: ignore[assignment]
+    )
+    resp = store.get_online_features(wanted, entities, full_feature_names=full)
+    server.record_freshness(wanted, full, resp)
+    return online_response(resp)
+
+
+def push(server: FeatureServer, body: bytes) -> bytes:
+    from banquet.sources import PushSource
+    from banquet.store import PushMode
+
+    req = payload.json_object(body)
+    name = payload.string(req, "push_source_name")
+    df = payload.columns(req, "df", scalars_only=False)
+    to = req.get("to", "online")
+    if to not in _PUSH_MODES:
+        raise bad_request(f"field 'to' must be one of {sorted(_PUSH_MODES)}, got {to!r}")
+    store = server.store
+    source = store.get_data_source(name)  # type: ignore[arg-type]
+    if not isinstance(source, PushSource):
+        raise bad_request(
+            f"data source {name!r} is a {type(source).__name__}, not a push source",
+            "NotAPushSource",
+        )
+    views = [v for v in store.list_feature_views() if v.source.name == name]
+    store.push(name, payload.frame(df, views), to=PushMode[_PUSH_MODES[to]])  # type: ignore[arg-type]
+    return NULL
+
+
+def write_to_online_store(server: FeatureServer, body: bytes) -> bytes:
+    req = payload.json_object(body)
+    name = payload.string(req, "feature_view_name")
+    df = payload.columns(req, "df", scalars_only=False)
+    view = server.store.get_feature_view(name)  # type: ignore[arg-type]
+    server.store.write_to_online_store(view.name, payload.frame(df, [view]))
+    return NULL
+
+
+def materialize(server: FeatureServer, body: bytes) -> bytes:
+    req = payload.json_object(body)
+    start = payload.timestamp(payload.string(req, "start_ts"), "start_ts")
+    end = payload.timestamp(payload.string(req, "end_ts"), "end_ts")
+    if start > end:
+        raise bad_request(f"start_ts {start.isoformat()} is after end_ts {end.isoformat()}")
+    views = _online_views(server, req)
+    server.store.materialize(start, end, feature_views=views)
+    return NULL
+
+
+def materialize_incremental(server: FeatureServer, body: bytes) -> bytes:
+    req = payload.json_object(body)
+    end = payload.timestamp(payload.string(req, "end_ts"), "end_ts")
+    views = _online_views(server, req)
+    server.store.materialize_incremental(end, feature_views=views)
+    return NULL
+
+
+def _online_views(server: FeatureServer, req: dict[str, Any]) -> list[str] | None:
+    names = payload.strings(req, "feature_views")
+    for name in names or []:
+        if not server.store.get_feature_view(name).online:  # unknown names: 404
+            raise bad_request(f"feature view {name!r} has online=False; it cannot be materialized")
+    return names
+
+
+def health(server: FeatureServer, body: bytes) -> bytes:
+    r = server.refresher
+    if not r.healthy:
+        raise HTTPError(503, "RegistryUnavailable", r.problem)
+    return dumps({"status": "ok", "registry_version": r.version})
+
+
+def metrics(server: FeatureServer, body: bytes) -> bytes:
+    return server.metrics.render()
+
+
+def openapi(server: FeatureServer, body: bytes) -> bytes:
+    return server.openapi_json
