@@ -1,8 +1,12 @@
-"""get_historical_features on the file offline store: the output contract, the point-in-time
-rules against a brute-force reference (hypothesis), and every named edge case."""
+"""get_historical_features: the output contract, the point-in-time rules against a brute-force
+reference (hypothesis), and every named edge case, on every offline store (the ``backend``
+fixture: Parquet files, and tables in the local Postgres)."""
 
 from __future__ import annotations
 
+import itertools
+import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -14,8 +18,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from banquet import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from banquet import (
+    Entity,
+    FeatureService,
+    FeatureStore,
+    FeatureView,
+    Field,
+    FileSource,
+    PostgreSQLSource,
+    RepoConfig,
+)
 from banquet.errors import (
+    DataSourceError,
     FeatureNameCollisionError,
     FeatureNotFound,
     FeatureViewNotFound,
@@ -32,31 +46,118 @@ UTC_US = pa.timestamp("us", tz="UTC")
 H = timedelta(hours=1)
 
 
-def make_store(path: Path) -> FeatureStore:
-    cfg = RepoConfig.from_dict(
-        {
-            "project": "hist",
-            "registry": str(path / "registry.db"),
-            "online_store": {"type": "sqlite", "path": str(path / "online.db")},
-        },
-        repo_path=path,
-    )
-    return FeatureStore(config=cfg)
+class Backend:
+    """One offline store for a test: ``write`` a named source's rows, ``source`` defines a
+    batch source over it, ``store`` opens a FeatureStore on that offline store. Postgres
+    tables live in a schema of this test module run, with a prefix unique to this backend."""
+
+    def __init__(self, kind: str, root: Path, pg: PgSchema | None = None) -> None:
+        self.kind, self.root, self.pg = kind, root, pg
+        self.prefix = f"t{next(_counter)}_"
+
+    def write(self, name: str, cols: dict[str, Any]) -> None:
+        table = pa.table(cols)
+        if self.pg is None:
+            path = self.root / f"{name}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path)
+        else:
+            self.pg.write(self.prefix + name, table)
+
+    def drop(self, name: str) -> None:
+        if self.pg is None:
+            (self.root / f"{name}.parquet").unlink()
+        else:
+            self.pg.execute(f'DROP TABLE "{self.pg.schema}"."{self.prefix}{name}"')
+
+    def source(self, name: str, **kw: Any) -> FileSource | PostgreSQLSource:
+        if self.pg is None:
+            return FileSource(name=kw.pop("source_name", name), path=f"{name}.parquet", **kw)
+        return PostgreSQLSource(name=kw.pop("source_name", name), table=self.prefix + name, **kw)
+
+    def store(self) -> FeatureStore:
+        offline: dict[str, Any] = {"type": "file"}
+        if self.pg is not None:
+            offline = {"type": "postgres", **self.pg.conn, "db_schema": self.pg.schema}
+        cfg = RepoConfig.from_dict(
+            {
+                "project": "hist",
+                "registry": str(self.root / f"{self.prefix}registry.db"),
+                "online_store": {"type": "sqlite", "path": str(self.root / "online.db")},
+                "offline_store": offline,
+            },
+            repo_path=self.root,
+        )
+        return FeatureStore(config=cfg)
 
 
-def write(path: Path, cols: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(cols), path)
+class PgSchema:
+    """A schema in the local Postgres for one module run, dropped at its end."""
+
+    def __init__(self, dsn: str) -> None:
+        from psycopg.conninfo import conninfo_to_dict
+
+        self.dsn = dsn
+        self.schema = f"hist_{uuid.uuid4().hex[:10]}"
+        d = conninfo_to_dict(dsn)
+        self.conn = {
+            "host": d.get("host", "127.0.0.1"),
+            "port": int(d.get("port", 5432)),
+            "database": d.get("dbname", "postgres"),
+            "user": d.get("user", "postgres"),
+            "password": d.get("password", ""),
+        }
+        self._adbc: Any = None
+        self.execute(f'CREATE SCHEMA "{self.schema}"')
+
+    def execute(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
+
+    def write(self, table: str, rows: pa.Table) -> None:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        if self._adbc is None:  # one connection: opening one costs ~150 ms
+            self._adbc = adbc.connect(self.dsn, autocommit=True)
+        with self._adbc.cursor() as cur:
+            cur.adbc_ingest(table, rows, mode="replace", db_schema_name=self.schema)
+
+    def drop(self) -> None:
+        if self._adbc is not None:
+            self._adbc.close()
+        self.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture(
+    scope="module", params=["file", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def backend_kind(request: pytest.FixtureRequest) -> Iterator[tuple[str, PgSchema | None]]:
+    if request.param == "file":
+        yield "file", None
+        return
+    pg = PgSchema(request.getfixturevalue("pg_dsn"))
+    yield "postgres", pg
+    pg.drop()
+
+
+@pytest.fixture
+def backend(backend_kind: tuple[str, PgSchema | None], tmp_path: Path) -> Backend:
+    return Backend(backend_kind[0], tmp_path, backend_kind[1])
 
 
 user = Entity(name="user", join_keys=["user_id"])
 
 
 def views(
-    ttls: dict[str, timedelta | None], path: str = "src.parquet", created: str = "created"
+    be: Backend, ttls: dict[str, timedelta | None], name: str = "src", created: str = "created"
 ) -> list[FeatureView]:
-    src = FileSource(
-        name="src", path=path, timestamp_field="event_timestamp", created_timestamp_column=created
+    src = be.source(
+        name, source_name="src", timestamp_field="event_timestamp", created_timestamp_column=created
     )
     return [
         FeatureView(
@@ -111,10 +212,12 @@ TTLS = {"unbounded": None, "one_hour": H, "three_hours": 3 * H, "zero": timedelt
 
 
 @pytest.fixture(scope="module")
-def prop_store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
-    path = tmp_path_factory.mktemp("prop")
-    write(
-        path / "src.parquet",
+def prop_backend(
+    backend_kind: tuple[str, PgSchema | None], tmp_path_factory: pytest.TempPathFactory
+) -> Backend:
+    be = Backend(backend_kind[0], tmp_path_factory.mktemp("prop"), backend_kind[1])
+    be.write(
+        "src",
         {
             "user_id": pa.array([1], pa.int64()),
             "event_timestamp": pa.array([T0], UTC_US),
@@ -123,20 +226,36 @@ def prop_store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
             "f_str": ["x"],
         },
     )
-    store = make_store(path)
-    store.apply([user, *views(TTLS)])
-    return store
+    store = be.store()
+    store.apply([user, *views(be, TTLS)])
+    be.prop_store = store  # type: ignore[attr-defined]
+    return be
 
 
-@settings(
-    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(rows=source_rows, entity=entity_rows)
-def test_matches_brute_force_reference(
-    prop_store: FeatureStore, rows: list[dict[str, Any]], entity: list[tuple[int, datetime]]
+# Postgres writes a table per example: fewer examples keep the suite fast, same strategies.
+EXAMPLES = {"file": 600, "postgres": 100}
+
+
+def test_matches_brute_force_reference(prop_backend: Backend) -> None:
+    store: FeatureStore = prop_backend.prop_store  # type: ignore[attr-defined]
+
+    @settings(
+        max_examples=EXAMPLES[prop_backend.kind],
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(rows=source_rows, entity=entity_rows)
+    def check(rows: list[dict[str, Any]], entity: list[tuple[int, datetime]]) -> None:
+        check_against_reference(prop_backend, store, rows, entity)
+
+    check()
+
+
+def check_against_reference(
+    be: Backend, store: FeatureStore, rows: list[dict[str, Any]], entity: list[tuple[int, datetime]]
 ) -> None:
-    write(
-        prop_store.repo_path / "src.parquet",
+    be.write(
+        "src",
         {
             "user_id": pa.array([r["user_id"] for r in rows], pa.int64()),
             "event_timestamp": pa.array([r["event_timestamp"] for r in rows], UTC_US),
@@ -152,7 +271,7 @@ def test_matches_brute_force_reference(
         }
     )
     refs = [f"{v}:{f}" for v in TTLS for f in ("f_int", "f_str")]
-    out = prop_store.get_historical_features(entity_df, refs, full_feature_names=True).to_arrow()
+    out = store.get_historical_features(entity_df, refs, full_feature_names=True).to_arrow()
     assert out.num_rows == len(entity)
     assert out.column_names == ["user_id", "event_timestamp", *(r.replace(":", "__") for r in refs)]
     for view, ttl in TTLS.items():
@@ -166,9 +285,9 @@ def test_matches_brute_force_reference(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FeatureStore:
-    write(
-        tmp_path / "src.parquet",
+def store(backend: Backend) -> FeatureStore:
+    backend.write(
+        "src",
         {
             "user_id": pa.array([1, 1, 1, 2, 2], pa.int64()),
             "event_timestamp": pa.array([T0, T0 + H, T0 + H, T0, T0 + 2 * H], UTC_US),
@@ -177,8 +296,8 @@ def store(tmp_path: Path) -> FeatureStore:
             "f_str": pa.array(["a", "b", "c", "d", "e"]),
         },
     )
-    s = make_store(tmp_path)
-    s.apply([user, *views({"v": None, "short": H})])
+    s = backend.store()
+    s.apply([user, *views(backend, {"v": None, "short": H})])
     return s
 
 
@@ -191,9 +310,9 @@ def test_created_timestamp_breaks_event_time_ties(store: FeatureStore) -> None:
     assert out["f_int"].tolist() == [12]  # same event ts as row 11; larger created wins
 
 
-def test_full_tie_goes_to_the_later_row(tmp_path: Path) -> None:
-    write(
-        tmp_path / "src.parquet",
+def test_full_tie_goes_to_the_later_row(backend: Backend) -> None:
+    backend.write(
+        "src",
         {
             "user_id": pa.array([1, 1, 1], pa.int64()),
             "event_timestamp": pa.array([T0] * 3, UTC_US),
@@ -202,8 +321,8 @@ def test_full_tie_goes_to_the_later_row(tmp_path: Path) -> None:
             "f_str": ["x", "y", "z"],
         },
     )
-    s = make_store(tmp_path)
-    s.apply([user, *views({"v": None})])
+    s = backend.store()
+    s.apply([user, *views(backend, {"v": None})])
     for _ in range(3):  # the same answer every run
         assert s.get_historical_features(entity([1], [T0]), ["v:f_int"]).to_arrow().column(
             "f_int"
@@ -260,9 +379,9 @@ def test_empty_entity_df(store: FeatureStore) -> None:
     assert out.num_rows == 0 and out.column_names == ["user_id", "event_timestamp", "f_int"]
 
 
-def test_empty_source(tmp_path: Path) -> None:
-    write(
-        tmp_path / "src.parquet",
+def test_empty_source(backend: Backend) -> None:
+    backend.write(
+        "src",
         {
             "user_id": pa.array([], pa.int64()),
             "event_timestamp": pa.array([], UTC_US),
@@ -271,8 +390,8 @@ def test_empty_source(tmp_path: Path) -> None:
             "f_str": pa.array([], pa.string()),
         },
     )
-    s = make_store(tmp_path)
-    s.apply([user, *views({"v": None})])
+    s = backend.store()
+    s.apply([user, *views(backend, {"v": None})])
     out = s.get_historical_features(entity([1, 2], [T0, T0]), ["v:f_int"]).to_df()
     assert out["f_int"].isna().all() and len(out) == 2
 
@@ -350,25 +469,24 @@ def test_name_collision_needs_full_feature_names(store: FeatureStore) -> None:
         store.get_historical_features(entity([1], [T0], f_int=[0]), ["v:f_int"])
 
 
-def test_field_mapping_and_join_key_map(tmp_path: Path) -> None:
-    write(
-        tmp_path / "m.parquet",
+def test_field_mapping_and_join_key_map(backend: Backend) -> None:
+    backend.write(
+        "m",
         {
             "uid": pa.array([7], pa.int32()),
             "ts": pa.array([T0], UTC_US),
             "raw_score": pa.array([0.5]),
         },
     )
-    src = FileSource(
-        name="m",
-        path="m.parquet",
+    src = backend.source(
+        "m",
         timestamp_field="ts",
         field_mapping={"raw_score": "score", "uid": "user_id"},
     )
     fv = FeatureView(
         name="scores", entities=[user], source=src, schema=[Field(name="score", dtype=Float64)]
     )
-    s = make_store(tmp_path)
+    s = backend.store()
     s.apply([user, fv])
     df = pd.DataFrame({"customer": [7, 8], "event_timestamp": [T0, T0]})
     mapped = s.get_feature_view("scores").with_join_key_map({"user_id": "customer"})
@@ -382,10 +500,10 @@ def test_field_mapping_and_join_key_map(tmp_path: Path) -> None:
     )
 
 
-def test_views_with_different_and_composite_join_keys(tmp_path: Path) -> None:
+def test_views_with_different_and_composite_join_keys(backend: Backend) -> None:
     merchant = Entity(name="merchant", join_keys=["merchant_id"])
-    write(
-        tmp_path / "um.parquet",
+    backend.write(
+        "um",
         {
             "user_id": pa.array([1, 1], pa.int64()),
             "merchant_id": ["m1", "m2"],
@@ -393,8 +511,8 @@ def test_views_with_different_and_composite_join_keys(tmp_path: Path) -> None:
             "spend": [1.0, 2.0],
         },
     )
-    write(
-        tmp_path / "m.parquet",
+    backend.write(
+        "m",
         {
             "merchant_id": ["m1", "m2"],
             "event_timestamp": pa.array([T0, T0], UTC_US),
@@ -405,15 +523,15 @@ def test_views_with_different_and_composite_join_keys(tmp_path: Path) -> None:
         name="um",
         entities=[user, merchant],
         schema=[Field(name="spend", dtype=Float64)],
-        source=FileSource(name="um", path="um.parquet", timestamp_field="event_timestamp"),
+        source=backend.source("um", timestamp_field="event_timestamp"),
     )
     m = FeatureView(
         name="m",
         entities=[merchant],
         schema=[Field(name="risk", dtype=Float64)],
-        source=FileSource(name="msrc", path="m.parquet", timestamp_field="event_timestamp"),
+        source=backend.source("m", source_name="msrc", timestamp_field="event_timestamp"),
     )
-    s = make_store(tmp_path)
+    s = backend.store()
     s.apply([user, merchant, um, m])
     df = pd.DataFrame(
         {"user_id": [1, 1, 2], "merchant_id": ["m2", "m1", "m1"], "event_timestamp": [T0] * 3}
@@ -423,20 +541,33 @@ def test_views_with_different_and_composite_join_keys(tmp_path: Path) -> None:
     assert out["risk"].tolist() == [0.9, 0.1, 0.1]
 
 
-def test_partitioned_directory_source(tmp_path: Path) -> None:
+def test_partitioned_directory_source(tmp_path: Path) -> None:  # Parquet only
     for day in (1, 2):
-        write(
-            tmp_path / "part" / f"day={day}" / "x.parquet",
-            {
-                "user_id": pa.array([1], pa.int64()),
-                "event_timestamp": pa.array([T0 + day * H], UTC_US),
-                "created": pa.array([None], UTC_US),
-                "f_int": [day],
-                "f_str": [str(day)],
-            },
+        path = tmp_path / "part" / f"day={day}" / "x.parquet"
+        path.parent.mkdir(parents=True)
+        pq.write_table(
+            pa.table(
+                {
+                    "user_id": pa.array([1], pa.int64()),
+                    "event_timestamp": pa.array([T0 + day * H], UTC_US),
+                    "created": pa.array([None], UTC_US),
+                    "f_int": [day],
+                    "f_str": [str(day)],
+                }
+            ),
+            path,
         )
-    s = make_store(tmp_path)
-    s.apply([user, *views({"v": None}, path="part")])
+    s = Backend("file", tmp_path).store()
+    src = FileSource(
+        name="src",
+        path="part",
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created",
+    )
+    fv = FeatureView(
+        name="v", entities=[user], source=src, schema=[Field(name="f_int", dtype=Int64)]
+    )
+    s.apply([user, fv])
     assert s.get_historical_features(entity([1], [T0 + 5 * H]), ["v:f_int"]).to_arrow().column(
         "f_int"
     ).to_pylist() == [2]
@@ -475,12 +606,13 @@ def test_no_timestamp_column(store: FeatureStore) -> None:
         store.get_historical_features(pd.DataFrame({"user_id": [1]}), ["v:f_int"])
 
 
-def test_source_file_missing_or_lacking_a_column(store: FeatureStore, tmp_path: Path) -> None:
-    (tmp_path / "src.parquet").unlink()
-    with pytest.raises(SourceFileNotFound, match="src.parquet"):
+def test_source_missing_or_lacking_a_column(store: FeatureStore, backend: Backend) -> None:
+    backend.drop("src")
+    missing = SourceFileNotFound if backend.kind == "file" else DataSourceError
+    with pytest.raises(missing, match="src"):
         store.get_historical_features(entity([1], [T0]), ["v:f_int"]).to_arrow()
-    write(
-        tmp_path / "src.parquet",
+    backend.write(
+        "src",
         {
             "user_id": pa.array([1], pa.int64()),
             "event_timestamp": pa.array([T0], UTC_US),

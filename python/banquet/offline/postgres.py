@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from banquet.errors import (
+    BanquetError,
     DataSourceError,
     EntityDataError,
     SchemaMismatch,
@@ -38,10 +41,12 @@ from banquet.sources import PostgreSQLSource
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from adbc_driver_manager.dbapi import Connection
+    from adbc_driver_manager.dbapi import Connection, Cursor
 
     from banquet.config import PostgresOfflineConfig, RepoConfig
     from banquet.sources import DataSource
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 5
 _US_PER_S = 1_000_000
@@ -54,6 +59,9 @@ class PostgresOfflineStore(OfflineStore):
         cfg: PostgresOfflineConfig = config.offline_store  # type: ignore[assignment]
         self.cfg = cfg
         self.address = f"{cfg.host}:{cfg.port}/{cfg.database}"
+        self._conn: Connection | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._lock = threading.RLock()
 
     # --- connections -----------------------------------------------------------------------
 
@@ -88,10 +96,7 @@ class PostgresOfflineStore(OfflineStore):
             params["sslmode"] = c.sslmode
         return make_conninfo("", **params)
 
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[Connection]:
-        """An ADBC connection (not autocommit); connection failures become StoreUnavailable
-        (server unreachable) or StoreError (server refused the settings)."""
+    def _open(self) -> Connection:
         try:
             import adbc_driver_postgresql.dbapi as adbc
         except ImportError:
@@ -100,7 +105,7 @@ class PostgresOfflineStore(OfflineStore):
                 "pip install 'banquet[postgres]' (or adbc-driver-postgresql)"
             ) from None
         try:
-            conn = adbc.connect(self.conninfo())
+            return adbc.connect(self.conninfo(), autocommit=True)
         except Exception as e:  # adbc raises its own DB-API classes
             text = _one_line(e)
             if "FATAL" in text and not any(m in text.lower() for m in _TRANSIENT):
@@ -110,22 +115,60 @@ class PostgresOfflineStore(OfflineStore):
             raise StoreUnavailable(
                 f"Postgres offline store at {self.address} is unavailable: {text}"
             ) from None
-        try:
-            yield conn
-        finally:
-            with contextlib.suppress(Exception):
-                conn.close()
+
+    def _connection(self) -> Connection:
+        """The store's one connection, opened on first use: opening one costs ~150 ms (the
+        driver loads the server's type catalog), far more than a small read."""
+        if self._conn is None:
+            conn = self._open()
+            self._conn = conn
+            self._finalizer = weakref.finalize(self, _close_quietly, conn)
+        return self._conn
+
+    def _reset(self) -> None:
+        conn, self._conn = self._conn, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if conn is not None:
+            _close_quietly(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()
+
+    def run(self, what: str, op: Callable[[Cursor], T], *, retry: bool = True) -> T:
+        """``op(cursor)`` on the store's connection, one caller at a time. A lost connection
+        is reopened and ``op`` run once more when ``retry`` (reads are idempotent); any other
+        failure is a DataSourceError naming ``what`` with the server's message."""
+        with self._lock:
+            for attempt in (1, 2):
+                conn = self._connection()
+                try:
+                    with conn.cursor() as cur:
+                        return op(cur)
+                except BanquetError:
+                    raise
+                except Exception as e:
+                    text = _one_line(e)
+                    lost = _is_connection_lost(conn, text)
+                    if lost:
+                        self._reset()
+                        if retry and attempt == 1:
+                            continue
+                        raise StoreUnavailable(
+                            f"Postgres offline store at {self.address}: connection lost during "
+                            f"{what}: {text}"
+                        ) from None
+                    raise DataSourceError(f"{what}: Postgres rejected the query: {text}") from None
+        raise AssertionError("unreachable")
 
     def _fetch(self, sql: str, what: str) -> pa.Table:
-        with self.connect() as conn, conn.cursor() as cur:
-            try:
-                cur.execute(sql)
-                table = cur.fetch_arrow_table()
-            except Exception as e:
-                raise DataSourceError(
-                    f"{what}: Postgres rejected the query: {_one_line(e)}"
-                ) from None
-        return _plain(table)
+        def op(cur: Cursor) -> pa.Table:
+            cur.execute(sql)
+            return cur.fetch_arrow_table()
+
+        return _plain(self.run(what, op))
 
     # --- OfflineStore ----------------------------------------------------------------------
 
@@ -196,22 +239,26 @@ class PostgresOfflineStore(OfflineStore):
                 f"pushed rows have column(s) {extra} that table {source.table!r} of source "
                 f"{source.name!r} lacks; add the columns to the table or drop them from the frame"
             )
-        stage = f"_banquet_push_{uuid.uuid4().hex[:12]}"
+        stage = _quote_ident(f"_banquet_push_{uuid.uuid4().hex[:12]}")
         cols = ", ".join(_quote_ident(c) for c in rows.column_names)
-        with self.connect() as conn, conn.cursor() as cur:
+        staged = _plain(rows)
+
+        def op(cur: Cursor) -> None:
+            cur.adbc_ingest(stage[1:-1], staged, mode="create", temporary=True)
             try:
-                cur.adbc_ingest(stage, _plain(rows), mode="create", temporary=True)
-                cur.execute(
-                    f"INSERT INTO {source.table} ({cols}) SELECT {cols} FROM {_quote_ident(stage)}"
-                )
-                conn.commit()
+                # one statement: every row lands or none does
+                cur.execute(f"INSERT INTO {source.table} ({cols}) SELECT {cols} FROM {stage}")
             except Exception as e:
-                with contextlib.suppress(Exception):
-                    conn.rollback()
                 raise SchemaMismatch(
                     f"pushed rows do not fit table {source.table!r} of source {source.name!r}: "
                     f"{_one_line(e)}"
                 ) from None
+            finally:
+                with contextlib.suppress(Exception):
+                    cur.execute(f"DROP TABLE IF EXISTS {stage}")
+
+        # no retry: after a lost connection the INSERT may have committed
+        self.run(f"offline push to {_src(source)}", op, retry=False)
 
 
 def _src(source: DataSource) -> str:
@@ -249,3 +296,20 @@ def _plain(table: pa.Table) -> pa.Table:
         fields.append(pa.field(f.name, col.type, f.nullable))
         arrays.append(col)
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _close_quietly(conn: Connection) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+def _is_connection_lost(conn: Connection, text: str) -> bool:
+    low = text.lower()
+    if any(m in low for m in ("server closed", "connection", "terminating", "no connection")):
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchall()
+        except Exception:
+            return True
+    return False
