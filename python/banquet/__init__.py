@@ -11,6 +11,7 @@ from banquet.entity import Entity
 from banquet.feature_service import FeatureService
 from banquet.feature_view import FeatureView
 from banquet.field import Feature, Field
+from banquet.on_demand import OnDemandFeatureView, on_demand_feature_view
 from banquet.sources import DataSource, FileSource, PostgreSQLSource, PushSource, RequestSource
 from banquet.store import FeatureStore
 from banquet.types import ValueType
@@ -24,10 +25,12 @@ __all__ = [
     "FeatureView",
     "Field",
     "FileSource",
+    "OnDemandFeatureView",
     "PostgreSQLSource",
     "PushSource",
     "RepoConfig",
     "RequestSource",
     "ValueType",
     "__version__",
+    "on_demand_feature_view",
 ]

@@ -161,6 +161,15 @@ _GROUPS = {
         ("TTL", lambda o: o.ttl or "-"),
         ("ONLINE", lambda o: o.online),
     ],
+    "on_demand_feature_views": [
+        ("NAME", lambda o: o.name),
+        ("MODE", lambda o: o.mode),
+        (
+            "SOURCES",
+            lambda o: ",".join(getattr(s, "projected_name", s.name) for s in o.sources),
+        ),
+        ("FEATURES", lambda o: ",".join(f.name for f in o.features)),
+    ],
     "feature_services": [
         ("NAME", lambda o: o.name),
         (

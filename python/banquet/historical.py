@@ -42,6 +42,10 @@ class HistoricalJob(RetrievalJob):
             if not g.is_on_demand:
                 for k in g.view.join_keys:
                     key_column(self._entity, g.view.entity_column(k), None, _where(g))
+        if any(g.is_on_demand for g in request.groups):
+            from banquet.on_demand import check_request_fields
+
+            check_request_fields(request, self._entity.column_names, "entity_df columns")
         self._result: pa.Table | None = None
 
     def to_arrow(self) -> pa.Table:
@@ -69,7 +73,7 @@ class HistoricalJob(RetrievalJob):
         if any(g.is_on_demand for g in self._request.groups):
             from banquet.on_demand import apply_historical
 
-            out = apply_historical(out, self._request)
+            out = apply_historical(out, self._request, per_group)
         return out
 
     def _join_view(self, g: ViewGroup, entity: pa.Table, ts: pa.Array) -> list[pa.Array]:

@@ -18,6 +18,7 @@ from banquet.entity import Entity
 from banquet.errors import DefinitionError, DuplicateNameError, RepoError
 from banquet.feature_service import FeatureService
 from banquet.feature_view import FeatureView
+from banquet.on_demand import OnDemandFeatureView
 from banquet.registry.base import KINDS, State
 from banquet.sources import DataSource
 
@@ -58,7 +59,7 @@ class RepoContents:
             return
         table: dict[str, Any] = getattr(self, kind)
         name = obj.name
-        if kind == "feature_views" and not obj.projection.is_default():
+        if kind in ("feature_views", "on_demand_feature_views") and not obj.projection.is_default():
             obj = obj.without_projection()  # `view[["a"]]` in a module is the view itself
         if name in table:
             if table[name] is obj or table[name].to_dict() == obj.to_dict():
@@ -72,6 +73,9 @@ class RepoContents:
         self.origin[(kind, name)] = where
         if kind == "feature_views":  # a view's source is registered with it (not its entities)
             self.add(obj.source, where)
+        if kind == "on_demand_feature_views":  # and so are request sources (not source views)
+            for src in obj.request_sources:
+                self.add(src, where)
 
     def validate(self) -> None:
         """Cross-object checks: references resolve, names do not collide."""
@@ -91,6 +95,27 @@ class RepoContents:
                         f"FeatureView {fv.name!r}: feature {f.name!r} has the name of entity "
                         f"{join_keys[f.name]!r}'s join key; rename the feature (field_mapping "
                         "on the source can rename the column)"
+                    )
+        for odfv in self.on_demand_feature_views.values():
+            if odfv.name in self.feature_views:
+                raise DuplicateNameError(
+                    f"a feature view and an on-demand feature view are both named "
+                    f"{odfv.name!r}; rename one of them"
+                )
+            for src in odfv.source_views:
+                have_fv = self.feature_views.get(src.name)
+                if have_fv is None:
+                    raise DefinitionError(
+                        f"OnDemandFeatureView {odfv.name!r} reads feature view {src.name!r}, "
+                        "which is not defined in the repo"
+                    )
+                have = {f.name for f in have_fv.features}
+                missing = [f.name for f in src.projected_features if f.name not in have]
+                if missing:
+                    raise DefinitionError(
+                        f"OnDemandFeatureView {odfv.name!r} reads feature {missing[0]!r} of "
+                        f"feature view {src.name!r}, which the view does not define (it has "
+                        f"{sorted(have)})"
                     )
         views = {**self.feature_views, **self.on_demand_feature_views}
         for fs in self.feature_services.values():
@@ -116,6 +141,8 @@ class RepoContents:
 
 
 def kind_of(obj: Any) -> str | None:
+    if isinstance(obj, OnDemandFeatureView):
+        return "on_demand_feature_views"
     if isinstance(obj, Entity):
         return "entities"
     if isinstance(obj, FeatureView):

@@ -34,6 +34,10 @@ class ResolvedRequest:
     groups: list[ViewGroup]
     columns: list[tuple[int, int]]  # output order: (group index, feature index in the group)
     names: list[str]  # output names, in request order
+    # Per on-demand group index: its inputs as (source view's projected name, feature, group
+    # index, feature index). Inputs nobody requested are extra features of their group, named
+    # "view:feature" (':' is in no output name).
+    inputs: dict[int, list[tuple[str, str, int, int]]] = field(default_factory=dict)
 
     def join_key_columns(self) -> list[str]:
         """Entity-row columns the request needs, in first-use order."""
@@ -104,6 +108,7 @@ def _resolve(
             view_name, feature = parts
             view = catalog.view(view_name)
             add(view, view.feature(feature))
+    inputs = {gi: _on_demand_inputs(g, group_for, groups) for gi, g in enumerate(list(groups))}
     names = [groups[gi].names[fi] for gi, fi in columns]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -112,4 +117,28 @@ def _resolve(
             "different feature views); pass full_feature_names=True to name columns "
             "'view__feature', or request only one of them"
         )
-    return ResolvedRequest(groups, columns, names)
+    return ResolvedRequest(
+        groups, columns, names, {gi: refs for gi, refs in inputs.items() if refs}
+    )
+
+
+def _on_demand_inputs(
+    g: ViewGroup, group_for: Any, groups: list[ViewGroup]
+) -> list[tuple[str, str, int, int]]:
+    """Make sure the features an on-demand view reads are fetched; say where they are."""
+    if not g.is_on_demand:
+        return []
+    refs = []
+    for src in g.view.source_views:
+        sgi = group_for(src)
+        sg = groups[sgi]
+        for f in src.projected_features:
+            have = [i for i, x in enumerate(sg.features) if x.name == f.name]
+            if have:
+                fi = have[0]
+            else:
+                sg.features.append(f)
+                sg.names.append(f"{src.projected_name}:{f.name}")
+                fi = len(sg.features) - 1
+            refs.append((src.projected_name, f.name, sgi, fi))
+    return refs

@@ -1,0 +1,430 @@
+"""On-demand feature views: pandas and python modes in historical and online retrieval,
+feature services mixing them with plain views, request fields, output schema checks, and the
+function's trip through the registry into a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from banquet import (
+    FeatureService,
+    FeatureStore,
+    Field,
+    OnDemandFeatureView,
+    RequestSource,
+    on_demand_feature_view,
+)
+from banquet.errors import (
+    DefinitionError,
+    EntityDataError,
+    FeatureNotFound,
+    FunctionNotSerializable,
+    OnDemandFunctionError,
+    OnDemandOutputError,
+    RequestDataNotFound,
+)
+from banquet.types import Float64, Int64
+
+MakeRepo = Callable[..., Path]
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+# The default tmp_repo data: activity.parquet holds (user_id, event_timestamp, clicks, score)
+# = (1, T0, 5, 0.5), (2, T0+1h, 0, 0.25), (3, T0+2h, 7, 1.0), (2, T0+3h, 1, 0.75).
+FEATURES = """\
+import numpy as np
+import pandas as pd
+
+from banquet import (
+    Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, on_demand_feature_view,
+)
+from banquet.types import Float64, Int64, String
+
+SCALE = 10
+user = Entity(name="user", join_keys=["user_id"])
+activity = FeatureView(
+    name="activity",
+    entities=[user],
+    schema=[Field(name="clicks", dtype=Int64), Field(name="score", dtype=Float64)],
+    source=FileSource(name="activity_src", path="data/activity.parquet",
+                      timestamp_field="event_timestamp"),
+)
+req = RequestSource(name="req", schema=[Field(name="amount", dtype=Float64)])
+
+
+@on_demand_feature_view(
+    sources=[activity, req],
+    schema=[Field(name="spend_ratio", dtype=Float64), Field(name="bucket", dtype=String)],
+)
+def pandas_odfv(inputs: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame()
+    out["spend_ratio"] = inputs["amount"] / (inputs["clicks"] + 1)
+    out["bucket"] = np.where(inputs["activity__clicks"] > 3, "high", "low")
+    return out
+
+
+@on_demand_feature_view(
+    sources=[activity[["score"]], req],
+    schema=[Field(name="scaled", dtype=Float64), Field(name="total", dtype=Int64)],
+    mode="python",
+)
+def python_odfv(inputs: dict) -> dict:
+    return {
+        "scaled": [None if s is None else s * SCALE for s in inputs["score"]],
+        "total": [int(a) + 1 for a in inputs["amount"]],
+    }
+
+
+@on_demand_feature_view(
+    sources=[req], schema=[Field(name="half", dtype=Float64)], mode="python", singleton=True
+)
+def one_row(row: dict) -> dict:
+    return {"half": row["amount"] / 2}
+
+
+@on_demand_feature_view(sources=[activity], schema=[Field(name="nothing", dtype=Int64)])
+def missing_column(inputs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"something_else": inputs["clicks"]})
+
+
+@on_demand_feature_view(
+    sources=[activity], schema=[Field(name="label", dtype=Int64)], mode="python"
+)
+def wrong_type(inputs: dict) -> dict:
+    return {"label": [f"user {c}" for c in inputs["clicks"]]}
+
+
+@on_demand_feature_view(sources=[req], schema=[Field(name="boom", dtype=Int64)], mode="python")
+def raises(inputs: dict) -> dict:
+    raise ValueError("no good")
+
+
+svc = FeatureService(
+    name="svc", features=[activity[["clicks"]], pandas_odfv[["spend_ratio"]], python_odfv]
+)
+"""
+
+
+def _entity_df() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": [1, 2, 3],
+            "event_timestamp": [T0 + timedelta(hours=1), T0 + timedelta(hours=3), T0],
+            "amount": [12.0, 4.0, 8.0],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
+    """The FEATURES repo, applied and materialized (built once: the tests only read)."""
+    from conftest import REPO_YAML, _default_sources
+
+    root = tmp_path_factory.mktemp("odfv") / "repo"
+    root.mkdir()
+    (root / "feature_store.yaml").write_text(REPO_YAML.replace("{project}", "odfv_test"))
+    _default_sources(root / "data")
+    (root / "features.py").write_text(FEATURES)
+    fs = FeatureStore(repo_path=root)
+    fs.apply()
+    fs.materialize(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    return fs
+
+
+# --- historical ------------------------------------------------------------------------------
+
+
+def test_historical_pandas_and_python_modes(store: FeatureStore) -> None:
+    df = store.get_historical_features(
+        _entity_df(),
+        [
+            "pandas_odfv:spend_ratio",
+            "activity:clicks",
+            "python_odfv:scaled",
+            "pandas_odfv:bucket",
+            "python_odfv:total",
+            "one_row:half",
+        ],
+    ).to_df()
+    assert list(df.columns) == [
+        "user_id",
+        "event_timestamp",
+        "amount",
+        "spend_ratio",
+        "clicks",
+        "scaled",
+        "bucket",
+        "total",
+        "half",
+    ]
+    # user 1 at T0+1h sees (5, 0.5); user 2 at T0+3h sees (1, 0.75); user 3 at T0 sees nothing.
+    assert df["clicks"].tolist()[:2] == [5, 1] and pd.isna(df["clicks"][2])
+    assert df["spend_ratio"].tolist()[:2] == [2.0, 2.0] and pd.isna(df["spend_ratio"][2])
+    assert df["bucket"].tolist() == ["high", "low", "low"]
+    assert df["scaled"].tolist()[:2] == [5.0, 7.5] and pd.isna(df["scaled"][2])
+    assert df["total"].tolist() == [13, 5, 9]
+    assert df["half"].tolist() == [6.0, 2.0, 4.0]
+    table = store.get_historical_features(_entity_df(), ["python_odfv:total"]).to_arrow()
+    assert table.schema.field("total").type == pa.int64()
+    assert table.column_names == ["user_id", "event_timestamp", "amount", "total"]
+
+
+def test_historical_full_feature_names_and_service(store: FeatureStore) -> None:
+    full = store.get_historical_features(
+        _entity_df(), ["pandas_odfv:spend_ratio", "activity:clicks"], full_feature_names=True
+    ).to_df()
+    assert list(full.columns)[3:] == ["pandas_odfv__spend_ratio", "activity__clicks"]
+    svc = store.get_historical_features(_entity_df(), store.get_feature_service("svc")).to_df()
+    assert list(svc.columns)[3:] == ["clicks", "spend_ratio", "scaled", "total"]
+    assert svc["total"].tolist() == [13, 5, 9]
+
+
+def test_historical_missing_request_field_is_reported_by_name(store: FeatureStore) -> None:
+    entity_df = _entity_df().drop(columns=["amount"])
+    with pytest.raises(RequestDataNotFound, match="'amount'.*pandas_odfv"):
+        store.get_historical_features(entity_df, ["pandas_odfv:spend_ratio"])
+    # Views that need no request field do not ask for it.
+    store.get_historical_features(entity_df, ["missing_column:nothing"])  # lazy: not run
+
+
+# --- online ----------------------------------------------------------------------------------
+
+
+def test_online_pandas_and_python_modes(store: FeatureStore) -> None:
+    resp = store.get_online_features(
+        ["pandas_odfv:spend_ratio", "python_odfv:scaled", "pandas_odfv:bucket", "one_row:half"],
+        [{"user_id": 2, "amount": 4.0}, {"user_id": 99, "amount": 3}],
+    )
+    d = resp.to_dict()
+    assert list(d) == ["user_id", "amount", "spend_ratio", "scaled", "bucket", "half"]
+    # user 2's latest row is (clicks 1, score 0.75); user 99 is unknown.
+    assert d["spend_ratio"] == [2.0, None]
+    assert d["scaled"] == [7.5, None]
+    assert d["bucket"] == ["low", "low"]
+    assert d["half"] == [2.0, 1.5]
+    assert resp.statuses == {
+        "spend_ratio": ["PRESENT", "NULL_VALUE"],
+        "scaled": ["PRESENT", "NULL_VALUE"],
+        "bucket": ["PRESENT", "PRESENT"],
+        "half": ["PRESENT", "PRESENT"],
+    }
+    assert set(resp.event_timestamps) == {"spend_ratio", "scaled", "bucket", "half"}
+    table = resp.to_arrow()
+    assert table.schema.field("spend_ratio").type == pa.float64()
+    assert table.schema.field("bucket").type == pa.string()
+
+
+def test_online_full_names_and_service_mixing_views(store: FeatureStore) -> None:
+    rows = {"user_id": [1, 2], "amount": [12.0, 4.0]}
+    full = store.get_online_features(
+        ["activity:clicks", "python_odfv:total"], rows, full_feature_names=True
+    ).to_dict()
+    assert full == {
+        "user_id": [1, 2],
+        "amount": [12.0, 4.0],
+        "activity__clicks": [5, 1],
+        "python_odfv__total": [13, 5],
+    }
+    resp = store.get_online_features(store.get_feature_service("svc"), rows)
+    assert resp.to_dict() == {
+        "user_id": [1, 2],
+        "amount": [12.0, 4.0],
+        "clicks": [5, 1],
+        "spend_ratio": [2.0, 2.0],
+        "scaled": [5.0, 7.5],
+        "total": [13, 5],
+    }
+    assert list(resp.statuses) == ["clicks", "spend_ratio", "scaled", "total"]
+
+
+def test_online_request_field_errors(store: FeatureStore) -> None:
+    with pytest.raises(RequestDataNotFound, match=r"\['amount'\].*python_odfv"):
+        store.get_online_features(["python_odfv:total"], [{"user_id": 1}])
+    with pytest.raises(EntityDataError, match="request field.*'amount'.*Float64"):
+        store.get_online_features(["python_odfv:total"], [{"user_id": 1, "amount": "lots"}])
+
+
+def test_bad_output_is_a_typed_error_naming_view_and_column(store: FeatureStore) -> None:
+    rows = [{"user_id": 1, "amount": 1.0}]
+    with pytest.raises(OnDemandOutputError, match="'missing_column'.*no column 'nothing'"):
+        store.get_online_features(["missing_column:nothing"], rows)
+    with pytest.raises(OnDemandOutputError, match="'wrong_type'.*'label'.*Int64"):
+        store.get_historical_features(_entity_df(), ["wrong_type:label"]).to_df()
+    with pytest.raises(OnDemandFunctionError, match="'raises'.*ValueError: no good"):
+        store.get_online_features(["raises:boom"], rows)
+    with pytest.raises(FeatureNotFound, match="pandas_odfv.*'nope'"):
+        store.get_online_features(["pandas_odfv:nope"], rows)
+
+
+# --- registry, CLI, serialization --------------------------------------------------------------
+
+_READER = """\
+import json, sys
+from datetime import datetime, timezone
+import pandas as pd
+from banquet import FeatureStore
+
+store = FeatureStore(repo_path=sys.argv[1])
+online = store.get_online_features(
+    store.get_feature_service("svc"), [{"user_id": 2, "amount": 4.0}]
+).to_dict()
+hist = store.get_historical_features(
+    pd.DataFrame({"user_id": [1], "event_timestamp": [datetime(2024, 1, 1, 1, tzinfo=timezone.utc)],
+                  "amount": [12.0]}),
+    ["python_odfv:scaled", "pandas_odfv:bucket"],
+).to_df()
+print(json.dumps({"online": online, "hist": hist[["scaled", "bucket"]].to_dict("list"),
+                  "repo_modules": sorted(m for m in sys.modules if m == "features")}))
+"""
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    proc = subprocess.run(
+        args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_function_round_trips_through_the_registry_into_a_fresh_process(
+    tmp_repo: MakeRepo, tmp_path: Path
+) -> None:
+    repo = tmp_repo({"features.py": FEATURES}, project="odfv_round_trip")
+    cli = [sys.executable, "-m", "banquet.cli", "-c", str(repo)]
+    _run([*cli, "apply"], tmp_path)
+    FeatureStore(repo_path=repo).materialize(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    listing = _run([*cli, "on-demand-feature-views", "list"], tmp_path)
+    rows = [line.split() for line in listing.strip().splitlines()]
+    assert rows[0] == ["NAME", "MODE", "SOURCES", "FEATURES"]
+    assert ["python_odfv", "python", "activity,req", "scaled,total"] in rows
+
+    record = FeatureStore(repo_path=repo).registry_dump()["on_demand_feature_views"]["python_odfv"]
+    assert record["udf"]["source"].startswith("def python_odfv(inputs: dict) -> dict:")
+    assert record["udf"]["globals"] == {"SCALE": {"literal": "10"}}
+    assert record["sources"][0] == {"feature_view": {"view": "activity", "features": ["score"]}}
+    assert FeatureStore(repo_path=repo).registry_dump()["data_sources"]["req"]["kind"] == "request"
+
+    script = tmp_path / "reader.py"
+    script.write_text(_READER)
+    got = json.loads(_run([sys.executable, str(script), str(repo)], tmp_path))
+    assert got["repo_modules"] == []  # the function came from the registry, not features.py
+    assert got["online"] == {
+        "user_id": [2],
+        "amount": [4.0],
+        "clicks": [1],
+        "spend_ratio": [2.0],
+        "scaled": [7.5],
+        "total": [5],
+    }
+    assert got["hist"] == {"scaled": [5.0], "bucket": ["high"]}
+
+
+def test_apply_refuses_functions_that_cannot_be_stored(tmp_repo: MakeRepo) -> None:
+    repo = tmp_repo(None, project="odfv_refuse")
+    fs = FeatureStore(repo_path=repo)
+    req = RequestSource(name="r", schema=[Field(name="x", dtype=Int64)])
+    schema = [Field(name="y", dtype=Int64)]
+    factor = 3
+
+    def closure(inputs: dict) -> dict:
+        return {"y": [v * factor for v in inputs["x"]]}
+
+    cases: list[tuple[Any, str]] = [
+        (lambda inputs: inputs, "lambdas cannot be stored"),
+        (closure, r"enclosing function \(factor\)"),
+        (_uses_helper, r"'_helper'.*function from the feature repo|'_helper'"),
+        (len, "plain Python function"),
+    ]
+    for fn, message in cases:
+        view = OnDemandFeatureView(name="bad", sources=[req], schema=schema, udf=fn, mode="python")
+        with pytest.raises(FunctionNotSerializable, match=message):
+            fs.apply([req, view])
+    assert fs.list_on_demand_feature_views() == []
+
+    # A view defined in a repo file that calls a helper of that file is refused at apply,
+    # naming the helper; nothing is registered.
+    bad = tmp_repo(
+        {
+            "features.py": FEATURES
+            + textwrap.dedent(
+                """
+                def helper(x):
+                    return x + 1
+
+
+                @on_demand_feature_view(sources=[req], schema=[Field(name="y", dtype=Int64)],
+                                        mode="python")
+                def uses_helper(inputs: dict) -> dict:
+                    return {"y": [helper(a) for a in inputs["amount"]]}
+                """
+            )
+        },
+        project="odfv_refuse_repo",
+    )
+    bad_store = FeatureStore(repo_path=bad)
+    with pytest.raises(FunctionNotSerializable, match="uses_helper.*'helper'.*feature repo"):
+        bad_store.apply()
+    assert bad_store.list_feature_views() == []
+
+
+def _helper(x: int) -> int:
+    return x + 1
+
+
+def _uses_helper(inputs: dict[str, list[int]]) -> dict[str, list[int]]:
+    return {"y": [_helper(v) for v in inputs["x"]]}
+
+
+def test_plan_apply_remove_and_definition_checks(tmp_repo: MakeRepo) -> None:
+    repo = tmp_repo({"features.py": FEATURES}, project="odfv_lifecycle")
+    fs = FeatureStore(repo_path=repo)
+    plan = fs.plan().render()
+    assert "+ On-demand feature view pandas_odfv" in plan
+    fs.apply()
+    assert [v.name for v in fs.list_on_demand_feature_views()][:2] == ["missing_column", "one_row"]
+    assert fs.plan().empty  # the stored record is stable across loads
+    # Removing a view from the code removes it from the registry; a FeatureService may not
+    # name an on-demand view that is not defined.
+    (repo / "features.py").write_text(FEATURES.replace("def raises(", "def raised_again("))
+    d = fs.apply()
+    assert d.removed["on_demand_feature_views"] == ["raises"]
+    assert d.added["on_demand_feature_views"] == ["raised_again"]
+    fs.teardown()
+    assert FeatureStore(repo_path=repo).list_on_demand_feature_views() == []
+
+    req = RequestSource(name="r", schema=[Field(name="x", dtype=Int64)])
+    with pytest.raises(DefinitionError, match="mode must be 'pandas' or 'python'"):
+        on_demand_feature_view(sources=[req], schema=[Field(name="y", dtype=Int64)], mode="sql")(
+            _uses_helper
+        )
+    with pytest.raises(DefinitionError, match="singleton=True needs mode='python'"):
+        on_demand_feature_view(
+            sources=[req], schema=[Field(name="y", dtype=Int64)], singleton=True
+        )(_uses_helper)
+    with pytest.raises(DefinitionError, match="sources must be"):
+        OnDemandFeatureView(name="v", sources=["x"], schema=[Field(name="y", dtype=Int64)], udf=len)  # type: ignore[list-item]
+    with pytest.raises(DefinitionError, match="schema must be"):
+        OnDemandFeatureView(name="v", sources=[req], schema=[], udf=_uses_helper)
+    only_odfv = OnDemandFeatureView(
+        name="v", sources=[req], schema=[Field(name="y", dtype=Float64)], udf=_uses_helper
+    )
+    with pytest.raises(DefinitionError, match="has no join keys"):
+        only_odfv.with_join_key_map({"a": "b"})
+    FeatureService(name="s", features=[only_odfv[["y"]]])  # accepted like a view projection
