@@ -50,6 +50,7 @@ CONNECT_TIMEOUT_S = 5
 LOCK_TIMEOUT_S = 120  # waiting for another writer of the same project
 _DDL_LOCK = (0x62616E71, 0x72656769)  # advisory lock ('banq', 'regi') around CREATE TABLE
 _BOOKKEEPING = ("materializations", "version", "last_updated")
+_TRANSIENT_FATAL = ("the database system is", "too many", "remaining connection slots")
 _SCHEMES = ("postgresql", "postgres")  # also with a SQLAlchemy driver suffix: postgresql+psycopg
 
 
@@ -86,6 +87,14 @@ class SqlRegistry(Registry):
                 keepalives_count=3,
             )
         except psycopg.Error as e:
+            text = self._clean(e)
+            if "FATAL:" in text and not any(m in text for m in _TRANSIENT_FATAL):
+                # the server answered and refused (unknown database or user, bad password):
+                # retrying will not help, the settings must change
+                raise RegistryError(
+                    f"SQL registry at {self.address}: cannot connect: {text}; fix registry.path "
+                    "in feature_store.yaml"
+                ) from None
             raise self._unavailable("cannot connect", e) from None
 
     def _unavailable(self, what: str, e: BaseException) -> RegistryUnavailable:
@@ -407,7 +416,7 @@ def parse_path(path: str) -> tuple[str, str | None, str]:
     parts = urlsplit(path.strip())
     scheme = parts.scheme.lower().split("+", 1)[0]
     if scheme not in _SCHEMES or not parts.netloc:
-        shown = re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", path)
+        shown = re.sub(r":[^@/]*@", ":***@", path)
         raise ConfigError(
             f"registry.path {shown!r}: the sql registry stores its tables in PostgreSQL; write "
             "registry.path as postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
@@ -427,4 +436,9 @@ def parse_path(path: str) -> tuple[str, str | None, str]:
 
 
 def _password_of(conninfo: str) -> str | None:
-    return urlsplit(conninfo).password or None
+    """The password to blank out of messages; None if it also names the user, host or
+    database (which messages show anyway)."""
+    u = urlsplit(conninfo)
+    if not u.password or u.password in (u.username, u.hostname, u.path.lstrip("/")):
+        return None
+    return u.password
