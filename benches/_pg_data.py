@@ -53,6 +53,8 @@ def load_parquet(path: Path, table: str, *, key_type: str = "bigint") -> None:
         if key_type != "bigint":
             conn.execute(f"ALTER TABLE {q} ALTER COLUMN user_id TYPE {key_type}")
         if "event_timestamp" in pf.schema_arrow.names and table != "entity":
-            conn.execute(f'CREATE INDEX ON {q} (user_id, event_timestamp)')
+            conn.execute(f"CREATE INDEX ON {q} (user_id, event_timestamp)")
         conn.execute(f"ANALYZE {q}")
-    print(f"  loaded {n:,} rows into {SCHEMA}.{table} in {time.perf_counter() - t:.1f}s", flush=True)
+    print(
+        f"  loaded {n:,} rows into {SCHEMA}.{table} in {time.perf_counter() - t:.1f}s", flush=True
+    )
