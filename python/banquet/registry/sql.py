@@ -168,11 +168,17 @@ class SqlRegistry(Registry):
         return sql.Identifier(self.schema, name) if self.schema else sql.Identifier(name)
 
     def _ensure_tables(self, conn: psycopg.Connection[Any]) -> None:
-        """Create the schema and tables once; concurrent first writers wait on one lock."""
+        """Create the schema and tables if missing; concurrent first writers wait on one
+        lock. Existing tables are used as they are (no DDL, so no CREATE privilege needed)."""
         if self._tables_ready:
             return
         from psycopg import sql
 
+        names = [self._table(t).as_string(conn) for t in (PROJECTS_TABLE, OBJECTS_TABLE)]
+        found = conn.execute("SELECT to_regclass(%s), to_regclass(%s)", names).fetchone()
+        if found is not None and None not in found:
+            self._tables_ready = True
+            return
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _DDL_LOCK)
             if self.schema:
@@ -224,7 +230,9 @@ class SqlRegistry(Registry):
         ).format(meta, objects, self._table(PROJECTS_TABLE))
 
     def read(self, project: str) -> State:
-        row = self._read(lambda conn: _fetch_missing_ok(conn, self._select_state(False), project))
+        row = self._read(
+            lambda conn: _fetch_missing_ok(conn, self._select_state(False), {"project": project})
+        )
         return empty_state() if row is None else _state_from_row(row)
 
     def read_if_changed(self, project: str, version: int, last_updated: str | None) -> State | None:
@@ -280,7 +288,7 @@ class SqlRegistry(Registry):
 
         upserts: list[tuple[str, str, str, Any]] = []
         deletes: list[tuple[str, str, str]] = []
-        for kind in _object_kinds(old, new):
+        for kind in KINDS:
             before, after = old.get(kind) or {}, new.get(kind) or {}
             deletes += [(project, kind, n) for n in before if n not in after]
             upserts += [
@@ -303,7 +311,7 @@ class SqlRegistry(Registry):
                     ).format(objects),
                     upserts,
                 )
-        extra = {k: v for k, v in new.items() if k not in _BOOKKEEPING and not _is_kind(k, v)}
+        extra = {k: v for k, v in new.items() if k not in _BOOKKEEPING and k not in KINDS}
         conn.execute(
             sql.SQL(
                 "UPDATE {} SET version = %s, last_updated = %s, materializations = %s, "
@@ -366,21 +374,19 @@ def _lock_project(conn: psycopg.Connection[Any], table: Any, project: str) -> No
         "INSERT INTO {} (project, version) VALUES (%s, 0) ON CONFLICT (project) DO NOTHING"
     ).format(table)
     lock = sql.SQL("SELECT 1 FROM {} WHERE project = %s FOR UPDATE").format(table)
-    for _ in range(100):
+    for _ in range(5):
         conn.execute(insert, [project])
         if conn.execute(lock, [project]).fetchone() is not None:
             return
     raise RegistryConflict(
-        f"project {project!r} was deleted and re-created over and over while this process "
-        "tried to change it; re-run when the other processes have finished"
+        f"project {project!r} was deleted again and again (teardown) while this process tried "
+        "to change it; nothing was changed: re-run when the other processes have finished"
     )
 
 
-def _fetch_missing_ok(conn: psycopg.Connection[Any], query: Any, params: Any) -> Any:
+def _fetch_missing_ok(conn: psycopg.Connection[Any], query: Any, params: dict[str, Any]) -> Any:
     import psycopg
 
-    if isinstance(params, str):
-        params = {"project": params}
     try:
         return conn.execute(query, params).fetchone()
     except psycopg.errors.UndefinedTable:
@@ -401,14 +407,6 @@ def _state_from_row(row: Any) -> State:
 
 def _parse_stamp(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
-
-
-def _is_kind(key: str, value: Any) -> bool:
-    return key in KINDS
-
-
-def _object_kinds(old: State, new: State) -> list[str]:
-    return [k for k in KINDS if k in old or k in new]
 
 
 def parse_path(path: str) -> tuple[str, str | None, str]:
