@@ -261,6 +261,8 @@ def test_bad_output_is_a_typed_error_naming_view_and_column(store: FeatureStore)
         store.get_online_features(["missing_column:nothing"], rows)
     with pytest.raises(OnDemandOutputError, match="'wrong_type'.*'label'.*Int64"):
         store.get_historical_features(_entity_df(), ["wrong_type:label"]).to_df()
+    with pytest.raises(OnDemandOutputError, match="'wrong_type'.*'label'.*Int64"):
+        store.get_online_features(["wrong_type:label"], rows)
     with pytest.raises(OnDemandFunctionError, match="'raises'.*ValueError: no good"):
         store.get_online_features(["raises:boom"], rows)
     with pytest.raises(FeatureNotFound, match="pandas_odfv.*'nope'"):

@@ -420,15 +420,17 @@ def apply_online(
         if plan.view.mode == "python":
             inputs: dict[str, Any] = dict(entity)
             for f in plan.request_fields:
-                arr = _conform_request(
-                    _to_arrow(entity[f.name], f.name), f, plan.view, "entity_rows"
-                )
-                inputs[f.name] = arr.to_pylist()
+                given = entity[f.name]
+                plain = _plain_values(given, f)
+                if plain is None:
+                    arr = _to_arrow(given, f.name)
+                    plain = _conform_request(arr, f, plan.view, "entity_rows").to_pylist()
+                inputs[f.name] = plain
             for inp in plan.inputs:
                 col = values[request.groups[inp.group].names[inp.feature]]
                 for name in inp.names:
                     inputs[name] = col
-            arrays = _compute(plan, g, inputs, n)
+            columns = _compute(plan, g, inputs, n, as_lists=True)
         else:
             table: dict[str, pa.Array] = {}
             for c, v in entity.items():
@@ -443,11 +445,44 @@ def apply_online(
                 arr = pa.array(values[request.groups[inp.group].names[inp.feature]], inp.dtype)
                 for name in inp.names:
                     table[name] = arr
-            arrays = _compute(plan, g, pa.table(table) if table else pa.table({}), n)
-        for name, arr in zip(g.names, arrays):
-            out[name] = arr.to_pylist()
+            columns = [a.to_pylist() for a in _compute(plan, g, pa.table(table), n)]
+        for name, col in zip(g.names, columns):
+            out[name] = col
         new_rows.append((list(g.names), ["PRESENT"] * n, [None] * n))
     return new_rows
+
+
+# Python types that already are what Arrow would make of a declared type, so python-mode
+# values of these types skip the round trip through Arrow (int32/float32 need range checks).
+_PLAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "int64": (int,),
+    "float64": (float, int),
+    "string": (str,),
+    "bytes": (bytes,),
+    "bool": (bool,),
+}
+
+
+def _plain_values(values: Any, f: Field) -> list[Any] | None:
+    """``values`` as they are when each is None or of the declared type's Python type (ints
+    become floats for a float column); None when the Arrow path must check them."""
+    allowed = _PLAIN_TYPES.get(f.dtype.name)
+    if allowed is None or not isinstance(values, list):
+        return None
+    ints = False
+    for v in values:
+        t = type(v)
+        if t is int:
+            if not -(2**63) <= v < 2**63:
+                return None
+            ints = True
+        elif v is not None and t not in allowed:
+            return None
+    if ints and allowed[0] is float:
+        return [None if v is None else float(v) for v in values]
+    if ints and allowed[0] is not int:
+        return None
+    return values
 
 
 def _to_arrow(values: list[Any], name: str) -> pa.Array:
@@ -460,13 +495,16 @@ def _to_arrow(values: list[Any], name: str) -> pa.Array:
         ) from None
 
 
-def _compute(plan: _GroupPlan, g: ViewGroup, inputs: Any, n: int) -> list[pa.Array]:
+def _compute(
+    plan: _GroupPlan, g: ViewGroup, inputs: Any, n: int, as_lists: bool = False
+) -> list[Any]:
     """Run the view's function on ``inputs`` (a pyarrow Table, or a dict of lists for python
-    mode online) and return its outputs for ``g.features``, each as the declared Arrow type."""
+    mode online) and return its outputs for ``g.features``, each as the declared Arrow type
+    (or, with ``as_lists``, as a list of the Python values of that type)."""
     view = plan.view
     wanted = g.features
     if n == 0:  # do not run user code on no rows; it may index the first one
-        return [pa.array([], f.dtype.to_arrow()) for f in wanted]
+        return [[] if as_lists else pa.array([], f.dtype.to_arrow()) for f in wanted]
     if view.mode == "pandas":
         frame = inputs.to_pandas()
         result = _call(view, frame)
@@ -497,13 +535,15 @@ def _compute(plan: _GroupPlan, g: ViewGroup, inputs: Any, n: int) -> list[pa.Arr
                 f"on-demand feature view {view.name!r}: the function's output has no column "
                 f"{f.name!r} (it returned {names}); return every feature of the schema"
             )
-        arr = _output_array(view, f, columns[key])
-        if len(arr) != n:
+        col = _plain_values(columns[key], f) if as_lists else None
+        if col is None:
+            col = _output_array(view, f, columns[key])
+        if len(col) != n:
             raise OnDemandOutputError(
-                f"on-demand feature view {view.name!r}: output column {f.name!r} has {len(arr)} "
+                f"on-demand feature view {view.name!r}: output column {f.name!r} has {len(col)} "
                 f"values for {n} rows; return one value per input row"
             )
-        out.append(arr)
+        out.append(col.to_pylist() if as_lists and not isinstance(col, list) else col)
     return out
 
 
