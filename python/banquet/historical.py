@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from banquet import _core
+from banquet import _core, types
 from banquet.entity_data import flat, key_column, timestamp_column, to_table, utc_us
 from banquet.errors import FeatureNameCollisionError, SchemaMismatch
 from banquet.offline.base import RetrievalJob
@@ -82,7 +82,8 @@ class HistoricalJob(RetrievalJob):
         where = _where(g)
         keys = view.join_keys
         entity_keys = [
-            flat(key_column(entity, view.entity_column(k), view.key_dtype(k), where)) for k in keys
+            flat(key_column(entity, view.entity_column(k), _join_dtype(view.key_dtype(k)), where))
+            for k in keys
         ]
         ttl = view.ttl_us
         if len(ts) and ts.null_count < len(ts):
@@ -93,7 +94,10 @@ class HistoricalJob(RetrievalJob):
             lo = hi = 0  # nothing can match: read an empty range
         rows = self._store.read_view(view, g.features, lo, hi)
         table = rows.table
-        idx = _core.asof_join(entity_keys, ts, rows.keys, rows.event_ts, rows.created_ts, ttl)
+        pairs = [_as_int64_if_widths_differ(ek, rk) for ek, rk in zip(entity_keys, rows.keys)]
+        idx = _core.asof_join(
+            [e for e, _ in pairs], ts, [r for _, r in pairs], rows.event_ts, rows.created_ts, ttl
+        )
         out = []
         for f in g.features:
             values = flat(table.column(f.name))  # take on one chunk is ~2x faster than on many
@@ -109,6 +113,19 @@ class HistoricalJob(RetrievalJob):
                     ) from None
             out.append(taken)
         return out
+
+
+def _join_dtype(dtype: types.BanquetType | None) -> types.BanquetType | None:
+    """Integer keys join as int64: an entity key held as ``bigint`` meets a source's
+    ``integer`` column, and a value past int32 simply matches nothing (no cast error)."""
+    return types.Int64 if dtype is not None and dtype.name == "int32" else dtype
+
+
+def _as_int64_if_widths_differ(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Integer keys of different widths (``integer`` vs ``bigint``) both joined as int64."""
+    if a.type != b.type and pa.types.is_integer(a.type) and pa.types.is_integer(b.type):
+        return a.cast(pa.int64()), b.cast(pa.int64())
+    return a, b
 
 
 def _where(g: ViewGroup) -> str:
