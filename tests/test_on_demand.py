@@ -43,13 +43,15 @@ T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 # The default tmp_repo data: activity.parquet holds (user_id, event_timestamp, clicks, score)
 # = (1, T0, 5, 0.5), (2, T0+1h, 0, 0.25), (3, T0+2h, 7, 1.0), (2, T0+3h, 1, 0.75).
 FEATURES = """\
+from math import sqrt
+
 import numpy as np
 import pandas as pd
 
 from banquet import (
     Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, on_demand_feature_view,
 )
-from banquet.types import Float64, Int64, String
+from banquet.types import Float64, Int64, String, UnixTimestamp
 
 SCALE = 10
 user = Entity(name="user", join_keys=["user_id"])
@@ -108,6 +110,19 @@ def wrong_type(inputs: dict) -> dict:
 @on_demand_feature_view(sources=[req], schema=[Field(name="boom", dtype=Int64)], mode="python")
 def raises(inputs: dict) -> dict:
     raise ValueError("no good")
+
+
+ts_req = RequestSource(name="ts_req", schema=[Field(name="at", dtype=UnixTimestamp)])
+
+
+@on_demand_feature_view(
+    sources=[ts_req], schema=[Field(name="hours", dtype=Float64)], mode="python"
+)
+def hours_since_2024(inputs: dict) -> dict:
+    from datetime import datetime, timezone
+
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    return {"hours": [sqrt(((t - start).total_seconds() / 3600) ** 2) for t in inputs["at"]]}
 
 
 svc = FeatureService(
@@ -248,6 +263,24 @@ def test_online_full_names_and_service_mixing_views(store: FeatureStore) -> None
     assert list(resp.statuses) == ["clicks", "spend_ratio", "scaled", "total"]
 
 
+def test_timestamp_request_field_from_iso_strings_and_datetimes(store: FeatureStore) -> None:
+    iso = store.get_online_features(["hours_since_2024:hours"], {"at": ["2024-01-01T05:00:00Z"]})
+    assert iso.to_dict()["hours"] == [5.0]
+    naive = store.get_online_features(["hours_since_2024:hours"], [{"at": "2024-01-01 02:30:00"}])
+    assert naive.to_dict()["hours"] == [2.5]
+    aware = datetime(2024, 1, 1, 3, tzinfo=timezone.utc)
+    assert store.get_online_features(["hours_since_2024:hours"], [{"at": aware}]).to_dict()[
+        "hours"
+    ] == [3.0]
+    hist = store.get_historical_features(
+        _entity_df().assign(at=[T0 + timedelta(hours=h) for h in (1, 2, 4)]),
+        ["hours_since_2024:hours"],
+    ).to_df()
+    assert hist["hours"].tolist() == [1.0, 2.0, 4.0]
+    with pytest.raises(EntityDataError, match="'at'.*UnixTimestamp"):
+        store.get_online_features(["hours_since_2024:hours"], [{"at": "yesterday"}])
+
+
 def test_online_request_field_errors(store: FeatureStore) -> None:
     with pytest.raises(RequestDataNotFound, match=r"\['amount'\].*python_odfv"):
         store.get_online_features(["python_odfv:total"], [{"user_id": 1}])
@@ -320,6 +353,14 @@ def test_function_round_trips_through_the_registry_into_a_fresh_process(
     record = FeatureStore(repo_path=repo).registry_dump()["on_demand_feature_views"]["python_odfv"]
     assert record["udf"]["source"].startswith("def python_odfv(inputs: dict) -> dict:")
     assert record["udf"]["globals"] == {"SCALE": {"literal": "10"}}
+    records = FeatureStore(repo_path=repo).registry_dump()["on_demand_feature_views"]
+    assert records["pandas_odfv"]["udf"]["globals"] == {
+        "np": {"module": "numpy"},
+        "pd": {"module": "pandas"},
+    }
+    assert records["hours_since_2024"]["udf"]["globals"] == {
+        "sqrt": {"module": "math", "attr": "sqrt"}
+    }
     assert record["sources"][0] == {"feature_view": {"view": "activity", "features": ["score"]}}
     assert FeatureStore(repo_path=repo).registry_dump()["data_sources"]["req"]["kind"] == "request"
 
@@ -400,7 +441,15 @@ def test_plan_apply_remove_and_definition_checks(tmp_repo: MakeRepo) -> None:
     plan = fs.plan().render()
     assert "+ On-demand feature view pandas_odfv" in plan
     fs.apply()
-    assert [v.name for v in fs.list_on_demand_feature_views()][:2] == ["missing_column", "one_row"]
+    assert [v.name for v in fs.list_on_demand_feature_views()] == [
+        "hours_since_2024",
+        "missing_column",
+        "one_row",
+        "pandas_odfv",
+        "python_odfv",
+        "raises",
+        "wrong_type",
+    ]
     assert fs.plan().empty  # the stored record is stable across loads
     # Removing a view from the code removes it from the registry; a FeatureService may not
     # name an on-demand view that is not defined.

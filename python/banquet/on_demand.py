@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from banquet.request import ResolvedRequest, ViewGroup
 
 MODES = ("pandas", "python")
+UTC_US = pa.timestamp("us", tz="UTC")
 
 
 class OnDemandFeatureView:
@@ -593,12 +594,25 @@ def _output_array(view: OnDemandFeatureView, f: Field, values: Any) -> pa.Array:
 def _conform_request(
     arr: pa.Array | pa.ChunkedArray, f: Field, view: OnDemandFeatureView, where: str
 ) -> pa.Array:
+    if pat.is_timestamp(f.dtype.to_arrow()) and _kind(arr.type) == "string":
+        arr = _parse_timestamps(arr)  # JSON clients send times as ISO strings
     return _conform(
         arr,
         f,
         f"on-demand feature view {view.name!r}: request field (from {where})",
         EntityDataError,
     )
+
+
+def _parse_timestamps(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """ISO 8601 strings as UTC timestamps (no zone offset: UTC); unparsable: left as they are,
+    for ``_conform`` to report."""
+    for target in (UTC_US, pa.timestamp("us")):
+        try:
+            return arr.cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    return arr
 
 
 def _conform(
