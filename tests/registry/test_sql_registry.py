@@ -95,6 +95,15 @@ def test_open_registry_from_config(tmp_path: Path, pg_schema_dsn: str) -> None:
     reg.close()
 
 
+def test_database_url_without_registry_type_sql(tmp_path: Path) -> None:
+    cfg = RepoConfig.from_dict(
+        {"project": "p", "registry": {"path": "postgresql://u:pw@h/db"}}, repo_path=tmp_path
+    )
+    with pytest.raises(ConfigError, match="add `registry_type: sql`"):
+        open_registry(cfg)
+    assert not list(tmp_path.iterdir())  # no file named after the URL
+
+
 # --- connection errors -------------------------------------------------------------------------
 
 

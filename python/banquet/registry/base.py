@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from banquet.entity import Entity
 from banquet.errors import (
+    ConfigError,
     DataSourceNotFound,
     EntityNotFound,
     FeatureServiceNotFound,
@@ -83,6 +84,11 @@ def open_registry(config: RepoConfig) -> Registry:
         from banquet.registry.sql import SqlRegistry
 
         return SqlRegistry(reg.path)
+    if reg.path.split("+", 1)[0].split("://", 1)[0].lower() in ("postgresql", "postgres"):
+        raise ConfigError(
+            "registry.path is a database URL but registry.registry_type is 'file'; add "
+            "`registry_type: sql` under `registry:` in feature_store.yaml"
+        )
     from banquet.registry.file import FileRegistry
 
     return FileRegistry(config.resolve(reg.path))
