@@ -378,6 +378,82 @@ def test_function_round_trips_through_the_registry_into_a_fresh_process(
     }
     assert got["hist"] == {"scaled": [5.0], "bucket": ["high"]}
 
+    # The feature server computes them too, and names a missing request field (a 400).
+    status, body = _serve_and_post(
+        [*cli, "serve", "--host", "127.0.0.1"],
+        tmp_path,
+        [
+            {"feature_service": "svc", "entities": {"user_id": [2], "amount": [4.0]}},
+            {"features": ["python_odfv:total"], "entities": {"user_id": [2]}},
+        ],
+    )
+    assert status[0] == 200
+    assert body[0]["metadata"]["feature_names"] == [
+        "user_id",
+        "amount",
+        "clicks",
+        "spend_ratio",
+        "scaled",
+        "total",
+    ]
+    assert [r["values"] for r in body[0]["results"]] == [[2], [4.0], [1], [2.0], [7.5], [5]]
+    assert body[0]["results"][4]["statuses"] == ["PRESENT"]
+    assert status[1] == 400
+    assert body[1]["error"]["type"] == "RequestDataNotFound"
+    assert "'amount'" in body[1]["error"]["message"]
+
+
+def _serve_and_post(
+    command: list[str], cwd: Path, requests: list[dict[str, Any]]
+) -> tuple[list[int], list[Any]]:
+    """Start `banquet serve` on a free port, POST each body to /get-online-features."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = cwd / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "banquet serve did not start in 30 s"
+                time.sleep(0.1)
+        statuses, bodies = [], []
+        for req in requests:
+            post = urllib.request.Request(
+                f"{base}/get-online-features",
+                data=json.dumps(req).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(post, timeout=10) as resp:
+                    statuses.append(resp.status)
+                    bodies.append(json.loads(resp.read()))
+            except urllib.error.HTTPError as e:
+                statuses.append(e.code)
+                bodies.append(json.loads(e.read()))
+        return statuses, bodies
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
 
 def test_apply_refuses_functions_that_cannot_be_stored(tmp_repo: MakeRepo) -> None:
     repo = tmp_repo(None, project="odfv_refuse")
