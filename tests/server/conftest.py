@@ -133,6 +133,7 @@ def make_repo(
     store.apply()
     if materialize:
         store.materialize(T0 - timedelta(days=1), NOW + timedelta(minutes=1))
+    store.online_store.close()
     return root
 
 
@@ -142,36 +143,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Server:
-    """One ``banquet serve`` subprocess and a small keep-alive JSON client for it."""
+class Client:
+    """A keep-alive JSON client for one server (one per thread)."""
 
-    def __init__(self, repo: Path, log: Path, ttl: float, env: dict[str, str] | None) -> None:
-        self.repo = repo
-        self.port = free_port()
-        self.log = log
-        cmd = [sys.executable, "-m", "banquet.cli", "-c", str(repo), "serve"]
-        cmd += ["--port", str(self.port), "--registry-ttl-sec", str(ttl)]
-        self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            cmd, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
+    def __init__(self, port: int) -> None:
+        self.port = port
         self._conn: http.client.HTTPConnection | None = None
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self.output()}")
-            try:
-                self.request("GET", "/health")
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not answer within {timeout}s: {self.output()}")
-
-    def output(self) -> str:
-        self._out.flush()
-        return self.log.read_text(errors="replace")[-2000:]
 
     def request(
         self,
@@ -192,8 +169,7 @@ class Server:
                 text = resp.read()
                 break
             except (http.client.HTTPException, ConnectionError):
-                conn.close()
-                self._conn = None
+                self.close()
                 if attempt:
                     raise
         try:
@@ -204,9 +180,44 @@ class Server:
     def post(self, path: str, body: Any, **kw: Any) -> tuple[int, Any]:
         return self.request("POST", path, body, **kw)
 
-    def stop(self) -> None:
+    def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
+            self._conn = None
+
+
+class Server(Client):
+    """One ``banquet serve`` subprocess (and a client for it)."""
+
+    def __init__(self, repo: Path, log: Path, ttl: float, env: dict[str, str] | None) -> None:
+        super().__init__(free_port())
+        self.repo = repo
+        self.log = log
+        cmd = [sys.executable, "-m", "banquet.cli", "-c", str(repo), "serve"]
+        cmd += ["--port", str(self.port), "--registry-ttl-sec", str(ttl)]
+        self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.output()}")
+            try:
+                self.request("GET", "/health")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not answer within {timeout}s: {self.output()}")
+
+    def output(self) -> str:
+        self._out.flush()
+        return self.log.read_text(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        self.close()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
