@@ -80,7 +80,15 @@ def version() -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--template", "-t", type=click.Choice(["local"]), default="local", show_default=True)
+@click.option(
+    "--template",
+    "-t",
+    type=click.Choice(["local", "postgres"]),
+    default="local",
+    show_default=True,
+    help="local: Parquet + SQLite, no server. postgres: offline, online and registry in "
+    "Postgres (connection from BANQUET_PG_* environment variables).",
+)
 @click.pass_context
 def init(ctx: click.Context, name: str, template: str) -> None:
     """Create a working example feature repo in the folder NAME."""
@@ -88,8 +96,10 @@ def init(ctx: click.Context, name: str, template: str) -> None:
 
     target = (ctx.obj["repo"] or Path(".")) / name
     create_repo(target, name, template)
+    load = "python load_data.py && " if template == "postgres" else ""
     click.echo(
-        f"Created feature repo {target}/ ({template} template). Next:\n  cd {target} && banquet apply"
+        f"Created feature repo {target}/ ({template} template). Next:\n"
+        f"  cd {target} && {load}banquet apply"
     )
 
 

@@ -260,6 +260,22 @@ class PostgresOfflineStore(OfflineStore):
         # no retry: after a lost connection the INSERT may have committed
         self.run(f"offline push to {_src(source)}", op, retry=False)
 
+    def write_table(self, name: str, rows: pa.Table, *, replace: bool = True) -> None:
+        """Create table ``name`` in ``db_schema`` (the schema too, if missing) from Arrow rows
+        by binary COPY; ``replace`` drops an existing table of that name first, else rows are
+        appended to it. For loading example or test data."""
+        schema = self.cfg.db_schema
+
+        def op(cur: Cursor) -> None:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(schema)}")
+            data = _plain(rows)
+            if replace:
+                cur.adbc_ingest(name, data, mode="replace", db_schema_name=schema)
+            else:
+                cur.adbc_ingest(name, data, mode="create_append", db_schema_name=schema)
+
+        self.run(f"writing table {schema}.{name}", op, retry=False)
+
 
 def _src(source: DataSource) -> str:
     if isinstance(source, PostgreSQLSource) and source.table:

@@ -9,7 +9,7 @@ from pathlib import Path
 from banquet.errors import BanquetError
 
 HERE = Path(__file__).parent
-TEMPLATES = ("local",)
+TEMPLATES = ("local", "postgres")  # folders beside this file
 
 
 def create_repo(target: Path, project: str, template: str = "local") -> None:
