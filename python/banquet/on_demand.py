@@ -30,6 +30,7 @@ from banquet.errors import (
     EntityDataError,
     FeatureNotFound,
     FeatureViewNotFound,
+    FunctionNotSerializable,
     OnDemandFunctionError,
     OnDemandOutputError,
     RequestDataNotFound,
@@ -256,11 +257,15 @@ class OnDemandFeatureView:
         )
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, OnDemandFeatureView)
-            and self.to_dict() == other.to_dict()
-            and self.projection_dict() == other.projection_dict()
-        )
+        if not isinstance(other, OnDemandFeatureView):
+            return False
+        if self is other:
+            return True
+        try:
+            same = self.to_dict() == other.to_dict()
+        except FunctionNotSerializable:  # no record to compare: only the same function is equal
+            same = self.udf is other.udf
+        return same and self.projection_dict() == other.projection_dict()
 
     def __hash__(self) -> int:
         return hash(self.name)

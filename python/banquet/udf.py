@@ -50,6 +50,9 @@ _LITERAL_TYPES = (
     set,
     frozenset,
 )
+# Rebuilt functions by (name, source, globals): a new registry version (a new catalog) reuses
+# them instead of compiling again.
+_BUILT: dict[tuple[str, str, str], types.FunctionType] = {}
 _GLOBAL_OPS = {"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"}
 
 
@@ -114,7 +117,14 @@ class UserFunction:
     def __call__(self, *args: Any) -> Any:
         fn = self._fn
         if fn is None:
-            fn = self._fn = _rebuild(self.owner, self.name, self.source or "", self.globals)
+            key = (self.name, self.source or "", repr(sorted(self.globals.items())))
+            fn = _BUILT.get(key)
+            if fn is None:
+                fn = _rebuild(self.owner, self.name, self.source or "", self.globals)
+                if len(_BUILT) >= 256:
+                    _BUILT.clear()
+                _BUILT[key] = fn
+            self._fn = fn
         return fn(*args)
 
     def __repr__(self) -> str:
