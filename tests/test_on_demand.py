@@ -35,6 +35,7 @@ from banquet.errors import (
     OnDemandOutputError,
     RequestDataNotFound,
 )
+from banquet.repo import load_repo
 from banquet.types import Float64, Int64
 
 MakeRepo = Callable[..., Path]
@@ -110,6 +111,15 @@ def wrong_type(inputs: dict) -> dict:
 @on_demand_feature_view(sources=[req], schema=[Field(name="boom", dtype=Int64)], mode="python")
 def raises(inputs: dict) -> dict:
     raise ValueError("no good")
+
+
+@on_demand_feature_view(
+    sources=[activity[["clicks"]].with_name("act").with_join_key_map({"user_id": "buyer"})],
+    schema=[Field(name="double_clicks", dtype=Int64)],
+    mode="python",
+)
+def buyer_clicks(inputs: dict) -> dict:
+    return {"double_clicks": [None if c is None else 2 * c for c in inputs["act__clicks"]]}
 
 
 ts_req = RequestSource(name="ts_req", schema=[Field(name="at", dtype=UnixTimestamp)])
@@ -279,6 +289,15 @@ def test_timestamp_request_field_from_iso_strings_and_datetimes(store: FeatureSt
     assert hist["hours"].tolist() == [1.0, 2.0, 4.0]
     with pytest.raises(EntityDataError, match="'at'.*UnixTimestamp"):
         store.get_online_features(["hours_since_2024:hours"], [{"at": "yesterday"}])
+
+
+def test_source_view_alias_and_join_key_map(store: FeatureStore) -> None:
+    online = store.get_online_features(["buyer_clicks:double_clicks"], {"buyer": [1, 2, 7]})
+    assert online.to_dict() == {"buyer": [1, 2, 7], "double_clicks": [10, 2, None]}
+    hist = store.get_historical_features(
+        _entity_df().rename(columns={"user_id": "buyer"}), ["buyer_clicks:double_clicks"]
+    ).to_df()
+    assert hist["double_clicks"].tolist()[:2] == [10, 2] and pd.isna(hist["double_clicks"][2])
 
 
 def test_online_request_field_errors(store: FeatureStore) -> None:
@@ -518,6 +537,7 @@ def test_plan_apply_remove_and_definition_checks(tmp_repo: MakeRepo) -> None:
     assert "+ On-demand feature view pandas_odfv" in plan
     fs.apply()
     assert [v.name for v in fs.list_on_demand_feature_views()] == [
+        "buyer_clicks",
         "hours_since_2024",
         "missing_column",
         "one_row",
@@ -535,6 +555,12 @@ def test_plan_apply_remove_and_definition_checks(tmp_repo: MakeRepo) -> None:
     assert d.added["on_demand_feature_views"] == ["raised_again"]
     fs.teardown()
     assert FeatureStore(repo_path=repo).list_on_demand_feature_views() == []
+
+    # An on-demand view cannot be applied without the views it reads.
+    other = FeatureStore(repo_path=tmp_repo(None, project="odfv_alone"))
+    alone = load_repo(repo).on_demand_feature_views["python_odfv"]
+    with pytest.raises(DefinitionError, match="python_odfv.*'activity'.*not defined"):
+        other.apply([alone])
 
     req = RequestSource(name="r", schema=[Field(name="x", dtype=Int64)])
     with pytest.raises(DefinitionError, match="mode must be 'pandas' or 'python'"):
