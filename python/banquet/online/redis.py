@@ -28,7 +28,9 @@ or a failed node re-reads the slot map and retries once (every operation is idem
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import socket
 import struct
 import threading
 from binascii import crc_hqx
@@ -58,22 +60,23 @@ _TS = struct.Struct(">QQ")
 # 16-byte timestamp and its blob. Returns how many keys were written.
 _WRITE_LUA = """
 local vf, tf, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local unpack = struct.unpack
 local written = 0
 for i, key in ipairs(KEYS) do
-  local ts, blob = ARGV[2 * i + 2], ARGV[2 * i + 3]
+  local ts = ARGV[2 * i + 2]
   local old = redis.call('HGET', key, tf)
   local newer = true
   if old and #old == 16 then
-    for j = 1, 16 do
-      local a, b = string.byte(ts, j), string.byte(old, j)
-      if a ~= b then
-        newer = a > b
-        break
-      end
-    end
+    -- bytewise order of the two 16-byte stamps, as four exact unsigned 32-bit numbers
+    local a1, a2, a3, a4 = unpack('>I4I4I4I4', ts)
+    local b1, b2, b3, b4 = unpack('>I4I4I4I4', old)
+    if a1 ~= b1 then newer = a1 > b1
+    elseif a2 ~= b2 then newer = a2 > b2
+    elseif a3 ~= b3 then newer = a3 > b3
+    else newer = a4 >= b4 end
   end
   if newer then
-    redis.call('HSET', key, vf, blob, tf, ts)
+    redis.call('HSET', key, vf, ARGV[2 * i + 3], tf, ts)
     if ttl > 0 then
       redis.call('EXPIRE', key, ttl)
     end
@@ -257,14 +260,179 @@ class _Uncovered(Exception):
     """A key hashes to a cluster slot that no node serves (the cluster is down or changing)."""
 
 
+class _Conn:
+    """One socket to one Redis server, speaking RESP directly: the hot paths send commands
+    encoded in bulk and parse the replies here (redis-py's pool checkout and reply parsing
+    cost more CPU per request than the round trip itself). Used by one thread at a time."""
+
+    __slots__ = ("buf", "pos", "sock")
+
+    def __init__(self, address: RedisAddress, host: str, port: int) -> None:
+        import redis
+
+        try:
+            sock = socket.create_connection((host, port), timeout=address.socket_connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if address.ssl:
+                import ssl
+
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            sock.settimeout(address.socket_timeout)
+        except TimeoutError as e:
+            raise redis.TimeoutError(f"connecting to {_hp(host, port)}: timed out") from e
+        except OSError as e:
+            raise redis.ConnectionError(f"connecting to {_hp(host, port)}: {e}") from e
+        self.sock = sock
+        self.buf = b""
+        self.pos = 0
+        hello = []
+        if address.password is not None:
+            user = [address.username.encode()] if address.username else []
+            hello.append(_command([b"AUTH", *user, address.password.encode()]))
+        if address.db:
+            hello.append(_command([b"SELECT", b"%d" % address.db]))
+        if hello:
+            try:
+                replies = self.exchange(b"".join(hello), len(hello))
+            except BaseException:
+                self.close()
+                raise
+            for r in replies:
+                if isinstance(r, Exception):
+                    self.close()
+                    raise redis.AuthenticationError(str(r))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def exchange(self, payload: bytes, replies: int) -> list[Any]:
+        self.send(payload)
+        return self.receive(replies)
+
+    def send(self, payload: bytes) -> None:
+        import redis
+
+        try:
+            self.sock.sendall(payload)
+        except TimeoutError as e:
+            raise redis.TimeoutError("timed out sending") from e
+        except OSError as e:
+            raise redis.ConnectionError(f"sending: {e}") from e
+
+    def receive(self, replies: int) -> list[Any]:
+        """``replies`` replies; an error reply is returned as its exception (not raised)."""
+        out = []
+        for _ in range(replies):
+            while True:
+                try:
+                    value, self.pos = _parse(self.buf, self.pos)
+                    break
+                except _Incomplete:
+                    self._fill()
+            out.append(value)
+        if self.pos == len(self.buf):
+            self.buf, self.pos = b"", 0
+        return out
+
+    def _fill(self) -> None:
+        import redis
+
+        try:
+            data = self.sock.recv(1 << 16)
+        except TimeoutError as e:
+            raise redis.TimeoutError("timed out waiting for the reply") from e
+        except OSError as e:
+            raise redis.ConnectionError(f"reading: {e}") from e
+        if not data:
+            raise redis.ConnectionError("connection closed by the server")
+        self.buf = self.buf[self.pos :] + data if self.buf else data
+        self.pos = 0
+
+
+class _Incomplete(Exception):
+    pass
+
+
+def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
+    """One RESP2 reply from ``buf[pos:]``: (value, end), or _Incomplete."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _Incomplete
+    kind = buf[pos]
+    if kind == 36:  # $ bulk string
+        n = int(buf[pos + 1 : end])
+        if n < 0:
+            return None, end + 2
+        stop = end + 2 + n
+        if stop + 2 > len(buf):
+            raise _Incomplete
+        return buf[end + 2 : stop], stop + 2
+    if kind == 42:  # * array
+        n = int(buf[pos + 1 : end])
+        if n < 0:
+            return None, end + 2
+        items = []
+        pos = end + 2
+        for _ in range(n):
+            item, pos = _parse(buf, pos)
+            items.append(item)
+        return items, pos
+    if kind == 58:  # : integer
+        return int(buf[pos + 1 : end]), end + 2
+    if kind == 43:  # + simple string
+        return buf[pos + 1 : end], end + 2
+    if kind == 45:  # - error
+        return _error(buf[pos + 1 : end].decode("utf-8", "replace")), end + 2
+    from redis.exceptions import InvalidResponse
+
+    raise InvalidResponse(f"unexpected RESP reply type byte {kind!r}")
+
+
+def _error(text: str) -> Exception:
+    """The redis-py exception for an error reply (NOSCRIPT, MOVED, ...)."""
+    try:
+        from redis._parsers.base import BaseParser
+
+        return BaseParser.parse_error(text)  # type: ignore[no-any-return]
+    except ImportError:  # redis-py moved it: a plain error still names the problem
+        from redis.exceptions import ResponseError
+
+        return ResponseError(text)
+
+
+def _command(args: Sequence[bytes]) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)
+
+
+def _pop(idle: list[_Conn]) -> _Conn | None:
+    try:
+        return idle.pop()
+    except IndexError:  # another thread took the last one
+        return None
+
+
+class _StaleConnection(Exception):
+    """A reused connection failed before any reply: the server closed it meanwhile."""
+
+
 class _Node:
-    """One Redis server: its address (for messages) and a redis-py client (its pool)."""
+    """One Redis server: its address (for messages), a redis-py client for the occasional
+    command (SCAN, SCRIPT LOAD, ...) and idle raw connections for the hot paths."""
 
-    __slots__ = ("client", "name")
+    __slots__ = ("client", "host", "idle", "name", "port", "script_loaded")
 
-    def __init__(self, name: str, client: redis.Redis) -> None:
+    def __init__(self, name: str, client: redis.Redis, host: str, port: int) -> None:
+        self.script_loaded = False  # the write script, loaded by this process
         self.name = name
         self.client = client
+        self.host = host
+        self.port = port
+        self.idle: list[_Conn] = []  # list.pop / append are atomic: no lock needed
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
 
 
 @dataclass(frozen=True)
@@ -346,7 +514,8 @@ class RedisOnlineStore(OnlineStore):
         return topo
 
     def _single(self) -> _Topology:
-        return _Topology([_Node(str(self.address), self.client())], None)
+        a = self.address
+        return _Topology([_Node(str(a), self.client(), a.host, a.port)], None)
 
     def _discover(self) -> _Topology:
         """Ask the first cluster node that answers which primary serves which slots."""
@@ -376,7 +545,7 @@ class RedisOnlineStore(OnlineStore):
             where = (h or host, int(primary[1]))  # an empty host: the node we asked
             node = nodes.get(where)
             if node is None:
-                node = nodes[where] = _Node(_hp(*where), self._client_for(*where))
+                node = nodes[where] = _Node(_hp(*where), self._client_for(*where), *where)
             slots[int(start) : int(end) + 1] = [node] * (int(end) - int(start) + 1)
         return _Topology(list(nodes.values()), slots)
 
@@ -424,46 +593,57 @@ class RedisOnlineStore(OnlineStore):
     def _exchange(self, batches: Sequence[tuple[_Node, bytes, int]]) -> list[list[Any]]:
         """Send each node its RESP-encoded commands, then read each node's replies (so
         several nodes cost one round trip's latency). Per batch: (node, commands, number of
-        replies). Commands are encoded by the callers, in bulk: redis-py's per-command
-        encoding costs more than Redis takes to run them. The first error reply is raised
-        after every reply has been read (the connections stay in step); a connection that
-        failed or was interrupted is dropped, never reused."""
-        import redis
-        from redis.exceptions import ResponseError
+        replies). The first error reply is raised after every reply has been read (the
+        connections stay in step); a connection that failed or was interrupted is closed,
+        never reused. A pooled connection the server closed meanwhile (a restart) fails
+        before any reply: then the exchange is sent once more on fresh connections (every
+        command sent here is idempotent)."""
+        try:
+            return self._exchange_once(batches, fresh=False)
+        except _StaleConnection:
+            for node, _, _ in batches:
+                node.close()
+            return self._exchange_once(batches, fresh=True)
 
-        taken: list[tuple[Any, Any]] = []
+    def _exchange_once(
+        self, batches: Sequence[tuple[_Node, bytes, int]], fresh: bool
+    ) -> list[list[Any]]:
+        import redis
+
+        taken: list[tuple[_Node, _Conn]] = []
         node = batches[0][0] if batches else None
-        clean = False
+        clean = reused = got_any = False
+        out: list[list[Any]] = []
         try:
             for node, payload, _ in batches:
-                pool = node.client.connection_pool
-                conn = pool.get_connection()
-                taken.append((pool, conn))
-                conn.send_packed_command([payload])
-            out: list[list[Any]] = []
-            error: ResponseError | None = None
+                conn = None if fresh else _pop(node.idle)
+                if conn is None:
+                    conn = _Conn(self.address, node.host, node.port)
+                else:
+                    reused = True
+                taken.append((node, conn))
+                conn.send(payload)
             for (node, _, n), (_, conn) in zip(batches, taken):  # noqa: B007 (node: for errors)
-                replies: list[Any] = []
-                for _ in range(n):
-                    try:
-                        replies.append(conn.read_response())
-                    except ResponseError as e:
-                        error = error or e
-                        replies.append(None)
-                out.append(replies)
+                out.append(conn.receive(n))
+                got_any = True
             clean = True
-            if error is not None:
-                raise error
-            return out
         except (redis.ConnectionError, redis.TimeoutError) as e:
+            if reused and not got_any and isinstance(e, redis.ConnectionError):
+                raise _StaleConnection from e
             if self.cluster and node is not None:
                 raise type(e)(f"node {node.name}: {e}") from None
             raise
         finally:
-            for pool, conn in taken:
-                if not clean:
-                    conn.disconnect()  # unread replies (an error, a timeout, Ctrl-C)
-                pool.release(conn)
+            for owner, conn in taken:
+                if clean:
+                    owner.idle.append(conn)
+                else:
+                    conn.close()  # unread replies (an error, a timeout, Ctrl-C)
+        for replies in out:
+            for r in replies:
+                if isinstance(r, Exception):
+                    raise r
+        return out
 
     def _by_node(
         self, topo: _Topology, full_keys: Sequence[bytes]
@@ -570,26 +750,36 @@ class RedisOnlineStore(OnlineStore):
                     ),
                 )
                 return
-            calls = [
-                (
+        except TypeError:
+            raise _not_bytes(view_name) from None
+
+        def wave(lo: int) -> Callable[[], list[tuple[_Node, bytes, int]]]:
+            def encode() -> list[tuple[_Node, bytes, int]]:
+                hi = min(lo + KEYS_PER_ROUND_TRIP, len(keys))
+                calls = [
                     _evalsha(
                         prefix,
                         head,
-                        keys[lo : lo + SCRIPT_KEYS],
-                        event_ts[lo : lo + SCRIPT_KEYS],
-                        created_ts[lo : lo + SCRIPT_KEYS],
-                        blobs[lo : lo + SCRIPT_KEYS],
-                    ),
-                    min(SCRIPT_KEYS, len(keys) - lo),
-                )
-                for lo in range(0, len(keys), SCRIPT_KEYS)
-            ]
+                        keys[i : min(i + SCRIPT_KEYS, hi)],
+                        event_ts[i : min(i + SCRIPT_KEYS, hi)],
+                        created_ts[i : min(i + SCRIPT_KEYS, hi)],
+                        blobs[i : min(i + SCRIPT_KEYS, hi)],
+                    )
+                    for i in range(lo, hi, SCRIPT_KEYS)
+                ]
+                return [(node, b"".join(calls), len(calls))]
+
+            return encode
+
+        node = self._topology().nodes[0]
+        waves = [wave(lo) for lo in range(0, len(keys), KEYS_PER_ROUND_TRIP)]
+        try:
+            self._run(
+                f"write to feature view {view_name!r}",
+                lambda _: self._send_scripts([node], waves),
+            )
         except TypeError:
             raise _not_bytes(view_name) from None
-        self._run(
-            f"write to feature view {view_name!r}",
-            lambda topo: self._send_scripts({topo.nodes[0]: calls}),
-        )
 
     def _write_cluster(
         self,
@@ -610,9 +800,9 @@ class RedisOnlineStore(OnlineStore):
             for i in idx:
                 by_slot.setdefault(key_slot(full[i]), []).append(i)
             mine = calls[node] = []
-            for group in by_slot.values():
-                for lo in range(0, len(group), SCRIPT_KEYS):
-                    part = group[lo : lo + SCRIPT_KEYS]
+            for same_slot in by_slot.values():
+                for lo in range(0, len(same_slot), SCRIPT_KEYS):
+                    part = same_slot[lo : lo + SCRIPT_KEYS]
                     mine.append(
                         (
                             _evalsha(
@@ -626,16 +816,10 @@ class RedisOnlineStore(OnlineStore):
                             len(part),
                         )
                     )
-        self._send_scripts(calls)
-
-    def _send_scripts(self, calls: dict[_Node, list[tuple[bytes, int]]]) -> None:
-        """Run the script calls (RESP, number of keys), per node in round trips of about
-        ``KEYS_PER_ROUND_TRIP`` keys, every node's next round trip sent together."""
-        from redis.exceptions import NoScriptError
-
         waves: list[list[tuple[_Node, bytes, int]]] = []
         for node, mine in calls.items():
-            wave, group, n = 0, [], 0
+            wave, n = 0, 0
+            group: list[bytes] = []
             for payload, count in mine:
                 group.append(payload)
                 n += count
@@ -644,13 +828,92 @@ class RedisOnlineStore(OnlineStore):
                     wave, group, n = wave + 1, [], 0
             if group:
                 _put(waves, wave, (node, b"".join(group), len(group)))
-        for batch in waves:
-            try:
+        self._send_scripts(list(calls), [functools.partial(list, w) for w in waves])
+
+    def _send_scripts(
+        self, nodes: list[_Node], waves: Sequence[Callable[[], list[tuple[_Node, bytes, int]]]]
+    ) -> None:
+        """Run script calls in waves: ``waves[i]()`` encodes wave i as (node, RESP of its
+        calls, number of calls) per node. Wave i+1 is encoded and sent before wave i's
+        replies are read, so Python encodes while Redis runs the scripts. A reused
+        connection found closed (a server restart) reruns everything once on fresh ones;
+        waves refused with NOSCRIPT (a new or flushed server) are rerun after loading the
+        script (rerunning a call is harmless: the newer row wins either way)."""
+        for node in nodes:
+            if not node.script_loaded:
+                node.client.script_load(_WRITE_LUA)
+                node.script_loaded = True
+        try:
+            refused = self._run_waves(waves, fresh=False)
+        except _StaleConnection:
+            for node in nodes:
+                node.close()
+            refused = self._run_waves(waves, fresh=True)
+        if refused:
+            for node in {node for batch in refused for node, _, _ in batch}:
+                node.client.script_load(_WRITE_LUA)
+            for batch in refused:
                 self._exchange(batch)
-            except NoScriptError:  # a new server, or its scripts were flushed: load, resend
-                for node, _, _ in batch:  # (rerunning a call is harmless)
-                    node.client.script_load(_WRITE_LUA)
-                self._exchange(batch)
+
+    def _run_waves(
+        self, waves: Sequence[Callable[[], list[tuple[_Node, bytes, int]]]], fresh: bool
+    ) -> list[list[tuple[_Node, bytes, int]]]:
+        """The waves that came back NOSCRIPT; raises the first other error reply."""
+        import redis
+
+        conns: dict[_Node, _Conn] = {}
+        unread: list[list[tuple[_Node, bytes, int]]] = []
+        refused: list[list[tuple[_Node, bytes, int]]] = []
+        reused = got_any = clean = False
+        node: _Node | None = None
+        try:
+            for make in waves:
+                batch = make()
+                for node, payload, _ in batch:
+                    conn = conns.get(node)
+                    if conn is None:
+                        conn = None if fresh else _pop(node.idle)
+                        reused = reused or conn is not None
+                        conn = conns[node] = conn or _Conn(self.address, node.host, node.port)
+                    conn.send(payload)
+                unread.append(batch)
+                if len(unread) == 2:
+                    refused += self._read_wave(conns, unread.pop(0))
+                    got_any = True
+            while unread:
+                refused += self._read_wave(conns, unread.pop(0))
+                got_any = True
+            clean = True
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            if reused and not got_any and isinstance(e, redis.ConnectionError):
+                raise _StaleConnection from e
+            if self.cluster and node is not None:
+                raise type(e)(f"node {node.name}: {e}") from None
+            raise
+        finally:
+            for owner, conn in conns.items():
+                if clean:
+                    owner.idle.append(conn)
+                else:
+                    conn.close()
+        return refused
+
+    @staticmethod
+    def _read_wave(
+        conns: dict[_Node, _Conn], batch: list[tuple[_Node, bytes, int]]
+    ) -> list[list[tuple[_Node, bytes, int]]]:
+        from redis.exceptions import NoScriptError
+
+        error: Exception | None = None
+        for node, _, n in batch:
+            for r in conns[node].receive(n):
+                if isinstance(r, Exception) and error is None:
+                    error = r
+        if isinstance(error, NoScriptError):
+            return [batch]
+        if error is not None:
+            raise error
+        return []
 
     def read(
         self, project: str, requests: Sequence[tuple[str, Sequence[bytes]]]
@@ -693,7 +956,9 @@ class RedisOnlineStore(OnlineStore):
 
     def close(self) -> None:
         with self._lock:
-            clients, self._clients, self._topo = self._clients, {}, None
+            clients, self._clients, topo, self._topo = self._clients, {}, self._topo, None
+        for node in topo.nodes if topo else []:
+            node.close()
         for client in clients.values():
             client.close()
 
