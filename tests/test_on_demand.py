@@ -217,7 +217,9 @@ def test_historical_full_feature_names_and_service(store: FeatureStore) -> None:
 
 def test_historical_missing_request_field_is_reported_by_name(store: FeatureStore) -> None:
     entity_df = _entity_df().drop(columns=["amount"])
-    with pytest.raises(RequestDataNotFound, match="'amount'.*pandas_odfv"):
+    with pytest.raises(
+        RequestDataNotFound, match=r"\[.amount.\] missing from entity_df.*by pandas_odfv"
+    ):
         store.get_historical_features(entity_df, ["pandas_odfv:spend_ratio"])
     # Views that need no request field do not ask for it.
     store.get_historical_features(entity_df, ["missing_column:nothing"])  # lazy: not run
@@ -301,7 +303,9 @@ def test_source_view_alias_and_join_key_map(store: FeatureStore) -> None:
 
 
 def test_online_request_field_errors(store: FeatureStore) -> None:
-    with pytest.raises(RequestDataNotFound, match=r"\['amount'\].*python_odfv"):
+    with pytest.raises(
+        RequestDataNotFound, match=r"\[.amount.\] missing from entity_rows.*python_odfv"
+    ):
         store.get_online_features(["python_odfv:total"], [{"user_id": 1}])
     with pytest.raises(EntityDataError, match="request field.*'amount'.*Float64"):
         store.get_online_features(["python_odfv:total"], [{"user_id": 1, "amount": "lots"}])

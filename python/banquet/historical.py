@@ -45,7 +45,9 @@ class HistoricalJob(RetrievalJob):
         if any(g.is_on_demand for g in request.groups):
             from banquet.on_demand import check_request_fields
 
-            check_request_fields(request, self._entity.column_names, "entity_df columns")
+            check_request_fields(
+                request, self._entity.column_names, "entity_df", "add them as columns"
+            )
         self._result: pa.Table | None = None
 
     def to_arrow(self) -> pa.Table:

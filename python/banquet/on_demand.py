@@ -363,7 +363,9 @@ def _plans(request: ResolvedRequest) -> list[_GroupPlan]:
     return plans
 
 
-def check_request_fields(request: ResolvedRequest, given: Sequence[str], what: str) -> None:
+def check_request_fields(
+    request: ResolvedRequest, given: Sequence[str], what: str, fix: str
+) -> None:
     """Raise ``RequestDataNotFound`` naming every request field that ``given`` lacks."""
     have = set(given)
     missing: dict[str, list[str]] = {}
@@ -372,10 +374,10 @@ def check_request_fields(request: ResolvedRequest, given: Sequence[str], what: s
             if f.name not in have:
                 missing.setdefault(f.name, []).append(plan.view.name)
     if missing:
-        needs = "; ".join(f"{n!r} (for {', '.join(sorted(set(v)))})" for n, v in missing.items())
+        needs = "; ".join(f"{n!r} by {', '.join(sorted(set(v)))}" for n, v in missing.items())
         raise RequestDataNotFound(
-            f"{what} lack the request field(s) {sorted(missing)} that on-demand feature views "
-            f"need: {needs}; add them to {what}"
+            f"request field(s) {sorted(missing)} missing from {what}, needed by on-demand "
+            f"feature views ({needs}); {fix}"
         )
 
 
@@ -416,7 +418,7 @@ def apply_online(
     plans = _plans(request)
     requested = set(request.names)
     entity = {c: v for c, v in out.items() if c not in requested}
-    check_request_fields(request, list(entity), "entity_rows")
+    check_request_fields(request, list(entity), "entity_rows", "give them in every entity row")
     new_rows = [
         ([name for name in names if name in requested], base, ev) for names, base, ev in rows
     ]
