@@ -7,8 +7,8 @@ epoch as event time; a missing value is null with status NOT_FOUND and the epoch
 are RFC 3339 UTC strings; timestamp values are Unix seconds; bytes are base64; NaN is null.
 
 Speed: values go to orjson untouched (datetime and bytes reach ``_default`` only when a view
-has such features), and each view's event times are converted once for all of its features,
-as one numpy ``datetime64[us]`` array that orjson formats in C.
+has such features), and each view's event times are written once for all of its features (a numpy
+``datetime64[us]`` array that orjson formats in C, kept as a JSON fragment).
 """
 
 from __future__ import annotations
@@ -39,14 +39,17 @@ def online_response(resp: OnlineResponse) -> bytes:
     columns = resp.columns
     statuses = resp.statuses
     stamps = resp.event_timestamps
-    converted: dict[int, Any] = {}  # id(per-view event list) -> its datetime64 array
+    converted: dict[int, orjson.Fragment] = {}  # id(a view's event list) -> its JSON
+    epochs: orjson.Fragment | None = None
     results = []
     for name, values in columns.items():
         status = statuses.get(name)
         ev = stamps.get(name)
         if status is None or ev is None:  # join keys, on-demand outputs
             status = [NULL_VALUE if v is None else PRESENT for v in values]
-            times: Any = [EPOCH] * len(values)
+            if epochs is None:
+                epochs = orjson.Fragment(orjson.dumps([EPOCH] * len(values)))
+            times = epochs
         else:
             times = converted.get(id(ev))
             if times is None:
@@ -59,10 +62,11 @@ def online_response(resp: OnlineResponse) -> bytes:
     )
 
 
-def _times(ev: list[int | None]) -> np.ndarray:
+def _times(ev: list[int | None]) -> orjson.Fragment:
+    """A view's event times as a ready JSON array, written once for all its features."""
     if None in ev:
         ev = [0 if e is None else e for e in ev]
-    return np.array(ev, dtype="datetime64[us]")
+    return orjson.Fragment(orjson.dumps(np.array(ev, dtype="datetime64[us]"), option=_OPTIONS))
 
 
 def _default(value: Any) -> Any:
