@@ -51,9 +51,10 @@ def online_response(resp: OnlineResponse) -> bytes:
                 epochs = orjson.Fragment(orjson.dumps([EPOCH] * len(values)))
             times = epochs
         else:
-            times = converted.get(id(ev))
-            if times is None:
-                times = converted[id(ev)] = _times(ev)
+            hit = converted.get(id(ev))
+            if hit is None:
+                hit = converted[id(ev)] = _times(ev)
+            times = hit
         results.append({"values": values, "statuses": status, "event_timestamps": times})
     return orjson.dumps(
         {"metadata": {"feature_names": list(columns)}, "results": results},
