@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -263,10 +264,9 @@ class PostgresOnlineStore(OnlineStore):
                         "FROM STDIN (FORMAT BINARY)"
                     ) as copy,
                 ):
-                    copy.set_types(["bytea", "int8", "int8", "bytea"])
-                    for row in zip(keys, event_ts, created_ts, blobs):
-                        copy.write_row(row)
-                conn.execute(upsert_sql[1])
+                    copy.write(_binary_copy(keys, event_ts, created_ts, blobs))
+                for statement in upsert_sql[1]:
+                    conn.execute(statement)
 
         try:
             self._run(f"write to feature view {view_name!r}", work)
@@ -337,29 +337,76 @@ def _read_sql(schema: str, project: str, shape: tuple[tuple[str, int], ...]) -> 
 
 
 @functools.lru_cache(maxsize=512)
-def _write_sql(schema: str, table: str) -> tuple[str, tuple[str, str]]:
-    """(create the staging table, (upsert from arrays, upsert from the staging table))."""
+def _write_sql(schema: str, table: str) -> tuple[str, tuple[str, tuple[str, str, str]]]:
+    """(create the staging table, (upsert from arrays, the statements that apply the staging
+    table)). A small batch is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE newer``. A
+    large one, under a lock that stops other writers of this table (not readers): UPDATE
+    the rows whose stored event is not newer, then plain INSERT of the keys not stored yet
+    (about half the time of ON CONFLICT's speculative insertion for new rows)."""
     from psycopg import sql
 
     stage = (
         "CREATE TEMP TABLE banquet_stage (entity_key bytea, event_ts bigint, created_ts bigint, "
         "value bytea) ON COMMIT DROP"
     )
-    upsert = sql.SQL(
-        "INSERT INTO {} AS t (entity_key, event_ts, created_ts, value) {} "
-        "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
-        "created_ts = excluded.created_ts, value = excluded.value "
-        "WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)"
-    )
     target = sql.Identifier(schema, table)
-    from_arrays = upsert.format(
-        target,
-        sql.SQL("SELECT * FROM unnest(%s::bytea[], %s::int8[], %s::int8[], %s::bytea[])"),
-    ).as_string(None)
-    from_stage = upsert.format(
-        target, sql.SQL("SELECT entity_key, event_ts, created_ts, value FROM banquet_stage")
-    ).as_string(None)
-    return stage, (from_arrays, from_stage)
+    from_arrays = (
+        sql.SQL(
+            "INSERT INTO {} AS t (entity_key, event_ts, created_ts, value) "
+            "SELECT * FROM unnest(%s::bytea[], %s::int8[], %s::int8[], %s::bytea[]) "
+            "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+            "created_ts = excluded.created_ts, value = excluded.value "
+            "WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)"
+        )
+        .format(target)
+        .as_string(None)
+    )
+    lock = sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target).as_string(None)
+    update = (
+        sql.SQL(
+            "UPDATE {} AS t SET event_ts = s.event_ts, created_ts = s.created_ts, "
+            "value = s.value FROM banquet_stage AS s WHERE t.entity_key = s.entity_key "
+            "AND (s.event_ts, s.created_ts) >= (t.event_ts, t.created_ts)"
+        )
+        .format(target)
+        .as_string(None)
+    )
+    insert = (
+        sql.SQL(
+            "INSERT INTO {} (entity_key, event_ts, created_ts, value) "
+            "SELECT s.entity_key, s.event_ts, s.created_ts, s.value FROM banquet_stage AS s "
+            "WHERE NOT EXISTS (SELECT FROM {} AS t WHERE t.entity_key = s.entity_key)"
+        )
+        .format(target, target)
+        .as_string(None)
+    )
+    return stage, (from_arrays, (lock, update, insert))
+
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
+_COPY_KEY = struct.Struct(">hi")  # 4 fields; the key's length
+_COPY_REST = struct.Struct(">iqiqi")  # event ts, created ts (8 bytes each); the value's length
+
+
+def _binary_copy(
+    keys: Sequence[bytes],
+    event_ts: Sequence[int],
+    created_ts: Sequence[int],
+    blobs: Sequence[bytes],
+) -> bytes:
+    """The rows in COPY's binary format, encoded in one go (psycopg's per-row write_row costs
+    several times more)."""
+    key_head, rest = _COPY_KEY.pack, _COPY_REST.pack
+    parts = [_COPY_HEADER]
+    try:
+        for k, e, c, v in zip(keys, event_ts, created_ts, blobs):
+            parts += (key_head(4, len(k)), k, rest(8, e, 8, c, len(v)), v)
+    except TypeError:
+        raise StoreError(
+            "keys and values to write must be bytes and timestamps integers (a value is None?)"
+        ) from None
+    parts.append(b"\xff\xff")  # end of data
+    return b"".join(parts)
 
 
 def _views_table_exists(conn: psycopg.Connection[Any], schema: str) -> bool:
