@@ -4,18 +4,19 @@ Layout (``online_store: {type: redis, connection_string: "host:port,db=0,..."}``
 
 * key ``b"<project>:" + serialized entity key`` (``':'`` cannot occur in a project name, so
   one project's keys never match another's prefix);
-* field ``b"<view>"``: the value-codec blob;
-* field ``b"<view>:ts"``: 16 bytes, the event then the created timestamp (UTC µs), each as a
-  big-endian ``u64`` of ``ts + 2**63``, so that bytewise order is numeric order
-  (``':'`` cannot occur in a view name either, so this never collides with a view's field).
+* field ``b"<view>"``: a 16-byte stamp, then the value-codec blob. The stamp is the event
+  then the created timestamp (UTC µs), each as a big-endian ``u64`` of ``ts + 2**63``, so
+  that bytewise order is numeric order. (One field per view, not a separate timestamp
+  field: every hash field costs Redis ~60 bytes of bookkeeping.)
 
 A read is one round trip: one ``HMGET`` per distinct key, asking for every requested view's
 field, all sent together. A write runs a server-side Lua script (``EVALSHA``) over batches of
 keys: per key it compares the stored timestamps with the new ones and replaces the blob only
 if the new row is not older, so the check and the write are atomic inside Redis;
 ``key_ttl_seconds`` sets the hash's ``EXPIRE`` on every write that lands. Commands are
-RESP-encoded here in bulk and sent on pooled redis-py connections (redis-py's own
-per-argument encoding costs more than Redis takes to run them).
+RESP-encoded here in bulk and sent on pooled raw sockets, replies parsed here (redis-py's
+per-command encoding and pool checkout cost more CPU than Redis takes to run them); redis-py
+serves the rare commands (SCAN, SCRIPT LOAD, CLUSTER SLOTS).
 
 ``redis_type: redis_cluster`` (``connection_string: "host:port,host:port,...,password=.."``):
 the slot map (``CLUSTER SLOTS``) is read once; a request's keys are split per node by slot,
@@ -56,19 +57,19 @@ SLOTS = 16384  # Redis Cluster hash slots
 _BIAS = 1 << 63
 _TS = struct.Struct(">QQ")
 
-# KEYS: the hashes. ARGV: blob field, ts field, ttl seconds (0: none), then per key its
-# 16-byte timestamp and its blob. Returns how many keys were written.
+# KEYS: the hashes. ARGV: the view's field, ttl seconds (0: none), then per key its value
+# (16-byte stamp + blob). Returns how many keys were written.
 _WRITE_LUA = """
-local vf, tf, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local field, ttl = ARGV[1], tonumber(ARGV[2])
 local unpack = struct.unpack
 local written = 0
 for i, key in ipairs(KEYS) do
-  local ts = ARGV[2 * i + 2]
-  local old = redis.call('HGET', key, tf)
+  local new = ARGV[i + 2]
+  local old = redis.call('HGET', key, field)
   local newer = true
-  if old and #old == 16 then
+  if old and #old >= 16 then
     -- bytewise order of the two 16-byte stamps, as four exact unsigned 32-bit numbers
-    local a1, a2, a3, a4 = unpack('>I4I4I4I4', ts)
+    local a1, a2, a3, a4 = unpack('>I4I4I4I4', new)
     local b1, b2, b3, b4 = unpack('>I4I4I4I4', old)
     if a1 ~= b1 then newer = a1 > b1
     elseif a2 ~= b2 then newer = a2 > b2
@@ -76,7 +77,7 @@ for i, key in ipairs(KEYS) do
     else newer = a4 >= b4 end
   end
   if newer then
-    redis.call('HSET', key, vf, ARGV[2 * i + 3], tf, ts)
+    redis.call('HSET', key, field, new)
     if ttl > 0 then
       redis.call('EXPIRE', key, ttl)
     end
@@ -216,17 +217,17 @@ def _evalsha(
     created_ts: Sequence[int],
     blobs: Sequence[bytes],
 ) -> bytes:
-    """``EVALSHA <write script> n <prefixed keys> <head> (<ts16> <blob>)*`` as RESP."""
+    """``EVALSHA <write script> n <prefixed keys> <head> (<stamp16 + blob>)*`` as RESP."""
     n = len(keys)
     pack = _TS.pack
     lp = len(prefix)
-    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + 3 * n + len(head)), _bulk(_WRITE_SHA)]
+    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + 2 * n + len(head)), _bulk(_WRITE_SHA)]
     parts.append(_bulk(b"%d" % n))
     parts.extend([b"$%d\r\n%b%b\r\n" % (lp + len(k), prefix, k) for k in keys])
     parts.extend([_bulk(h) for h in head])
     parts.extend(
         [
-            b"$16\r\n%b\r\n$%d\r\n%b\r\n" % (pack(e + _BIAS, c + _BIAS), len(v), v)
+            b"$%d\r\n%b%b\r\n" % (16 + len(v), pack(e + _BIAS, c + _BIAS), v)
             for e, c, v in zip(event_ts, created_ts, blobs)
         ]
     )
@@ -692,7 +693,7 @@ class RedisOnlineStore(OnlineStore):
 
     def drop_view(self, project: str, view_name: str) -> None:
         self.__dict__.get("_ensured", set()).discard((project, view_name))
-        fields = (view_name.encode(), view_name.encode() + b":ts")
+        fields = (view_name.encode(),)
         self._run(
             f"drop feature view {view_name!r}",
             lambda topo: self._each_key_batch(
@@ -740,7 +741,7 @@ class RedisOnlineStore(OnlineStore):
         if not len(keys):
             return
         prefix = _prefix(project)
-        head = [view_name.encode(), view_name.encode() + b":ts", b"%d" % self.key_ttl_seconds]
+        head = [view_name.encode(), b"%d" % self.key_ttl_seconds]
         try:
             if self.cluster:
                 self._run(
@@ -930,7 +931,10 @@ class RedisOnlineStore(OnlineStore):
             full = [prefix + k for k in keys]
             cmds = [b"%b$%d\r\n%b\r\n%b" % (cmd, len(f), f, tail) for f in full]
             rows = self._run("read", lambda topo: self._each(topo, full, cmds))
-            return [[row[i] for row in rows] for i in range(len(fields))]
+            return [
+                [None if (v := row[i]) is None else v[16:] for row in rows]  # minus the stamp
+                for i in range(len(fields))
+            ]
         # Views keyed by different entities: the fields wanted per distinct key.
         wanted: dict[bytes, list[int]] = {}
         for i, (_, keys) in enumerate(requests):
@@ -951,7 +955,7 @@ class RedisOnlineStore(OnlineStore):
         found: list[dict[bytes, bytes | None]] = [{} for _ in requests]
         for (k, views), values in zip(wanted.items(), replies):
             for i, v in zip(views, values):
-                found[i][k] = v
+                found[i][k] = None if v is None else v[16:]  # minus the stamp
         return [[f[k] for k in keys] for f, (_, keys) in zip(found, requests)]
 
     def close(self) -> None:
