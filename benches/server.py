@@ -80,7 +80,7 @@ def child_setup(args: argparse.Namespace) -> None:
     """In the peer's interpreter: a fresh repo, applied and materialized."""
     import shutil
 
-    d = Path(args.data)
+    d = Path(args.data).resolve()
     repo = repo_dir(d, args.peer, args.store)
     if repo.exists():
         _teardown(args.peer, repo)
