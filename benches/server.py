@@ -8,7 +8,8 @@ same window (each system by its own process, in its own venv). Per online store 
 1. ``setup`` child (the system's interpreter): write the repo, apply, materialize; not timed.
 2. start the server (``banquet serve`` / ``feast serve --no-access-log --max-requests
    1000000``, so gunicorn does not recycle Feast's worker mid-run), wait for ``/health``;
-3. check a sample of keys: both servers must return the same values;
+3. check a sample of keys: both servers must return the same values, and Feast's own client
+   (its ``remote`` online store) reading from ``banquet serve`` gets them too;
 4. load phases, each ``--seconds`` long after a 1 s warm-up, every request
    ``POST /get-online-features`` for 20 features (2 views x 10) and 1 or 100 random existing
    keys: one client (latency at light load), then ``--clients`` concurrent clients
@@ -110,6 +111,34 @@ def child_setup(args: argparse.Namespace) -> None:
         store.apply(mod.OBJECTS)
     store.materialize(online.WINDOW_START, online.WINDOW_END)
     C.report({"setup": args.peer, "store": args.store, "materialize_s": time.perf_counter() - t})
+
+
+def child_feast_client(args: argparse.Namespace) -> None:
+    """In Feast's venv: Feast's own client (its ``remote`` online store, which calls
+    ``/get-online-features``) reading from the server at ``--port``."""
+    import importlib.util
+    import shutil
+
+    from feast import FeatureStore as FeastStore
+
+    d = Path(args.data).resolve()
+    repo = d / "server_feast_client_repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    (repo / "data").mkdir(parents=True)
+    (repo / "feature_store.yaml").write_text(
+        f"project: {project('banquet', args.store)}\nprovider: local\nregistry: data/registry.db\n"
+        f"online_store:\n  type: remote\n  path: http://127.0.0.1:{args.port}\n"
+        "offline_store:\n  type: file\nentity_key_serialization_version: 3\n"
+    )
+    (repo / "definitions.py").write_text(online._defs("feast", d))
+    spec = importlib.util.spec_from_file_location("bench_defs", repo / "definitions.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    store = FeastStore(repo_path=str(repo))
+    store.apply(mod.OBJECTS)
+    rows = [{"user_id": k} for k in json.loads(args.sample_keys)]
+    got = store.get_online_features(features=online.FEATURE_REFS, entity_rows=rows).to_dict()
+    C.report({"values": got})
 
 
 def child_teardown(args: argparse.Namespace) -> None:
@@ -324,6 +353,32 @@ def sample_values(port: int, keys: list[int]) -> dict[str, list[Any]]:
     }
 
 
+def feast_client_check(
+    me: str, d: Path, store: str, port: int, keys: list[int], samples: dict[str, Any]
+) -> str:
+    r = C.run_child(
+        [
+            str(C.PEERS_PY),
+            me,
+            "feast-client",
+            "--data",
+            str(d),
+            "--store",
+            store,
+            "--port",
+            str(port),
+            "--sample-keys",
+            json.dumps(keys),
+        ],  # fmt: skip
+        600,
+        d / "logs" / "srv_feast_client.log",
+    )
+    if not r.ok:
+        return f"FAILED: {r.error}"
+    problems = same_values(r.result["values"], samples[store]["banquet"])
+    return "same values as banquet's own answer" if not problems else f"DIFFERENT: {problems[:3]}"
+
+
 def same_values(a: dict[str, list[Any]], b: dict[str, list[Any]]) -> list[str]:
     problems = []
     for name in sorted(set(a) | set(b)):
@@ -364,6 +419,7 @@ def run_all(args: argparse.Namespace) -> None:
     samples: dict[str, dict[str, dict[str, list[Any]]]] = {}
     sample_keys = random.Random(7).sample(keys, 20) + [-1, -2]  # and two absent keys
     loads = []
+    client_check = "not run"
     for store in stores:
         for peer in PEERS:
             py = str(C.BANQUET_PY if peer == "banquet" else C.PEERS_PY)
@@ -384,6 +440,11 @@ def run_all(args: argparse.Namespace) -> None:
             try:
                 wait_healthy(port, proc, 180)
                 samples.setdefault(store, {})[peer] = sample_values(port, sample_keys)
+                if peer == "banquet" and store == stores[0]:
+                    client_check = feast_client_check(me, d, store, port, sample_keys, samples)
+                    print(
+                        f"  Feast's remote-online-store client against banquet serve: {client_check}"
+                    )
                 for n_ent in ENTITY_COUNTS:
                     reqs = make_requests(keys, n_ent, 2000, seed=n_ent)
                     for clients in (1, args.clients):
@@ -412,6 +473,7 @@ def run_all(args: argparse.Namespace) -> None:
         "load_average_during": loads,
         "results": results,
         "same_values": {s: not v.get("problems") for s, v in samples.items()},
+        "feast_client": client_check,
     }
     (d / "server_results.json").write_text(json.dumps(out, indent=1))
     print()
@@ -480,7 +542,11 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("mode", nargs="?", default="run", choices=["run", "setup", "teardown"])
+    p.add_argument(
+        "mode", nargs="?", default="run", choices=["run", "setup", "teardown", "feast-client"]
+    )
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--sample-keys", default="[]")
     p.add_argument("--peer", default="banquet")
     p.add_argument("--store", default="sqlite")
     p.add_argument("--data", default="")
@@ -499,6 +565,8 @@ def main() -> None:
         child_setup(args)
     elif args.mode == "teardown":
         child_teardown(args)
+    elif args.mode == "feast-client":
+        child_feast_client(args)
     else:
         run_all(args)
 

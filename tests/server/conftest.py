@@ -189,12 +189,14 @@ class Client:
 class Server(Client):
     """One ``banquet serve`` subprocess (and a client for it)."""
 
-    def __init__(self, repo: Path, log: Path, ttl: float, env: dict[str, str] | None) -> None:
+    def __init__(
+        self, repo: Path, log: Path, ttl: float, env: dict[str, str] | None, args: list[str]
+    ) -> None:
         super().__init__(free_port())
         self.repo = repo
         self.log = log
         cmd = [sys.executable, "-m", "banquet.cli", "-c", str(repo), "serve"]
-        cmd += ["--port", str(self.port), "--registry-ttl-sec", str(ttl)]
+        cmd += ["--port", str(self.port), "--registry-ttl-sec", str(ttl), *args]
         self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             cmd, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
@@ -230,17 +232,17 @@ class Server(Client):
 
 @pytest.fixture(scope="module")
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
-    """Factory: ``start_server(repo, ttl=0.2, env=None, wait=True)``; all stopped at teardown."""
+    """Factory: ``start_server(repo, ttl=0.2, env=None, args=())``; all stopped (by pid) at
+    teardown."""
     started: list[Server] = []
 
     def start(
-        repo: Path, ttl: float = 0.2, env: dict[str, str] | None = None, wait: bool = True
+        repo: Path, ttl: float = 0.2, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
     ) -> Server:
         log = tmp_path_factory.mktemp("server-log") / "serve.log"
-        server = Server(repo, log, ttl, env)
+        server = Server(repo, log, ttl, env, list(args))
         started.append(server)
-        if wait:
-            server.wait_ready()
+        server.wait_ready()
         return server
 
     yield start

@@ -195,3 +195,18 @@ def test_materialize_and_materialize_incremental(unmaterialized: Server) -> None
     assert (status, body) == (200, None)
     _, body = server.post("/get-online-features", read)
     assert [r["values"] for r in body["results"][1:]] == [[30], [10]]
+
+
+def test_several_workers_serve_the_same_answers(
+    tmp_path_factory: pytest.TempPathFactory, start_server: Any
+) -> None:
+    repo = make_repo(tmp_path_factory.mktemp("workers") / "repo", "srv_workers")
+    server = start_server(repo, args=("--workers", "2"))
+    request = {"features": ["stats:clicks", "profile:age"], "entities": {"user_id": [1, 3]}}
+    answers = set()
+    for _ in range(6):  # a new connection each time, so both workers are likely asked
+        server.close()
+        status, body = server.post("/get-online-features", request)
+        assert status == 200, body
+        answers.add(str([r["values"] for r in body["results"]]))
+    assert answers == {str([[1, 3], [10, 30], [30, None]])}
