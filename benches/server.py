@@ -400,6 +400,15 @@ def same_values(a: dict[str, list[Any]], b: dict[str, list[Any]]) -> list[str]:
 # --- the run -----------------------------------------------------------------------------------
 
 
+def wait_for_load(max_load: float, max_wait_s: float) -> None:
+    """Wait (at most ``max_wait_s``) until the 1-minute load average is at most ``max_load``:
+    the machine is shared, and latency percentiles mean little on a saturated one."""
+    deadline = time.monotonic() + max_wait_s
+    while os.getloadavg()[0] > max_load and time.monotonic() < deadline:
+        time.sleep(5)
+    print(f"load average when the runs start: {os.getloadavg()}", flush=True)
+
+
 def run_all(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -412,6 +421,7 @@ def run_all(args: argparse.Namespace) -> None:
     print(f"load average at the start: {os.getloadavg()}", flush=True)
     if not args.no_wait:
         C.wait_until_quiet(args.wait_max)
+        wait_for_load(args.max_load, args.wait_max)
     keys = [int(k) for k in np.load(d / "keys.npy")]
     me = str(Path(__file__).resolve())
     stores = [s for s in args.stores.split(",") if s]
@@ -450,11 +460,13 @@ def run_all(args: argparse.Namespace) -> None:
                     for clients in (1, args.clients):
                         loads.append(os.getloadavg()[0])
                         res = run_phase(port, reqs, clients, args.seconds)
+                        res["load_before"] = loads[-1]
                         results[f"{peer}/{store}/{n_ent}/{clients}"] = res
                         print(
                             f"  {peer:7} {store:6} {n_ent:3} entities x {clients} clients: "
                             f"p50 {res['p50_ms']:7.3f} ms  p99 {res['p99_ms']:7.3f} ms  "
-                            f"{res['rps']:8.0f} req/s  errors {res['errors']}"
+                            f"{res['rps']:8.0f} req/s  errors {res['errors']}  "
+                            f"(load {res['load_before']:.1f})"
                             + (f" ({res['first_error']})" if res["errors"] else ""),
                             flush=True,
                         )
@@ -558,6 +570,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="2 s phases")
     p.add_argument("--no-wait", action="store_true", help="do not wait for compilers to end")
     p.add_argument("--wait-max", type=float, default=120.0)
+    p.add_argument("--max-load", type=float, default=1.5, help="wait for this load average")
     args = p.parse_args()
     if args.quick:
         args.seconds = 2.0
