@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -149,12 +148,8 @@ def stored(
 ) -> dict[int, tuple[int, int | None, dict[str, Any]]]:
     """The online table decoded: user_id -> (event µs, created µs or None, {feature: value})."""
     view = store.get_feature_view(view_name)
-    db = store.config.resolve("data/online_store.db")
-    conn = sqlite3.connect(db)
-    try:
-        rows = conn.execute(f'SELECT entity_key, value FROM "{PROJECT}:{view_name}"').fetchall()
-    finally:
-        conn.close()
+    # through the store's own SQLite: Python's sqlite3 in this process would break its locks
+    rows = store.online_store.query(f'SELECT entity_key, value FROM "{PROJECT}:{view_name}"')  # type: ignore[attr-defined]
     ids = list(range(N_KEYS + 5))
     names = {
         k: i
@@ -182,11 +177,7 @@ def stored(
 
 
 def raw_table(store: FeatureStore, view_name: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(store.config.resolve("data/online_store.db"))
-    try:
-        return conn.execute(f'SELECT * FROM "{PROJECT}:{view_name}" ORDER BY entity_key').fetchall()
-    finally:
-        conn.close()
+    return store.online_store.query(f'SELECT * FROM "{PROJECT}:{view_name}" ORDER BY entity_key')  # type: ignore[attr-defined,no-any-return]
 
 
 def expected_stored(
@@ -475,7 +466,7 @@ def test_failed_write_records_no_interval(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(online, "write", broken)
+    monkeypatch.setattr(online, "write_arrays", broken)
     with pytest.raises(OSError, match="disk full"):
         store.materialize(START, END, ["stats"])
     with pytest.raises(OSError, match="disk full"):
@@ -497,7 +488,7 @@ def test_failure_in_a_later_batch_records_no_interval(
     rows = make_rows()
     store = make_store(tmp_repo, rows)
     online = store.online_store
-    real = online.write
+    real = online.write_arrays
     calls = []
 
     def second_fails(*args: Any, **kwargs: Any) -> None:
@@ -507,7 +498,7 @@ def test_failure_in_a_later_batch_records_no_interval(
         real(*args, **kwargs)
 
     monkeypatch.setattr(mat, "BATCH_ROWS", 5)
-    monkeypatch.setattr(online, "write", second_fails)
+    monkeypatch.setattr(online, "write_arrays", second_fails)
     with pytest.raises(RuntimeError, match="connection lost"):
         store.materialize(START, END, ["stats"])
     assert calls == [5, 5]
@@ -516,7 +507,7 @@ def test_failure_in_a_later_batch_records_no_interval(
     want = expected_stored(rows, START, END)
     assert len(partial) == 5 and all(want[k] == v for k, v in partial.items())
 
-    monkeypatch.setattr(online, "write", real)
+    monkeypatch.setattr(online, "write_arrays", real)
     store.materialize(START, END, ["stats"])
     assert stored(store, "stats") == want
     assert intervals(store) == {"stats": [[to_us(START), to_us(END)]]}
@@ -528,14 +519,14 @@ def test_first_view_recorded_when_second_fails(
     """Views are materialized one after another: one that finished keeps its interval."""
     store = make_store(tmp_repo, make_rows())
     online = store.online_store
-    real = online.write
+    real = online.write_arrays
 
     def fail_recent(project: str, view: str, *args: Any) -> None:
         if view == "recent":
             raise RuntimeError("boom")
         real(project, view, *args)
 
-    monkeypatch.setattr(online, "write", fail_recent)
+    monkeypatch.setattr(online, "write_arrays", fail_recent)
     with pytest.raises(RuntimeError, match="boom"):
         store.materialize(START, END, ["stats", "recent"])
     assert intervals(store) == {"stats": [[to_us(START), to_us(END)]]}

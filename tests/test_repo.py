@@ -3,13 +3,12 @@ applies, listing and lookups, teardown."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from banquet import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource
+from banquet import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, _core
 from banquet.errors import (
     DataSourceNotFound,
     DefinitionError,
@@ -32,11 +31,12 @@ def _tables(repo: Path) -> set[str]:
     db = repo / "data" / "online_store.db"
     if not db.exists():
         return set()
-    conn = sqlite3.connect(db)
+    # through banquet's own SQLite: Python's sqlite3 in this process would break the store's locks
+    probe = _core.SqliteStore(str(db))
     try:
-        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return {r[0] for r in probe.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
     finally:
-        conn.close()
+        probe.close()
 
 
 def _store(repo: Path) -> FeatureStore:

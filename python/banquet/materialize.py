@@ -76,14 +76,8 @@ def write_rows(
     if key_bytes is None:
         key_bytes = _core.serialize_entity_keys(view.join_keys, keys)
     store.online_store.ensure_view(store.project, view)
-    ev = event_ts.cast(pa.int64()).to_numpy(zero_copy_only=False).tolist()
-    cr = (
-        created_ts.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).tolist()
-        if created_ts is not None
-        else [0] * len(ev)
-    )
-    store.online_store.write(
-        store.project, view.name, key_bytes.to_pylist(), ev, cr, blobs.to_pylist()
+    store.online_store.write_arrays(
+        store.project, view.name, key_bytes, event_ts, created_ts, blobs
     )
 
 

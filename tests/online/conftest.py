@@ -42,6 +42,18 @@ KINDS = [
 ]
 
 
+def sqlite_query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` on a SQLite online store file, through banquet's own SQLite (Python's
+    ``sqlite3`` in the same process would break the store's locks)."""
+    from banquet import _core
+
+    probe = _core.SqliteStore(str(db))
+    try:
+        return probe.query(sql)  # type: ignore[no-any-return]
+    finally:
+        probe.close()
+
+
 def redis_connection_string(url: str, **options: Any) -> str:
     """``redis://[:password@]host:port/db`` -> ``host:port,db=N[,password=..]``."""
     u = urlsplit(url)
@@ -185,16 +197,10 @@ class Backend:
         """The raw things in the backend that belong to ``project``: SQLite/Postgres tables
         named ``<project>:...``, Redis keys starting ``<project>:``."""
         if self.kind == "sqlite":
-            import sqlite3
-
             db = self.tmp_path / "online.db"
             if not db.exists():
                 return set()
-            conn = sqlite3.connect(db)
-            try:
-                names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
-            finally:
-                conn.close()
+            names = [r[0] for r in sqlite_query(db, "SELECT name FROM sqlite_master")]
             return {n for n in names if n.startswith(f"{project}:")}
         if self.is_redis:
             return {k.decode("latin-1") for k in self.redis_keys(f"{project}:*".encode())}

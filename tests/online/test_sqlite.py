@@ -1,18 +1,21 @@
 """What is SQLite's own in the embedded online store (``SqliteOnlineStore``): tables, WAL mode,
 the project -> tables record, locks after a failed write, a lost database file. The behaviour
 every online store shares (round trips, newer event wins, multi-view reads, drop, teardown)
-is tested for all of them in ``test_stores.py``."""
+is tested for all of them in ``test_stores.py``.
+
+The database is inspected through ``_core.SqliteStore.query`` (the store's own SQLite), never
+Python's ``sqlite3``: two SQLite libraries in one process break each other's locks."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from banquet import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from banquet import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig, _core
 from banquet.config import SqliteOnlineConfig
 from banquet.errors import StoreError
 from banquet.online.sqlite import SqliteOnlineStore, table_name
@@ -37,12 +40,17 @@ def open_store(tmp_path: Path, project: str = "proj") -> SqliteOnlineStore:
     return SqliteOnlineStore(config)
 
 
-def tables(db: Path) -> set[str]:
-    conn = sqlite3.connect(db)
+def sql(db: Path, query: str) -> list[tuple[Any, ...]]:
+    """Rows of ``query`` on the database file, through a connection of its own."""
+    probe = _core.SqliteStore(str(db))
     try:
-        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return probe.query(query)  # type: ignore[no-any-return]
     finally:
-        conn.close()
+        probe.close()
+
+
+def tables(db: Path) -> set[str]:
+    return {r[0] for r in sql(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 @pytest.fixture
@@ -74,31 +82,23 @@ def test_create_view_makes_one_table_per_view(store: SqliteOnlineStore, tmp_path
     store.create_view("proj", view("v"))  # idempotent
     store.create_view("proj", view("w"))
     assert tables(db) == {"proj:v", "proj:w", "banquet_views"}
-    conn = sqlite3.connect(db)
-    try:
-        cols = [(r[1], r[2], r[5]) for r in conn.execute('PRAGMA table_info("proj:v")')]
-        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'proj:v'").fetchone()[0]
-        owned = conn.execute("SELECT project, view FROM banquet_views ORDER BY view").fetchall()
-    finally:
-        conn.close()
+    cols = [(r[1], r[2], r[5]) for r in sql(db, 'PRAGMA table_info("proj:v")')]
+    ddl = sql(db, "SELECT sql FROM sqlite_master WHERE name = 'proj:v'")[0][0]
+    owned = sql(db, "SELECT project, view FROM banquet_views ORDER BY view")
     assert cols == [
         ("entity_key", "BLOB", 1),
         ("event_ts", "INTEGER", 0),
         ("created_ts", "INTEGER", 0),
         ("value", "BLOB", 0),
     ]
-    assert "WITHOUT ROWID" in sql
+    assert "WITHOUT ROWID" in ddl
     assert owned == [("proj", "v"), ("proj", "w")]
 
 
 def test_wal_mode_is_on(store: SqliteOnlineStore, tmp_path: Path) -> None:
-    # the journal mode is persistent: a fresh connection sees it
-    conn = sqlite3.connect(tmp_path / "data" / "online.db")
-    try:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    finally:
-        conn.close()
-    assert store._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert sql(tmp_path / "data" / "online.db", "PRAGMA journal_mode") == [("wal",)]
+    assert store.query("PRAGMA journal_mode") == [("wal",)]
+    assert store.query("PRAGMA synchronous") == [(1,)]  # NORMAL
 
 
 def test_table_names_are_quoted() -> None:
@@ -122,15 +122,15 @@ def test_missing_table_is_a_store_error(store: SqliteOnlineStore) -> None:
 
 
 def _lock_is_free(tmp_path: Path) -> bool:
-    conn = sqlite3.connect(tmp_path / "data" / "online.db", timeout=0.2, isolation_level=None)
+    probe = _core.SqliteStore(str(tmp_path / "data" / "online.db"))
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
+        probe.query("PRAGMA busy_timeout = 200")  # the pool hands back this same connection
+        probe.query("BEGIN IMMEDIATE")  # a connection left in a transaction is not pooled
         return True
-    except sqlite3.OperationalError:
+    except StoreError:
         return False
     finally:
-        conn.close()
+        probe.close()
 
 
 def test_a_failed_write_writes_nothing(store: SqliteOnlineStore, tmp_path: Path) -> None:
@@ -170,19 +170,12 @@ def test_teardown_removes_only_this_projects_tables(tmp_path: Path) -> None:
         b.create_view("beta", view(name))
     a.write("alpha", "v", [b"k"], [1], [0], [b"alpha"])
     b.write("beta", "v", [b"k"], [1], [0], [b"beta"])
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE alpha__mine (x)")  # not made by banquet: left alone
-    conn.commit()
-    conn.close()
+    a.query("CREATE TABLE alpha__mine (x)")  # not made by banquet: left alone
 
     a.teardown("alpha")
     assert tables(db) == {"beta:v", "beta:w", "banquet_views", "alpha__mine"}
     assert b.read("beta", [("v", [b"k"])]) == [[b"beta"]]
-    conn = sqlite3.connect(db)
-    try:
-        owned = conn.execute("SELECT project, view FROM banquet_views ORDER BY view").fetchall()
-    finally:
-        conn.close()
+    owned = sql(db, "SELECT project, view FROM banquet_views ORDER BY view")
     assert owned == [("beta", "v"), ("beta", "w")]
     a.teardown("alpha")  # idempotent
     a.close()

@@ -325,12 +325,7 @@ def test_projects_whose_names_prefix_each_other(backend: Backend) -> None:
 def _make_foreign_objects(backend: Backend, project: str) -> set[str]:
     """Objects banquet did not make, with names close to the project's: left alone."""
     if backend.kind == "sqlite":
-        import sqlite3
-
-        conn = sqlite3.connect(backend.tmp_path / "online.db")
-        conn.execute(f'CREATE TABLE "{project}__mine" (x)')
-        conn.commit()
-        conn.close()
+        sqlite_query(backend.tmp_path / "online.db", f'CREATE TABLE "{project}__mine" (x)')
     elif backend.is_redis:
         client = backend.redis_client()
         for key in (project, f"{project}_mine", f"x{project}:k"):
@@ -349,15 +344,23 @@ def _make_foreign_objects(backend: Backend, project: str) -> set[str]:
     return _foreign_objects_left(backend, project)
 
 
+def sqlite_query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Through banquet's own SQLite: Python's ``sqlite3`` would break the store's locks."""
+    from banquet import _core
+
+    probe = _core.SqliteStore(str(db))
+    try:
+        return probe.query(sql)  # type: ignore[no-any-return]
+    finally:
+        probe.close()
+
+
 def _foreign_objects_left(backend: Backend, project: str) -> set[str]:
     if backend.kind == "sqlite":
-        import sqlite3
-
-        conn = sqlite3.connect(backend.tmp_path / "online.db")
-        try:
-            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        finally:
-            conn.close()
+        names = {
+            r[0]
+            for r in sqlite_query(backend.tmp_path / "online.db", "SELECT name FROM sqlite_master")
+        }
         return {n for n in names if n == f"{project}__mine"}
     if backend.is_redis:
         client = backend.redis_client()

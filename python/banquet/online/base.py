@@ -11,6 +11,8 @@ import abc
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 if TYPE_CHECKING:
     from banquet.config import RepoConfig
     from banquet.feature_view import FeatureView
@@ -40,6 +42,26 @@ class OnlineStore(abc.ABC):
     ) -> None:
         """Upsert rows; a row replaces the stored one only if its (event_ts, created_ts) is
         not older. Decided inside the store, atomically."""
+
+    def write_arrays(
+        self,
+        project: str,
+        view_name: str,
+        keys: pa.Array,
+        event_ts: pa.Array,
+        created_ts: pa.Array | None,
+        blobs: pa.Array,
+    ) -> None:
+        """``write`` from Arrow arrays (binary keys and blobs, timestamps as UTC µs; a null
+        created time is 0). Stores that can take the arrays as they are override this."""
+        n = len(keys)
+        ev = event_ts.cast(pa.int64()).to_numpy(zero_copy_only=False).tolist()
+        cr = (
+            created_ts.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).tolist()
+            if created_ts is not None
+            else [0] * n
+        )
+        self.write(project, view_name, keys.to_pylist(), ev, cr, blobs.to_pylist())
 
     @abc.abstractmethod
     def read(

@@ -21,6 +21,12 @@ pub enum Error {
     /// Any other invalid argument.
     #[error("{0}")]
     Invalid(String),
+    /// A feature view has no table in the online store.
+    #[error("the online store has no table for feature view '{0}'")]
+    MissingTable(String),
+    /// Any other failure of the online store (I/O, locks, constraints).
+    #[error("{0}")]
+    Store(String),
     /// An error from arrow-rs itself.
     #[error(transparent)]
     Arrow(#[from] ArrowError),

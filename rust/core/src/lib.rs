@@ -1,13 +1,15 @@
 //! banquet-core: the pure-Rust kernels of the banquet feature store.
 //!
-//! Everything here speaks arrow-rs and nothing else: no Python, no I/O. The PyO3 crate in
-//! `rust/python` is a thin layer over these functions.
+//! Everything here speaks arrow-rs and nothing else: no Python, and no I/O except the
+//! SQLite online store (`sqlite`). The PyO3 crate in `rust/python` is a thin layer over
+//! these functions.
 
 pub mod asof;
 pub mod error;
 pub mod keys;
 pub mod latest;
 pub mod ord;
+pub mod sqlite;
 pub mod values;
 
 pub use error::{Error, Result};

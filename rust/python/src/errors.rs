@@ -30,6 +30,26 @@ pub fn to_py(err: banquet_core::Error) -> PyErr {
     match err {
         Error::UnsupportedType { .. } => PyTypeError::new_err(err.to_string()),
         Error::Corrupt(_) => CorruptDataError::new_err(err.to_string()),
+        Error::MissingTable(view) => store_error(format!(
+            "the online store has no table for feature view '{view}'; run `banquet apply` \
+             (and materialize) first"
+        )),
+        Error::Store(msg) => store_error(format!("SQLite online store: {msg}")),
         _ => KernelError::new_err(err.to_string()),
     }
+}
+
+/// `banquet.errors.StoreError(message)`: the online store's failures reach the user as the
+/// same typed error whichever store raised them.
+fn store_error(message: String) -> PyErr {
+    Python::attach(|py| {
+        match py
+            .import("banquet.errors")
+            .and_then(|m| m.getattr("StoreError"))
+            .and_then(|cls| cls.call1((message.as_str(),)))
+        {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(_) => KernelError::new_err(message),
+        }
+    })
 }

@@ -12,6 +12,7 @@ mod errors;
 mod gil;
 mod keys;
 mod online;
+mod sqlite;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -21,5 +22,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     asof::register(m)?;
     codec::register(m)?;
     online::register(m)?;
+    sqlite::register(m)?;
     Ok(())
 }

@@ -1,0 +1,602 @@
+//! The embedded online store: one SQLite file in WAL mode, one table per feature view.
+//!
+//! Table `"<project>:<view>"` holds `(entity_key BLOB PRIMARY KEY, event_ts INTEGER,
+//! created_ts INTEGER, value BLOB)` WITHOUT ROWID; `banquet_views (project, view)` records
+//! which tables a project owns, so `teardown` drops exactly those. Timestamps are UTC
+//! microseconds. A write is one transaction of one prepared upsert whose `WHERE` keeps the
+//! newer `(event_ts, created_ts)`, so an older event never replaces a newer one.
+//!
+//! SQLite comes bundled: this is the only SQLite in the process that opens the file (two
+//! SQLite copies in one process would release each other's POSIX locks). Connections are
+//! pooled, each with its own prepared-statement cache; a connection is used by one thread at
+//! a time, so readers on several threads run in parallel (WAL).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use arrow_array::builder::BinaryBuilder;
+use arrow_array::BinaryArray;
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::{Error, Result};
+
+/// The table recording which tables belong to which project.
+const VIEWS: &str = "banquet_views";
+/// Idle connections kept for reuse; more threads than this still work, they just reconnect.
+const MAX_IDLE: usize = 16;
+/// Prepared statements cached per connection (a read uses one per view).
+const STATEMENTS: usize = 256;
+
+/// The quoted table name of `(project, view)`. `:` cannot occur in either name, so no two
+/// pairs share a table.
+pub fn table_name(project: &str, view: &str) -> String {
+    format!("\"{}\"", format!("{project}:{view}").replace('"', "\"\""))
+}
+
+fn select_sql(project: &str, view: &str) -> String {
+    format!(
+        "SELECT value FROM {} WHERE entity_key = ?1",
+        table_name(project, view)
+    )
+}
+
+fn upsert_sql(project: &str, view: &str) -> String {
+    let t = table_name(project, view);
+    format!(
+        "INSERT INTO {t} (entity_key, event_ts, created_ts, value) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT(entity_key) DO UPDATE SET event_ts = excluded.event_ts, \
+         created_ts = excluded.created_ts, value = excluded.value \
+         WHERE (excluded.event_ts, excluded.created_ts) >= ({t}.event_ts, {t}.created_ts)"
+    )
+}
+
+/// One row to write. A `None` value is refused by the table (NOT NULL) and fails the batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Row<'a> {
+    pub key: &'a [u8],
+    pub event_ts: i64,
+    pub created_ts: i64,
+    pub value: Option<&'a [u8]>,
+}
+
+/// A SQLite online store at one path.
+pub struct SqliteStore {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// A pooled connection, handed back on drop.
+pub struct Conn<'a> {
+    store: &'a SqliteStore,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        // Never pool a connection left inside a transaction (a panic mid-write).
+        if conn.is_autocommit() {
+            let mut idle = self.store.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+fn store_err(e: rusqlite::Error) -> Error {
+    Error::Store(e.to_string())
+}
+
+/// The error for a failed statement on `view`'s table: a missing table names the view.
+fn view_err(e: rusqlite::Error, view: &str) -> Error {
+    if e.to_string().contains("no such table") {
+        Error::MissingTable(view.to_string())
+    } else {
+        store_err(e)
+    }
+}
+
+impl SqliteStore {
+    /// A store at `path`. Nothing is opened until the first use; then the parent folder and
+    /// the file are created if missing.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteStore {
+            path: path.into(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A connection from the pool, or a new one.
+    pub fn conn(&self) -> Result<Conn<'_>> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        Ok(Conn {
+            store: self,
+            conn: Some(conn),
+        })
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Store(format!("cannot create folder {}: {e}", dir.display()))
+            })?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)
+            .map_err(|e| Error::Store(format!("cannot open {}: {e}", self.path.display())))?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(store_err)?;
+        // WAL is persistent in the file; setting it again is a no-op.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(store_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Store(format!(
+                "{} cannot use WAL mode (journal_mode is {mode})",
+                self.path.display()
+            )));
+        }
+        // NORMAL: a commit is durable once the WAL is checkpointed; a crash loses at most the
+        // last transactions, never consistency. 128 MiB of cache keeps bulk upserts in memory.
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-131072;")
+            .map_err(store_err)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENTS);
+        Ok(conn)
+    }
+
+    /// Closes the idle connections. The store stays usable: the next call reconnects.
+    pub fn close(&self) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Makes `view`'s table and records it for `project` (idempotent).
+    pub fn create_view(&self, project: &str, view: &str) -> Result<()> {
+        let conn = self.conn()?;
+        let tx = Tx::begin(&conn, "BEGIN IMMEDIATE")?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (entity_key BLOB PRIMARY KEY, \
+             event_ts INTEGER NOT NULL, created_ts INTEGER NOT NULL, value BLOB NOT NULL) \
+             WITHOUT ROWID; \
+             CREATE TABLE IF NOT EXISTS {VIEWS} (project TEXT, view TEXT, \
+             PRIMARY KEY (project, view));",
+            table_name(project, view)
+        ))
+        .map_err(store_err)?;
+        conn.execute(
+            &format!("INSERT OR IGNORE INTO {VIEWS} VALUES (?1, ?2)"),
+            (project, view),
+        )
+        .map_err(store_err)?;
+        tx.commit()
+    }
+
+    /// Removes `view`'s table and its record (idempotent).
+    pub fn drop_view(&self, project: &str, view: &str) -> Result<()> {
+        let conn = self.conn()?;
+        let tx = Tx::begin(&conn, "BEGIN IMMEDIATE")?;
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {}",
+            table_name(project, view)
+        ))
+        .map_err(store_err)?;
+        if has_table(&conn, VIEWS)? {
+            conn.execute(
+                &format!("DELETE FROM {VIEWS} WHERE project = ?1 AND view = ?2"),
+                (project, view),
+            )
+            .map_err(store_err)?;
+        }
+        tx.commit()
+    }
+
+    /// Drops every table `project` owns (and nothing else).
+    pub fn teardown(&self, project: &str) -> Result<()> {
+        let views: Vec<String> = {
+            let conn = self.conn()?;
+            if !has_table(&conn, VIEWS)? {
+                return Ok(());
+            }
+            let mut stmt = conn
+                .prepare(&format!("SELECT view FROM {VIEWS} WHERE project = ?1"))
+                .map_err(store_err)?;
+            let rows = stmt.query_map([project], |r| r.get(0)).map_err(store_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(store_err)?
+        };
+        for view in views {
+            self.drop_view(project, &view)?;
+        }
+        Ok(())
+    }
+
+    /// Upserts `rows` into `view`'s table in one transaction; a row replaces the stored one
+    /// only if its `(event_ts, created_ts)` is not older. On any error nothing is written.
+    /// Returns the number of rows given.
+    pub fn write<'a>(
+        &self,
+        project: &str,
+        view: &str,
+        rows: impl IntoIterator<Item = Row<'a>>,
+    ) -> Result<usize> {
+        let conn = self.conn()?;
+        let tx = Tx::begin(&conn, "BEGIN IMMEDIATE")?;
+        let mut n = 0;
+        {
+            let mut stmt = conn
+                .prepare_cached(&upsert_sql(project, view))
+                .map_err(|e| view_err(e, view))?;
+            for row in rows {
+                stmt.raw_bind_parameter(1, row.key).map_err(store_err)?;
+                stmt.raw_bind_parameter(2, row.event_ts)
+                    .map_err(store_err)?;
+                stmt.raw_bind_parameter(3, row.created_ts)
+                    .map_err(store_err)?;
+                stmt.raw_bind_parameter(4, row.value).map_err(store_err)?;
+                stmt.raw_execute().map_err(|e| view_err(e, view))?;
+                n += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// For each `(view, keys)` request, the stored value of each key (null when absent), in
+    /// key order. Each key is one lookup through a cached prepared statement; all requests
+    /// read one snapshot.
+    pub fn read(&self, project: &str, requests: &[(&str, Vec<&[u8]>)]) -> Result<Vec<BinaryArray>> {
+        let conn = self.conn()?;
+        let lookups: usize = requests.iter().map(|(_, k)| k.len()).sum();
+        // One read transaction when there is more than one lookup: one snapshot, and the
+        // WAL read lock is taken once instead of per statement.
+        let tx = if lookups > 1 {
+            Some(Tx::begin(&conn, "BEGIN")?)
+        } else {
+            None
+        };
+        let mut out = Vec::with_capacity(requests.len());
+        for (view, keys) in requests {
+            let mut stmt = conn
+                .prepare_cached(&select_sql(project, view))
+                .map_err(|e| view_err(e, view))?;
+            let mut builder = BinaryBuilder::with_capacity(keys.len(), 128 * keys.len());
+            for key in keys {
+                stmt.raw_bind_parameter(1, *key).map_err(store_err)?;
+                let mut rows = stmt.raw_query();
+                match rows.next().map_err(|e| view_err(e, view))? {
+                    Some(row) => match row.get_ref(0).map_err(store_err)? {
+                        ValueRef::Blob(b) => builder.append_value(b),
+                        other => {
+                            return Err(Error::Corrupt(format!(
+                                "feature view '{view}': a stored value is {:?}, not a blob",
+                                other.data_type()
+                            )))
+                        }
+                    },
+                    None => builder.append_null(),
+                }
+            }
+            out.push(builder.finish());
+        }
+        if let Some(tx) = tx {
+            tx.commit()?;
+        }
+        Ok(out)
+    }
+
+    /// Runs one SQL statement and returns its rows: for inspection and tests, through the
+    /// same SQLite as the store (opening the file with another SQLite in this process would
+    /// break its locks).
+    pub fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(sql).map_err(store_err)?;
+        let ncols = stmt.column_count();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(store_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(store_err)? {
+            out.push(
+                (0..ncols)
+                    .map(|i| row.get::<_, Value>(i))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(store_err)?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// A transaction on a pooled connection, rolled back on drop unless committed (an error or
+/// a panic midway leaves nothing written and no lock held).
+struct Tx<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> Tx<'c> {
+    fn begin(conn: &'c Connection, begin: &str) -> Result<Self> {
+        conn.execute_batch(begin).map_err(store_err)?;
+        Ok(Tx { conn, open: true })
+    }
+
+    fn commit(mut self) -> Result<()> {
+        self.open = false;
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(store_err(e));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(store_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use arrow_array::Array;
+
+    use super::*;
+
+    /// A fresh database path under the system temp folder (removed with its folder on drop).
+    struct TempDb(PathBuf);
+
+    impl TempDb {
+        fn new() -> Self {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "banquet-sqlite-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            TempDb(dir.join("sub").join("online.db"))
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0.parent().unwrap().parent().unwrap());
+        }
+    }
+
+    fn row<'a>(key: &'a [u8], ev: i64, cr: i64, value: &'a [u8]) -> Row<'a> {
+        Row {
+            key,
+            event_ts: ev,
+            created_ts: cr,
+            value: Some(value),
+        }
+    }
+
+    fn read1(s: &SqliteStore, view: &str, keys: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
+        let out = s.read("p", &[(view, keys.to_vec())]).unwrap();
+        out[0].iter().map(|v| v.map(<[u8]>::to_vec)).collect()
+    }
+
+    fn tables(s: &SqliteStore) -> Vec<String> {
+        s.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+            &[],
+        )
+        .unwrap()
+        .into_iter()
+        .map(|r| match &r[0] {
+            Value::Text(t) => t.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+    }
+
+    #[test]
+    fn write_then_read_with_missing_keys() {
+        let db = TempDb::new();
+        let s = SqliteStore::new(&db.0);
+        s.create_view("p", "v").unwrap();
+        s.create_view("p", "v").unwrap(); // idempotent
+        let n = s
+            .write("p", "v", [row(b"a", 1, 0, b"A"), row(b"b", 1, 0, b"")])
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            read1(&s, "v", &[b"b", b"x", b"a", b"a"]),
+            vec![Some(vec![]), None, Some(b"A".to_vec()), Some(b"A".to_vec())]
+        );
+        assert_eq!(read1(&s, "v", &[]), Vec::<Option<Vec<u8>>>::new());
+        assert_eq!(tables(&s), ["banquet_views", "p:v"]);
+        let mode = s.query("PRAGMA journal_mode", &[]).unwrap();
+        assert_eq!(mode, vec![vec![Value::Text("wal".into())]]);
+    }
+
+    #[test]
+    fn the_newer_event_wins_then_the_newer_created() {
+        let db = TempDb::new();
+        let s = SqliteStore::new(&db.0);
+        s.create_view("p", "v").unwrap();
+        s.write("p", "v", [row(b"k", 10, 5, b"first")]).unwrap();
+        s.write("p", "v", [row(b"k", 9, 99, b"older event")])
+            .unwrap();
+        assert_eq!(read1(&s, "v", &[b"k"]), [Some(b"first".to_vec())]);
+        s.write("p", "v", [row(b"k", 10, 4, b"older created")])
+            .unwrap();
+        assert_eq!(read1(&s, "v", &[b"k"]), [Some(b"first".to_vec())]);
+        s.write("p", "v", [row(b"k", 10, 5, b"same")]).unwrap(); // a full tie replaces
+        assert_eq!(read1(&s, "v", &[b"k"]), [Some(b"same".to_vec())]);
+        // within one batch, order does not matter
+        s.write(
+            "p",
+            "v",
+            [
+                row(b"k", 12, 0, b"12"),
+                row(b"k", 11, 0, b"11"),
+                row(b"j", i64::MIN, 0, b"min"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            read1(&s, "v", &[b"k", b"j"]),
+            [Some(b"12".to_vec()), Some(b"min".to_vec())]
+        );
+        let stored = s
+            .query(
+                "SELECT event_ts, created_ts FROM \"p:v\" WHERE entity_key = ?1",
+                &[Value::Blob(b"k".to_vec())],
+            )
+            .unwrap();
+        assert_eq!(stored, vec![vec![Value::Integer(12), Value::Integer(0)]]);
+    }
+
+    #[test]
+    fn several_views_in_one_read() {
+        let db = TempDb::new();
+        let s = SqliteStore::new(&db.0);
+        for v in ["v", "w\"q"] {
+            s.create_view("p", v).unwrap();
+            s.write("p", v, [row(b"k", 1, 0, v.as_bytes())]).unwrap();
+        }
+        let out = s
+            .read("p", &[("v", vec![b"k", b"z"]), ("w\"q", vec![b"k"])])
+            .unwrap();
+        assert_eq!(out[0].value(0), b"v");
+        assert!(out[0].is_null(1));
+        assert_eq!(out[1].value(0), b"w\"q");
+    }
+
+    #[test]
+    fn a_missing_table_names_the_view() {
+        let db = TempDb::new();
+        let s = SqliteStore::new(&db.0);
+        s.create_view("p", "v").unwrap();
+        let err = s
+            .read("p", &[("v", vec![b"k"]), ("nope", vec![b"k"])])
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingTable(v) if v == "nope"),
+            "{err}"
+        );
+        let err = s.write("p", "nope", [row(b"k", 1, 0, b"x")]).unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingTable(v) if v == "nope"),
+            "{err}"
+        );
+        // the pooled connection is still usable: no transaction was left open
+        s.write("p", "v", [row(b"k", 1, 0, b"ok")]).unwrap();
+        assert_eq!(read1(&s, "v", &[b"k"]), [Some(b"ok".to_vec())]);
+    }
+
+    #[test]
+    fn a_failed_write_writes_nothing_and_frees_the_lock() {
+        let db = TempDb::new();
+        let s = SqliteStore::new(&db.0);
+        s.create_view("p", "v").unwrap();
+        s.write("p", "v", [row(b"a", 1, 0, b"old")]).unwrap();
+        let bad = Row {
+            key: b"b",
+            event_ts: 2,
+            created_ts: 0,
+            value: None,
+        };
+        let err = s
+            .write(
+                "p",
+                "v",
+                [row(b"a", 2, 0, b"new"), bad, row(b"c", 2, 0, b"c")],
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Store(ref m) if m.contains("NOT NULL")),
+            "{err}"
+        );
+        assert_eq!(
+            read1(&s, "v", &[b"a", b"b", b"c"]),
+            [Some(b"old".to_vec()), None, None]
+        );
+        // another store object (its own connection) can take the write lock at once
+        let other = SqliteStore::new(&db.0);
+        let conn = other.conn().unwrap();
+        conn.busy_timeout(Duration::ZERO).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").unwrap();
+    }
+
+    #[test]
+    fn drop_and_teardown_touch_only_their_own_tables() {
+        let db = TempDb::new();
+        let s = SqliteStore::new(&db.0);
+        s.teardown("a").unwrap(); // a fresh file: nothing to do
+        s.drop_view("a", "v").unwrap();
+        for (p, v) in [("a", "b__c"), ("a__b", "c"), ("a", "v"), ("b", "v")] {
+            s.create_view(p, v).unwrap();
+        }
+        s.query("CREATE TABLE a__mine (x)", &[]).unwrap();
+        s.drop_view("a", "v").unwrap();
+        assert!(!tables(&s).contains(&"a:v".to_string()));
+        s.teardown("a").unwrap();
+        assert_eq!(tables(&s), ["a__b:c", "a__mine", "b:v", "banquet_views"]);
+        let owned = s
+            .query(
+                "SELECT project, view FROM banquet_views ORDER BY project",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(owned.len(), 2);
+        s.teardown("a").unwrap(); // idempotent
+    }
+
+    #[test]
+    fn readers_and_writers_on_several_threads() {
+        let db = TempDb::new();
+        let s = SqliteStore::new(&db.0);
+        s.create_view("p", "v").unwrap();
+        std::thread::scope(|scope| {
+            for t in 0..4i64 {
+                let s = &s;
+                scope.spawn(move || {
+                    for i in 0..50i64 {
+                        let key = [t as u8, i as u8];
+                        let value = (t * 1000 + i).to_le_bytes();
+                        s.write("p", "v", [row(&key, i, 0, &value)]).unwrap();
+                        assert_eq!(read1(s, "v", &[&key]), [Some(value.to_vec())]);
+                    }
+                });
+            }
+        });
+        let n = s.query("SELECT count(*) FROM \"p:v\"", &[]).unwrap();
+        assert_eq!(n, vec![vec![Value::Integer(200)]]);
+    }
+}

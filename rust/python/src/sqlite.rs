@@ -1,0 +1,265 @@
+//! `SqliteStore`: banquet_core::sqlite for Python (see python/banquet/_core.pyi). Every call
+//! runs with the GIL released while SQLite works.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, BinaryArray};
+use arrow_schema::{DataType, TimeUnit};
+use banquet_core::sqlite::Row;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3_arrow::PyArray;
+use rusqlite::types::Value;
+
+use crate::gil::run_detached;
+
+/// The embedded online store at one path.
+#[pyclass(frozen, module = "banquet._core")]
+pub struct SqliteStore {
+    pub(crate) inner: banquet_core::sqlite::SqliteStore,
+}
+
+#[pymethods]
+impl SqliteStore {
+    #[new]
+    fn new(path: std::path::PathBuf) -> Self {
+        SqliteStore {
+            inner: banquet_core::sqlite::SqliteStore::new(path),
+        }
+    }
+
+    #[getter]
+    fn path(&self) -> std::path::PathBuf {
+        self.inner.path().to_path_buf()
+    }
+
+    fn create_view(&self, py: Python<'_>, project: &str, view: &str) -> PyResult<()> {
+        run_detached(py, || self.inner.create_view(project, view))
+    }
+
+    fn drop_view(&self, py: Python<'_>, project: &str, view: &str) -> PyResult<()> {
+        run_detached(py, || self.inner.drop_view(project, view))
+    }
+
+    fn teardown(&self, py: Python<'_>, project: &str) -> PyResult<()> {
+        run_detached(py, || self.inner.teardown(project))
+    }
+
+    fn close(&self) {
+        self.inner.close()
+    }
+
+    /// Upsert rows given as Python sequences of equal length.
+    #[allow(clippy::too_many_arguments)] // the OnlineStore.write signature, plus `py`
+    fn write(
+        &self,
+        py: Python<'_>,
+        project: &str,
+        view: &str,
+        keys: Vec<PyBackedBytes>,
+        event_ts: Vec<i64>,
+        created_ts: Vec<i64>,
+        values: Vec<Option<PyBackedBytes>>,
+    ) -> PyResult<usize> {
+        let n = keys.len();
+        if event_ts.len() != n || created_ts.len() != n || values.len() != n {
+            return Err(PyTypeError::new_err(format!(
+                "write: {n} keys but {} event times, {} created times and {} values",
+                event_ts.len(),
+                created_ts.len(),
+                values.len()
+            )));
+        }
+        run_detached(py, || {
+            self.inner.write(
+                project,
+                view,
+                (0..n).map(|i| Row {
+                    key: &keys[i],
+                    event_ts: event_ts[i],
+                    created_ts: created_ts[i],
+                    value: values[i].as_deref(),
+                }),
+            )
+        })
+    }
+
+    /// Upsert rows given as Arrow arrays: binary keys and values, event and created times
+    /// as int64 or timestamp[us] (a null created time is stored as 0).
+    #[pyo3(signature = (project, view, keys, event_ts, created_ts, values))]
+    #[allow(clippy::too_many_arguments)] // the OnlineStore.write_arrays signature, plus `py`
+    fn write_arrays(
+        &self,
+        py: Python<'_>,
+        project: &str,
+        view: &str,
+        keys: PyArray,
+        event_ts: PyArray,
+        created_ts: Option<PyArray>,
+        values: PyArray,
+    ) -> PyResult<usize> {
+        let keys = keys.into_inner().0;
+        let values = values.into_inner().0;
+        let event_ts = event_ts.into_inner().0;
+        let created_ts = created_ts.map(|c| c.into_inner().0);
+        let n = keys.len();
+        let lens = [
+            values.len(),
+            event_ts.len(),
+            created_ts.as_ref().map_or(n, |c| c.len()),
+        ];
+        if lens.iter().any(|&l| l != n) {
+            return Err(PyTypeError::new_err(format!(
+                "write_arrays: {n} keys but {} values, {} event times, {} created times",
+                lens[0], lens[1], lens[2]
+            )));
+        }
+        let key_bytes = byte_slices(&keys, "keys")?;
+        let value_bytes = byte_slices(&values, "values")?;
+        let event = micros(&event_ts, "event_ts")?;
+        if event_ts.null_count() > 0 {
+            return Err(PyTypeError::new_err("write_arrays: event_ts holds nulls"));
+        }
+        let created = created_ts
+            .as_ref()
+            .map(|c| micros(c, "created_ts"))
+            .transpose()?;
+        run_detached(py, || {
+            self.inner.write(
+                project,
+                view,
+                (0..n).map(|i| Row {
+                    key: key_bytes[i].unwrap_or_default(),
+                    event_ts: event[i],
+                    created_ts: match (&created, &created_ts) {
+                        (Some(c), Some(arr)) if arr.is_valid(i) => c[i],
+                        _ => 0,
+                    },
+                    value: value_bytes[i],
+                }),
+            )
+        })
+    }
+
+    /// For each `(view, keys)` pair, the stored value per key (None when absent).
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        project: &str,
+        requests: Vec<(String, Vec<PyBackedBytes>)>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let blobs = run_detached(py, || {
+            let reqs: Vec<(&str, Vec<&[u8]>)> = requests
+                .iter()
+                .map(|(v, keys)| (v.as_str(), keys.iter().map(|k| &k[..]).collect()))
+                .collect();
+            self.inner.read(project, &reqs)
+        })?;
+        let out = PyList::empty(py);
+        for arr in &blobs {
+            out.append(blob_list(py, arr)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Rows of one SQL statement as tuples (int, float, str, bytes or None): for inspection
+    /// and tests through the store's own SQLite.
+    #[pyo3(signature = (sql, params=Vec::new()))]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Vec<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let params = params
+            .iter()
+            .map(to_sql_value)
+            .collect::<PyResult<Vec<_>>>()?;
+        let rows = run_detached(py, || self.inner.query(sql, &params))?;
+        let out = PyList::empty(py);
+        for row in rows {
+            let items = row
+                .into_iter()
+                .map(|v| from_sql_value(py, v))
+                .collect::<PyResult<Vec<_>>>()?;
+            out.append(PyTuple::new(py, items)?)?;
+        }
+        Ok(out)
+    }
+}
+
+/// A list of `bytes` (None for nulls) over a binary array.
+pub(crate) fn blob_list<'py>(py: Python<'py>, arr: &BinaryArray) -> PyResult<Bound<'py, PyList>> {
+    let items = (0..arr.len()).map(|i| {
+        if arr.is_null(i) {
+            py.None().into_bound(py)
+        } else {
+            PyBytes::new(py, arr.value(i)).into_any()
+        }
+    });
+    PyList::new(py, items)
+}
+
+/// The bytes of each row (None for nulls) of a binary, large_binary or binary_view array.
+fn byte_slices<'a>(array: &'a ArrayRef, what: &str) -> PyResult<Vec<Option<&'a [u8]>>> {
+    Ok(match array.data_type() {
+        DataType::Binary => array.as_binary::<i32>().iter().collect(),
+        DataType::LargeBinary => array.as_binary::<i64>().iter().collect(),
+        DataType::BinaryView => array.as_binary_view().iter().collect(),
+        other => {
+            return Err(PyTypeError::new_err(format!(
+                "write_arrays: {what} must be binary, got {other}"
+            )))
+        }
+    })
+}
+
+/// The values of an int64 or timestamp[us] array (nulls read as 0 here; callers check).
+fn micros<'a>(array: &'a ArrayRef, what: &str) -> PyResult<&'a [i64]> {
+    Ok(match array.data_type() {
+        DataType::Int64 => array.as_primitive::<Int64Type>().values(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            array.as_primitive::<TimestampMicrosecondType>().values()
+        }
+        other => {
+            return Err(PyTypeError::new_err(format!(
+                "write_arrays: {what} must be int64 or timestamp[us], got {other}"
+            )))
+        }
+    })
+}
+
+fn to_sql_value(v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    Ok(if v.is_none() {
+        Value::Null
+    } else if let Ok(b) = v.cast::<PyBytes>() {
+        Value::Blob(b.as_bytes().to_vec())
+    } else if let Ok(s) = v.cast::<PyString>() {
+        Value::Text(s.to_str()?.to_string())
+    } else if v.is_instance_of::<PyInt>() {
+        Value::Integer(v.extract()?)
+    } else if v.is_instance_of::<PyFloat>() {
+        Value::Real(v.extract()?)
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "query: cannot bind a {} parameter",
+            v.get_type().name()?
+        )));
+    })
+}
+
+fn from_sql_value(py: Python<'_>, v: Value) -> PyResult<Bound<'_, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Integer(i) => i.into_pyobject(py)?.into_any(),
+        Value::Real(f) => f.into_pyobject(py)?.into_any(),
+        Value::Text(s) => PyString::new(py, &s).into_any(),
+        Value::Blob(b) => PyBytes::new(py, &b).into_any(),
+    })
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SqliteStore>()
+}
