@@ -106,3 +106,49 @@ class ValueCodec:
 def serialize_key_rows(names: list[str], columns: list[list[Any]], kinds: list[str]) -> list[bytes]:
     """``serialize_entity_keys`` for keys given as Python lists; ``kinds`` are banquet type
     names (int64, int32, string, bytes). A value of another type raises TypeError."""
+
+# --- sqlite: the embedded online store ------------------------------------------------------
+
+class SqliteStore:
+    """The SQLite online store at ``path`` (bundled SQLite, WAL, synchronous=NORMAL, pooled
+    connections with cached prepared statements). Opens the file on first use, creating the
+    folder. Failures raise ``banquet.errors.StoreError``; a view without a table names the
+    view and says to run ``banquet apply``. Every call releases the GIL while SQLite works."""
+
+    def __init__(self, path: str) -> None: ...
+    @property
+    def path(self) -> str: ...
+    def create_view(self, project: str, view: str) -> None: ...
+    def drop_view(self, project: str, view: str) -> None: ...
+    def teardown(self, project: str) -> None:
+        """Drop every table recorded for ``project`` in ``banquet_views``."""
+    def close(self) -> None:
+        """Close the idle connections; the store reconnects on its next use."""
+    def write(
+        self,
+        project: str,
+        view: str,
+        keys: list[bytes],
+        event_ts: list[int],
+        created_ts: list[int],
+        values: list[bytes | None],
+    ) -> int:
+        """Upsert in one transaction; a row replaces the stored one only if its
+        ``(event_ts, created_ts)`` is not older. Any failure writes nothing."""
+    def write_arrays(
+        self,
+        project: str,
+        view: str,
+        keys: ArrowArray,
+        event_ts: ArrowArray,
+        created_ts: ArrowArray | None,
+        values: ArrowArray,
+    ) -> int:
+        """``write`` from Arrow: binary keys and values, int64 or timestamp[us] times (a null
+        created time is stored as 0)."""
+    def read(
+        self, project: str, requests: list[tuple[str, list[bytes]]]
+    ) -> list[list[bytes | None]]:
+        """Per ``(view, keys)``: the stored value per key, None when absent."""
+    def query(self, sql: str, params: list[Any] = ...) -> list[tuple[Any, ...]]:
+        """Rows of one SQL statement, through this SQLite (for inspection and tests)."""

@@ -75,14 +75,14 @@ class SqliteOnlineStore(OnlineStore):
     def read(
         self, project: str, requests: Sequence[tuple[str, Sequence[bytes]]]
     ) -> list[list[bytes | None]]:
-        return self.native.read(project, [(v, list(keys)) for v, keys in requests])  # type: ignore[no-any-return]
+        return self.native.read(project, [(v, list(keys)) for v, keys in requests])
 
     def teardown(self, project: str) -> None:
         self.native.teardown(project)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one SQL statement, run through the store's own SQLite (for inspection)."""
-        return self.native.query(sql, list(params))  # type: ignore[no-any-return]
+        return self.native.query(sql, list(params))
 
     def close(self) -> None:
         self.native.close()
