@@ -12,6 +12,7 @@ mod errors;
 mod gil;
 mod keys;
 mod online;
+mod resp;
 mod sqlite;
 
 #[pymodule]
@@ -22,6 +23,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     asof::register(m)?;
     codec::register(m)?;
     online::register(m)?;
+    resp::register(m)?;
     sqlite::register(m)?;
     Ok(())
 }
