@@ -35,7 +35,7 @@ import socket
 import struct
 import threading
 from binascii import crc_hqx
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -438,6 +438,18 @@ def _command(args: Sequence[bytes]) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)
 
 
+def _cluster_changing(e: Exception) -> bool:
+    """A failed node, a moved slot or a cluster in flux: worth re-reading the slot map."""
+    import redis
+    from redis.exceptions import AskError, ClusterDownError, TryAgainError
+
+    return isinstance(
+        e,
+        (redis.ConnectionError, redis.TimeoutError, AskError, TryAgainError)
+        + (ClusterDownError, _Uncovered),
+    ) and not isinstance(e, redis.AuthenticationError)
+
+
 def _pop(idle: list[_Conn]) -> _Conn | None:
     try:
         return idle.pop()
@@ -590,38 +602,40 @@ class RedisOnlineStore(OnlineStore):
         """``op(topology)``, with errors typed. On a cluster, a moved slot, a node that
         failed or a cluster that is changing re-reads the slot map and runs ``op`` once
         more (every operation here is idempotent)."""
-        import redis
-        from redis.exceptions import AskError, ClusterDownError, TryAgainError
-
-        stale = (redis.ConnectionError, redis.TimeoutError, AskError, TryAgainError)
-        with self._errors(what):
+        try:
             if not self.cluster:
-                return op(self._topology())
+                return op(self._topo or self._topology())
             try:
                 return op(self._topology())
-            except (*stale, ClusterDownError, _Uncovered):
+            except Exception as e:
+                if not _cluster_changing(e):
+                    raise
                 self._forget_topology()
             return op(self._topology())
+        except Exception as e:  # (a try block, not a context manager: this is the hot path)
+            typed = self._typed(e, what)
+            if typed is None:
+                raise
+            raise typed from None
 
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def _typed(self, e: Exception, what: str) -> StoreError | None:
+        """The banquet error for a redis-py error (None: not one)."""
         import redis
         from redis.exceptions import AskError, ClusterDownError, TryAgainError
 
         where = f"{self.kind} online store at {self.address}"
-        try:
-            yield
-        except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as e:
-            raise StoreError(f"{where}: {what}: {e}") from None
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            raise StoreUnavailable(f"{where} is unavailable ({what}): {e}") from None
-        except (AskError, TryAgainError, ClusterDownError, _Uncovered) as e:
-            raise StoreUnavailable(
+        if isinstance(e, (redis.AuthenticationError, redis.exceptions.AuthorizationError)):
+            return StoreError(f"{where}: {what}: {e}")
+        if isinstance(e, (redis.ConnectionError, redis.TimeoutError)):
+            return StoreUnavailable(f"{where} is unavailable ({what}): {e}")
+        if isinstance(e, (AskError, TryAgainError, ClusterDownError, _Uncovered)):
+            return StoreUnavailable(
                 f"{where} is unavailable ({what}): the cluster is down or changing: "
                 f"{type(e).__name__}: {e}"
-            ) from None
-        except redis.RedisError as e:
-            raise StoreError(f"{where}: {what}: {e}") from None
+            )
+        if isinstance(e, redis.RedisError):
+            return StoreError(f"{where}: {what}: {e}")
+        return None
 
     def _exchange(self, batches: Sequence[tuple[_Node, bytes, int]]) -> list[list[Any]]:
         """Send each node its RESP-encoded commands, then read each node's replies (so
