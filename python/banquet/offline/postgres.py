@@ -288,8 +288,16 @@ def _quote_ident(name: str) -> str:
 
 
 def _ts_literal(us: int) -> str:
-    """An exact timestamptz for ``us`` µs since the epoch (no float rounding)."""
-    return f"(TIMESTAMPTZ 'epoch' + {int(us)} * INTERVAL '1 microsecond')"
+    """A timestamptz constant for ``us`` µs since the epoch. A typed string literal becomes a
+    constant when the query is parsed; ``'epoch' + n * interval`` would be re-evaluated for
+    every row of a sequential scan (timestamptz arithmetic is only STABLE)."""
+    from datetime import datetime, timedelta, timezone
+
+    try:
+        t = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=int(us))
+    except OverflowError:
+        return "'-infinity'::timestamptz" if us < 0 else "'infinity'::timestamptz"
+    return f"'{t.isoformat(timespec='microseconds')}'::timestamptz"
 
 
 def _one_line(e: BaseException) -> str:
