@@ -80,9 +80,9 @@ fn resp_evalsha<'py>(
         let args = 3 + 2 * m + head.len();
         size += 1 + digits(args) + 2 + bulk_len(7) + bulk_len(sha.len()) + bulk_len(digits(m));
         size += head_len;
-        for i in lo..hi {
-            size += bulk_len(prefix.len() + keys[i].as_bytes().len());
-            size += bulk_len(16 + blobs[i].as_bytes().len());
+        for (key, blob) in keys[lo..hi].iter().zip(&blobs[lo..hi]) {
+            size += bulk_len(prefix.len() + key.as_bytes().len());
+            size += bulk_len(16 + blob.as_bytes().len());
         }
         calls += 1;
     }
@@ -107,11 +107,15 @@ fn resp_evalsha<'py>(
         for h in &head {
             put_bulk(&mut out, h);
         }
-        for i in lo..hi {
-            let blob = blobs[i].as_bytes();
+        let rows = blobs[lo..hi]
+            .iter()
+            .zip(&event_ts[lo..hi])
+            .zip(&created_ts[lo..hi]);
+        for ((blob, &event), &created) in rows {
+            let blob = blob.as_bytes();
             put_bulk_head(&mut out, 16 + blob.len());
-            out.extend_from_slice(&((event_ts[i] as u64) ^ (1 << 63)).to_be_bytes());
-            out.extend_from_slice(&((created_ts[i] as u64) ^ (1 << 63)).to_be_bytes());
+            out.extend_from_slice(&((event as u64) ^ (1 << 63)).to_be_bytes());
+            out.extend_from_slice(&((created as u64) ^ (1 << 63)).to_be_bytes());
             out.extend_from_slice(blob);
             out.extend_from_slice(b"\r\n");
         }
