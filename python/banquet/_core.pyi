@@ -36,6 +36,10 @@ def hash_entity_keys(keys: ArrowArray) -> pa.Array:
     same value on every run and platform). ``keys``: binary, large_binary or binary_view;
     a null key hashes to null."""
 
+def key_order(keys: ArrowArray) -> pa.Array:
+    """The stable order (``uint32`` indices) that sorts serialized keys bytewise (nulls
+    first): B-tree stores insert sorted keys much faster."""
+
 # --- asof: the point-in-time join ----------------------------------------------------------
 
 def asof_join(

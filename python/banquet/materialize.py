@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute
 
 from banquet import _core
 from banquet.entity_data import flat
@@ -42,7 +41,11 @@ def materialize_view(
     rows = store.offline_store.read_view(view, view.features, start_us, end_us)
     table, keys, ts, cr = rows.table, rows.keys, rows.event_ts, rows.created_ts
     idx = _core.latest_per_key(keys, ts, cr, start_us, end_us)
-    idx, key_bytes = _in_key_order(view, keys, idx)
+    # Winners in serialized-key order: stores keyed by a B-tree (SQLite, Postgres) insert
+    # sorted keys several times faster than random ones.
+    key_bytes = _core.serialize_entity_keys(view.join_keys, [k.take(idx) for k in keys])
+    order = _core.key_order(key_bytes)
+    idx, key_bytes = idx.take(order), key_bytes.take(order)
     n = len(idx)
     with Progress(view.name, n, enabled=progress) as bar:
         for lo in range(0, n, BATCH_ROWS):
@@ -79,16 +82,6 @@ def write_rows(
     store.online_store.write_arrays(
         store.project, view.name, key_bytes, event_ts, created_ts, blobs
     )
-
-
-def _in_key_order(
-    view: FeatureView, keys: list[pa.Array], idx: pa.Array
-) -> tuple[pa.Array, pa.Array]:
-    """Winning rows ordered by serialized key, and those keys: stores keyed by a B-tree
-    (SQLite, Postgres) then insert in key order, several times faster than random order."""
-    serialized = _core.serialize_entity_keys(view.join_keys, [k.take(idx) for k in keys])
-    order = pa.compute.sort_indices(serialized)
-    return idx.take(order), serialized.take(order)
 
 
 def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:

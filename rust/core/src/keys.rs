@@ -21,7 +21,9 @@ use arrow_array::types::{
     Int32Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
-use arrow_array::{Array, ArrayRef, BinaryArray, BinaryViewArray, StringViewArray, UInt64Array};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, BinaryViewArray, StringViewArray, UInt32Array, UInt64Array,
+};
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, TimeUnit};
 
@@ -363,6 +365,76 @@ pub fn hash_keys_array(keys: &ArrayRef) -> Result<UInt64Array> {
     ))
 }
 
+/// The row order (uint32 indices) that sorts serialized keys bytewise; stable, so equal keys
+/// keep their order. Stores keyed by a B-tree insert sorted keys markedly faster. Nulls sort
+/// first.
+pub fn key_order(keys: &ArrayRef) -> Result<UInt32Array> {
+    let bytes = match keys.data_type() {
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            ByteCol::new(keys.as_ref()).expect("binary type")
+        }
+        other => {
+            return Err(Error::UnsupportedType {
+                column: "keys".to_string(),
+                found: other.clone(),
+                expected: "binary (serialized entity keys)".to_string(),
+            })
+        }
+    };
+    if keys.len() > u32::MAX as usize {
+        return Err(Error::Invalid(format!(
+            "{} keys: more than 2^32",
+            keys.len()
+        )));
+    }
+    let nulls = keys.nulls();
+    let slices: Vec<Option<&[u8]>> = (0..keys.len())
+        .map(|i| (!nulls.is_some_and(|n| n.is_null(i))).then(|| bytes.get(i)))
+        .collect();
+    // Keys of one view share a long prefix (key count, join key names, value headers):
+    // compare only what follows it.
+    let mut common = slices.iter().flatten().next().map_or(0, |k| k.len());
+    let first = slices.iter().flatten().next().copied().unwrap_or_default();
+    for k in slices.iter().flatten() {
+        common = common.min(k.iter().zip(first).take_while(|(a, b)| a == b).count());
+    }
+    // The usual case, fixed-width keys of at most 16 bytes past the prefix (an int64 key
+    // has 8): sort big-endian integers, several times faster than comparing slices.
+    let width = slices
+        .iter()
+        .flatten()
+        .next()
+        .map_or(0, |k| k.len() - common);
+    if width <= 16
+        && slices
+            .iter()
+            .all(|k| k.is_some_and(|k| k.len() - common == width))
+    {
+        let mut order: Vec<(u128, u32)> = slices
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let mut buf = [0u8; 16];
+                buf[..width].copy_from_slice(&k.expect("no nulls")[common..]);
+                (u128::from_be_bytes(buf), i as u32)
+            })
+            .collect();
+        order.sort_unstable();
+        return Ok(UInt32Array::from_iter_values(
+            order.into_iter().map(|(_, i)| i),
+        ));
+    }
+    let mut order: Vec<(Option<&[u8]>, u32)> = slices
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.map(|k| &k[common..]), i as u32))
+        .collect();
+    // unstable, but the index breaks ties: the same order as a stable sort
+    order.sort_unstable();
+    let order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
+    Ok(UInt32Array::from(order))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -536,4 +608,33 @@ mod tests {
     /// xxh3-64 of the serialized key `{driver_id: int64 1001}` (checked against the Python
     /// `xxhash` package).
     const GOLDEN_DRIVER_1001_HASH: u64 = 0x3334_7E92_3A74_14D9;
+
+    #[test]
+    fn key_order_sorts_bytewise_and_stably() {
+        let keys: ArrayRef = Arc::new(BinaryArray::from(vec![
+            Some(&b"b"[..]),
+            Some(&b"a\xff"[..]),
+            None,
+            Some(&b"b"[..]),
+            Some(&b""[..]),
+            Some(&b"a"[..]),
+        ]));
+        let order = key_order(&keys).unwrap();
+        assert_eq!(order.values().to_vec(), vec![2, 4, 5, 1, 0, 3]);
+        // fixed-width keys (the packed-integer path) give the same order as slices do
+        let ids = vec![5i64, -1, 300, 5, 0, i64::MAX, i64::MIN, 256];
+        let names = vec!["user_id".to_string()];
+        let fixed: ArrayRef = Arc::new(
+            serialize_entity_keys(&names, &[Arc::new(Int64Array::from(ids)) as ArrayRef]).unwrap(),
+        );
+        let bin = fixed.as_binary::<i32>();
+        let mut want: Vec<u32> = (0..bin.len() as u32).collect();
+        want.sort_by_key(|&i| bin.value(i as usize));
+        assert_eq!(key_order(&fixed).unwrap().values().to_vec(), want);
+        let bad: ArrayRef = Arc::new(Int32Array::from(vec![1]));
+        assert!(matches!(
+            key_order(&bad),
+            Err(Error::UnsupportedType { .. })
+        ));
+    }
 }

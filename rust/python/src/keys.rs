@@ -30,8 +30,17 @@ fn hash_entity_keys<'py>(py: Python<'py>, keys: PyArray) -> PyResult<Bound<'py, 
     crate::codec::to_pyarrow(py, Arc::new(out))
 }
 
+/// The stable order (uint32 indices) that sorts serialized keys bytewise.
+#[pyfunction]
+fn key_order<'py>(py: Python<'py>, keys: PyArray) -> PyResult<Bound<'py, PyAny>> {
+    let keys = keys.into_inner().0;
+    let out = run_detached(py, move || banquet_core::keys::key_order(&keys))?;
+    crate::codec::to_pyarrow(py, Arc::new(out))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serialize_entity_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(key_order, m)?)?;
     m.add_function(wrap_pyfunction!(hash_entity_keys, m)?)?;
     Ok(())
 }
