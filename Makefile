@@ -70,6 +70,7 @@ bench: develop services ## whole-path benchmarks against peers (see benches/READ
 	$(PIP) install -q -r benches/requirements.txt
 	source scripts/services.env && $(PY) benches/historical.py
 	source scripts/services.env && $(PY) benches/online.py
+	source scripts/services.env && $(PY) benches/historical_postgres.py
 
 .PHONY: clean
 clean: ## remove the venv, wheels and caches (the cargo target dir is kept)
