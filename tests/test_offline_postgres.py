@@ -254,3 +254,15 @@ def test_file_store_refuses_sql_entity_rows(tmp_path: Path) -> None:
     cfg = RepoConfig.from_dict({"project": "f", "registry": str(tmp_path / "r.db")})
     with pytest.raises(EntityDataError, match="postgres"):
         FeatureStore(config=cfg).offline_store.query("SELECT 1")
+
+
+def test_a_lost_connection_is_reopened_for_reads(tmp_path: Path, pg_dsn: str, schema: str) -> None:
+    import psycopg
+
+    store = make_store(tmp_path, pg_dsn, schema)
+    offline = store.offline_store
+    pid = offline.query("SELECT pg_backend_pid() AS pid").column("pid")[0].as_py()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    again = offline.query("SELECT pg_backend_pid() AS pid").column("pid")[0].as_py()
+    assert again != pid
