@@ -55,6 +55,7 @@ TYPES = {
 REFS = [f"{v}:{f}" for v, _, _, feats in VIEWS for f in feats]
 FEATURES = [f for _, _, _, feats in VIEWS for f in feats]
 ENTITY_FILE = C.DATA / "1m" / "entity.parquet"
+ENTITY_TABLE = "entity_for_1m"  # the same rows in Postgres, for --entity sql
 STEPS = [1_000_000, 300_000, 100_000]
 OUT = C.DATA / "pg_historical"
 
@@ -65,6 +66,7 @@ def ensure_tables() -> None:
         sys.exit("benches/data/1m is missing: run `benches/historical.py --sizes 1m` first")
     D.load_parquet(src / "view_a.parquet", "view_a_1m")
     D.load_parquet(src / "view_b.parquet", "view_b_1m")
+    D.load_parquet(ENTITY_FILE, ENTITY_TABLE)
 
 
 def definitions(peer: str) -> str:
@@ -119,7 +121,12 @@ def repo_yaml(peer: str, root: Path) -> str:
     )
 
 
-def child(peer: str, n: int, out: Path) -> dict:
+def entity_sql(n: int) -> str:
+    """The first ``n`` entity rows as a query (the table was loaded in file order)."""
+    return f"SELECT user_id, event_timestamp FROM {D.SCHEMA}.{ENTITY_TABLE} LIMIT {n}"
+
+
+def child(peer: str, n: int, out: Path, entity_kind: str) -> dict:
     import importlib.util
 
     import pyarrow.parquet as pq
@@ -138,13 +145,14 @@ def child(peer: str, n: int, out: Path) -> dict:
         store = FeatureStore(repo_path=root)
         store.apply(mod.OBJECTS)
         t = time.perf_counter()
-        table = store.get_historical_features(entity, REFS).to_arrow()
+        entity_df = entity if entity_kind == "frame" else entity_sql(n)
+        table = store.get_historical_features(entity_df, REFS).to_arrow()
     else:
         from feast import FeatureStore as FeastStore
 
         store = FeastStore(repo_path=str(root))
         store.apply(mod.OBJECTS)
-        pdf = entity.to_pandas()
+        pdf = entity.to_pandas() if entity_kind == "frame" else entity_sql(n)
         t = time.perf_counter()
         table = store.get_historical_features(entity_df=pdf, features=REFS).to_arrow()
     seconds = time.perf_counter() - t
@@ -184,13 +192,19 @@ def main() -> None:
     ap.add_argument("--sizes", default=",".join(map(str, STEPS)))
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--peers", default="banquet,feast")
+    ap.add_argument(
+        "--entity",
+        choices=["frame", "sql"],
+        default="frame",
+        help="entity_df as a DataFrame or SQL",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="runs per peer and size (best kept)")
     ap.add_argument("--child", default=None)
     ap.add_argument("--n", type=int, default=0)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.child:
-        C.report(child(args.child, args.n, Path(args.out)))
+        C.report(child(args.child, args.n, Path(args.out), args.entity))
         return
 
     ensure_tables()
@@ -206,12 +220,13 @@ def main() -> None:
             for _ in range(args.repeat):
                 C.wait_until_quiet(120)
                 py = C.BANQUET_PY if peer == "banquet" else C.PEERS_PY
-                out = OUT / f"{peer}_{n}.parquet"
+                out = OUT / f"{peer}_{n}_{args.entity}.parquet"
                 out.unlink(missing_ok=True)
                 run = C.run_child(
-                    [str(py), __file__, "--child", peer, "--n", str(n), "--out", str(out)],
+                    [str(py), __file__, "--child", peer, "--n", str(n), "--out", str(out)]
+                    + ["--entity", args.entity],
                     args.timeout,
-                    log=OUT / f"{peer}_{n}.log",
+                    log=OUT / f"{peer}_{n}_{args.entity}.log",
                 )
                 r = dict(run.result or {}, ok=run.ok, error=run.error, peak_mb=round(run.maxrss_mb))
                 shown = f"{r['seconds']:8.1f} s" if run.ok else f"FAILED ({run.error})"
@@ -229,12 +244,13 @@ def main() -> None:
             runs[peer] = best or {}
         same = ""
         if all(runs.get(p, {}).get("ok") for p in ("banquet", "feast")):
-            same = compare(OUT / f"banquet_{n}.parquet", OUT / f"feast_{n}.parquet") or "same"
+            pair = [OUT / f"{p}_{n}_{args.entity}.parquet" for p in ("banquet", "feast")]
+            same = compare(*pair) or "same"
             print(f"  outputs: {same}", flush=True)
         rows.append({"entity_rows": n, "runs": runs, "outputs": same})
         if runs.get("feast", {}).get("ok", True):
             break  # the largest size Feast finishes: done
-    (OUT / f"results_{'_'.join(args.peers.split(','))}.json").write_text(
+    (OUT / f"results_{'_'.join(args.peers.split(','))}_{args.entity}.json").write_text(
         json.dumps({"machine": info, "rows": rows}, indent=2)
     )
 
