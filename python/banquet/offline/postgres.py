@@ -4,7 +4,8 @@ Reads go through the ADBC Postgres driver, which runs ``COPY (SELECT ...) TO STD
 binary and decodes it into Arrow in C++: no Python object per row. Only the needed columns
 of rows inside ``[start, end]`` are read (the bounds are pushed into the ``WHERE``); the
 point-in-time join then runs in the same Rust kernel as for Parquet, so both stores share one
-set of rules (see benches/README.md, "Postgres: where the join runs", for why not in SQL).
+set of rules (benches/README.md, "Where the join runs", measures why not in SQL: the pull
+was 2-3x faster than LATERAL or DISTINCT ON joins at 1M entity x 10M feature rows).
 
 Every session sets ``TimeZone=UTC`` (a ``timestamp`` without time zone is read as UTC, as
 naive timestamps are everywhere else), ``search_path`` to ``db_schema`` then ``public`` (so
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 5
-_US_PER_S = 1_000_000
 _TRANSIENT = ("could not connect", "connection refused", "server closed", "timeout expired")
 
 
@@ -223,8 +223,9 @@ class PostgresOfflineStore(OfflineStore):
         return self._fetch(sql.strip().rstrip(";"), "entity_df query")
 
     def append(self, source: DataSource, rows: pa.Table) -> None:
-        """Offline push: stage ``rows`` in a temp table (binary COPY), then one INSERT into the
-        source table, in one transaction: all rows land or none."""
+        """Offline push: stage ``rows`` in a temp table (binary COPY), then ONE ``INSERT``
+        into the source table (a single statement: all rows land or none), then drop the
+        temp table."""
         if not isinstance(source, PostgreSQLSource) or not source.table:
             raise DataSourceError(
                 f"source {source.name!r}: offline push needs a PostgreSQLSource with table=, "
@@ -239,12 +240,13 @@ class PostgresOfflineStore(OfflineStore):
                 f"pushed rows have column(s) {extra} that table {source.table!r} of source "
                 f"{source.name!r} lacks; add the columns to the table or drop them from the frame"
             )
-        stage = _quote_ident(f"_banquet_push_{uuid.uuid4().hex[:12]}")
+        stage_name = f"_banquet_push_{uuid.uuid4().hex[:12]}"
+        stage = _quote_ident(stage_name)
         cols = ", ".join(_quote_ident(c) for c in rows.column_names)
         staged = _plain(rows)
 
         def op(cur: Cursor) -> None:
-            cur.adbc_ingest(stage[1:-1], staged, mode="create", temporary=True)
+            cur.adbc_ingest(stage_name, staged, mode="create", temporary=True)
             try:
                 # one statement: every row lands or none does
                 cur.execute(f"INSERT INTO {source.table} ({cols}) SELECT {cols} FROM {stage}")
