@@ -266,3 +266,28 @@ def test_a_lost_connection_is_reopened_for_reads(tmp_path: Path, pg_dsn: str, sc
         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
     again = offline.query("SELECT pg_backend_pid() AS pid").column("pid")[0].as_py()
     assert again != pid
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path, pg_dsn: str, schema: str) -> None:
+    import os
+
+    offline = make_store(tmp_path, pg_dsn, schema).offline_store
+    parent_pid = offline.query("SELECT pg_backend_pid() AS pid").column("pid")[0].as_py()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            pid = offline.query("SELECT pg_backend_pid() AS pid").column("pid")[0].as_py()
+            os.write(write_end, str(pid).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    child_backend = int(os.read(read_end, 64) or b"0")
+    os.close(read_end)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_backend not in (0, parent_pid)
+    again = offline.query("SELECT pg_backend_pid() AS pid").column("pid")[0].as_py()
+    assert again == parent_pid  # the parent's connection is untouched

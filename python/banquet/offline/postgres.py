@@ -21,6 +21,7 @@ source table with one ``INSERT ... SELECT``, which also converts types (``bigint
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import uuid
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 5
+_INHERITED: list[Any] = []  # connections a forked child got from its parent, never touched
 _TRANSIENT = ("could not connect", "connection refused", "server closed", "timeout expired")
 
 
@@ -60,6 +62,7 @@ class PostgresOfflineStore(OfflineStore):
         self.cfg = cfg
         self.address = f"{cfg.host}:{cfg.port}/{cfg.database}"
         self._conn: Connection | None = None
+        self._conn_pid = 0
         self._finalizer: weakref.finalize | None = None
         self._lock = threading.RLock()
 
@@ -119,9 +122,16 @@ class PostgresOfflineStore(OfflineStore):
     def _connection(self) -> Connection:
         """The store's one connection, opened on first use: opening one costs ~150 ms (the
         driver loads the server's type catalog), far more than a small read."""
+        if self._conn is not None and self._conn_pid != os.getpid():
+            # A forked child must not use the parent's socket, nor close it: closing sends the
+            # server a goodbye on the parent's session. Keep the object alive, unused.
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            _INHERITED.append(self._conn)
+            self._conn, self._finalizer = None, None
         if self._conn is None:
             conn = self._open()
-            self._conn = conn
+            self._conn, self._conn_pid = conn, os.getpid()
             self._finalizer = weakref.finalize(self, _close_quietly, conn)
         return self._conn
 
