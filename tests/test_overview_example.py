@@ -1,8 +1,9 @@
 """The overview's example (shared/seed/feast-overview.md), end to end on the local Postgres.
 
-The feature definitions below are the overview's "Defining Features" code with only the import
-lines changed to banquet, and the source query also selecting ``event_timestamp`` (the column
-it names as ``timestamp_field``). Its original query omits that column: apply must say so.
+The feature definitions below are the overview's "Defining Features" code with ``feast``
+replaced by ``banquet`` in the import lines (Feast's module path for ``PostgreSQLSource``
+exists as an alias), and the source query also selecting ``event_timestamp`` (the column it
+names as ``timestamp_field``). Its original query omits that column: apply must say so.
 ``transactions.user_id`` is ``integer``, ``training_data.user_id`` is ``bigint``: they join.
 Expected values come from plain SQL in Postgres (LATERAL ... ORDER BY ... LIMIT 1).
 """
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.postgres
 DEFINITIONS = """\
 from banquet import Entity, Feature, FeatureView, Field
 from banquet.types import Float32, Int64
-from banquet import PostgreSQLSource
+from banquet.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 
 # Define data source
 user_transactions = PostgreSQLSource(

@@ -1,0 +1,1 @@
+"""Feast-compatible import paths, so code written for Feast runs with ``feast`` -> ``banquet``."""
