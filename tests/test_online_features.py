@@ -445,6 +445,42 @@ def test_numpy_and_int_width_keys(store: FeatureStore) -> None:
     ] == [3.25]
 
 
+def test_sqlite_fast_path_and_general_path_agree(
+    store: FeatureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain int / str rows take the one-call Rust path on SQLite; anything else (numpy
+    values here) the general one. Both give the same values, statuses and times."""
+    import banquet.serving as serving
+
+    refs = [
+        "fresh:level",
+        "stats:clicks",
+        "stats:score",
+        "pairs:visits",
+        "all_types:f_ts",
+        "all_types:a_ts",
+    ]
+    users, shops = [1, 2, 3, 4, 1], [7, 7, 8, 8, 8]
+
+    def read(rows: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        r = store.get_online_features(refs, rows)
+        return r.to_dict(), r.statuses, r.event_timestamps
+
+    general = read({"user_id": np.array(users), "shop_id": np.array(shops, np.int32)})
+
+    def no_general(*args: Any) -> None:
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(serving, "_read_general", no_general)
+    as_dicts = read([{"user_id": u, "shop_id": s} for u, s in zip(users, shops)])
+    as_columns = read({"user_id": users, "shop_id": shops})
+    assert as_dicts == as_columns == general
+    values, statuses, _ = general
+    assert values["level"] == [5, None, None, None, 5]
+    assert statuses["level"] == ["PRESENT", "OUTSIDE_MAX_AGE", "NULL_VALUE", "NOT_FOUND", "PRESENT"]
+    assert values["f_ts"][0] == TS1 and values["a_ts"][0] == [TS1, TS2]
+
+
 # --- typed errors -----------------------------------------------------------------------------------
 
 

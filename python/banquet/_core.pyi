@@ -98,14 +98,32 @@ def decode_values(
 
 # --- online: the hot path of get_online_features ---------------------------------------------
 
-class ValueCodec:
-    """Decodes one feature view's blobs straight into Python lists (no pyarrow round trip)."""
+class OnlinePlan:
+    """A resolved online request on the Rust side (built once per request and registry
+    version): its distinct key sets, its views and the output columns in request order."""
 
-    def __init__(self, schema: ArrowSchema) -> None: ...
-    def decode_rows(self, blobs: list[bytes | None]) -> tuple[list[int | None], list[list[Any]]]:
-        """``(event_ts, columns)``: each blob's event time in UTC µs (None for a missing
-        blob), and one list per schema field (None for nulls and missing blobs). Timestamp
-        values come back as UTC microseconds."""
+    def __init__(
+        self,
+        sigs: list[tuple[list[str], list[str], list[str]]],
+        views: list[tuple[str, int, ArrowSchema, int | None]],
+        outputs: list[tuple[str, int, int]],
+    ) -> None:
+        """``sigs``: (join key names, entity column names, banquet kind names: int64, int32,
+        string, bytes; others turn ``serve`` off). ``views``: (view name, sig index, value
+        schema, ttl in µs or None). ``outputs``: (name, view index, field index)."""
+    def serve(
+        self, store: SqliteStore, project: str, entity_rows: Any, now_us: int
+    ) -> tuple[dict[str, list[Any]], list[list[int | None]]] | None:
+        """The whole request on the SQLite store: (columns, event times per view). Columns:
+        the entity columns given, then the outputs (None for nulls, missing keys and values
+        older than the view's ttl at ``now_us``; timestamps as UTC µs). None when the entity
+        rows are not a list of same-keyed dicts or a dict of lists of exactly int / str /
+        bytes keys of the declared kinds (nothing was read; take the general path)."""
+    def assemble(
+        self, entity: dict[str, list[Any]], blobs: list[list[bytes | None]], now_us: int
+    ) -> tuple[dict[str, list[Any]], list[list[int | None]]]:
+        """``serve``'s decode-and-assemble half for blobs another store read (one list per
+        view, in entity-row order); ``entity`` is copied first into the columns."""
 
 def serialize_key_rows(names: list[str], columns: list[list[Any]], kinds: list[str]) -> list[bytes]:
     """``serialize_entity_keys`` for keys given as Python lists; ``kinds`` are banquet type
@@ -122,6 +140,10 @@ class SqliteStore:
     def __init__(self, path: str) -> None: ...
     @property
     def path(self) -> str: ...
+    @property
+    def checkpointing(self) -> bool:
+        """True while a background checkpoint runs (one starts after a write leaves 1000+
+        pages in the WAL)."""
     def create_view(self, project: str, view: str) -> None: ...
     def drop_view(self, project: str, view: str) -> None: ...
     def teardown(self, project: str) -> None:

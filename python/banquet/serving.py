@@ -1,8 +1,12 @@
 """Online retrieval: entity rows in, the latest feature values and a status per value out.
 
-Per request: resolve the features (cached per feature list and registry version), serialize
-the entity keys in Rust once per distinct key set, read every view's blobs in one call to the
-online store, decode them in Rust, and enforce each view's ttl at read time.
+Per request: resolve the features (cached per feature list and registry version) into a plan
+(cached on the resolved request) whose Rust half, ``_core.OnlinePlan``, does the rest. On the
+SQLite store one Rust call serializes the keys, looks them up with cached prepared
+statements, decodes the blobs, enforces each view's ttl at read time and builds the Python
+lists. Other stores (and entity rows the fast path does not take) go the general way: keys
+serialized once per distinct key set, one ``read`` call for all views, then the same Rust
+decode-and-assemble.
 """
 
 from __future__ import annotations
@@ -39,17 +43,23 @@ class OnlineResponse:
     computed on first access, so a caller that only wants values does not pay for them.
     """
 
-    __slots__ = ("columns", "_types", "_rows", "_statuses", "_stamps")
+    __slots__ = ("columns", "_types", "_rows", "_ttls", "_now_us", "_statuses", "_stamps")
 
     def __init__(
         self,
         columns: dict[str, list[Any]],
         types: dict[str, pa.DataType],
-        rows: list[tuple[list[str], list[str], list[int | None]]],
+        rows: list[tuple[list[str], list[str] | None, list[int | None]]],
+        ttls: Sequence[int | None] = (),
+        now_us: int = 0,
     ) -> None:
         self.columns = columns
         self._types = types
-        self._rows = rows  # per view: (feature names, row statuses, event timestamps)
+        # per view: (feature names, row statuses, event timestamps); statuses None means
+        # "work them out from the event times, the view's ttl (ttls[i]) and now_us"
+        self._rows = rows
+        self._ttls = ttls
+        self._now_us = now_us
         self._statuses: dict[str, list[str]] | None = None
         self._stamps: dict[str, list[int | None]] | None = None
 
@@ -57,14 +67,16 @@ class OnlineResponse:
     def statuses(self) -> dict[str, list[str]]:
         if self._statuses is None:
             cols = self.columns
-            self._statuses = {
-                name: [
-                    NULL_VALUE if b is PRESENT and v is None else b
-                    for v, b in zip(cols[name], base)
-                ]
-                for names, base, _ in self._rows
-                for name in names
-            }
+            out: dict[str, list[str]] = {}
+            for i, (names, base, ev) in enumerate(self._rows):
+                if base is None:
+                    base = base_statuses(ev, self._ttls[i], self._now_us)
+                for name in names:
+                    out[name] = [
+                        NULL_VALUE if b is PRESENT and v is None else b
+                        for v, b in zip(cols[name], base)
+                    ]
+            self._statuses = out
         return self._statuses
 
     @property
@@ -89,6 +101,18 @@ class OnlineResponse:
 
     def __repr__(self) -> str:
         return f"OnlineResponse({self.columns!r})"
+
+
+def base_statuses(ev: list[int | None], ttl: int | None, now_us: int) -> list[str]:
+    """Per row: NOT_FOUND, OUTSIDE_MAX_AGE (older than ``ttl`` at ``now_us``) or PRESENT."""
+    return [
+        NOT_FOUND
+        if e is None
+        else OUTSIDE_MAX_AGE
+        if ttl is not None and now_us - e > ttl
+        else PRESENT
+        for e in ev
+    ]
 
 
 def entity_columns(entity_rows: Any) -> dict[str, list[Any]]:
@@ -141,23 +165,41 @@ class _Plan:
 
     def __init__(self, request: ResolvedRequest) -> None:
         self.groups = [g for g in request.groups if not g.is_on_demand]
-        self.codecs = [_core.ValueCodec(g.view.value_schema()) for g in self.groups]
-        self.positions = []
-        self.timestamps = []  # per group: {feature position: True for timestamp, False for list}
-        for g in self.groups:
-            where = {f.name: i for i, f in enumerate(g.view.features)}
-            self.positions.append([where[f.name] for f in g.features])
-            self.timestamps.append(
-                {
-                    i: f.dtype.name == "timestamp"
-                    for i, f in enumerate(g.features)
-                    if "timestamp" in f.dtype.name
-                }
-            )
         self.signatures = [
             tuple((k, g.view.entity_column(k), g.view.key_dtype(k)) for k in g.view.join_keys)
             for g in self.groups
         ]
+        distinct: dict[tuple[Any, ...], int] = {}
+        for sig in self.signatures:
+            distinct.setdefault(sig, len(distinct))
+        where: dict[str, tuple[int, int]] = {}  # output name -> (group, field position)
+        self.timestamps: list[tuple[str, bool]] = []  # (name, scalar) for timestamp outputs
+        for gi, g in enumerate(self.groups):
+            pos = {f.name: i for i, f in enumerate(g.view.features)}
+            for name, f in zip(g.names, g.features):
+                where[name] = (gi, pos[f.name])
+                if "timestamp" in f.dtype.name:
+                    self.timestamps.append((name, f.dtype.name == "timestamp"))
+        self.core = _core.OnlinePlan(
+            [
+                (
+                    [k for k, _, _ in sig],
+                    [c for _, c, _ in sig],
+                    [d.name if d is not None else "" for _, _, d in sig],
+                )
+                for sig in distinct
+            ],
+            [
+                (g.view.name, distinct[sig], g.view.value_schema(), g.view.ttl_us)
+                for g, sig in zip(self.groups, self.signatures)
+            ],
+            # requested features first, then inputs of on-demand views nobody asked for
+            [(name, *where[name]) for name in request.names if name in where]
+            + [(name, *w) for name, w in where.items() if name not in set(request.names)],
+        )
+        self.outputs = set(where)
+        self.extra = [name for name in where if name not in set(request.names)]
+        self.ttls = [g.view.ttl_us for g in self.groups]
         self.types = {
             name: f.dtype.to_arrow()
             for g in request.groups  # on-demand features included
@@ -209,9 +251,59 @@ def _serialize(
 def get_online_features(
     store: FeatureStore, request: ResolvedRequest, entity_rows: Any
 ) -> OnlineResponse:
-    cols = entity_columns(entity_rows)
-    n = len(next(iter(cols.values()))) if cols else 0
     plan = _plan(request)
+    online = store.online_store
+    now_us = time.time_ns() // 1000
+    native = getattr(online, "native", None)
+    got = (
+        plan.core.serve(native, store.project, entity_rows, now_us)
+        if isinstance(native, _core.SqliteStore)
+        else None
+    )
+    types = plan.types
+    if got is None:
+        got, types = _read_general(store, plan, entity_rows, now_us)
+    out, evs = got
+    for name, scalar in plan.timestamps:  # decoded as UTC microseconds
+        vals = out[name]
+        out[name] = (
+            [None if v is None else _datetime(v) for v in vals]
+            if scalar
+            else [
+                None if v is None else [None if x is None else _datetime(x) for x in v]
+                for v in vals
+            ]
+        )
+    rows: list[tuple[list[str], list[str] | None, list[int | None]]] = [
+        (g.names, None, ev) for g, ev in zip(plan.groups, evs)
+    ]
+    if plan.on_demand:
+        from banquet.on_demand import apply_online
+
+        n = len(next(iter(out.values()))) if out else 0
+        entity = {k: v for k, v in out.items() if k not in plan.outputs}
+        full = [
+            (names, base_statuses(ev, ttl, now_us), ev)
+            for (names, _, ev), ttl in zip(rows, plan.ttls)
+        ]
+        # out: the entity columns and the requested features; values: every decoded
+        # feature, the on-demand views' inputs included
+        values = out
+        out = {**entity, **{name: values[name] for name in request.names if name in values}}
+        full = apply_online(out, request, n, values, full)
+        out = {**entity, **{name: out[name] for name in request.names}}
+        return OnlineResponse(out, types, list(full), (), now_us)
+    for name in plan.extra:
+        del out[name]
+    return OnlineResponse(out, types, rows, plan.ttls, now_us)
+
+
+def _read_general(
+    store: FeatureStore, plan: _Plan, entity_rows: Any, now_us: int
+) -> tuple[tuple[dict[str, list[Any]], list[list[int | None]]], dict[str, pa.DataType]]:
+    """Any store, any entity rows: keys serialized in Python-facing steps (converting and
+    checking entity values), one ``read`` for all views, then Rust decodes and assembles."""
+    cols = entity_columns(entity_rows)
     keys_for: dict[tuple[Any, ...], list[bytes]] = {}
     typed: dict[str, pa.Array] = {}  # entity columns that needed converting to the key type
     reads: list[tuple[str, list[bytes]]] = []
@@ -220,54 +312,12 @@ def get_online_features(
         if keys is None:
             keys = keys_for[sig] = _serialize(sig, g, cols, typed)
         reads.append((g.view.name, keys))
-    blobs_per_view = store.online_store.read(store.project, reads) if reads else []
-
-    if typed:
-        cols = {c: typed[c].to_pylist() if c in typed else v for c, v in cols.items()}
-    out: dict[str, list[Any]] = dict(cols)
-    values: dict[str, list[Any]] = {}
-    rows: list[tuple[list[str], list[str], list[int | None]]] = []
-    now_us = time.time_ns() // 1000
-    for g, codec, positions, ts_pos, blobs in zip(
-        plan.groups, plan.codecs, plan.positions, plan.timestamps, blobs_per_view
-    ):
-        ev, decoded = codec.decode_rows(blobs)
-        ttl = g.view.ttl_us
-        base = [
-            NOT_FOUND
-            if e is None
-            else OUTSIDE_MAX_AGE
-            if ttl is not None and now_us - e > ttl
-            else PRESENT
-            for e in ev
-        ]
-        expired = OUTSIDE_MAX_AGE in base
-        rows.append((g.names, base, ev))
-        for j, (name, pos) in enumerate(zip(g.names, positions)):
-            vals = decoded[pos]
-            if expired:
-                vals = [None if b is OUTSIDE_MAX_AGE else v for v, b in zip(vals, base)]
-            if j in ts_pos:  # decoded as UTC microseconds: scalars, or lists of them
-                if ts_pos[j]:
-                    vals = [None if v is None else _datetime(v) for v in vals]
-                else:
-                    vals = [
-                        None if v is None else [None if x is None else _datetime(x) for x in v]
-                        for v in vals
-                    ]
-            values[name] = vals
-    for name in request.names:
-        if name in values:
-            out[name] = values[name]
-    if plan.on_demand:
-        from banquet.on_demand import apply_online
-
-        rows = apply_online(out, request, n, values, rows)
-        out = {**dict(cols), **{name: out[name] for name in request.names}}
+    blobs = store.online_store.read(store.project, reads) if reads else []
     types = plan.types
     if typed:
+        cols = {c: typed[c].to_pylist() if c in typed else v for c, v in cols.items()}
         types = {**types, **{c: a.type for c, a in typed.items()}}
-    return OnlineResponse(out, types, rows)
+    return plan.core.assemble(cols, blobs, now_us), types
 
 
 def _datetime(us: int) -> datetime:

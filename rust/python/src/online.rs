@@ -1,9 +1,10 @@
-//! The online hot path: decode a handful of blobs straight into Python lists.
+//! The online hot path: a whole `get_online_features` request in one call.
 //!
 //! `decode_values` returns pyarrow arrays, which costs ~10 µs per column to hand over: fine
-//! for materialization-sized batches, too slow for a 1-entity request. `ValueCodec` keeps the
-//! view's fields on the Rust side (no schema import per call) and builds Python objects
-//! directly from the decoded Arrow buffers.
+//! for materialization-sized batches, too slow for a 1-entity request. `OnlinePlan` keeps the
+//! request's views, key columns and value schemas on the Rust side (built once per resolved
+//! request) and builds Python lists directly from the decoded Arrow buffers; on the SQLite
+//! store it also serializes the keys and does the lookups, with the GIL released.
 
 use arrow_array::builder::BinaryBuilder;
 use arrow_array::cast::AsArray;
@@ -12,56 +13,13 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, FieldRef};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
 use pyo3_arrow::PySchema;
 
 use crate::gil::run_detached;
-
-/// Decodes blobs of one feature view into Python lists.
-#[pyclass(frozen, module = "banquet._core")]
-pub struct ValueCodec {
-    fields: Vec<FieldRef>,
-}
-
-#[pymethods]
-impl ValueCodec {
-    #[new]
-    fn new(schema: PySchema) -> Self {
-        let schema = schema.into_inner();
-        ValueCodec {
-            fields: schema.fields().iter().cloned().collect(),
-        }
-    }
-
-    /// `(event_ts, columns)`: the event time (UTC µs, None for a missing blob) of each blob,
-    /// and one list per field with its values (None for nulls and missing blobs). Timestamps
-    /// come back as UTC microseconds.
-    fn decode_rows<'py>(
-        &self,
-        py: Python<'py>,
-        blobs: &Bound<'py, PyList>,
-    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
-        let mut builder = BinaryBuilder::with_capacity(blobs.len(), 256 * blobs.len());
-        for item in blobs.iter() {
-            if item.is_none() {
-                builder.append_null();
-            } else {
-                builder.append_value(item.cast::<PyBytes>()?.as_bytes());
-            }
-        }
-        let array = builder.finish();
-        let fields = &self.fields;
-        let (event, _created, columns) =
-            run_detached(py, || banquet_core::values::decode_values(&array, fields))?;
-        let event_list = to_pylist(py, &event)?;
-        let cols = PyList::empty(py);
-        for col in &columns {
-            cols.append(to_pylist(py, col)?)?;
-        }
-        Ok((event_list, cols))
-    }
-}
+use crate::sqlite::SqliteStore;
 
 /// Python objects for every slot of `array` (None for nulls).
 fn to_pylist<'py>(py: Python<'py>, array: &dyn Array) -> PyResult<Bound<'py, PyList>> {
@@ -127,7 +85,7 @@ fn list_value(py: Python<'_>, items: ArrayRef) -> PyResult<Bound<'_, PyAny>> {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<ValueCodec>()?;
+    m.add_class::<OnlinePlan>()?;
     m.add_function(wrap_pyfunction!(serialize_key_rows, m)?)
 }
 
@@ -194,4 +152,396 @@ pub fn serialize_key_rows<'py>(
         out.append(PyBytes::new(py, keys.value(i)))?;
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// OnlinePlan: a whole get_online_features request in one call
+// ---------------------------------------------------------------------------------------
+
+/// How one join key's Python values become a key column.
+#[derive(Clone, Copy)]
+enum KeyKind {
+    Int64,
+    Int32,
+    String,
+    Bytes,
+    /// Anything else (timestamps, ...): the fast path steps aside.
+    Other,
+}
+
+/// The join keys of one or more views: names, the entity columns holding them, their kinds.
+struct KeySig {
+    names: Vec<String>,
+    columns: Vec<String>,
+    kinds: Vec<KeyKind>,
+}
+
+/// One feature view of the request.
+struct ViewPlan {
+    name: String,
+    sig: usize,
+    fields: Vec<FieldRef>,
+    ttl_us: Option<i64>,
+}
+
+/// One output column: its name, the view and the field position in the view's schema.
+struct Output {
+    name: Py<PyString>,
+    view: usize,
+    field: usize,
+}
+
+/// A resolved online request, kept on the Rust side: `serve` runs a whole request on the
+/// SQLite store in one call (entity rows -> keys -> lookups -> decode -> Python lists), and
+/// `assemble` does the decode-and-assemble half for blobs another store returned.
+#[pyclass(frozen, module = "banquet._core")]
+pub struct OnlinePlan {
+    sigs: Vec<KeySig>,
+    views: Vec<ViewPlan>,
+    outputs: Vec<Output>,
+}
+
+/// The decoded blobs of one view: event times and one array per field of its schema.
+type ViewValues = (arrow_array::TimestampMicrosecondArray, Vec<ArrayRef>);
+
+#[pymethods]
+impl OnlinePlan {
+    /// `sigs`: `(join key names, entity column names, kinds)`; `views`: `(view name, sig
+    /// index, value schema, ttl_us or None)`; `outputs`: `(name, view index, field index)`
+    /// in request order. Kinds are banquet type names (int64, int32, string, bytes; others
+    /// disable `serve`).
+    #[new]
+    fn new(
+        py: Python<'_>,
+        sigs: Vec<(Vec<String>, Vec<String>, Vec<String>)>,
+        views: Vec<(String, usize, PySchema, Option<i64>)>,
+        outputs: Vec<(String, usize, usize)>,
+    ) -> PyResult<Self> {
+        let sigs: Vec<KeySig> = sigs
+            .into_iter()
+            .map(|(names, columns, kinds)| KeySig {
+                names,
+                columns,
+                kinds: kinds
+                    .iter()
+                    .map(|k| match k.as_str() {
+                        "int64" => KeyKind::Int64,
+                        "int32" => KeyKind::Int32,
+                        "string" => KeyKind::String,
+                        "bytes" => KeyKind::Bytes,
+                        _ => KeyKind::Other,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let views: Vec<ViewPlan> = views
+            .into_iter()
+            .map(|(name, sig, schema, ttl_us)| ViewPlan {
+                name,
+                sig,
+                fields: schema.into_inner().fields().iter().cloned().collect(),
+                ttl_us,
+            })
+            .collect();
+        for v in &views {
+            if v.sig >= sigs.len() {
+                return Err(PyTypeError::new_err(
+                    "OnlinePlan: a view's key index is out of range",
+                ));
+            }
+        }
+        let outputs = outputs
+            .into_iter()
+            .map(|(name, view, field)| {
+                if views.get(view).is_none_or(|v| field >= v.fields.len()) {
+                    return Err(PyTypeError::new_err(format!(
+                        "OnlinePlan: output {name:?} points outside its view"
+                    )));
+                }
+                Ok(Output {
+                    name: PyString::new(py, &name).unbind(),
+                    view,
+                    field,
+                })
+            })
+            .collect::<PyResult<_>>()?;
+        Ok(OnlinePlan {
+            sigs,
+            views,
+            outputs,
+        })
+    }
+
+    /// The whole request on the SQLite store: `(columns, event_ts per view)`, where
+    /// `columns` holds the entity columns given, then the features in request order (None
+    /// for nulls, missing keys and values older than the view's ttl at `now_us`), and
+    /// `event_ts` one list per view (UTC µs, None when not found). Returns None, having
+    /// done nothing, when the entity rows are not the plain shape this path handles (a list
+    /// of dicts with the same keys, or a dict of lists, holding exactly int / str / bytes
+    /// keys of the declared kinds); the caller then takes the general path, which also
+    /// reports bad input precisely.
+    fn serve<'py>(
+        &self,
+        py: Python<'py>,
+        store: &Bound<'py, SqliteStore>,
+        project: &str,
+        entity_rows: &Bound<'py, PyAny>,
+        now_us: i64,
+    ) -> PyResult<Option<(Bound<'py, PyDict>, Bound<'py, PyList>)>> {
+        let Some((entity, n)) = entity_columns(py, entity_rows)? else {
+            return Ok(None);
+        };
+        let mut keys = Vec::with_capacity(self.sigs.len());
+        for sig in &self.sigs {
+            match key_arrays(sig, &entity)? {
+                Some(arrays) => keys.push(arrays),
+                None => return Ok(None),
+            }
+        }
+        let store = &store.get().inner;
+        let values = run_detached(py, || {
+            let keys = keys
+                .iter()
+                .zip(&self.sigs)
+                .map(|(arrays, sig)| banquet_core::keys::serialize_entity_keys(&sig.names, arrays))
+                .collect::<banquet_core::Result<Vec<_>>>()?;
+            let requests: Vec<(&str, Vec<&[u8]>)> = self
+                .views
+                .iter()
+                .map(|v| (v.name.as_str(), keys[v.sig].iter().flatten().collect()))
+                .collect();
+            let blobs = store.read(project, &requests)?;
+            self.decode(&blobs)
+        })?;
+        let out = PyDict::new(py);
+        for (name, col) in &entity {
+            out.set_item(name, col)?;
+        }
+        let evs = self.fill(py, &out, &values, n, now_us)?;
+        Ok(Some((out, evs)))
+    }
+
+    /// `serve`'s second half for blobs read by another store: `blobs[i]` holds view i's
+    /// blobs (None = not found) in entity-row order; `entity` the entity columns, copied
+    /// first into the result.
+    fn assemble<'py>(
+        &self,
+        py: Python<'py>,
+        entity: &Bound<'py, PyDict>,
+        blobs: Vec<Bound<'py, PyList>>,
+        now_us: i64,
+    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyList>)> {
+        if blobs.len() != self.views.len() {
+            return Err(PyTypeError::new_err(format!(
+                "assemble: {} blob lists for {} views",
+                blobs.len(),
+                self.views.len()
+            )));
+        }
+        let n = blobs.first().map_or(0, |b| b.len());
+        let mut arrays = Vec::with_capacity(blobs.len());
+        for list in &blobs {
+            if list.len() != n {
+                return Err(PyTypeError::new_err(
+                    "assemble: blob lists differ in length",
+                ));
+            }
+            let mut builder = BinaryBuilder::with_capacity(n, 128 * n);
+            for item in list.iter() {
+                if item.is_none() {
+                    builder.append_null();
+                } else {
+                    builder.append_value(item.cast::<PyBytes>()?.as_bytes());
+                }
+            }
+            arrays.push(builder.finish());
+        }
+        let values = run_detached(py, || self.decode(&arrays))?;
+        let out = entity.copy()?;
+        let evs = self.fill(py, &out, &values, n, now_us)?;
+        Ok((out, evs))
+    }
+}
+
+impl OnlinePlan {
+    fn decode(&self, blobs: &[arrow_array::BinaryArray]) -> banquet_core::Result<Vec<ViewValues>> {
+        self.views
+            .iter()
+            .zip(blobs)
+            .map(|(v, b)| {
+                let (event, _created, columns) = banquet_core::values::decode_values(b, &v.fields)?;
+                Ok((event, columns))
+            })
+            .collect()
+    }
+
+    /// Adds the output columns to `out`; returns the event times per view.
+    fn fill<'py>(
+        &self,
+        py: Python<'py>,
+        out: &Bound<'py, PyDict>,
+        values: &[ViewValues],
+        n: usize,
+        now_us: i64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        // Rows whose value is older than the view's ttl read as None (OUTSIDE_MAX_AGE).
+        let expired: Vec<Vec<bool>> = self
+            .views
+            .iter()
+            .zip(values)
+            .map(|(v, (event, _))| match v.ttl_us {
+                Some(ttl) => (0..n)
+                    .map(|r| event.is_valid(r) && now_us.saturating_sub(event.value(r)) > ttl)
+                    .collect(),
+                None => Vec::new(),
+            })
+            .collect();
+        for o in &self.outputs {
+            let col = values[o.view].1[o.field].as_ref();
+            let gone = &expired[o.view];
+            let items = (0..n)
+                .map(|r| {
+                    if gone.get(r).copied().unwrap_or(false) {
+                        Ok(py.None().into_bound(py))
+                    } else {
+                        value(py, col, r)
+                    }
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            out.set_item(o.name.bind(py), PyList::new(py, items)?)?;
+        }
+        let evs = PyList::empty(py);
+        for (event, _) in values {
+            evs.append(to_pylist(py, event)?)?;
+        }
+        Ok(evs)
+    }
+}
+
+/// Entity rows as `(name, column)` pairs and the row count, or None when they are not a
+/// non-empty list of dicts with the same keys, or a dict of equally long lists.
+type EntityCols<'py> = Vec<(Bound<'py, PyAny>, Bound<'py, PyList>)>;
+
+fn entity_columns<'py>(
+    py: Python<'py>,
+    rows: &Bound<'py, PyAny>,
+) -> PyResult<Option<(EntityCols<'py>, usize)>> {
+    if let Ok(dict) = rows.cast::<PyDict>() {
+        let mut cols = Vec::with_capacity(dict.len());
+        let mut n = None;
+        for (k, v) in dict.iter() {
+            let Ok(list) = v.cast_into::<PyList>() else {
+                return Ok(None);
+            };
+            if *n.get_or_insert(list.len()) != list.len() {
+                return Ok(None);
+            }
+            cols.push((k, list));
+        }
+        return Ok(n.map(|n| (cols, n)));
+    }
+    let Ok(list) = rows.cast::<PyList>() else {
+        return Ok(None);
+    };
+    let n = list.len();
+    let Some(first) = list.iter().next() else {
+        return Ok(None);
+    };
+    let Ok(first) = first.cast_into::<PyDict>() else {
+        return Ok(None);
+    };
+    let names: Vec<Bound<'py, PyAny>> = first.keys().iter().collect();
+    let mut values: Vec<Vec<Bound<'py, PyAny>>> =
+        names.iter().map(|_| Vec::with_capacity(n)).collect();
+    for row in list.iter() {
+        let Ok(row) = row.cast_into::<PyDict>() else {
+            return Ok(None);
+        };
+        if row.len() != names.len() {
+            return Ok(None);
+        }
+        for (name, col) in names.iter().zip(values.iter_mut()) {
+            match row.get_item(name)? {
+                Some(v) => col.push(v),
+                None => return Ok(None),
+            }
+        }
+    }
+    let cols = names
+        .into_iter()
+        .zip(values)
+        .map(|(name, col)| Ok((name, PyList::new(py, col)?)))
+        .collect::<PyResult<_>>()?;
+    Ok(Some((cols, n)))
+}
+
+/// One Arrow array per join key of `sig` from the entity columns, or None when a column is
+/// missing or holds a value that is not exactly the declared kind (bool is not an int here).
+fn key_arrays(sig: &KeySig, entity: &EntityCols<'_>) -> PyResult<Option<Vec<ArrayRef>>> {
+    use arrow_array::{BinaryArray, Int32Array, Int64Array, StringArray};
+    use std::sync::Arc;
+
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(sig.columns.len());
+    for (column, kind) in sig.columns.iter().zip(&sig.kinds) {
+        let mut found = None;
+        for (name, col) in entity {
+            if name.cast::<PyString>().is_ok_and(|s| s == column.as_str()) {
+                found = Some(col);
+                break;
+            }
+        }
+        let Some(col) = found else { return Ok(None) };
+        let array: ArrayRef = match kind {
+            KeyKind::Int64 | KeyKind::Int32 => {
+                let mut v = Vec::with_capacity(col.len());
+                for item in col.iter() {
+                    if !item.is_exact_instance_of::<PyInt>() {
+                        return Ok(None);
+                    }
+                    match item.extract::<i64>() {
+                        Ok(x) => v.push(x),
+                        Err(_) => return Ok(None),
+                    }
+                }
+                if let KeyKind::Int32 = kind {
+                    let Ok(v) = v
+                        .iter()
+                        .map(|&x| i32::try_from(x))
+                        .collect::<Result<Vec<_>, _>>()
+                    else {
+                        return Ok(None);
+                    };
+                    Arc::new(Int32Array::from(v))
+                } else {
+                    Arc::new(Int64Array::from(v))
+                }
+            }
+            KeyKind::String => {
+                let mut v = Vec::with_capacity(col.len());
+                for item in col.iter() {
+                    let Ok(s) = item.cast_exact::<PyString>() else {
+                        return Ok(None);
+                    };
+                    match s.to_str() {
+                        Ok(s) => v.push(s.to_owned()),
+                        Err(_) => return Ok(None),
+                    }
+                }
+                Arc::new(StringArray::from(v))
+            }
+            KeyKind::Bytes => {
+                let mut v = Vec::with_capacity(col.len());
+                for item in col.iter() {
+                    let Ok(b) = item.cast_exact::<PyBytes>() else {
+                        return Ok(None);
+                    };
+                    v.push(b.as_bytes().to_vec());
+                }
+                Arc::new(BinaryArray::from_iter_values(v))
+            }
+            KeyKind::Other => return Ok(None),
+        };
+        arrays.push(array);
+    }
+    Ok(Some(arrays))
 }

@@ -35,6 +35,12 @@ impl SqliteStore {
         self.inner.path().to_path_buf()
     }
 
+    /// True while a background checkpoint runs.
+    #[getter]
+    fn checkpointing(&self) -> bool {
+        self.inner.checkpointing()
+    }
+
     fn create_view(&self, py: Python<'_>, project: &str, view: &str) -> PyResult<()> {
         run_detached(py, || self.inner.create_view(project, view))
     }
