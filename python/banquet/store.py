@@ -18,6 +18,8 @@ from banquet.feature_service import FeatureService
 from banquet.feature_view import FeatureView
 from banquet.registry.base import KINDS, Catalog, Registry, open_registry
 from banquet.repo import Diff, RepoContents, apply_diff, diff, load_repo
+from banquet.request import resolve
+from banquet.serving import get_online_features as _get_online_features
 from banquet.sources import DataSource
 
 if TYPE_CHECKING:
@@ -279,11 +281,10 @@ class FeatureStore:
         """The latest values of ``features`` for ``entity_rows`` (a list of dicts or a dict of
         columns), with a status per value. Values older than the view's ttl come back as
         None with status OUTSIDE_MAX_AGE."""
-        from banquet.request import resolve
-        from banquet.serving import get_online_features
-
-        request = resolve(self.catalog(), features, full_feature_names)
-        return get_online_features(self, request, entity_rows)
+        # imported at module level: an import statement here costs ~2 us per call
+        return _get_online_features(
+            self, resolve(self.catalog(), features, full_feature_names), entity_rows
+        )
 
     # --- materialization and writes --------------------------------------------------------
 
