@@ -118,7 +118,12 @@ def write_data(root: Path) -> None:
 
 
 def make_repo(
-    root: Path, project: str, online: str = SQLITE, server_yaml: str = "", materialize: bool = True
+    root: Path,
+    project: str,
+    online: str = SQLITE,
+    server_yaml: str = "",
+    materialize: bool = True,
+    extra_features: str = "",
 ) -> Path:
     from banquet import FeatureStore
 
@@ -128,7 +133,7 @@ def make_repo(
         f"offline_store:\n  type: file\n{server_yaml}"
     )
     write_data(root)
-    (root / "features.py").write_text(FEATURES)
+    (root / "features.py").write_text(FEATURES + extra_features)
     store = FeatureStore(repo_path=root)
     store.apply()
     if materialize:
