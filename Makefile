@@ -71,6 +71,7 @@ bench: develop services ## whole-path benchmarks against peers (see benches/READ
 	source scripts/services.env && $(PY) benches/historical.py
 	source scripts/services.env && $(PY) benches/online.py
 	source scripts/services.env && $(PY) benches/historical_postgres.py
+	source scripts/services.env && $(PY) benches/server.py --repeat 3
 
 .PHONY: clean
 clean: ## remove the venv, wheels and caches (the cargo target dir is kept)
