@@ -56,7 +56,8 @@ pub fn table_name(project: &str, view: &str) -> String {
     format!("\"{}\"", format!("{project}:{view}").replace('"', "\"\""))
 }
 
-fn select_sql(project: &str, view: &str) -> String {
+/// The point lookup of one value in `(project, view)`'s table.
+pub fn select_sql(project: &str, view: &str) -> String {
     format!(
         "SELECT value FROM {} WHERE entity_key = ?1",
         table_name(project, view)
@@ -339,8 +340,23 @@ impl SqliteStore {
     /// key order. Each key is one lookup through a cached prepared statement; all requests
     /// read one snapshot.
     pub fn read(&self, project: &str, requests: &[(&str, Vec<&[u8]>)]) -> Result<Vec<BinaryArray>> {
+        let sql: Vec<String> = requests
+            .iter()
+            .map(|(v, _)| select_sql(project, v))
+            .collect();
+        let views: Vec<(&str, &str, &[&[u8]])> = requests
+            .iter()
+            .zip(&sql)
+            .map(|((v, keys), sql)| (*v, sql.as_str(), keys.as_slice()))
+            .collect();
+        self.read_views(&views)
+    }
+
+    /// [`read`](Self::read) with each view's statement given: `(view name, SQL from
+    /// [`select_sql`], keys)`. For callers that keep the statements between calls.
+    pub fn read_views(&self, views: &[(&str, &str, &[&[u8]])]) -> Result<Vec<BinaryArray>> {
         let conn = self.conn()?;
-        let lookups: usize = requests.iter().map(|(_, k)| k.len()).sum();
+        let lookups: usize = views.iter().map(|(_, _, k)| k.len()).sum();
         // One read transaction when there is more than one lookup: one snapshot, and the
         // WAL read lock is taken once instead of per statement.
         let tx = if lookups > 1 {
@@ -348,11 +364,9 @@ impl SqliteStore {
         } else {
             None
         };
-        let mut out = Vec::with_capacity(requests.len());
-        for (view, keys) in requests {
-            let mut stmt = conn
-                .prepare_cached(&select_sql(project, view))
-                .map_err(|e| view_err(e, view))?;
+        let mut out = Vec::with_capacity(views.len());
+        for &(view, sql, keys) in views {
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| view_err(e, view))?;
             let mut builder = BinaryBuilder::with_capacity(keys.len(), 128 * keys.len());
             for key in keys {
                 stmt.raw_bind_parameter(1, *key).map_err(store_err)?;
@@ -409,14 +423,22 @@ struct Tx<'c> {
 }
 
 impl<'c> Tx<'c> {
+    /// `begin` is `BEGIN` or `BEGIN IMMEDIATE`; both statements are cached (parsing them
+    /// per call was a visible share of a one-key read).
     fn begin(conn: &'c Connection, begin: &str) -> Result<Self> {
-        conn.execute_batch(begin).map_err(store_err)?;
+        conn.prepare_cached(begin)
+            .and_then(|mut s| s.execute([]))
+            .map_err(store_err)?;
         Ok(Tx { conn, open: true })
     }
 
     fn commit(mut self) -> Result<()> {
         self.open = false;
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        let done = self
+            .conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]));
+        if let Err(e) = done {
             let _ = self.conn.execute_batch("ROLLBACK");
             return Err(store_err(e));
         }

@@ -862,54 +862,81 @@ pub fn decode_values_array(blobs: &ArrayRef, fields: &[FieldRef]) -> Result<Deco
     decode(bytes, blobs.nulls(), blobs.len(), fields)
 }
 
-fn decode(
-    blobs: ByteCol<'_>,
-    blob_nulls: Option<&NullBuffer>,
-    rows: usize,
-    fields: &[FieldRef],
-) -> Result<Decoded> {
-    let tags = fields
-        .iter()
-        .map(|f| codec_tag(f.data_type(), f.name()))
-        .collect::<Result<Vec<_>>>()?;
-    let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-    let fp_named = fingerprint(Some(&names), &tags);
-    let fp_types = fingerprint(None, &tags);
-    let nfields = fields.len();
+/// A schema checked and fingerprinted once, for decoding many batches (the online path
+/// decodes a few blobs per request with the same schema).
+pub struct ValueDecoder {
+    fields: Vec<FieldRef>,
+    tags: Vec<u8>,
+    fp_named: u32,
+    fp_types: u32,
+}
 
-    let var_fields = tags
-        .iter()
-        .filter(|t| matches!(*t & !T_LIST, T_STR | T_BIN))
-        .count();
-    let fixed = rows * (HEAD + nfields.div_ceil(8));
-    let bytes_hint = blobs
-        .total_len()
-        .saturating_sub(fixed)
-        .checked_div(var_fields)
-        .unwrap_or(0);
-    let mut cols: Vec<ColBuf> = fields
-        .iter()
-        .map(|f| ColBuf::new(f, rows, bytes_hint))
-        .collect();
-    let mut event = Vec::with_capacity(rows);
-    let mut created = Vec::with_capacity(rows);
-    let mut event_nulls = NullBufferBuilder::new(rows);
-    let mut created_nulls = NullBufferBuilder::new(rows);
+impl ValueDecoder {
+    pub fn new(fields: &[FieldRef]) -> Result<Self> {
+        let tags = fields
+            .iter()
+            .map(|f| codec_tag(f.data_type(), f.name()))
+            .collect::<Result<Vec<_>>>()?;
+        let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+        Ok(ValueDecoder {
+            fp_named: fingerprint(Some(&names), &tags),
+            fp_types: fingerprint(None, &tags),
+            fields: fields.to_vec(),
+            tags,
+        })
+    }
 
-    for i in 0..rows {
-        if blob_nulls.is_some_and(|n| n.is_null(i)) {
-            event.push(0);
-            event_nulls.append_null();
-            created.push(0);
-            created_nulls.append_null();
-            for c in &mut cols {
-                c.push_null();
-            }
-            continue;
-        }
-        let blob = blobs.get(i);
+    /// [`decode_values`] under this decoder's schema.
+    pub fn decode(&self, blobs: &BinaryArray) -> Result<Decoded> {
+        let bytes = ByteCol::Small {
+            offsets: blobs.value_offsets(),
+            data: blobs.value_data(),
+        };
+        self.decode_bytes(bytes, blobs.nulls(), blobs.len())
+    }
+}
+
+/// One decoded scalar, borrowing strings and bytes from the blob.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar<'a> {
+    Bool(bool),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    /// Microseconds since the Unix epoch.
+    Timestamp(i64),
+    Str(&'a str),
+    Bin(&'a [u8]),
+}
+
+/// One decoded field of a row, for [`ValueDecoder::decode_row`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowValue<'a> {
+    Null,
+    Scalar(Scalar<'a>),
+    /// A list: its elements are `elems[start..start + len]` (None for a null element).
+    List {
+        start: usize,
+        len: usize,
+    },
+}
+
+impl ValueDecoder {
+    /// Decodes one blob without building Arrow arrays (the online path reads a handful of
+    /// rows): appends one [`RowValue`] per field to `values` and list elements to `elems`,
+    /// and returns the event and created timestamps. The same checks as
+    /// [`decode_values`], with the same errors (`row` names the blob in them).
+    pub fn decode_row<'a>(
+        &self,
+        row: usize,
+        blob: &'a [u8],
+        values: &mut Vec<RowValue<'a>>,
+        elems: &mut Vec<Option<Scalar<'a>>>,
+    ) -> Result<(i64, Option<i64>)> {
+        let nfields = self.fields.len();
         let mut cur = Cursor { buf: blob, pos: 0 };
-        let row = (|| -> Dec<(i64, Option<i64>, u8)> {
+        let out = (|| -> Dec<(i64, Option<i64>)> {
             let head: [u8; HEAD] = cur.array()?;
             let flags = head[1];
             if head[0] != VERSION {
@@ -921,9 +948,9 @@ fn decode(
             let count = u16::from_le_bytes([head[2], head[3]]) as usize;
             let fp = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
             let want = if flags & F_NAMED != 0 {
-                fp_named
+                self.fp_named
             } else {
-                fp_types
+                self.fp_types
             };
             if count != nfields || fp != want {
                 return Err(Bad(SCHEMA_CHANGED));
@@ -934,45 +961,198 @@ fn decode(
             } else {
                 None
             };
-            Ok((ts, created, flags))
-        })();
-        let (ts, c, flags) = row.map_err(|b| corrupt_at(i, blob, b, nfields))?;
-        let body = (|| -> Dec<()> {
-            if flags & F_NULLS != 0 {
-                let bitmap = cur.take(nfields.div_ceil(8))?;
-                for (k, col) in cols.iter_mut().enumerate() {
-                    if bit(bitmap, k) {
-                        col.read(&mut cur)?;
-                    } else {
-                        col.push_null();
-                    }
-                }
+            let bitmap = if flags & F_NULLS != 0 {
+                Some(cur.take(nfields.div_ceil(8))?)
             } else {
-                for col in cols.iter_mut() {
-                    col.read(&mut cur)?;
+                None
+            };
+            for (k, &tag) in self.tags.iter().enumerate() {
+                if bitmap.is_some_and(|b| !bit(b, k)) {
+                    values.push(RowValue::Null);
+                } else if tag & T_LIST != 0 {
+                    let head = cur.uvarint()?;
+                    let count =
+                        usize::try_from(head >> 1).map_err(|_| Bad("a list is too long"))?;
+                    let start = elems.len();
+                    if head & 1 == 1 {
+                        let bits = cur.take(count / 8 + usize::from(count % 8 != 0))?;
+                        let nullable = match self.fields[k].data_type() {
+                            DataType::List(f) | DataType::LargeList(f) => f.is_nullable(),
+                            _ => true,
+                        };
+                        for e in 0..count {
+                            if bit(bits, e) {
+                                elems.push(Some(read_scalar(&mut cur, tag & !T_LIST)?));
+                            } else if nullable {
+                                elems.push(None);
+                            } else {
+                                return Err(Bad("a list holds a null under a non-nullable child"));
+                            }
+                        }
+                    } else {
+                        if count > cur.buf.len() - cur.pos {
+                            return Err(Bad("the blob is truncated"));
+                        }
+                        for _ in 0..count {
+                            elems.push(Some(read_scalar(&mut cur, tag & !T_LIST)?));
+                        }
+                    }
+                    values.push(RowValue::List { start, len: count });
+                } else {
+                    values.push(RowValue::Scalar(read_scalar(&mut cur, tag)?));
                 }
             }
             if cur.pos != blob.len() {
                 return Err(Bad("bytes follow the last field"));
             }
-            Ok(())
+            Ok((ts, created))
         })();
-        body.map_err(|b| corrupt_at(i, blob, b, nfields))?;
-        event.push(ts);
-        event_nulls.append_non_null();
-        created.push(c.unwrap_or(0));
-        created_nulls.append(c.is_some());
+        out.map_err(|b| corrupt_at(row, blob, b, nfields))
     }
+}
 
-    let event =
-        TimestampMicrosecondArray::new(event.into(), event_nulls.finish()).with_timezone("UTC");
-    let created =
-        TimestampMicrosecondArray::new(created.into(), created_nulls.finish()).with_timezone("UTC");
-    let columns = cols
-        .into_iter()
-        .map(ColBuf::finish)
-        .collect::<Result<Vec<_>>>()?;
-    Ok((event, created, columns))
+#[inline(always)]
+fn read_scalar<'a>(cur: &mut Cursor<'a>, tag: u8) -> Dec<Scalar<'a>> {
+    Ok(match tag {
+        T_BOOL => match cur.u8()? {
+            0 => Scalar::Bool(false),
+            1 => Scalar::Bool(true),
+            _ => return Err(Bad("a bool byte is neither 0 nor 1")),
+        },
+        T_I32 => Scalar::I32(i32::from_le_bytes(cur.array()?)),
+        T_I64 => Scalar::I64(i64::from_le_bytes(cur.array()?)),
+        T_F32 => Scalar::F32(f32::from_le_bytes(cur.array()?)),
+        T_F64 => Scalar::F64(f64::from_le_bytes(cur.array()?)),
+        T_TS => Scalar::Timestamp(i64::from_le_bytes(cur.array()?)),
+        T_STR => {
+            let n = cur.len()?;
+            let bytes = cur.take(n)?;
+            Scalar::Str(std::str::from_utf8(bytes).map_err(|_| Bad("a string is not valid UTF-8"))?)
+        }
+        _ => {
+            let n = cur.len()?;
+            Scalar::Bin(cur.take(n)?)
+        }
+    })
+}
+
+fn decode(
+    blobs: ByteCol<'_>,
+    blob_nulls: Option<&NullBuffer>,
+    rows: usize,
+    fields: &[FieldRef],
+) -> Result<Decoded> {
+    ValueDecoder::new(fields)?.decode_bytes(blobs, blob_nulls, rows)
+}
+
+impl ValueDecoder {
+    fn decode_bytes(
+        &self,
+        blobs: ByteCol<'_>,
+        blob_nulls: Option<&NullBuffer>,
+        rows: usize,
+    ) -> Result<Decoded> {
+        let (fields, tags, fp_named, fp_types) =
+            (&self.fields, &self.tags, self.fp_named, self.fp_types);
+        let nfields = fields.len();
+
+        let var_fields = tags
+            .iter()
+            .filter(|t| matches!(*t & !T_LIST, T_STR | T_BIN))
+            .count();
+        let fixed = rows * (HEAD + nfields.div_ceil(8));
+        let bytes_hint = blobs
+            .total_len()
+            .saturating_sub(fixed)
+            .checked_div(var_fields)
+            .unwrap_or(0);
+        let mut cols: Vec<ColBuf> = fields
+            .iter()
+            .map(|f| ColBuf::new(f, rows, bytes_hint))
+            .collect();
+        let mut event = Vec::with_capacity(rows);
+        let mut created = Vec::with_capacity(rows);
+        let mut event_nulls = NullBufferBuilder::new(rows);
+        let mut created_nulls = NullBufferBuilder::new(rows);
+
+        for i in 0..rows {
+            if blob_nulls.is_some_and(|n| n.is_null(i)) {
+                event.push(0);
+                event_nulls.append_null();
+                created.push(0);
+                created_nulls.append_null();
+                for c in &mut cols {
+                    c.push_null();
+                }
+                continue;
+            }
+            let blob = blobs.get(i);
+            let mut cur = Cursor { buf: blob, pos: 0 };
+            let row = (|| -> Dec<(i64, Option<i64>, u8)> {
+                let head: [u8; HEAD] = cur.array()?;
+                let flags = head[1];
+                if head[0] != VERSION {
+                    return Err(Bad("unknown codec version"));
+                }
+                if flags & !F_KNOWN != 0 {
+                    return Err(Bad("unknown flag bits"));
+                }
+                let count = u16::from_le_bytes([head[2], head[3]]) as usize;
+                let fp = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+                let want = if flags & F_NAMED != 0 {
+                    fp_named
+                } else {
+                    fp_types
+                };
+                if count != nfields || fp != want {
+                    return Err(Bad(SCHEMA_CHANGED));
+                }
+                let ts = i64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+                let created = if flags & F_CREATED != 0 {
+                    Some(i64::from_le_bytes(cur.array()?))
+                } else {
+                    None
+                };
+                Ok((ts, created, flags))
+            })();
+            let (ts, c, flags) = row.map_err(|b| corrupt_at(i, blob, b, nfields))?;
+            let body = (|| -> Dec<()> {
+                if flags & F_NULLS != 0 {
+                    let bitmap = cur.take(nfields.div_ceil(8))?;
+                    for (k, col) in cols.iter_mut().enumerate() {
+                        if bit(bitmap, k) {
+                            col.read(&mut cur)?;
+                        } else {
+                            col.push_null();
+                        }
+                    }
+                } else {
+                    for col in cols.iter_mut() {
+                        col.read(&mut cur)?;
+                    }
+                }
+                if cur.pos != blob.len() {
+                    return Err(Bad("bytes follow the last field"));
+                }
+                Ok(())
+            })();
+            body.map_err(|b| corrupt_at(i, blob, b, nfields))?;
+            event.push(ts);
+            event_nulls.append_non_null();
+            created.push(c.unwrap_or(0));
+            created_nulls.append(c.is_some());
+        }
+
+        let event =
+            TimestampMicrosecondArray::new(event.into(), event_nulls.finish()).with_timezone("UTC");
+        let created = TimestampMicrosecondArray::new(created.into(), created_nulls.finish())
+            .with_timezone("UTC");
+        let columns = cols
+            .into_iter()
+            .map(ColBuf::finish)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((event, created, columns))
+    }
 }
 
 const SCHEMA_CHANGED: &str = "schema changed";
@@ -1527,5 +1707,116 @@ mod tests {
             n as f64 / enc / 1e6,
             n as f64 / dec / 1e6
         );
+    }
+
+    /// `v` (from `decode_row`) is the value at `arr[r]`.
+    fn row_value_is(
+        arr: &dyn Array,
+        r: usize,
+        v: &RowValue<'_>,
+        elems: &[Option<Scalar<'_>>],
+    ) -> bool {
+        fn scalar_is(arr: &dyn Array, i: usize, s: &Scalar<'_>) -> bool {
+            match *s {
+                Scalar::Bool(b) => arr.as_boolean().value(i) == b,
+                Scalar::I32(x) => arr.as_primitive::<Int32Type>().value(i) == x,
+                Scalar::I64(x) => arr.as_primitive::<Int64Type>().value(i) == x,
+                Scalar::F32(x) => {
+                    arr.as_primitive::<Float32Type>().value(i).to_bits() == x.to_bits()
+                }
+                Scalar::F64(x) => {
+                    arr.as_primitive::<Float64Type>().value(i).to_bits() == x.to_bits()
+                }
+                Scalar::Timestamp(x) => {
+                    arr.as_primitive::<TimestampMicrosecondType>().value(i) == x
+                }
+                Scalar::Str(x) => ByteCol::new(arr).unwrap().get(i) == x.as_bytes(),
+                Scalar::Bin(x) => ByteCol::new(arr).unwrap().get(i) == x,
+            }
+        }
+        match v {
+            RowValue::Null => arr.is_null(r),
+            RowValue::Scalar(s) => arr.is_valid(r) && scalar_is(arr, r, s),
+            RowValue::List { start, len } => {
+                let items = match arr.data_type() {
+                    DataType::List(_) => arr.as_list::<i32>().value(r),
+                    _ => arr.as_list::<i64>().value(r),
+                };
+                arr.is_valid(r)
+                    && items.len() == *len
+                    && (0..*len).all(|e| match &elems[start + e] {
+                        None => items.is_null(e),
+                        Some(s) => items.is_valid(e) && scalar_is(items.as_ref(), e, s),
+                    })
+            }
+        }
+    }
+
+    #[test]
+    fn decode_row_agrees_with_decode_values() {
+        let (fields, cols) = all_types();
+        let created = ts(vec![1, 2, 3, 4, 5]);
+        let blobs = encode_values_with_fields(
+            &ts(vec![10, 20, 30, 40, 50]),
+            Some(&created),
+            &cols,
+            &fields,
+        )
+        .unwrap();
+        let dec = ValueDecoder::new(&fields).unwrap();
+        let (event, created, out) = decode_values(&blobs, &fields).unwrap();
+        for r in 0..blobs.len() {
+            let (mut values, mut elems) = (Vec::new(), Vec::new());
+            let (ev, cr) = dec
+                .decode_row(r, blobs.value(r), &mut values, &mut elems)
+                .unwrap();
+            assert_eq!(
+                (ev, cr),
+                (
+                    event.value(r),
+                    created.is_valid(r).then(|| created.value(r))
+                )
+            );
+            assert_eq!(values.len(), fields.len());
+            for (k, v) in values.iter().enumerate() {
+                assert!(
+                    row_value_is(out[k].as_ref(), r, v, &elems),
+                    "row {r} field {k}: {v:?}"
+                );
+            }
+        }
+        // damaged blobs: decode_row fails exactly when decode_values does
+        let mut x: u64 = 0x2545_F491;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let agree = |b: &[u8]| {
+            let arrow = decode_values(&BinaryArray::from_vec(vec![b]), &fields);
+            let row = dec.decode_row(0, b, &mut Vec::new(), &mut Vec::new());
+            assert_eq!(arrow.is_ok(), row.is_ok(), "{b:?}");
+            if let (Err(a), Err(r)) = (arrow, row) {
+                assert!(matches!(r, Error::Corrupt(_)), "{r}");
+                assert_eq!(
+                    a.to_string().contains("schema"),
+                    r.to_string().contains("schema")
+                );
+            }
+        };
+        for r in 0..blobs.len() {
+            let blob = blobs.value(r);
+            (0..blob.len()).for_each(|cut| agree(&blob[..cut]));
+            agree(&[blob, &[0]].concat());
+            for _ in 0..2000 {
+                let mut b = blob.to_vec();
+                for _ in 0..1 + rnd() % 4 {
+                    let at = (rnd() as usize) % b.len();
+                    b[at] = rnd() as u8;
+                }
+                agree(&b);
+            }
+        }
     }
 }

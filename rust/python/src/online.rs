@@ -2,17 +2,15 @@
 //!
 //! `decode_values` returns pyarrow arrays, which costs ~10 µs per column to hand over: fine
 //! for materialization-sized batches, too slow for a 1-entity request. `OnlinePlan` keeps the
-//! request's views, key columns and value schemas on the Rust side (built once per resolved
-//! request) and builds Python lists directly from the decoded Arrow buffers; on the SQLite
-//! store it also serializes the keys and does the lookups, with the GIL released.
+//! request's views, key columns and value decoders on the Rust side (built once per resolved
+//! request) and decodes each blob row by row straight into Python objects (no Arrow arrays
+//! for a handful of rows); on the SQLite store it also serializes the keys and does the
+//! lookups, with the GIL released.
 
 use arrow_array::builder::BinaryBuilder;
-use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
-};
 use arrow_array::{Array, ArrayRef};
-use arrow_schema::{DataType, FieldRef};
+use arrow_schema::FieldRef;
+use banquet_core::values::{RowValue, Scalar};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
@@ -20,69 +18,6 @@ use pyo3_arrow::PySchema;
 
 use crate::gil::run_detached;
 use crate::sqlite::SqliteStore;
-
-/// Python objects for every slot of `array` (None for nulls).
-fn to_pylist<'py>(py: Python<'py>, array: &dyn Array) -> PyResult<Bound<'py, PyList>> {
-    let out = PyList::empty(py);
-    for i in 0..array.len() {
-        out.append(value(py, array, i)?)?;
-    }
-    Ok(out)
-}
-
-fn value<'py>(py: Python<'py>, array: &dyn Array, i: usize) -> PyResult<Bound<'py, PyAny>> {
-    if array.is_null(i) {
-        return Ok(py.None().into_bound(py));
-    }
-    Ok(match array.data_type() {
-        DataType::Boolean => array
-            .as_boolean()
-            .value(i)
-            .into_pyobject(py)?
-            .to_owned()
-            .into_any(),
-        DataType::Int32 => array
-            .as_primitive::<Int32Type>()
-            .value(i)
-            .into_pyobject(py)?
-            .into_any(),
-        DataType::Int64 => array
-            .as_primitive::<Int64Type>()
-            .value(i)
-            .into_pyobject(py)?
-            .into_any(),
-        DataType::Float32 => (array.as_primitive::<Float32Type>().value(i) as f64)
-            .into_pyobject(py)?
-            .into_any(),
-        DataType::Float64 => array
-            .as_primitive::<Float64Type>()
-            .value(i)
-            .into_pyobject(py)?
-            .into_any(),
-        DataType::Timestamp(..) => array
-            .as_primitive::<TimestampMicrosecondType>()
-            .value(i)
-            .into_pyobject(py)?
-            .into_any(),
-        DataType::Utf8 => PyString::new(py, array.as_string::<i32>().value(i)).into_any(),
-        DataType::LargeUtf8 => PyString::new(py, array.as_string::<i64>().value(i)).into_any(),
-        DataType::Utf8View => PyString::new(py, array.as_string_view().value(i)).into_any(),
-        DataType::Binary => PyBytes::new(py, array.as_binary::<i32>().value(i)).into_any(),
-        DataType::LargeBinary => PyBytes::new(py, array.as_binary::<i64>().value(i)).into_any(),
-        DataType::BinaryView => PyBytes::new(py, array.as_binary_view().value(i)).into_any(),
-        DataType::List(_) => list_value(py, array.as_list::<i32>().value(i))?,
-        DataType::LargeList(_) => list_value(py, array.as_list::<i64>().value(i))?,
-        other => {
-            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "cannot convert {other} values to Python"
-            )))
-        }
-    })
-}
-
-fn list_value(py: Python<'_>, items: ArrayRef) -> PyResult<Bound<'_, PyAny>> {
-    Ok(to_pylist(py, items.as_ref())?.into_any())
-}
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<OnlinePlan>()?;
@@ -181,6 +116,7 @@ struct ViewPlan {
     name: String,
     sig: usize,
     fields: Vec<FieldRef>,
+    decoder: banquet_core::values::ValueDecoder,
     ttl_us: Option<i64>,
 }
 
@@ -199,10 +135,9 @@ pub struct OnlinePlan {
     sigs: Vec<KeySig>,
     views: Vec<ViewPlan>,
     outputs: Vec<Output>,
+    /// The project the SELECT statements were built for, and one per view.
+    statements: std::sync::Mutex<(String, std::sync::Arc<Vec<String>>)>,
 }
-
-/// The decoded blobs of one view: event times and one array per field of its schema.
-type ViewValues = (arrow_array::TimestampMicrosecondArray, Vec<ArrayRef>);
 
 #[pymethods]
 impl OnlinePlan {
@@ -236,13 +171,18 @@ impl OnlinePlan {
             .collect();
         let views: Vec<ViewPlan> = views
             .into_iter()
-            .map(|(name, sig, schema, ttl_us)| ViewPlan {
-                name,
-                sig,
-                fields: schema.into_inner().fields().iter().cloned().collect(),
-                ttl_us,
+            .map(|(name, sig, schema, ttl_us)| {
+                let fields: Vec<FieldRef> = schema.into_inner().fields().iter().cloned().collect();
+                Ok(ViewPlan {
+                    name,
+                    sig,
+                    decoder: banquet_core::values::ValueDecoder::new(&fields)
+                        .map_err(crate::errors::to_py)?,
+                    fields,
+                    ttl_us,
+                })
             })
-            .collect();
+            .collect::<PyResult<_>>()?;
         for v in &views {
             if v.sig >= sigs.len() {
                 return Err(PyTypeError::new_err(
@@ -269,6 +209,7 @@ impl OnlinePlan {
             sigs,
             views,
             outputs,
+            statements: std::sync::Mutex::new((String::new(), Default::default())),
         })
     }
 
@@ -299,25 +240,39 @@ impl OnlinePlan {
             }
         }
         let store = &store.get().inner;
-        let values = run_detached(py, || {
+        let sql = {
+            let mut cached = self.statements.lock().unwrap_or_else(|e| e.into_inner());
+            if cached.0 != project || cached.1.is_empty() {
+                let sql = self
+                    .views
+                    .iter()
+                    .map(|v| banquet_core::sqlite::select_sql(project, &v.name))
+                    .collect();
+                *cached = (project.to_string(), std::sync::Arc::new(sql));
+            }
+            std::sync::Arc::clone(&cached.1)
+        };
+        let blobs = run_detached(py, || {
             let keys = keys
                 .iter()
                 .zip(&self.sigs)
                 .map(|(arrays, sig)| banquet_core::keys::serialize_entity_keys(&sig.names, arrays))
                 .collect::<banquet_core::Result<Vec<_>>>()?;
-            let requests: Vec<(&str, Vec<&[u8]>)> = self
+            let slices: Vec<Vec<&[u8]>> =
+                keys.iter().map(|k| k.iter().flatten().collect()).collect();
+            let requests: Vec<(&str, &str, &[&[u8]])> = self
                 .views
                 .iter()
-                .map(|v| (v.name.as_str(), keys[v.sig].iter().flatten().collect()))
+                .zip(sql.iter())
+                .map(|(v, sql)| (v.name.as_str(), sql.as_str(), slices[v.sig].as_slice()))
                 .collect();
-            let blobs = store.read(project, &requests)?;
-            self.decode(&blobs)
+            store.read_views(&requests)
         })?;
         let out = PyDict::new(py);
         for (name, col) in &entity {
             out.set_item(name, col)?;
         }
-        let evs = self.fill(py, &out, &values, n, now_us)?;
+        let evs = self.fill(py, &out, &blobs, n, now_us)?;
         Ok(Some((out, evs)))
     }
 
@@ -356,66 +311,100 @@ impl OnlinePlan {
             }
             arrays.push(builder.finish());
         }
-        let values = run_detached(py, || self.decode(&arrays))?;
         let out = entity.copy()?;
-        let evs = self.fill(py, &out, &values, n, now_us)?;
+        let evs = self.fill(py, &out, &arrays, n, now_us)?;
         Ok((out, evs))
     }
 }
 
 impl OnlinePlan {
-    fn decode(&self, blobs: &[arrow_array::BinaryArray]) -> banquet_core::Result<Vec<ViewValues>> {
-        self.views
-            .iter()
-            .zip(blobs)
-            .map(|(v, b)| {
-                let (event, _created, columns) = banquet_core::values::decode_values(b, &v.fields)?;
-                Ok((event, columns))
-            })
-            .collect()
-    }
-
-    /// Adds the output columns to `out`; returns the event times per view.
+    /// Decodes `blobs` (one array per view, `n` rows each, null = not found) and adds the
+    /// output columns to `out`; returns the event times per view. Values older than the
+    /// view's ttl at `now_us` read as None (OUTSIDE_MAX_AGE).
     fn fill<'py>(
         &self,
         py: Python<'py>,
         out: &Bound<'py, PyDict>,
-        values: &[ViewValues],
+        blobs: &[arrow_array::BinaryArray],
         n: usize,
         now_us: i64,
     ) -> PyResult<Bound<'py, PyList>> {
-        // Rows whose value is older than the view's ttl read as None (OUTSIDE_MAX_AGE).
-        let expired: Vec<Vec<bool>> = self
-            .views
-            .iter()
-            .zip(values)
-            .map(|(v, (event, _))| match v.ttl_us {
-                Some(ttl) => (0..n)
-                    .map(|r| event.is_valid(r) && now_us.saturating_sub(event.value(r)) > ttl)
-                    .collect(),
-                None => Vec::new(),
-            })
-            .collect();
+        // Row by row, straight from the blob bytes (no Arrow arrays: a request holds a few
+        // rows), into one flat table per view: row r's field k is values[r * fields + k].
+        let mut tables = Vec::with_capacity(self.views.len());
+        let evs = PyList::empty(py);
+        for (v, blobs) in self.views.iter().zip(blobs) {
+            let nf = v.fields.len();
+            let mut values = Vec::with_capacity(n * nf);
+            let mut elems = Vec::new();
+            let mut expired = Vec::with_capacity(n);
+            let mut ev = Vec::with_capacity(n);
+            for r in 0..n {
+                if blobs.is_null(r) {
+                    values.extend(std::iter::repeat_n(RowValue::Null, nf));
+                    ev.push(py.None().into_bound(py));
+                    expired.push(false);
+                    continue;
+                }
+                let (ts, _) = v
+                    .decoder
+                    .decode_row(r, blobs.value(r), &mut values, &mut elems)
+                    .map_err(crate::errors::to_py)?;
+                expired.push(v.ttl_us.is_some_and(|ttl| now_us.saturating_sub(ts) > ttl));
+                ev.push(ts.into_pyobject(py)?.into_any());
+            }
+            evs.append(PyList::new(py, ev)?)?;
+            tables.push((values, elems, expired, nf));
+        }
         for o in &self.outputs {
-            let col = values[o.view].1[o.field].as_ref();
-            let gone = &expired[o.view];
+            let (values, elems, expired, nf) = &tables[o.view];
             let items = (0..n)
                 .map(|r| {
-                    if gone.get(r).copied().unwrap_or(false) {
+                    if expired[r] {
                         Ok(py.None().into_bound(py))
                     } else {
-                        value(py, col, r)
+                        row_value(py, &values[r * nf + o.field], elems)
                     }
                 })
                 .collect::<PyResult<Vec<_>>>()?;
             out.set_item(o.name.bind(py), PyList::new(py, items)?)?;
         }
-        let evs = PyList::empty(py);
-        for (event, _) in values {
-            evs.append(to_pylist(py, event)?)?;
-        }
         Ok(evs)
     }
+}
+
+/// A decoded value as a Python object (timestamps as UTC µs ints, float32 as float).
+fn row_value<'py>(
+    py: Python<'py>,
+    v: &RowValue<'_>,
+    elems: &[Option<Scalar<'_>>],
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        RowValue::Null => py.None().into_bound(py),
+        RowValue::Scalar(s) => scalar(py, s)?,
+        RowValue::List { start, len } => {
+            let items = elems[*start..start + len]
+                .iter()
+                .map(|e| match e {
+                    Some(s) => scalar(py, s),
+                    None => Ok(py.None().into_bound(py)),
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
+        }
+    })
+}
+
+fn scalar<'py>(py: Python<'py>, s: &Scalar<'_>) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match *s {
+        Scalar::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        Scalar::I32(x) => x.into_pyobject(py)?.into_any(),
+        Scalar::I64(x) | Scalar::Timestamp(x) => x.into_pyobject(py)?.into_any(),
+        Scalar::F32(x) => (x as f64).into_pyobject(py)?.into_any(),
+        Scalar::F64(x) => x.into_pyobject(py)?.into_any(),
+        Scalar::Str(x) => PyString::new(py, x).into_any(),
+        Scalar::Bin(x) => PyBytes::new(py, x).into_any(),
+    })
 }
 
 /// Entity rows as `(name, column)` pairs and the row count, or None when they are not a
