@@ -23,10 +23,10 @@ Per system, each step in its own subprocess, in this order:
 The parent checks both systems' sample against the source data (the latest row per key) and
 against each other (float32 with a relative tolerance of 1e-6), counts the keys in each
 online store, prints the table and the targets, and with ``--profile`` splits banquet's time:
-per call (façade, key serialization, SQLite, decode, Python assembly; timers around banquet's
-own functions, exclusive of nested ones, plus the SQL statement alone and a cProfile) and per
-materialization stage (offline read, latest per key, sort, encode, SQLite upsert, registry),
-with the cost of writing the same rows through Python's sqlite3 alone. Runs during which a
+per call (façade, serving's Python, the one Rust call; timers around banquet's own functions,
+exclusive of nested ones, plus the SQLite lookups alone and a cProfile) and per
+materialization stage (offline read, latest per key, sort, encode, SQLite upsert, registry).
+Runs during which a
 compiler or another benchmark was seen are flagged and, given a quiet one, left out of the table.
 
     .venv/bin/python benches/online.py --quick             # 10k keys smoke run
@@ -381,7 +381,6 @@ def child_materialize(args) -> None:
         res["profile"] = {
             "stages_s": {k: v / 1e9 for k, v in tracker.excl.items()},
             "wrapper_overhead_ns": tracker.overhead_ns(),
-            "write_floor": write_floor(store, d),
         }
     C.report(res)
 
@@ -559,7 +558,11 @@ def instrument_materialize(store) -> Tracker:
     import banquet.materialize as M
 
     tr = Tracker()
-    tr.patch(store.online_store, "write", "SQLite upsert (store.write: executemany + commit)")
+    tr.patch(
+        store.online_store,
+        "write_arrays",
+        "SQLite upsert (store.write_arrays: Rust, one transaction; checkpoint in background)",
+    )
     tr.patch(store.online_store, "ensure_view", "ensure_view")
     for attr in ("read_view", "read"):
         if tr.patch(
@@ -570,7 +573,6 @@ def instrument_materialize(store) -> Tracker:
             break
     tr.patch(M, "materialize_view", "materialize_view")
     tr.patch(M, "record_interval", "record_interval (registry update)")
-    tr.patch(M, "_in_key_order", "_in_key_order (sort winners by serialized key)")
     tr.patch(M, "write_rows", "write_rows")
     real = M._core
     M._core = _CoreShim(
@@ -580,75 +582,16 @@ def instrument_materialize(store) -> Tracker:
             "latest_per_key": "latest_per_key (Rust)",
             "encode_values": "encode_values (Rust)",
             "serialize_entity_keys": "serialize_entity_keys (Rust)",
+            "key_order": "key_order (sort winners by serialized key, Rust)",
         },
     )
     tr.undo.append((M, "_core", True, real))
     return tr
 
 
-def write_floor(store, d: Path) -> dict:
-    """What writing one view's rows costs in SQLite through Python's sqlite3 alone: the rows
-    banquet just wrote, read back in key order and written again with ``executemany`` (a)
-    with the online store's statement and settings into a fresh file, (b) as plain INSERTs
-    into an in-memory table without an index (executemany's own per-row cost)."""
-    import sqlite3
-
-    from banquet.online.sqlite import table_name
-
-    view = VIEWS[0][0]
-    rows = (
-        store.online_store._conn()
-        .execute(
-            f"SELECT entity_key, event_ts, created_ts, value FROM {table_name(PROJECT, view)} ORDER BY entity_key"
-        )
-        .fetchall()
-    )
-    ddl_pk = (
-        "CREATE TABLE t (entity_key BLOB PRIMARY KEY, event_ts INTEGER NOT NULL, "
-        "created_ts INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID"
-    )
-    upsert = (
-        "INSERT INTO t (entity_key, event_ts, created_ts, value) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
-        "created_ts = excluded.created_ts, value = excluded.value "
-        "WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)"
-    )
-    path = d / "floor.db"
-
-    def run(target: str, ddl: str, stmt: str) -> float:
-        for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            f.unlink(missing_ok=True)
-        conn = sqlite3.connect(target, isolation_level=None)
-        if target != ":memory:":
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA cache_size=-131072")
-        conn.execute(ddl)
-        t = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(stmt, rows)
-        conn.execute("COMMIT")
-        dt = time.perf_counter() - t
-        conn.close()
-        return dt
-
-    out = {
-        "rows": len(rows),
-        "upsert_file_s": run(str(path), ddl_pk, upsert),
-        "insert_memory_noindex_s": run(
-            ":memory:",
-            "CREATE TABLE t (a BLOB, b INTEGER, c INTEGER, d BLOB)",
-            "INSERT INTO t VALUES (?, ?, ?, ?)",
-        ),
-    }
-    for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        f.unlink(missing_ok=True)
-    return out
-
-
 def profile_banquet(store, refs, s1, s100) -> dict:
     """Per-call time of each stage of banquet's get_online_features (exclusive, by call path),
-    medians over the calls; the SQL statement alone; a cProfile of the same calls."""
+    medians over the calls; the SQLite lookups alone; a cProfile of the same calls."""
     import cProfile
     import io
     import pstats
@@ -657,7 +600,6 @@ def profile_banquet(store, refs, s1, s100) -> dict:
 
     import banquet.request as R
     import banquet.serving as S
-    from banquet.online.sqlite import _union_sql
 
     perf = time.perf_counter_ns
     store.get_online_features(features=refs, entity_rows=[{"user_id": s1[0]}]).to_dict()
@@ -666,22 +608,21 @@ def profile_banquet(store, refs, s1, s100) -> dict:
     tr = Tracker()
     overhead = tr.overhead_ns()
 
-    class Codec:
+    class Core:  # the plan's Rust half, with its one call timed
         def __init__(self, inner):
             self.inner = inner
-            self.decode_rows = tr.wrap(
-                "decode blobs (Rust ValueCodec.decode_rows)", inner.decode_rows
+            self.serve = tr.wrap(
+                "OnlinePlan.serve (Rust: keys, SQLite lookups, decode, Python lists)",
+                inner.serve,
             )
+            self.assemble = inner.assemble
 
-    codecs = list(plan.codecs)
+    core = plan.core
     tr.patch(store, "get_online_features", "FeatureStore.get_online_features")
     tr.patch(R, "resolve", "resolve (cached)")
     tr.patch(S, "get_online_features", "serving.get_online_features")
-    tr.patch(S, "entity_columns", "entity_columns")
-    tr.patch(S, "_serialize", "_serialize (keys; Rust serialize_key_rows)")
-    tr.patch(store.online_store, "read", "SQLite read (store.read)")
     tr.patch(S.OnlineResponse, "to_dict", "to_dict")
-    plan.codecs[:] = [Codec(c) for c in codecs]
+    plan.core = Core(core)
     get = store.get_online_features
 
     out: dict = {"wrapper_overhead_ns": overhead}
@@ -707,23 +648,22 @@ def profile_banquet(store, refs, s1, s100) -> dict:
             }
     finally:
         tr.restore()
-        plan.codecs[:] = codecs
+        plan.core = core
 
-    # The SQL statement alone (execute + fetchall on banquet's own connection and statement):
-    # the floor SQLite sets for this read, then again once every page of both tables has
-    # been read into SQLite's page cache (a server that has run for a while).
-    conn = store.online_store._conn()
+    # The lookups alone (the store's read of both views, bytes back to Python): the floor
+    # SQLite sets for this request, then again once every page of both tables has been read
+    # into SQLite's page cache (a server that has run for a while).
+    native = store.online_store.native
     view_names = [v for v, _, _ in VIEWS]
     ser = S._core.serialize_key_rows
 
     def statement_p50(seq) -> float:
-        sql = _union_sql(store.project, tuple((v, len(seq[0])) for v in view_names))
-        params_list = [ser(["user_id"], [ks], ["int64"]) for ks in seq]
-        params_list = [p + p for p in params_list]  # the same keys in both views
+        keys_list = [ser(["user_id"], [ks], ["int64"]) for ks in seq]
         ns = []
-        for p in params_list:
+        for keys in keys_list:
+            reqs = [(v, keys) for v in view_names]
             t = perf()
-            conn.execute(sql, p).fetchall()
+            native.read(PROJECT, reqs)
             ns.append(perf() - t)
         return float(np.median(ns)) / 1000
 
@@ -742,9 +682,9 @@ def profile_banquet(store, refs, s1, s100) -> dict:
     from banquet.online.sqlite import table_name
 
     for v in view_names:  # every page once, into SQLite's cache (128 MiB here)
-        conn.execute(
-            f"SELECT sum(length(value)), sum(length(entity_key)) FROM {table_name(store.project, v)}"
-        ).fetchall()
+        store.online_store.query(
+            f"SELECT sum(length(value)), sum(length(entity_key)) FROM {table_name(PROJECT, v)}"
+        )
     for label, seq in seqs.items():
         out[label]["sqlite_statement_warm_cache_p50_us"] = statement_p50(seq)
     return out
@@ -1340,7 +1280,7 @@ def profile_lines(p: dict) -> list[str]:
         )
         out += _tree(q["stages_p50_us"], q["total_p50_us"], "us", 1.0)
         out.append(
-            f"    SQL statement alone (execute + fetchall, same connection): p50 "
+            f"    SQLite lookups alone (store.read of both views, cached statements): p50 "
             f"{q['sqlite_statement_only_p50_us']:.1f} us; with both tables in SQLite's page cache: "
             f"{q['sqlite_statement_warm_cache_p50_us']:.1f} us"
         )
@@ -1354,15 +1294,6 @@ def materialize_profile_lines(m: dict) -> list[str]:
     total = m["total_s"]
     out = [f"banquet materialize, both views: {total:.2f} s by stage (exclusive of nested stages)"]
     out += _tree(p["stages_s"], total, "ms", 1000.0)
-    w = p.get("write_floor")
-    if w:
-        n = w["rows"]
-        out.append(
-            f"  SQLite write floor, {n:,} rows of one view via executemany: banquet's upsert into a fresh "
-            f"file {w['upsert_file_s']:.3f} s ({n / w['upsert_file_s']:,.0f} rows/s); plain INSERT into an "
-            f"in-memory table without index {w['insert_memory_noindex_s']:.3f} s "
-            f"({n / w['insert_memory_noindex_s']:,.0f} rows/s)"
-        )
     return out
 
 
