@@ -391,7 +391,7 @@ def summary(r: dict) -> str:
 
 def render(args, res: dict, started: str, info: dict, loads: tuple) -> str:
     lines = [
-        f"- date: {started}; {O.git_state()}",
+        f"- date: {started}; at the start: {args.git_at_start}; at the end: {O.git_state()}",
         f"- machine: {C.machine_line(info)}",
         f"- load average before the run: {loads[0]:.2f}, after: {os.getloadavg()[0]:.2f}",
         f"- data: {res['keys']:,} keys x {res['rows_per_key']} rows per view, 2 views x 10 "
@@ -556,6 +556,7 @@ def main() -> None:
     if args.quick:
         args.keys, args.iters_1, args.iters_100, args.warmup = 10_000, 1000, 200, 100
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    args.git_at_start = O.git_state()
     info = C.machine_info()
     loads = os.getloadavg()
     res = run_all(args)
