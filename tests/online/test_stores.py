@@ -658,6 +658,26 @@ def test_redis_layout_and_key_ttl(
         client.close()
 
 
+def test_redis_script_calls_encoded_alike_in_rust_and_python() -> None:
+    from banquet import _core
+    from banquet.online import redis as R
+
+    assert hasattr(_core, "resp_evalsha"), "stale extension: run `make develop`"
+    n = 2 * R.SCRIPT_KEYS + 7  # three calls, the last one short
+    keys = [os.urandom(i % 40) for i in range(n)]
+    blobs = [os.urandom(i % 300) for i in range(n)]
+    event = [(-1) ** i * i * 2**40 for i in range(n)]
+    event[:3] = [I64_MIN, I64_MAX, 0]
+    created = [I64_MAX - i for i in range(n)]
+    head = [b"view", b"3600"]
+    rust = R.encode_script_calls(b"p:", head, keys, event, created, blobs)
+    python = R.encode_script_calls(b"p:", head, tuple(keys), event, created, tuple(blobs))
+    assert rust[1] == python[1] == 3
+    assert rust[0] == python[0]
+    with pytest.raises(TypeError):
+        R.encode_script_calls(b"p:", head, keys, event, created, [*blobs[:-1], None])
+
+
 def _redis_store(tmp_path: Path, port: int, **options: Any) -> RedisOnlineStore:
     cs = ",".join([f"127.0.0.1:{port}", "db=0", *(f"{k}={v}" for k, v in options.items())])
     config = RepoConfig(
