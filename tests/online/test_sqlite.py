@@ -240,3 +240,23 @@ def test_lost_database_file_is_recreated_by_materialize(tmp_repo: MakeRepo) -> N
     assert fresh.get_online_features(["user_activity:clicks"], {"user_id": [3]}).to_dict()[
         "clicks"
     ] == [7]
+
+
+def test_a_forked_child_opens_its_own_connections(store: SqliteOnlineStore) -> None:
+    """SQLite connections do not survive fork: a child reconnects instead of using the
+    parent's pooled ones, and the parent's keep working."""
+    import os
+
+    write(store, [(b"k", 1, 0, b"parent")])
+    assert read1(store, [b"k"]) == [b"parent"]  # a connection is now pooled
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 only if it reads and writes through new connections
+        try:
+            ok = read1(store, [b"k"]) == [b"parent"]
+            write(store, [(b"c", 1, 0, b"child")])
+            os._exit(0 if ok else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert read1(store, [b"k", b"c"]) == [b"parent", b"child"]

@@ -91,7 +91,8 @@ pub struct SqliteStore {
 /// What the store and its checkpoint thread share.
 struct Shared {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    /// The process that opened the idle connections, and the connections.
+    idle: Mutex<(u32, Vec<Connection>)>,
     checkpointing: AtomicBool,
 }
 
@@ -112,11 +113,11 @@ impl Drop for Conn<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         // Never pool a connection left inside a transaction (a panic mid-write).
-        if conn.is_autocommit() {
-            let mut idle = self.store.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_IDLE {
-                idle.push(conn);
-            }
+        let mut idle = self.store.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.0 != std::process::id() {
+            std::mem::forget(conn); // opened before a fork: see `Shared::conn`
+        } else if conn.is_autocommit() && idle.1.len() < MAX_IDLE {
+            idle.1.push(conn);
         }
     }
 }
@@ -141,7 +142,7 @@ impl SqliteStore {
         SqliteStore {
             shared: Arc::new(Shared {
                 path: path.into(),
-                idle: Mutex::new(Vec::new()),
+                idle: Mutex::new((std::process::id(), Vec::new())),
                 checkpointing: AtomicBool::new(false),
             }),
         }
@@ -189,7 +190,17 @@ impl SqliteStore {
 
 impl Shared {
     fn conn(&self) -> Result<Conn<'_>> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let pooled = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let pid = std::process::id();
+            if idle.0 != pid {
+                // A forked child must not use (or close) the parent's connections: SQLite
+                // connections do not survive fork. Leak them and start afresh.
+                idle.1.drain(..).for_each(std::mem::forget);
+                idle.0 = pid;
+            }
+            idle.1.pop()
+        };
         let conn = match pooled {
             Some(c) => c,
             None => self.connect()?,
@@ -237,11 +248,10 @@ impl Shared {
 impl SqliteStore {
     /// Closes the idle connections. The store stays usable: the next call reconnects.
     pub fn close(&self) {
-        self.shared
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        let mut idle = self.shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.0 == std::process::id() {
+            idle.1.clear();
+        }
     }
 
     /// Makes `view`'s table and records it for `project` (idempotent).
