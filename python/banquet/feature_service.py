@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from banquet._naming import check_name, check_tags, drop_empty
-from banquet.errors import DefinitionError, FeatureViewNotFound
-from banquet.feature_view import FeatureView
+from banquet.errors import DefinitionError
+from banquet.feature_view import FeatureView, projected
 
 
 class FeatureService:
@@ -58,24 +58,21 @@ class FeatureService:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], views: Mapping[str, Any]) -> FeatureService:
-        projected = []
+        views_used = []
         for p in d["features"]:
-            if p["view"] not in views:
-                raise FeatureViewNotFound(
-                    f"feature service {d['name']!r} uses feature view {p['view']!r}, which is "
-                    "not registered"
+            views_used.append(
+                projected(
+                    views,
+                    p,
+                    lambda v: (
+                        f"feature service {d['name']!r} uses feature view {v!r}, which is "
+                        "not registered"
+                    ),
                 )
-            v = views[p["view"]]
-            if p.get("features") is not None:
-                v = v[p["features"]]
-            if p.get("alias"):
-                v = v.with_name(p["alias"])
-            if p.get("join_key_map"):
-                v = v.with_join_key_map(p["join_key_map"])
-            projected.append(v)
+            )
         return cls(
             name=d["name"],
-            features=projected,
+            features=views_used,
             description=d.get("description", ""),
             tags=d.get("tags"),
             owner=d.get("owner", ""),

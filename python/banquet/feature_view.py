@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from banquet import types
 from banquet._naming import check_name, check_tags, check_unique, drop_empty, ttl_to_us, us_to_ttl
 from banquet.entity import Entity
-from banquet.errors import DefinitionError, FeatureNotFound
+from banquet.errors import DefinitionError, FeatureNotFound, FeatureViewNotFound
 from banquet.field import Field
 from banquet.sources import DataSource, RequestSource
 
@@ -34,7 +34,98 @@ class Projection:
         return self.name_alias is None and self.features is None and not self.join_key_map
 
 
-class FeatureView:
+_P = TypeVar("_P", bound="Projectable")
+
+
+class Projectable:
+    """What plain and on-demand feature views share: how a request uses them (an alias, a
+    subset of features, renamed join keys) and how that use is recorded."""
+
+    name: str
+    features: list[Field]
+    projection: Projection
+    kind = "feature view"  # how errors name it
+
+    @property
+    def projected_name(self) -> str:
+        return self.projection.name_alias or self.name
+
+    @property
+    def projected_features(self) -> list[Field]:
+        if self.projection.features is None:
+            return self.features
+        by_name = {f.name: f for f in self.features}
+        return [by_name[n] for n in self.projection.features]
+
+    def feature(self, name: str) -> Field:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise FeatureNotFound(
+            f"{self.kind} {self.name!r} has no feature {name!r}; it has "
+            f"{[f.name for f in self.features]}"
+        )
+
+    def _copy(self: _P) -> _P:
+        new = copy.copy(self)
+        new.projection = copy.copy(self.projection)
+        return new
+
+    def without_projection(self: _P) -> _P:
+        """The view itself, as registered (no alias, feature subset or key map)."""
+        new = self._copy()
+        new.projection = Projection()
+        return new
+
+    def __getitem__(self: _P, names: Sequence[str]) -> _P:
+        """``fv[["a", "b"]]``: the same view restricted to some features."""
+        if isinstance(names, str):
+            names = [names]
+        for n in names:
+            self.feature(n)
+        new = self._copy()
+        new.projection.features = list(names)
+        return new
+
+    def with_name(self: _P, name: str) -> _P:
+        """The same view under another name in requests (``alias:feature``, output prefix)."""
+        new = self._copy()
+        new.projection.name_alias = check_name(f"{self.kind} alias", name)
+        return new
+
+    def with_join_key_map(self: _P, join_key_map: Mapping[str, str]) -> _P:
+        raise NotImplementedError
+
+    def projection_dict(self) -> dict[str, Any]:
+        p = self.projection
+        return drop_empty(
+            {
+                "view": self.name,
+                "alias": p.name_alias,
+                "features": p.features,
+                "join_key_map": p.join_key_map,
+            }
+        )
+
+
+def projected(
+    views: Mapping[str, _P], record: Mapping[str, Any], missing: Callable[[str], str]
+) -> _P:
+    """The view a ``projection_dict`` record names, with its projection applied; ``missing``
+    words the error when the view is not registered."""
+    if record["view"] not in views:
+        raise FeatureViewNotFound(missing(record["view"]))
+    v = views[record["view"]]
+    if record.get("features") is not None:
+        v = v[record["features"]]
+    if record.get("alias"):
+        v = v.with_name(record["alias"])
+    if record.get("join_key_map"):
+        v = v.with_join_key_map(record["join_key_map"])
+    return v
+
+
+class FeatureView(Projectable):
     """Features of one or more entities, read from ``source``.
 
     >>> from banquet import Entity, FeatureView, Field, FileSource
@@ -156,58 +247,11 @@ class FeatureView:
                 return c.dtype
         return None
 
-    # --- projections ---------------------------------------------------------------------
-
-    @property
-    def projected_name(self) -> str:
-        return self.projection.name_alias or self.name
-
-    @property
-    def projected_features(self) -> list[Field]:
-        if self.projection.features is None:
-            return self.features
-        by_name = {f.name: f for f in self.features}
-        return [by_name[n] for n in self.projection.features]
+    # --- projections (shared ones in Projectable) -----------------------------------------
 
     def entity_column(self, join_key: str) -> str:
         """The entity-row column that feeds ``join_key`` (after ``with_join_key_map``)."""
         return self.projection.join_key_map.get(join_key, join_key)
-
-    def feature(self, name: str) -> Field:
-        for f in self.features:
-            if f.name == name:
-                return f
-        raise FeatureNotFound(
-            f"feature view {self.name!r} has no feature {name!r}; it has "
-            f"{[f.name for f in self.features]}"
-        )
-
-    def _copy(self) -> FeatureView:
-        new = copy.copy(self)
-        new.projection = copy.copy(self.projection)
-        return new
-
-    def without_projection(self) -> FeatureView:
-        """The view itself, as registered (no alias, feature subset or key map)."""
-        new = self._copy()
-        new.projection = Projection()
-        return new
-
-    def __getitem__(self, names: Sequence[str]) -> FeatureView:
-        """``fv[["a", "b"]]``: the same view restricted to some features."""
-        if isinstance(names, str):
-            names = [names]
-        for n in names:
-            self.feature(n)
-        new = self._copy()
-        new.projection.features = list(names)
-        return new
-
-    def with_name(self, name: str) -> FeatureView:
-        """The same view under another name in requests (``alias:feature``, output prefix)."""
-        new = self._copy()
-        new.projection.name_alias = check_name("FeatureView alias", name)
-        return new
 
     def with_join_key_map(self, join_key_map: Mapping[str, str]) -> FeatureView:
         """Read join key ``k`` from entity column ``join_key_map[k]``."""
@@ -265,17 +309,6 @@ class FeatureView:
 
     def __hash__(self) -> int:
         return hash(self.name)
-
-    def projection_dict(self) -> dict[str, Any]:
-        p = self.projection
-        return drop_empty(
-            {
-                "view": self.name,
-                "alias": p.name_alias,
-                "features": p.features,
-                "join_key_map": p.join_key_map,
-            }
-        )
 
     def __repr__(self) -> str:
         return f"FeatureView(name={self.name!r}, features={[f.name for f in self.features]})"

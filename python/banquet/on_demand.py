@@ -16,7 +16,6 @@ stores the function as source text (see ``banquet.udf`` for what it may referenc
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,14 +27,12 @@ from banquet._naming import check_name, check_tags, check_unique, drop_empty
 from banquet.errors import (
     DefinitionError,
     EntityDataError,
-    FeatureNotFound,
-    FeatureViewNotFound,
     FunctionNotSerializable,
     OnDemandFunctionError,
     OnDemandOutputError,
     RequestDataNotFound,
 )
-from banquet.feature_view import FeatureView, Projection
+from banquet.feature_view import FeatureView, Projectable, Projection, projected
 from banquet.field import Field
 from banquet.sources import DataSource, RequestSource
 from banquet.udf import UserFunction
@@ -47,11 +44,13 @@ MODES = ("pandas", "python")
 UTC_US = pa.timestamp("us", tz="UTC")
 
 
-class OnDemandFeatureView:
+class OnDemandFeatureView(Projectable):
     """Features computed from other views' features and request data by ``udf``.
 
     Usually made with the ``@on_demand_feature_view`` decorator.
     """
+
+    kind = "on-demand feature view"
 
     def __init__(
         self,
@@ -137,61 +136,13 @@ class OnDemandFeatureView:
     def schema(self) -> list[Field]:
         return self.features
 
-    # --- projections (as FeatureView's) --------------------------------------------------
-
-    @property
-    def projected_name(self) -> str:
-        return self.projection.name_alias or self.name
-
-    @property
-    def projected_features(self) -> list[Field]:
-        if self.projection.features is None:
-            return self.features
-        by_name = {f.name: f for f in self.features}
-        return [by_name[n] for n in self.projection.features]
-
-    def feature(self, name: str) -> Field:
-        for f in self.features:
-            if f.name == name:
-                return f
-        raise FeatureNotFound(
-            f"on-demand feature view {self.name!r} has no feature {name!r}; it has "
-            f"{[f.name for f in self.features]}"
-        )
-
-    def _copy(self) -> OnDemandFeatureView:
-        new = copy.copy(self)
-        new.projection = copy.copy(self.projection)
-        return new
-
-    def without_projection(self) -> OnDemandFeatureView:
-        new = self._copy()
-        new.projection = Projection()
-        return new
-
-    def __getitem__(self, names: Sequence[str]) -> OnDemandFeatureView:
-        if isinstance(names, str):
-            names = [names]
-        for n in names:
-            self.feature(n)
-        new = self._copy()
-        new.projection.features = list(names)
-        return new
-
-    def with_name(self, name: str) -> OnDemandFeatureView:
-        new = self._copy()
-        new.projection.name_alias = check_name("OnDemandFeatureView alias", name)
-        return new
+    # --- projections (the rest in Projectable) ---------------------------------------------
 
     def with_join_key_map(self, join_key_map: Mapping[str, str]) -> OnDemandFeatureView:
         raise DefinitionError(
             f"on-demand feature view {self.name!r} has no join keys; map the keys of its source "
             "views instead (sources=[view.with_join_key_map({...})])"
         )
-
-    def projection_dict(self) -> dict[str, Any]:
-        p = self.projection
-        return drop_empty({"view": self.name, "alias": p.name_alias, "features": p.features})
 
     # --- registry form ---------------------------------------------------------------------
 
@@ -230,20 +181,16 @@ class OnDemandFeatureView:
                 assert isinstance(req, RequestSource)
                 sources.append(req)
                 continue
-            p = s["feature_view"]
-            if p["view"] not in feature_views:
-                raise FeatureViewNotFound(
-                    f"on-demand feature view {name!r} reads feature view {p['view']!r}, which is "
-                    "not registered; apply it too"
+            sources.append(
+                projected(
+                    feature_views,
+                    s["feature_view"],
+                    lambda v: (
+                        f"on-demand feature view {name!r} reads feature view {v!r}, which "
+                        "is not registered; apply it too"
+                    ),
                 )
-            v = feature_views[p["view"]]
-            if p.get("features") is not None:
-                v = v[p["features"]]
-            if p.get("alias"):
-                v = v.with_name(p["alias"])
-            if p.get("join_key_map"):
-                v = v.with_join_key_map(p["join_key_map"])
-            sources.append(v)
+            )
         return cls(
             name=name,
             sources=sources,
