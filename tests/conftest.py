@@ -172,6 +172,13 @@ def repo_features() -> str:
     return REPO_FEATURES
 
 
+@pytest.fixture(scope="session")
+def repo_files() -> tuple[str, Callable[[Path], None]]:
+    """(REPO_YAML, _default_sources) for fixtures of wider scope than ``tmp_repo``; a test
+    module cannot import them: ``conftest`` names a different module per test folder."""
+    return REPO_YAML, _default_sources
+
+
 @pytest.fixture
 def tmp_repo(tmp_path: Path) -> Callable[..., Path]:
     """Factory: ``tmp_repo(files=None, *, yaml=None, project="test_project", name="repo")``.

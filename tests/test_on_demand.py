@@ -152,9 +152,11 @@ def _entity_df() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
+def store(
+    tmp_path_factory: pytest.TempPathFactory, repo_files: tuple[str, Callable[[Path], None]]
+) -> FeatureStore:
     """The FEATURES repo, applied and materialized (built once: the tests only read)."""
-    from conftest import REPO_YAML, _default_sources
+    REPO_YAML, _default_sources = repo_files
 
     root = tmp_path_factory.mktemp("odfv") / "repo"
     root.mkdir()
