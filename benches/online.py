@@ -44,6 +44,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -488,8 +489,16 @@ class Tracker:
 
     def __init__(self) -> None:
         self.excl: dict[str, int] = {}  # path -> ns, exclusive
-        self.stack: list[list] = []  # [path, ns spent in wrapped children]
+        # per thread: [path, ns spent in wrapped children]; a stage on a worker thread (the
+        # pipelined SQLite write) is a root path of its own, overlapping the caller's time
+        self._local = threading.local()
         self.undo: list = []
+
+    @property
+    def stack(self) -> list[list]:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
 
     def wrap(self, label: str, fn):
         perf = time.perf_counter_ns

@@ -9,6 +9,7 @@ stored row consistent (each is a whole blob) and the interval unrecorded, so it 
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
     from banquet.feature_view import FeatureView
     from banquet.store import FeatureStore
 
-BATCH_ROWS = 100_000
+# Rows per write transaction; a view with more is written in batches, pipelined.
+BATCH_ROWS = 25_000
 
 
 def to_us(ts: datetime) -> int:
@@ -47,19 +49,37 @@ def materialize_view(
     order = _core.key_order(key_bytes)
     idx, key_bytes = idx.take(order), key_bytes.take(order)
     n = len(idx)
+
+    def batch(lo: int) -> tuple[Any, ...]:
+        part = idx.slice(lo, BATCH_ROWS)
+        return (
+            [k.take(part) for k in keys],
+            ts.take(part),
+            cr.take(part) if cr is not None else None,
+            [table.column(f.name).take(part) for f in view.features],
+            key_bytes.slice(lo, BATCH_ROWS),
+        )
+
     with Progress(view.name, n, enabled=progress) as bar:
-        for lo in range(0, n, BATCH_ROWS):
-            part = idx.slice(lo, BATCH_ROWS)
-            write_rows(
-                store,
-                view,
-                [k.take(part) for k in keys],
-                ts.take(part),
-                cr.take(part) if cr is not None else None,
-                [table.column(f.name).take(part) for f in view.features],
-                key_bytes.slice(lo, BATCH_ROWS),
-            )
-            bar.advance(len(part))
+        if n <= BATCH_ROWS:
+            if n:
+                write_rows(store, view, *batch(0))
+                bar.advance(n)
+            return n
+        # Two stages on two cores: the SQLite write of one batch (Rust, GIL released) runs
+        # on a worker while this thread takes and encodes the next. Batches are written in
+        # key order, one at a time; an error stops the rest (nothing is recorded then).
+        with ThreadPoolExecutor(1, thread_name_prefix="banquet-materialize") as pool:
+            pending: Future[None] | None = None
+            for lo in range(0, n, BATCH_ROWS):
+                encoded = encode_rows(view, *batch(lo))
+                if pending is not None:
+                    pending.result()
+                    bar.advance(BATCH_ROWS)
+                pending = pool.submit(write_encoded, store, view, *encoded)
+            if pending is not None:
+                pending.result()
+                bar.advance(n - (n - 1) // BATCH_ROWS * BATCH_ROWS)
     return n
 
 
@@ -74,10 +94,33 @@ def write_rows(
 ) -> None:
     """Encode rows (keys already typed, features in ``view.features`` order) and write them.
     ``key_bytes``: the keys already serialized, when the caller has them."""
+    write_encoded(store, view, *encode_rows(view, keys, event_ts, created_ts, features, key_bytes))
+
+
+def encode_rows(
+    view: FeatureView,
+    keys: list[pa.Array],
+    event_ts: pa.Array,
+    created_ts: pa.Array | None,
+    features: list[Any],
+    key_bytes: pa.Array | None = None,
+) -> tuple[pa.Array, pa.Array, pa.Array | None, pa.Array]:
+    """``(serialized keys, event times, created times, value blobs)`` ready to write."""
     values = [_as_type(view, f, col) for f, col in zip(view.features, features)]
     blobs = _core.encode_values(event_ts, created_ts, values, view.value_schema())
     if key_bytes is None:
         key_bytes = _core.serialize_entity_keys(view.join_keys, keys)
+    return key_bytes, event_ts, created_ts, blobs
+
+
+def write_encoded(
+    store: FeatureStore,
+    view: FeatureView,
+    key_bytes: pa.Array,
+    event_ts: pa.Array,
+    created_ts: pa.Array | None,
+    blobs: pa.Array,
+) -> None:
     store.online_store.ensure_view(store.project, view)
     store.online_store.write_arrays(
         store.project, view.name, key_bytes, event_ts, created_ts, blobs

