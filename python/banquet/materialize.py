@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from banquet.store import FeatureStore
 
 # Rows per write transaction; a view with more is written in batches, pipelined.
-BATCH_ROWS = 25_000
+BATCH_ROWS = 100_000
 
 
 def to_us(ts: datetime) -> int:
