@@ -284,11 +284,26 @@ def child_serve(args) -> None:
 # --- the parent ------------------------------------------------------------------------------
 
 
+def ancestors() -> set[int]:
+    """This process's parents up to pid 1 (a wrapper such as ``timeout ... online_servers.py``
+    names this script on its command line but is not other work)."""
+    found, pid = set(), os.getpid()
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        found.add(pid)
+    return found
+
+
 def busy() -> list[str]:
     """Compilers and other benchmarks (any benches/*.py but this run's own processes)."""
     found = O.other_work()
+    mine = ancestors() | {os.getpid()}
     for p in Path("/proc").iterdir():
-        if not p.name.isdigit() or O._is_mine(int(p.name)) or int(p.name) == os.getpid():
+        if not p.name.isdigit() or O._is_mine(int(p.name)) or int(p.name) in mine:
             continue
         try:
             argv = (p / "cmdline").read_bytes().split(b"\0")
