@@ -56,6 +56,26 @@ class PostgresConnConfig:
     min_conn: int = 1
     max_conn: int = 10
 
+    def conninfo(self, application_name: str, **extra: Any) -> str:
+        """A libpq connection string for these settings (password and sslmode only when set,
+        a 5 s connect timeout) plus ``extra`` libpq parameters."""
+        from psycopg.conninfo import make_conninfo
+
+        params: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.database,
+            "user": self.user,
+            "connect_timeout": 5,
+            "application_name": application_name,
+            **extra,
+        }
+        if self.password:
+            params["password"] = self.password
+        if self.sslmode:
+            params["sslmode"] = self.sslmode
+        return make_conninfo("", **params)
+
 
 @dataclass(frozen=True)
 class PostgresOnlineConfig(PostgresConnConfig):

@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-CONNECT_TIMEOUT_S = 5
 _INHERITED: list[Any] = []  # connections a forked child got from its parent, never touched
 _TRANSIENT = ("could not connect", "connection refused", "server closed", "timeout expired")
 
@@ -70,8 +69,6 @@ class PostgresOfflineStore(OfflineStore):
 
     def conninfo(self) -> str:
         """libpq connection string with the session settings described in the module doc."""
-        from psycopg.conninfo import make_conninfo
-
         c = self.cfg
         path = ",".join(_quote_ident(s) for s in dict.fromkeys([c.db_schema, "public"]) if s)
         settings = {
@@ -84,20 +81,7 @@ class PostgresOfflineStore(OfflineStore):
         options = " ".join(
             f"-c {k}=" + v.replace("\\", "\\\\").replace(" ", "\\ ") for k, v in settings.items()
         )
-        params: dict[str, Any] = {
-            "host": c.host,
-            "port": c.port,
-            "dbname": c.database,
-            "user": c.user,
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "application_name": "banquet-offline",
-            "options": options,
-        }
-        if c.password:
-            params["password"] = c.password
-        if c.sslmode:
-            params["sslmode"] = c.sslmode
-        return make_conninfo("", **params)
+        return c.conninfo("banquet-offline", options=options)
 
     def _open(self) -> Connection:
         try:

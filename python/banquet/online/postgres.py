@@ -42,7 +42,6 @@ T = TypeVar("T")
 VIEWS_TABLE = "banquet_online_views"
 IN_KEYS = 16  # up to this many keys per view, a read lists them; beyond, one array
 COPY_ROWS = 1000  # from this many rows, stage with COPY; below, one statement with arrays
-CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 10.0  # waiting for a free pooled connection
 _MAX_IDENT = 63  # Postgres truncates longer identifiers (NAMEDATALEN - 1)
 _TRANSIENT_FATAL = ("the database system is", "too many", "remaining connection slots")
@@ -71,27 +70,14 @@ class PostgresOnlineStore(OnlineStore):
     # --- connections -----------------------------------------------------------------------
 
     def _conninfo(self) -> str:
-        from psycopg.conninfo import make_conninfo
-
-        c = self.cfg
-        params: dict[str, Any] = {
-            "host": c.host,
-            "port": c.port,
-            "dbname": c.database,
-            "user": c.user,
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "application_name": "banquet-online",
-            # a server that vanishes without closing the socket is noticed, not waited on
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 2,
-            "keepalives_count": 3,
-        }
-        if c.password:
-            params["password"] = c.password
-        if c.sslmode:
-            params["sslmode"] = c.sslmode
-        return make_conninfo("", **params)
+        # a server that vanishes without closing the socket is noticed, not waited on
+        return self.cfg.conninfo(
+            "banquet-online",
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=2,
+            keepalives_count=3,
+        )
 
     def _get_pool(self) -> psycopg_pool.ConnectionPool:
         pool = self._pool
