@@ -93,10 +93,13 @@ class FeatureStore:
             return cat
         return Catalog(self.project, state)
 
-    def refresh_registry(self) -> None:
-        """Re-read the registry now instead of waiting for the cache to expire."""
+    def refresh_registry(self, state: dict[str, Any] | None = None) -> None:
+        """Re-read the registry now instead of waiting for the cache to expire (or use
+        ``state``, a project state the caller has just read)."""
         with self._lock:
-            self._catalog = Catalog(self.project, self._registry.read(self.project))
+            if state is None:
+                state = self._registry.read(self.project)
+            self._catalog = Catalog(self.project, state)
 
     # --- stores --------------------------------------------------------------------------
 

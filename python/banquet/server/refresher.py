@@ -27,6 +27,7 @@ class RegistryRefresher:
         self.healthy = False
         self.problem = "the registry has not been read yet"
         self.version = -1
+        self.last_updated: str | None = None
         self.last_ok = 0.0  # time.monotonic() of the last successful check
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -34,16 +35,19 @@ class RegistryRefresher:
     def refresh(self) -> bool:
         """Check the registry once; swap in the new catalog if its version changed."""
         try:
-            state = self.store.registry.read(self.store.project)
-            version = int(state.get("version", 0))
-            if version == 0 and self.version > 0:
-                raise RuntimeError(
-                    f"the registry no longer holds project {self.store.project!r} "
-                    "(deleted or torn down); serving the last good copy"
-                )
-            if version != self.version:
-                self.store.refresh_registry()
-                self.version = self.store.catalog().version
+            # one read, and none of the objects when the version is unchanged (SQL registry)
+            state = self.store.registry.read_if_changed(
+                self.store.project, self.version, self.last_updated
+            )
+            if state is not None:
+                version = int(state.get("version", 0))
+                if version == 0 and self.version > 0:
+                    raise RuntimeError(
+                        f"the registry no longer holds project {self.store.project!r} "
+                        "(deleted or torn down); serving the last good copy"
+                    )
+                self.store.refresh_registry(state)
+                self.version, self.last_updated = version, state.get("last_updated")
         except Exception as e:  # any failure: keep the last good catalog, report unhealthy
             if self.healthy or self.problem != str(e):
                 log.warning("registry refresh failed: %s", e)
