@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from conftest import Client, Server, features_of
+from server_support import Client, Server, features_of
 
 ROWS_PER_PUSH = 5
 

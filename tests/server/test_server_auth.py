@@ -8,8 +8,7 @@ import sys
 from typing import Any
 
 import pytest
-
-from conftest import NOW, Server, features_of, free_port, make_repo
+from server_support import NOW, Server, features_of, free_port, make_repo
 
 AUTH_YAML = "feature_server:\n  auth:\n    type: token\n    tokens_env: SRV_TEST_TOKENS\n"
 TOKENS = "tok-alpha-1234,tok-beta-5678"

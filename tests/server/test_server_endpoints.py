@@ -8,8 +8,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-
-from conftest import NOW, T0, Server, features_of, make_repo
+from server_support import NOW, T0, Server, features_of, make_repo
 
 EPOCH = "1970-01-01T00:00:00Z"
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from conftest import NOW, Server, features_of, make_repo
+from server_support import NOW, Server, features_of, make_repo
 
 GOF = "/get-online-features"
 LIMIT = 100_000

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import Server, make_repo
+from server_support import Server, make_repo
 
 POSTS = ["/get-online-features", "/push", "/write-to-online-store", "/materialize",
          "/materialize-incremental"]  # fmt: skip

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 from load import run_load
-
-from conftest import Server, make_repo
+from server_support import Server, make_repo
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from conftest import Server, features_of, make_repo
+from server_support import Server, features_of, make_repo
 
 ON_DEMAND = """
 

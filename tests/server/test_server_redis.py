@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from load import run_load
+from server_support import NOW, Server, features_of, make_repo, redis_online
 
 from banquet import FeatureStore
-from conftest import NOW, Server, features_of, make_repo, redis_online
 
 pytestmark = pytest.mark.redis
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from server_support import Server, features_of, make_repo
 
 from banquet import FeatureService, FeatureStore
-from conftest import Server, features_of, make_repo
 
 
 @pytest.fixture(scope="module")
