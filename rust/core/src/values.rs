@@ -923,6 +923,36 @@ pub enum RowValue<'a> {
 }
 
 impl ValueDecoder {
+    /// A blob's fixed head, checked against this schema, and the created time after it:
+    /// (event ts, created ts, flags); leaves `cur` at the null bitmap.
+    fn read_head(&self, cur: &mut Cursor<'_>) -> Dec<(i64, Option<i64>, u8)> {
+        let head: [u8; HEAD] = cur.array()?;
+        let flags = head[1];
+        if head[0] != VERSION {
+            return Err(Bad("unknown codec version"));
+        }
+        if flags & !F_KNOWN != 0 {
+            return Err(Bad("unknown flag bits"));
+        }
+        let count = u16::from_le_bytes([head[2], head[3]]) as usize;
+        let fp = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+        let want = if flags & F_NAMED != 0 {
+            self.fp_named
+        } else {
+            self.fp_types
+        };
+        if count != self.fields.len() || fp != want {
+            return Err(Bad(SCHEMA_CHANGED));
+        }
+        let ts = i64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+        let created = if flags & F_CREATED != 0 {
+            Some(i64::from_le_bytes(cur.array()?))
+        } else {
+            None
+        };
+        Ok((ts, created, flags))
+    }
+
     /// Decodes one blob without building Arrow arrays (the online path reads a handful of
     /// rows): appends one [`RowValue`] per field to `values` and list elements to `elems`,
     /// and returns the event and created timestamps. The same checks as
@@ -937,30 +967,7 @@ impl ValueDecoder {
         let nfields = self.fields.len();
         let mut cur = Cursor { buf: blob, pos: 0 };
         let out = (|| -> Dec<(i64, Option<i64>)> {
-            let head: [u8; HEAD] = cur.array()?;
-            let flags = head[1];
-            if head[0] != VERSION {
-                return Err(Bad("unknown codec version"));
-            }
-            if flags & !F_KNOWN != 0 {
-                return Err(Bad("unknown flag bits"));
-            }
-            let count = u16::from_le_bytes([head[2], head[3]]) as usize;
-            let fp = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
-            let want = if flags & F_NAMED != 0 {
-                self.fp_named
-            } else {
-                self.fp_types
-            };
-            if count != nfields || fp != want {
-                return Err(Bad(SCHEMA_CHANGED));
-            }
-            let ts = i64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
-            let created = if flags & F_CREATED != 0 {
-                Some(i64::from_le_bytes(cur.array()?))
-            } else {
-                None
-            };
+            let (ts, created, flags) = self.read_head(&mut cur)?;
             let bitmap = if flags & F_NULLS != 0 {
                 Some(cur.take(nfields.div_ceil(8))?)
             } else {
@@ -1052,8 +1059,7 @@ impl ValueDecoder {
         blob_nulls: Option<&NullBuffer>,
         rows: usize,
     ) -> Result<Decoded> {
-        let (fields, tags, fp_named, fp_types) =
-            (&self.fields, &self.tags, self.fp_named, self.fp_types);
+        let (fields, tags) = (&self.fields, &self.tags);
         let nfields = fields.len();
 
         let var_fields = tags
@@ -1088,33 +1094,7 @@ impl ValueDecoder {
             }
             let blob = blobs.get(i);
             let mut cur = Cursor { buf: blob, pos: 0 };
-            let row = (|| -> Dec<(i64, Option<i64>, u8)> {
-                let head: [u8; HEAD] = cur.array()?;
-                let flags = head[1];
-                if head[0] != VERSION {
-                    return Err(Bad("unknown codec version"));
-                }
-                if flags & !F_KNOWN != 0 {
-                    return Err(Bad("unknown flag bits"));
-                }
-                let count = u16::from_le_bytes([head[2], head[3]]) as usize;
-                let fp = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
-                let want = if flags & F_NAMED != 0 {
-                    fp_named
-                } else {
-                    fp_types
-                };
-                if count != nfields || fp != want {
-                    return Err(Bad(SCHEMA_CHANGED));
-                }
-                let ts = i64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
-                let created = if flags & F_CREATED != 0 {
-                    Some(i64::from_le_bytes(cur.array()?))
-                } else {
-                    None
-                };
-                Ok((ts, created, flags))
-            })();
+            let row = self.read_head(&mut cur);
             let (ts, c, flags) = row.map_err(|b| corrupt_at(i, blob, b, nfields))?;
             let body = (|| -> Dec<()> {
                 if flags & F_NULLS != 0 {
