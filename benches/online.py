@@ -360,19 +360,14 @@ def child_materialize(args) -> None:
     tracker = instrument_materialize(store) if args.profile and args.peer == "banquet" else None
     gc.collect()
     before = set(sys.modules)
-    per_view = {}
-    total = 0.0
-    for view, _, _ in VIEWS:
-        t = time.perf_counter()
-        store.materialize(WINDOW_START, WINDOW_END, feature_views=[view])
-        dt = time.perf_counter() - t
-        per_view[view] = dt
-        total += dt
+    # One call for every view, as `banquet materialize START END` / `feast materialize` run it.
+    t = time.perf_counter()
+    store.materialize(WINDOW_START, WINDOW_END)
+    total = time.perf_counter() - t
     imported = sorted(m for m in set(sys.modules) - before if m.count(".") < 2)
     res = {
         "peer": args.peer,
         "version": version,
-        "per_view_s": per_view,
         "total_s": total,
         "peak_mb": C.rss_mb("VmHWM"),
         "imported_during_run": imported,
@@ -580,8 +575,9 @@ def instrument_materialize(store) -> Tracker:
             f"offline read (offline_store.{attr}: Parquet, filter, checks)",
         ):
             break
-    tr.patch(M, "materialize_view", "materialize_view")
-    tr.patch(M, "record_interval", "record_interval (registry update)")
+    tr.patch(M, "latest_rows", "latest_rows (read ahead on a worker for all but the first view)")
+    tr.patch(M, "write_winners", "write_winners")
+    tr.patch(M, "record_intervals", "record_intervals (registry update)")
     tr.patch(M, "write_rows", "write_rows")
     real = M._core
     M._core = _CoreShim(
@@ -942,7 +938,6 @@ def run_all(args) -> None:
             keys_total = sum(counts[peer].values())
             print(
                 f"  {peer:8} materialize run {rep + 1}: {m['total_s']:8.2f}s "
-                f"({', '.join(f'{v} {s:.2f}s' for v, s in m['per_view_s'].items())}); "
                 f"{keys_total:,} keys in the store; peak {m['peak_mb']:.0f} MB"
                 + ("  (other work was running)" if busy else ""),
                 flush=True,
@@ -1108,15 +1103,6 @@ def render(args, info, res, failures, problems, loads, busy_seen, counts) -> str
             ratio(fm and fm["total_s"], bm and bm["total_s"]),
         ]
     )
-    for view, _, _ in VIEWS:
-        rows.append(
-            [
-                f"  materialize {view} ({args.keys:,} keys / {args.keys * args.rows_per_key:,} rows)",
-                f"{bm['per_view_s'][view]:.2f} s" if bm else "-",
-                f"{fm['per_view_s'][view]:.1f} s" if fm else "-",
-                ratio(fm and fm["per_view_s"][view], bm and bm["per_view_s"][view]),
-            ]
-        )
     rows.append(
         [
             "materialize peak RSS",
@@ -1251,7 +1237,8 @@ OWN = {  # what a wrapped function's own (exclusive) time is
     "FeatureStore.get_online_features": "FeatureStore.get_online_features itself (in-call imports, catalog)",
     "serving.get_online_features": "Python assembly in serving.get_online_features (statuses, ttl, lists, dicts)",
     "SQLite read (store.read)": "SQLite read: statement, fetch, dicts of the rows (store.read)",
-    "materialize_view": "materialize_view itself (take of keys/ts/features per batch)",
+    "latest_rows": "latest_rows itself",
+    "write_winners": "write_winners itself (take of keys/ts/features per batch)",
     "write_rows": "write_rows itself (casts, to_pylist of keys/blobs, ts lists)",
 }
 

@@ -532,6 +532,64 @@ def test_first_view_recorded_when_second_fails(
     assert intervals(store) == {"stats": [[to_us(START), to_us(END)]]}
 
 
+def test_second_view_fails_to_read_first_is_recorded(
+    tmp_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next view is read ahead on a worker: its read error surfaces after the current
+    view is written and recorded."""
+    store = make_store(tmp_repo, make_rows())
+    offline = store.offline_store
+    real = offline.read_view
+
+    def fail_recent(view: Any, *args: Any) -> Any:
+        if view.name == "recent":
+            raise OSError("source unreadable")
+        return real(view, *args)
+
+    monkeypatch.setattr(offline, "read_view", fail_recent)
+    with pytest.raises(OSError, match="source unreadable"):
+        store.materialize(START, END, ["stats", "recent"])
+    assert intervals(store) == {"stats": [[to_us(START), to_us(END)]]}
+    assert stored(store, "recent") == {}
+
+
+def test_next_view_is_read_while_the_current_one_is_written(
+    tmp_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-ahead: the write of the first view waits until the second view's read has
+    started (it would time out if they ran one after the other); one registry update."""
+    import threading
+
+    rows = make_rows()
+    store = make_store(tmp_repo, rows)
+    offline, online, registry = store.offline_store, store.online_store, store.registry
+    read, write, update = offline.read_view, online.write_arrays, registry.update
+    second_read = threading.Event()
+    updates: list[str] = []
+
+    def reading(view: Any, *args: Any) -> Any:
+        if view.name == "recent":
+            second_read.set()
+        return read(view, *args)
+
+    def writing(project: str, view: str, *args: Any) -> None:
+        if view == "stats":
+            assert second_read.wait(10), "the next view was not read during this write"
+        write(project, view, *args)
+
+    def updating(project: str, change: Any) -> Any:
+        updates.append(project)
+        return update(project, change)
+
+    monkeypatch.setattr(offline, "read_view", reading)
+    monkeypatch.setattr(online, "write_arrays", writing)
+    monkeypatch.setattr(registry, "update", updating)
+    store.materialize(START, END, ["stats", "recent"])
+    assert len(updates) == 1
+    assert set(intervals(store)) == {"stats", "recent"}
+    assert stored(store, "stats") == expected_stored(rows, START, END)
+
+
 # --- time zones ----------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ stored row consistent (each is a whole blob) and the interval unrecorded, so it 
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from banquet.progress import Progress
 
 if TYPE_CHECKING:
     from banquet.feature_view import FeatureView
+    from banquet.offline.base import ViewRows
     from banquet.store import FeatureStore
 
 # Rows per write transaction; a view with more is written in batches, pipelined.
@@ -36,18 +38,68 @@ def to_us(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def materialize_view(
-    store: FeatureStore, view: FeatureView, start_us: int | None, end_us: int, progress: bool
-) -> int:
-    """Load one view's window into the online store; returns the number of keys written."""
-    rows = store.offline_store.read_view(view, view.features, start_us, end_us)
-    table, keys, ts, cr = rows.table, rows.keys, rows.event_ts, rows.created_ts
-    idx = _core.latest_per_key(keys, ts, cr, start_us, end_us)
+@dataclass
+class Window:
+    """One view's part of a materialization: the view and its ``[start, end]`` in UTC µs."""
+
+    view: FeatureView
+    start_us: int | None
+    end_us: int
+
+
+@dataclass
+class Winners:
+    """A view's window read and reduced to the latest row per key, in serialized-key order."""
+
+    window: Window
+    rows: ViewRows
+    idx: pa.Array  # row numbers into ``rows``, one per distinct key
+    key_bytes: pa.Array  # the serialized keys of those rows
+
+
+def materialize_windows(store: FeatureStore, windows: list[Window], progress: bool) -> None:
+    """Materialize several views, one after another, reading the next view's window while
+    the current one is written (two cores busy instead of one). Each view's interval is
+    recorded once its write succeeded; all of them in one registry update at the end (each
+    update is a write + fsync + rename), also when a later view fails."""
+    done: list[Window] = []
+    try:
+        if len(windows) == 1:
+            write_winners(store, latest_rows(store, windows[0]), progress)
+            done.append(windows[0])
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="banquet-read") as reader:
+            ahead: Future[Winners] | None = None
+            for i, w in enumerate(windows):
+                current = ahead.result() if ahead is not None else latest_rows(store, w)
+                ahead = (
+                    reader.submit(latest_rows, store, windows[i + 1])
+                    if i + 1 < len(windows)
+                    else None
+                )
+                write_winners(store, current, progress)
+                done.append(w)
+    finally:
+        if done:
+            record_intervals(store, done)
+
+
+def latest_rows(store: FeatureStore, w: Window) -> Winners:
+    """Read a view's window from the offline store and keep the latest row per key."""
+    view = w.view
+    rows = store.offline_store.read_view(view, view.features, w.start_us, w.end_us)
+    idx = _core.latest_per_key(rows.keys, rows.event_ts, rows.created_ts, w.start_us, w.end_us)
     # Winners in serialized-key order: stores keyed by a B-tree (SQLite, Postgres) insert
     # sorted keys several times faster than random ones.
-    key_bytes = _core.serialize_entity_keys(view.join_keys, [k.take(idx) for k in keys])
+    key_bytes = _core.serialize_entity_keys(view.join_keys, [k.take(idx) for k in rows.keys])
     order = _core.key_order(key_bytes)
-    idx, key_bytes = idx.take(order), key_bytes.take(order)
+    return Winners(w, rows, idx.take(order), key_bytes.take(order))
+
+
+def write_winners(store: FeatureStore, win: Winners, progress: bool) -> int:
+    """Encode and write a view's winners in batches; returns the number of keys written."""
+    view, rows, idx, key_bytes = win.window.view, win.rows, win.idx, win.key_bytes
+    table, keys, ts, cr = rows.table, rows.keys, rows.event_ts, rows.created_ts
     n = len(idx)
 
     def batch(lo: int) -> tuple[Any, ...]:
@@ -66,7 +118,7 @@ def materialize_view(
                 write_rows(store, view, *batch(0))
                 bar.advance(n)
             return n
-        # Two stages on two cores: the SQLite write of one batch (Rust, GIL released) runs
+        # Two stages on two cores: the store write of one batch (Rust, GIL released) runs
         # on a worker while this thread takes and encodes the next. Batches are written in
         # key order, one at a time; an error stops the rest (nothing is recorded then).
         with ThreadPoolExecutor(1, thread_name_prefix="banquet-materialize") as pool:
@@ -141,27 +193,32 @@ def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:
         ) from None
 
 
-def record_interval(store: FeatureStore, view: str, start_us: int | None, end_us: int) -> None:
-    """Add [start, end] to the view's materialized intervals, merging overlaps."""
+def record_intervals(store: FeatureStore, windows: list[Window]) -> None:
+    """Add each window to its view's materialized intervals (merging overlaps), in one
+    registry update."""
 
     def change(state: dict[str, Any]) -> bool:
-        if view not in state["feature_views"]:
-            raise BanquetError(f"feature view {view!r} was removed while it was being materialized")
-        ivs = [
-            *state["materializations"].get(view, []),
-            [start_us if start_us is not None else 0, end_us],
-        ]
-        ivs.sort()
-        merged: list[list[int]] = []
-        for lo, hi in ivs:
-            if merged and lo <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
-        state["materializations"][view] = merged
+        for w in windows:
+            view = w.view.name
+            if view not in state["feature_views"]:
+                raise BanquetError(
+                    f"feature view {view!r} was removed while it was being materialized"
+                )
+            ivs = [
+                *state["materializations"].get(view, []),
+                [w.start_us if w.start_us is not None else 0, w.end_us],
+            ]
+            ivs.sort()
+            merged: list[list[int]] = []
+            for lo, hi in ivs:
+                if merged and lo <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], hi)
+                else:
+                    merged.append([lo, hi])
+            state["materializations"][view] = merged
         return True
 
     store.registry.update(store.project, change)
     # The store's catalog is cached (registry.cache_ttl_seconds): without a refresh the next
-    # materialize_incremental in this process would not see this interval.
+    # materialize_incremental in this process would not see these intervals.
     store.refresh_registry()

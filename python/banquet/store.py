@@ -301,14 +301,13 @@ class FeatureStore:
     ) -> None:
         """Load the latest values with event times in ``[start_date, end_date]`` into the
         online store, then record the interval in the registry."""
-        from banquet.materialize import materialize_view, record_interval, to_us
+        from banquet.materialize import Window, materialize_windows, to_us
 
         start_us, end_us = to_us(start_date), to_us(end_date)
         if start_us > end_us:
             raise ValueError(f"materialize: start {start_date} is after end {end_date}")
-        for view in self._online_views(feature_views):
-            materialize_view(self, view, start_us, end_us, progress)
-            record_interval(self, view.name, start_us, end_us)
+        windows = [Window(v, start_us, end_us) for v in self._online_views(feature_views)]
+        materialize_windows(self, windows, progress)
 
     def materialize_incremental(
         self,
@@ -319,11 +318,12 @@ class FeatureStore:
     ) -> None:
         """Materialize each view from where its last materialization ended (or, the first
         time, from ``end_date - ttl``, or from the beginning for views without ttl)."""
-        from banquet.materialize import materialize_view, record_interval, to_us
+        from banquet.materialize import Window, materialize_windows, to_us
 
         end_us = to_us(end_date)
         # Read the intervals fresh, not from the cache: another process may have just run.
         recorded = self._registry.read(self.project)["materializations"]
+        windows: list[Window] = []
         for view in self._online_views(feature_views):
             done = recorded.get(view.name, [])
             if done:
@@ -332,8 +332,8 @@ class FeatureStore:
                 start_us = None if view.ttl_us is None else end_us - view.ttl_us
             if start_us is not None and start_us > end_us:
                 continue
-            materialize_view(self, view, start_us, end_us, progress)
-            record_interval(self, view.name, start_us, end_us)
+            windows.append(Window(view, start_us, end_us))
+        materialize_windows(self, windows, progress)
 
     def _online_views(self, names: Sequence[str] | None) -> list[FeatureView]:
         catalog = self.catalog()
