@@ -590,6 +590,46 @@ def test_next_view_is_read_while_the_current_one_is_written(
     assert stored(store, "stats") == expected_stored(rows, START, END)
 
 
+def test_store_upkeep_waits_until_the_intervals_are_recorded(
+    tmp_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's background checkpoint is held for the whole materialization (its fsyncs
+    stalled the registry update behind it) and released after the registry update."""
+    store = make_store(tmp_repo, make_rows())
+    online, registry = store.online_store, store.registry
+    events: list[str] = []
+
+    class Native:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+        def hold_checkpoints(self) -> None:
+            events.append("hold")
+            self.real.hold_checkpoints()
+
+        def release_checkpoints(self) -> None:
+            events.append("release")
+            self.real.release_checkpoints()
+
+        def write_arrays(self, project: str, view: str, *args: Any) -> int:
+            events.append(f"write {view}")
+            return int(self.real.write_arrays(project, view, *args))
+
+    update = registry.update
+
+    def updating(project: str, change: Any) -> Any:
+        events.append("registry")
+        return update(project, change)
+
+    monkeypatch.setattr(online, "native", Native(online.native))
+    monkeypatch.setattr(registry, "update", updating)
+    store.materialize(START, END, ["stats", "recent"])
+    assert events == ["hold", "write stats", "write recent", "registry", "release"]
+
+
 # --- time zones ----------------------------------------------------------------------------------
 
 

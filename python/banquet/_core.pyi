@@ -150,6 +150,12 @@ class SqliteStore:
         """Drop every table recorded for ``project`` in ``banquet_views``."""
     def close(self) -> None:
         """Close the idle connections; the store reconnects on its next use."""
+    def hold_checkpoints(self) -> None:
+        """Hold back background WAL checkpoints (counted) until the matching release;
+        past 256 MiB of WAL one runs anyway."""
+    def release_checkpoints(self) -> None:
+        """Undo one hold; the last release starts the checkpoint held back, in the
+        background."""
     def write(
         self,
         project: str,

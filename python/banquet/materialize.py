@@ -47,45 +47,65 @@ class Window:
     end_us: int
 
 
+Encoded = tuple[pa.Array, pa.Array, "pa.Array | None", pa.Array]  # what write_encoded takes
+
+
 @dataclass
 class Winners:
-    """A view's window read and reduced to the latest row per key, in serialized-key order."""
+    """A view's window read and reduced to the latest row per key, in serialized-key order;
+    the first batch already encoded (so a read-ahead worker does that part too)."""
 
     window: Window
     rows: ViewRows
     idx: pa.Array  # row numbers into ``rows``, one per distinct key
     key_bytes: pa.Array  # the serialized keys of those rows
+    first: Encoded | None = None
+
+    def encoded(self, lo: int) -> Encoded:
+        """The batch of winners starting at ``lo``, encoded for ``write_encoded``."""
+        if lo == 0 and self.first is not None:
+            return self.first
+        view, rows = self.window.view, self.rows
+        part = self.idx.slice(lo, BATCH_ROWS)
+        return encode_rows(
+            view,
+            [k.take(part) for k in rows.keys],
+            rows.event_ts.take(part),
+            rows.created_ts.take(part) if rows.created_ts is not None else None,
+            [rows.table.column(f.name).take(part) for f in view.features],
+            self.key_bytes.slice(lo, BATCH_ROWS),
+        )
 
 
 def materialize_windows(store: FeatureStore, windows: list[Window], progress: bool) -> None:
     """Materialize several views, one after another, reading the next view's window while
     the current one is written (two cores busy instead of one). Each view's interval is
     recorded once its write succeeded; all of them in one registry update at the end (each
-    update is a write + fsync + rename), also when a later view fails."""
+    update is a write + fsync + rename), also when a later view fails. The online store's
+    background upkeep waits for the end (``OnlineStore.bulk``)."""
     done: list[Window] = []
-    try:
-        if len(windows) == 1:
-            write_winners(store, latest_rows(store, windows[0]), progress)
-            done.append(windows[0])
-            return
-        with ThreadPoolExecutor(1, thread_name_prefix="banquet-read") as reader:
-            ahead: Future[Winners] | None = None
-            for i, w in enumerate(windows):
-                current = ahead.result() if ahead is not None else latest_rows(store, w)
-                ahead = (
-                    reader.submit(latest_rows, store, windows[i + 1])
-                    if i + 1 < len(windows)
-                    else None
-                )
-                write_winners(store, current, progress)
-                done.append(w)
-    finally:
-        if done:
-            record_intervals(store, done)
+    with store.online_store.bulk():
+        try:
+            if len(windows) == 1:
+                write_winners(store, latest_rows(store, windows[0]), progress)
+                done.append(windows[0])
+                return
+            with ThreadPoolExecutor(1, thread_name_prefix="banquet-read") as reader:
+                ahead: Future[Winners] | None = None
+                for i, w in enumerate(windows):
+                    current = ahead.result() if ahead is not None else latest_rows(store, w)
+                    if i + 1 < len(windows):
+                        ahead = reader.submit(latest_rows, store, windows[i + 1])
+                    write_winners(store, current, progress)
+                    done.append(w)
+        finally:
+            if done:
+                record_intervals(store, done)
 
 
 def latest_rows(store: FeatureStore, w: Window) -> Winners:
-    """Read a view's window from the offline store and keep the latest row per key."""
+    """Read a view's window from the offline store, keep the latest row per key and encode
+    the first batch."""
     view = w.view
     rows = store.offline_store.read_view(view, view.features, w.start_us, w.end_us)
     idx = _core.latest_per_key(rows.keys, rows.event_ts, rows.created_ts, w.start_us, w.end_us)
@@ -93,29 +113,19 @@ def latest_rows(store: FeatureStore, w: Window) -> Winners:
     # sorted keys several times faster than random ones.
     key_bytes = _core.serialize_entity_keys(view.join_keys, [k.take(idx) for k in rows.keys])
     order = _core.key_order(key_bytes)
-    return Winners(w, rows, idx.take(order), key_bytes.take(order))
+    win = Winners(w, rows, idx.take(order), key_bytes.take(order))
+    if len(win.idx):
+        win.first = win.encoded(0)
+    return win
 
 
 def write_winners(store: FeatureStore, win: Winners, progress: bool) -> int:
-    """Encode and write a view's winners in batches; returns the number of keys written."""
-    view, rows, idx, key_bytes = win.window.view, win.rows, win.idx, win.key_bytes
-    table, keys, ts, cr = rows.table, rows.keys, rows.event_ts, rows.created_ts
-    n = len(idx)
-
-    def batch(lo: int) -> tuple[Any, ...]:
-        part = idx.slice(lo, BATCH_ROWS)
-        return (
-            [k.take(part) for k in keys],
-            ts.take(part),
-            cr.take(part) if cr is not None else None,
-            [table.column(f.name).take(part) for f in view.features],
-            key_bytes.slice(lo, BATCH_ROWS),
-        )
-
+    """Write a view's winners in batches; returns the number of keys written."""
+    view, n = win.window.view, len(win.idx)
     with Progress(view.name, n, enabled=progress) as bar:
         if n <= BATCH_ROWS:
             if n:
-                write_rows(store, view, *batch(0))
+                write_encoded(store, view, *win.encoded(0))
                 bar.advance(n)
             return n
         # Two stages on two cores: the store write of one batch (Rust, GIL released) runs
@@ -124,7 +134,7 @@ def write_winners(store: FeatureStore, win: Winners, progress: bool) -> int:
         with ThreadPoolExecutor(1, thread_name_prefix="banquet-materialize") as pool:
             pending: Future[None] | None = None
             for lo in range(0, n, BATCH_ROWS):
-                encoded = encode_rows(view, *batch(lo))
+                encoded = win.encoded(lo)
                 if pending is not None:
                     pending.result()
                     bar.advance(BATCH_ROWS)

@@ -8,7 +8,8 @@ which the store itself compares so that an older event never replaces a newer on
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -81,6 +82,12 @@ class OnlineStore(abc.ABC):
         if (project, view.name) not in seen:
             self.create_view(project, view)
             seen.add((project, view.name))
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Around a materialization: the store may put off background upkeep (SQLite: WAL
+        checkpoints) until the end, so it does not slow the writes and the registry update."""
+        yield
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

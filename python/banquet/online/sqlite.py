@@ -14,7 +14,8 @@ through the store's own SQLite instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -39,6 +40,14 @@ class SqliteOnlineStore(OnlineStore):
         self.path = config.resolve(cfg.path)
         # serving.py reads through this object directly (its fast path)
         self.native = _core.SqliteStore(str(self.path))
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        self.native.hold_checkpoints()
+        try:
+            yield
+        finally:
+            self.native.release_checkpoints()
 
     def create_view(self, project: str, view: FeatureView) -> None:
         self.native.create_view(project, view.name)

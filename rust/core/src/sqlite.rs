@@ -19,7 +19,7 @@
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +43,9 @@ const PAGE_SIZE: i32 = 65536;
 /// WAL size (pages) after a commit that starts a background checkpoint: SQLite's default
 /// auto-checkpoint threshold in bytes (1000 pages of 4 KiB), in our page size.
 const CHECKPOINT_PAGES: i32 = 4_096_000 / PAGE_SIZE;
+/// The same while checkpoints are held (a bulk write): 256 MiB, so a large materialization
+/// still keeps its WAL bounded.
+const HELD_CHECKPOINT_PAGES: i32 = (256 << 20) / PAGE_SIZE;
 
 thread_local! {
     /// Pages in the WAL after this thread's last commit (set by the WAL hook during COMMIT).
@@ -98,6 +101,10 @@ struct Shared {
     /// The process that opened the idle connections, and the connections.
     idle: Mutex<(u32, Vec<Connection>)>,
     checkpointing: AtomicBool,
+    /// Holders of [`SqliteStore::hold_checkpoints`]; while > 0 small checkpoints wait.
+    holders: AtomicUsize,
+    /// A checkpoint was skipped while held: run one on release.
+    deferred: AtomicBool,
 }
 
 /// A pooled connection, handed back on drop.
@@ -148,6 +155,8 @@ impl SqliteStore {
                 path: path.into(),
                 idle: Mutex::new((std::process::id(), Vec::new())),
                 checkpointing: AtomicBool::new(false),
+                holders: AtomicUsize::new(0),
+                deferred: AtomicBool::new(false),
             }),
         }
     }
@@ -166,12 +175,44 @@ impl SqliteStore {
         self.shared.checkpointing.load(Ordering::Acquire)
     }
 
+    /// Hold back background checkpoints until the matching
+    /// [`release_checkpoints`](Self::release_checkpoints) (counted; for bulk writes): the
+    /// checkpoint's fsyncs otherwise stall whatever else writes to the disk meanwhile (a
+    /// registry update after a materialization waited ~40 ms for it). The WAL still gets a
+    /// checkpoint past `HELD_CHECKPOINT_PAGES`.
+    pub fn hold_checkpoints(&self) {
+        self.shared.holders.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Undo one [`hold_checkpoints`](Self::hold_checkpoints); the last one starts the
+    /// checkpoint that was held back, in the background.
+    pub fn release_checkpoints(&self) {
+        let before = self
+            .shared
+            .holders
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if before == Ok(1) && self.shared.deferred.swap(false, Ordering::AcqRel) {
+            self.start_checkpoint();
+        }
+    }
+
     /// After a commit on this thread: start a background checkpoint if the WAL has grown
-    /// past `CHECKPOINT_PAGES` and none is running.
+    /// past `CHECKPOINT_PAGES` (`HELD_CHECKPOINT_PAGES` while held) and none is running.
     fn after_commit(&self) {
-        if WAL_PAGES.with(|c| c.replace(0)) < CHECKPOINT_PAGES
-            || self.shared.checkpointing.swap(true, Ordering::AcqRel)
-        {
+        let pages = WAL_PAGES.with(|c| c.replace(0));
+        if pages < CHECKPOINT_PAGES {
+            return;
+        }
+        if pages < HELD_CHECKPOINT_PAGES && self.shared.holders.load(Ordering::Acquire) > 0 {
+            self.shared.deferred.store(true, Ordering::Release);
+            return;
+        }
+        self.start_checkpoint();
+    }
+
+    /// One `PASSIVE` checkpoint on a background thread, unless one is running.
+    fn start_checkpoint(&self) {
+        if self.shared.checkpointing.swap(true, Ordering::AcqRel) {
             return;
         }
         let shared = Arc::clone(&self.shared);
@@ -760,5 +801,38 @@ mod tests {
         // a small write starts no checkpoint
         s.write("p", "v", [row(b"x", 1, 0, b"x")]).unwrap();
         assert!(!s.checkpointing());
+    }
+
+    #[test]
+    fn held_checkpoints_run_on_the_last_release() {
+        let db = TempDb::new();
+        let s = SqliteStore::new(&db.0);
+        s.create_view("p", "v").unwrap();
+        let value = vec![7u8; 2000];
+        let keys: Vec<[u8; 4]> = (0..3000u32).map(u32::to_be_bytes).collect();
+        s.hold_checkpoints();
+        s.hold_checkpoints();
+        s.write("p", "v", keys.iter().map(|k| row(k, 1, 0, &value)))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let size = |s: &SqliteStore| std::fs::metadata(s.path()).unwrap().len();
+        assert!(!s.checkpointing());
+        assert!(
+            size(&s) < 3000 * 2000,
+            "nothing copied to the database file yet"
+        );
+        s.release_checkpoints();
+        assert!(!s.checkpointing(), "one holder is left");
+        s.release_checkpoints();
+        let start = std::time::Instant::now();
+        while size(&s) < 3000 * 2000 && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            size(&s) > 3000 * 2000,
+            "the held checkpoint ran on the last release"
+        );
+        s.release_checkpoints(); // one too many: ignored
+        assert_eq!(read1(&s, "v", &[&keys[2999]]), [Some(value.clone())]);
     }
 }

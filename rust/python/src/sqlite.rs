@@ -57,6 +57,16 @@ impl SqliteStore {
         self.inner.close()
     }
 
+    /// Hold back background checkpoints (counted) until the matching release.
+    fn hold_checkpoints(&self) {
+        self.inner.hold_checkpoints()
+    }
+
+    /// Undo one hold; the last release starts the checkpoint held back, in the background.
+    fn release_checkpoints(&self) {
+        self.inner.release_checkpoints()
+    }
+
     /// Upsert rows given as Python sequences of equal length.
     #[allow(clippy::too_many_arguments)] // the OnlineStore.write signature, plus `py`
     fn write(
