@@ -129,6 +129,27 @@ def serialize_key_rows(names: list[str], columns: list[list[Any]], kinds: list[s
     """``serialize_entity_keys`` for keys given as Python lists; ``kinds`` are banquet type
     names (int64, int32, string, bytes). A value of another type raises TypeError."""
 
+# --- wire formats of the server online stores ------------------------------------------------
+
+def pg_copy_rows(
+    keys: ArrowArray, event_ts: ArrowArray, created_ts: ArrowArray | None, values: ArrowArray
+) -> bytes | None:
+    """Rows ``(entity_key, event_ts, created_ts, value)`` as Postgres ``COPY (FORMAT BINARY)``
+    data (a null created time is 0); None when a key repeats."""
+
+def resp_evalsha(
+    sha: bytes,
+    prefix: bytes,
+    head: list[bytes],
+    keys: list[bytes],
+    event_ts: list[int],
+    created_ts: list[int],
+    blobs: list[bytes],
+    per_call: int,
+) -> tuple[bytes, int]:
+    """``EVALSHA`` calls of the Redis write script, ``per_call`` rows each, as one RESP
+    buffer; returns it and the number of calls."""
+
 # --- sqlite: the embedded online store ------------------------------------------------------
 
 class SqliteStore:

@@ -155,6 +155,39 @@ def test_large_batch_with_duplicate_keys(backend: Backend, store: OnlineStore) -
     assert got == want
 
 
+def test_large_arrow_batches_with_and_without_duplicate_keys(
+    backend: Backend, store: OnlineStore
+) -> None:
+    """write_arrays: the Arrow bulk path (Postgres: COPY data built in Rust) for unique keys
+    in any order, and the one-row-per-key fallback when a key repeats."""
+    import pyarrow as pa
+
+    p = backend.project
+    n = 5_000
+    keys = [(i * 7919 % n).to_bytes(4, "big") for i in range(n)]  # unique, not sorted
+
+    def write_arrays(rows: list[tuple[bytes, int, int | None, bytes]]) -> None:
+        k, e, c, v = zip(*rows)
+        store.write_arrays(
+            p,
+            "v",
+            pa.array(k, pa.binary()),
+            pa.array(e, pa.int64()),
+            pa.array(c, pa.int64()),
+            pa.array(v, pa.binary()),
+        )
+
+    write_arrays([(k, 10, None, b"old" + k) for k in keys])
+    assert read1(store, p, keys) == [b"old" + k for k in keys]
+    rows = [(k, 20 if i % 3 else 5, 0, b"new" + k) for i, k in enumerate(keys)]
+    rows += [(k, 20, 1, b"dup" + k) for k in keys[:100]]  # the same keys again, newer created
+    write_arrays(rows)
+    want = [
+        b"dup" + k if i < 100 else b"new" + k if i % 3 else b"old" + k for i, k in enumerate(keys)
+    ]
+    assert read1(store, p, keys) == want
+
+
 # --- multi-view reads -----------------------------------------------------------------------------
 
 

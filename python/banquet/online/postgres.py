@@ -22,17 +22,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from banquet import _core
 from banquet.errors import StoreError, StoreUnavailable
 from banquet.online.base import OnlineStore
 
 if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
+    import pyarrow as pa
 
     from banquet.config import PostgresOnlineConfig, RepoConfig
     from banquet.feature_view import FeatureView
@@ -230,35 +231,65 @@ class PostgresOnlineStore(OnlineStore):
         created_ts: Sequence[int],
         blobs: Sequence[bytes],
     ) -> None:
-        import psycopg
-
         if not len(keys):
             return
         keys, event_ts, created_ts, blobs = _latest_per_key(keys, event_ts, created_ts, blobs)
+        if len(keys) >= COPY_ROWS:
+            self._copy(project, view_name, _binary_copy(keys, event_ts, created_ts, blobs))
+            return
+        q = _write_sql(self.schema, table_name(project, view_name))
+        arrays = [list(keys), list(event_ts), list(created_ts), list(blobs)]
+        self._write(view_name, lambda conn: conn.execute(q.upsert_arrays, arrays))
+
+    def write_arrays(
+        self,
+        project: str,
+        view_name: str,
+        keys: pa.Array,
+        event_ts: pa.Array,
+        created_ts: pa.Array | None,
+        blobs: pa.Array,
+    ) -> None:
+        # COPY data straight from Arrow (no Python object per row), unless a key repeats
+        data = (
+            _core.pg_copy_rows(keys, event_ts, created_ts, blobs)
+            if len(keys) >= COPY_ROWS
+            else None
+        )
+        if data is None:
+            super().write_arrays(project, view_name, keys, event_ts, created_ts, blobs)
+        else:
+            self._copy(project, view_name, data)
+
+    def _copy(self, project: str, view_name: str, data: bytes) -> None:
+        """Load rows given as COPY binary data (one row per key), keeping newer events."""
         q = _write_sql(self.schema, table_name(project, view_name))
 
         def work(conn: psycopg.Connection[Any]) -> None:
-            with conn.transaction():
-                if len(keys) < COPY_ROWS:
-                    conn.execute(
-                        q.upsert_arrays, [list(keys), list(event_ts), list(created_ts), list(blobs)]
-                    )
-                    return
-                data = _binary_copy(keys, event_ts, created_ts, blobs)
-                conn.execute(q.lock)
-                row = conn.execute(q.is_empty).fetchone()
-                if row and row[0]:  # a fresh table (a first materialization): COPY straight in
-                    with conn.cursor() as cur, cur.copy(q.copy_target) as copy:
-                        copy.write(data)
-                    return
-                conn.execute(q.create_stage)
-                with conn.cursor() as cur, cur.copy(q.copy_stage) as copy:
+            conn.execute(q.lock)
+            row = conn.execute(q.is_empty).fetchone()
+            if row and row[0]:  # a fresh table (a first materialization): COPY straight in
+                with conn.cursor() as cur, cur.copy(q.copy_target) as copy:
                     copy.write(data)
-                conn.execute(q.update_from_stage)
-                conn.execute(q.insert_from_stage)
+                return
+            conn.execute(q.create_stage)
+            with conn.cursor() as cur, cur.copy(q.copy_stage) as copy:
+                copy.write(data)
+            conn.execute(q.update_from_stage)
+            conn.execute(q.insert_from_stage)
+
+        self._write(view_name, work)
+
+    def _write(self, view_name: str, work: Callable[[psycopg.Connection[Any]], object]) -> None:
+        """Run ``work`` in one transaction, with the write's errors typed."""
+        import psycopg
+
+        def tx(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                work(conn)
 
         try:
-            self._run(f"write to feature view {view_name!r}", work)
+            self._run(f"write to feature view {view_name!r}", tx)
         except psycopg.errors.UndefinedTable:
             raise _no_table(view_name) from None
         except psycopg.Error as e:
@@ -378,30 +409,28 @@ def _write_sql(schema: str, table: str) -> WriteSql:
     )
 
 
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
-_COPY_KEY = struct.Struct(">hi")  # 4 fields; the key's length
-_COPY_REST = struct.Struct(">iqiqi")  # event ts, created ts (8 bytes each); the value's length
-
-
 def _binary_copy(
     keys: Sequence[bytes],
     event_ts: Sequence[int],
     created_ts: Sequence[int],
     blobs: Sequence[bytes],
 ) -> bytes:
-    """The rows in COPY's binary format, encoded in one go (psycopg's per-row write_row costs
-    several times more)."""
-    key_head, rest = _COPY_KEY.pack, _COPY_REST.pack
-    parts = [_COPY_HEADER]
+    """The rows (one per key) in COPY's binary format."""
+    import pyarrow as pa
+
     try:
-        for k, e, c, v in zip(keys, event_ts, created_ts, blobs):
-            parts += (key_head(4, len(k)), k, rest(8, e, 8, c, len(v)), v)
-    except TypeError:
+        data = _core.pg_copy_rows(
+            pa.array(keys, pa.binary()),
+            pa.array(event_ts, pa.int64()),
+            pa.array(created_ts, pa.int64()),
+            pa.array(blobs, pa.binary()),
+        )
+    except (TypeError, pa.ArrowException):
         raise StoreError(
             "keys and values to write must be bytes and timestamps integers (a value is None?)"
         ) from None
-    parts.append(b"\xff\xff")  # end of data
-    return b"".join(parts)
+    assert data is not None, "rows were reduced to one per key"
+    return data
 
 
 def _views_table_exists(conn: psycopg.Connection[Any], schema: str) -> bool:

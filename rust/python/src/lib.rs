@@ -12,6 +12,7 @@ mod errors;
 mod gil;
 mod keys;
 mod online;
+mod pgcopy;
 mod resp;
 mod sqlite;
 
@@ -23,6 +24,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     asof::register(m)?;
     codec::register(m)?;
     online::register(m)?;
+    pgcopy::register(m)?;
     resp::register(m)?;
     sqlite::register(m)?;
     Ok(())

@@ -228,7 +228,7 @@ pub(crate) fn blob_list<'py>(py: Python<'py>, arr: &BinaryArray) -> PyResult<Bou
 }
 
 /// The bytes of each row (None for nulls) of a binary, large_binary or binary_view array.
-fn byte_slices<'a>(array: &'a ArrayRef, what: &str) -> PyResult<Vec<Option<&'a [u8]>>> {
+pub(crate) fn byte_slices<'a>(array: &'a ArrayRef, what: &str) -> PyResult<Vec<Option<&'a [u8]>>> {
     Ok(match array.data_type() {
         DataType::Binary => array.as_binary::<i32>().iter().collect(),
         DataType::LargeBinary => array.as_binary::<i64>().iter().collect(),
@@ -242,7 +242,7 @@ fn byte_slices<'a>(array: &'a ArrayRef, what: &str) -> PyResult<Vec<Option<&'a [
 }
 
 /// The values of an int64 or timestamp[us] array (nulls read as 0 here; callers check).
-fn micros<'a>(array: &'a ArrayRef, what: &str) -> PyResult<&'a [i64]> {
+pub(crate) fn micros<'a>(array: &'a ArrayRef, what: &str) -> PyResult<&'a [i64]> {
     Ok(match array.data_type() {
         DataType::Int64 => array.as_primitive::<Int64Type>().values(),
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
