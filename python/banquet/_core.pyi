@@ -137,6 +137,17 @@ def pg_copy_rows(
     """Rows ``(entity_key, event_ts, created_ts, value)`` as Postgres ``COPY (FORMAT BINARY)``
     data (a null created time is 0); None when a key repeats."""
 
+def resp_hsetnx(
+    prefix: bytes,
+    field: bytes,
+    keys: ArrowArray,
+    event_ts: ArrowArray,
+    created_ts: ArrowArray,
+    blobs: ArrowArray,
+) -> bytes:
+    """``HSETNX <prefix + key> <field> <16-byte stamp + blob>`` per row as one RESP buffer
+    (binary keys and blobs; int64 or timestamp[us] times, a null created time is 0)."""
+
 def resp_evalsha(
     sha: bytes,
     prefix: bytes,

@@ -691,6 +691,62 @@ def test_redis_layout_and_key_ttl(
         client.close()
 
 
+@pytest.mark.redis
+def test_redis_new_values_by_hsetnx_then_the_script(
+    redis_url: str, tmp_path: Path, redis_connection_string: Callable[..., str]
+) -> None:
+    """Without a key ttl a write first tries HSETNX (fields not stored yet: nothing newer to
+    keep); fields that exist go through the script. Same stored bytes either way; counted
+    with Redis's own command statistics. A hash key holding another type is a StoreError."""
+    import redis
+
+    from banquet.online import redis as R
+
+    project = "t" + os.urandom(6).hex()
+    config = RepoConfig(
+        project=project,
+        online_store=RedisOnlineConfig(connection_string=redis_connection_string(redis_url)),
+        repo_path=tmp_path,
+    )
+    s = RedisOnlineStore(config)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+
+    def calls(command: str) -> int:
+        return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    try:
+        keys = [b"k%05d" % i for i in range(25_000)]
+        before = (calls("hsetnx"), calls("evalsha"))
+        s.write(project, "v", keys, [5] * len(keys), [-1] * len(keys), [b"a"] * len(keys))
+        assert calls("hsetnx") - before[0] == len(keys) and calls("evalsha") == before[1]
+        stamp = (5 + 2**63).to_bytes(8, "big") + (2**63 - 1).to_bytes(8, "big")
+        assert client.hgetall(project.encode() + b":" + keys[7]) == {b"v": stamp + b"a"}
+        # again, newer for even keys: the first wave finds them all stored, the rest skip
+        # straight to the script; older values stay
+        before = (calls("hsetnx"), calls("evalsha"))
+        s.write(
+            project,
+            "v",
+            keys,
+            [6 - i % 2 * 2 for i in range(len(keys))],
+            [0] * len(keys),
+            [b"b"] * len(keys),
+        )
+        assert calls("hsetnx") - before[0] <= 2 * R.KEYS_PER_ROUND_TRIP
+        assert calls("evalsha") > before[1]
+        got = s.read(project, [("v", keys)])[0]
+        assert got == [b"b" if i % 2 == 0 else b"a" for i in range(len(keys))]
+        client.set(project.encode() + b":plain", b"x")
+        with pytest.raises(StoreError, match="WRONGTYPE"):
+            s.write(project, "v", [b"plain", b"k00001"], [9, 9], [0, 0], [b"c", b"c"])
+        assert s.read(project, [("v", [b"k00001"])]) == [[b"a"]]
+    finally:
+        client.delete(project.encode() + b":plain")
+        s.teardown(project)
+        s.close()
+        client.close()
+
+
 def test_redis_script_calls_encoded_alike_in_rust_and_python() -> None:
     from banquet import _core
     from banquet.online import redis as R

@@ -4,9 +4,13 @@
 //! the scripts; here the whole batch becomes one buffer in a few milliseconds. The layout is
 //! the one `banquet.online.redis._evalsha` writes (the Python fallback, kept byte-identical).
 
-use pyo3::exceptions::PyValueError;
+use arrow_array::{Array, ArrayRef};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
+use pyo3_arrow::PyArray;
+
+use crate::sqlite::{byte_slices, micros};
 
 /// Decimal digits of `n`.
 fn digits(n: usize) -> usize {
@@ -114,8 +118,7 @@ fn resp_evalsha<'py>(
         for ((blob, &event), &created) in rows {
             let blob = blob.as_bytes();
             put_bulk_head(&mut out, 16 + blob.len());
-            out.extend_from_slice(&((event as u64) ^ (1 << 63)).to_be_bytes());
-            out.extend_from_slice(&((created as u64) ^ (1 << 63)).to_be_bytes());
+            put_stamp(&mut out, event, created);
             out.extend_from_slice(blob);
             out.extend_from_slice(b"\r\n");
         }
@@ -124,7 +127,83 @@ fn resp_evalsha<'py>(
     Ok((PyBytes::new(py, &out), calls))
 }
 
+/// The 16-byte stamp of a stored value: event then created timestamp, each big-endian
+/// `u64` of `ts + 2^63`, so bytewise order is numeric order.
+fn put_stamp(out: &mut Vec<u8>, event: i64, created: i64) {
+    out.extend_from_slice(&((event as u64) ^ (1 << 63)).to_be_bytes());
+    out.extend_from_slice(&((created as u64) ^ (1 << 63)).to_be_bytes());
+}
+
+/// `HSETNX <prefix+key> <field> <stamp+blob>` per row, concatenated: the write of values
+/// for hashes that have none for this view yet (no script needed to keep the newer one).
+/// Rows from Arrow: binary keys and blobs, int64 or timestamp[us] times (a null created
+/// time is 0).
+#[pyfunction]
+fn resp_hsetnx<'py>(
+    py: Python<'py>,
+    prefix: &[u8],
+    field: &[u8],
+    keys: PyArray,
+    event_ts: PyArray,
+    created_ts: PyArray,
+    blobs: PyArray,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let keys: ArrayRef = keys.into_inner().0;
+    let blobs: ArrayRef = blobs.into_inner().0;
+    let event_ts: ArrayRef = event_ts.into_inner().0;
+    let created_ts: ArrayRef = created_ts.into_inner().0;
+    let n = keys.len();
+    if event_ts.len() != n || created_ts.len() != n || blobs.len() != n {
+        return Err(PyValueError::new_err(
+            "keys, event_ts, created_ts and blobs must have the same length",
+        ));
+    }
+    if keys.null_count() + blobs.null_count() + event_ts.null_count() > 0 {
+        return Err(PyTypeError::new_err(
+            "keys, values and event times to write must not be null",
+        ));
+    }
+    let key_bytes = byte_slices(&keys, "keys")?;
+    let blob_bytes = byte_slices(&blobs, "values")?;
+    let event = micros(&event_ts, "event_ts")?;
+    let created = micros(&created_ts, "created_ts")?;
+    let out = py.detach(|| {
+        let size: usize = key_bytes
+            .iter()
+            .map(|k| k.map_or(0, <[u8]>::len))
+            .sum::<usize>()
+            + blob_bytes
+                .iter()
+                .map(|b| b.map_or(0, <[u8]>::len))
+                .sum::<usize>()
+            + n * (16 + 64 + prefix.len() + field.len());
+        let mut out = Vec::with_capacity(size);
+        for i in 0..n {
+            let key = key_bytes[i].unwrap_or_default();
+            let blob = blob_bytes[i].unwrap_or_default();
+            let created_i = if created_ts.is_valid(i) {
+                created[i]
+            } else {
+                0
+            };
+            out.extend_from_slice(b"*4\r\n$6\r\nHSETNX\r\n");
+            put_bulk_head(&mut out, prefix.len() + key.len());
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\r\n");
+            put_bulk(&mut out, field);
+            put_bulk_head(&mut out, 16 + blob.len());
+            put_stamp(&mut out, event[i], created_i);
+            out.extend_from_slice(blob);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    });
+    Ok(PyBytes::new(py, &out))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(resp_hsetnx, m)?)?;
     m.add_function(wrap_pyfunction!(resp_evalsha, m)?)?;
     Ok(())
 }
