@@ -80,6 +80,9 @@ class PostgresConnConfig:
 @dataclass(frozen=True)
 class PostgresOnlineConfig(PostgresConnConfig):
     type: Literal["postgres"] = "postgres"
+    # An operation the server has not finished after this long (writes: per 100k rows)
+    # fails with StoreUnavailable: libpq itself never gives up on a stalled server.
+    timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -1077,6 +1077,32 @@ def test_postgres_server_gone_mid_request(
     )
 
 
+def test_postgres_server_stalling_times_out(
+    postgres_backend: Backend,
+    tcp_proxy: Callable[[str, int], TcpProxy],
+    postgres_settings: Callable[[str], dict[str, Any]],
+) -> None:
+    """A server that takes the request and never answers: StoreUnavailable after
+    timeout_seconds (libpq alone would wait forever), then the store works again."""
+    p = postgres_backend.project
+    settings = postgres_settings(postgres_backend.pg_dsn)
+    proxy = tcp_proxy(settings["host"], settings["port"])
+    s = postgres_backend.open(host="127.0.0.1", port=proxy.port, timeout_seconds=0.5)
+    s.create_view(p, view("v"))
+    s.write(p, "v", [b"k"], [1], [0], [b"x"])
+    proxy.hold()
+    t = time.monotonic()
+    with pytest.raises(StoreUnavailable, match=r"no answer within 0.5 s \(timeout_seconds\)"):
+        s.read(p, [("v", [b"k"])])
+    assert time.monotonic() - t < 3
+    with pytest.raises(StoreUnavailable, match="write to feature view 'v'.*no answer"):
+        s.write(p, "v", [b"k"], [2], [0], [b"y"])
+    direct = postgres_backend.open()  # the server itself is fine
+    assert direct.read(p, [("v", [b"k"])]) == [[b"x"]]
+    with pytest.raises(ConfigError, match="timeout_seconds"):
+        postgres_backend.open(timeout_seconds=0)
+
+
 @pytest.mark.postgres
 def test_postgres_unknown_database_is_a_store_error(
     pg_dsn: str, tmp_path: Path, postgres_settings: Callable[[str], dict[str, Any]]

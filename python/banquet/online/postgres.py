@@ -22,12 +22,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
+import os
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from banquet import _core
-from banquet.errors import StoreError, StoreUnavailable
+from banquet.errors import ConfigError, StoreError, StoreUnavailable
 from banquet.online.base import OnlineStore
 
 if TYPE_CHECKING:
@@ -67,6 +71,12 @@ class PostgresOnlineStore(OnlineStore):
         self.address = f"{cfg.host}:{cfg.port}/{cfg.database}"
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._lock = threading.Lock()
+        if not cfg.timeout_seconds > 0:
+            raise ConfigError(
+                f"online_store.timeout_seconds must be a positive number of seconds, "
+                f"not {cfg.timeout_seconds!r}"
+            )
+        self._watchdog = _Watchdog(cfg.timeout_seconds)
 
     # --- connections -----------------------------------------------------------------------
 
@@ -129,17 +139,31 @@ class PostgresOnlineStore(OnlineStore):
             f"Postgres online store at {self.address} is unavailable ({what}): {text}"
         )
 
-    def _run(self, what: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    def _run(
+        self, what: str, work: Callable[[psycopg.Connection[Any]], T], scale: float = 1.0
+    ) -> T:
         """``work(connection)`` on a pooled connection. A lost connection (a server restart)
         is retried once on a fresh pool: every operation here is idempotent. A server that
-        cannot be reached raises StoreUnavailable."""
+        cannot be reached, or leaves the operation unanswered for ``timeout_seconds`` x
+        ``scale``, raises StoreUnavailable."""
         import psycopg
 
+        watchdog = self._watchdog
         for attempt in range(2):
+            watch = None
             try:
                 with self._get_pool().connection() as conn:
-                    return work(conn)
+                    watch = watchdog.start(conn, scale)
+                    try:
+                        return work(conn)
+                    finally:
+                        watchdog.stop(watch)
             except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+                if watch is not None and watchdog.expired(watch):
+                    raise StoreUnavailable(
+                        f"Postgres online store at {self.address} is unavailable ({what}): "
+                        f"no answer within {watchdog.timeout * scale:g} s (timeout_seconds)"
+                    ) from None
                 if not _is_connection_error(e):
                     raise StoreError(f"Postgres online store: {what}: {e}") from None
                 self._reset_pool()
@@ -235,11 +259,12 @@ class PostgresOnlineStore(OnlineStore):
             return
         keys, event_ts, created_ts, blobs = _latest_per_key(keys, event_ts, created_ts, blobs)
         if len(keys) >= COPY_ROWS:
-            self._copy(project, view_name, _binary_copy(keys, event_ts, created_ts, blobs))
+            data = _binary_copy(keys, event_ts, created_ts, blobs)
+            self._copy(project, view_name, data, len(keys))
             return
         q = _write_sql(self.schema, table_name(project, view_name))
         arrays = [list(keys), list(event_ts), list(created_ts), list(blobs)]
-        self._write(view_name, lambda conn: conn.execute(q.upsert_arrays, arrays))
+        self._write(view_name, lambda conn: conn.execute(q.upsert_arrays, arrays), len(keys))
 
     def write_arrays(
         self,
@@ -259,9 +284,9 @@ class PostgresOnlineStore(OnlineStore):
         if data is None:
             super().write_arrays(project, view_name, keys, event_ts, created_ts, blobs)
         else:
-            self._copy(project, view_name, data)
+            self._copy(project, view_name, data, len(keys))
 
-    def _copy(self, project: str, view_name: str, data: bytes) -> None:
+    def _copy(self, project: str, view_name: str, data: bytes, rows: int) -> None:
         """Load rows given as COPY binary data (one row per key), keeping newer events."""
         q = _write_sql(self.schema, table_name(project, view_name))
 
@@ -278,10 +303,13 @@ class PostgresOnlineStore(OnlineStore):
             conn.execute(q.update_from_stage)
             conn.execute(q.insert_from_stage)
 
-        self._write(view_name, work)
+        self._write(view_name, work, rows)
 
-    def _write(self, view_name: str, work: Callable[[psycopg.Connection[Any]], object]) -> None:
-        """Run ``work`` in one transaction, with the write's errors typed."""
+    def _write(
+        self, view_name: str, work: Callable[[psycopg.Connection[Any]], object], rows: int
+    ) -> None:
+        """Run ``work`` (writing ``rows`` rows) in one transaction, with the write's errors
+        typed."""
         import psycopg
 
         def tx(conn: psycopg.Connection[Any]) -> None:
@@ -289,7 +317,7 @@ class PostgresOnlineStore(OnlineStore):
                 work(conn)
 
         try:
-            self._run(f"write to feature view {view_name!r}", tx)
+            self._run(f"write to feature view {view_name!r}", tx, max(1.0, rows / 100_000))
         except psycopg.errors.UndefinedTable:
             raise _no_table(view_name) from None
         except psycopg.Error as e:
@@ -329,6 +357,59 @@ class PostgresOnlineStore(OnlineStore):
 
     def close(self) -> None:
         self._reset_pool()
+
+
+class _Watchdog:
+    """Gives each operation a deadline: libpq never times out a server that stalls (accepts,
+    never answers; TCP keepalives only catch a dead peer), so a daemon thread, started on
+    first use and waking every ``TICK_S``, shuts down the socket of an operation past its
+    deadline. The blocked call then fails at once as a lost connection, and ``expired``
+    tells the caller why. Starting and stopping a watch is a dict store and a pop."""
+
+    TICK_S = 0.25
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._active: dict[int, tuple[float, int]] = {}  # watch -> (deadline, socket fd)
+        self._expired: set[int] = set()
+        self._ids = itertools.count(1)  # next() on it is atomic
+        self._thread: threading.Thread | None = None
+
+    def start(self, conn: psycopg.Connection[Any], scale: float) -> int:
+        thread = self._thread
+        if thread is None or not thread.is_alive():  # first use, or a forked child
+            self._thread = thread = threading.Thread(
+                target=self._loop, name="banquet-postgres-watchdog", daemon=True
+            )
+            thread.start()
+        watch = next(self._ids)
+        self._active[watch] = (time.monotonic() + self.timeout * scale, conn.pgconn.socket)
+        return watch
+
+    def stop(self, watch: int) -> None:
+        self._active.pop(watch, None)
+
+    def expired(self, watch: int) -> bool:
+        if watch in self._expired:
+            self._expired.discard(watch)
+            return True
+        return False
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.TICK_S)
+            now = time.monotonic()
+            for watch, (deadline, fd) in list(self._active.items()):
+                if deadline < now and self._active.pop(watch, None) is not None:
+                    self._expired.add(watch)
+                    with contextlib.suppress(OSError):
+                        # a duplicate of libpq's descriptor: shutting it down ends the
+                        # connection for libpq too; closing the duplicate leaves libpq's
+                        sock = socket.socket(fileno=os.dup(fd))
+                        try:
+                            sock.shutdown(socket.SHUT_RDWR)
+                        finally:
+                            sock.close()
 
 
 # --- SQL ----------------------------------------------------------------------------------------
