@@ -155,6 +155,28 @@ def test_large_batch_with_duplicate_keys(backend: Backend, store: OnlineStore) -
     assert got == want
 
 
+def test_a_null_value_fails_the_write_and_writes_nothing(
+    backend: Backend, store: OnlineStore
+) -> None:
+    import pyarrow as pa
+
+    p = backend.project
+    with pytest.raises(StoreError):
+        store.write(p, "v", [b"a", b"b"], [1, 1], [0, 0], [b"x", None])  # type: ignore[list-item]
+    n = 2_000  # the bulk paths (COPY on Postgres)
+    keys = [b"k%d" % i for i in range(n)]
+    with pytest.raises(StoreError):
+        store.write_arrays(
+            p,
+            "v",
+            pa.array(keys, pa.binary()),
+            pa.array([1] * n, pa.int64()),
+            None,
+            pa.array([b"x"] * (n - 1) + [None], pa.binary()),
+        )
+    assert read1(store, p, [b"a", b"b", keys[0], keys[-1]]) == [None] * 4
+
+
 def test_large_arrow_batches_with_and_without_duplicate_keys(
     backend: Backend, store: OnlineStore
 ) -> None:

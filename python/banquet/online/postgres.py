@@ -276,11 +276,14 @@ class PostgresOnlineStore(OnlineStore):
         blobs: pa.Array,
     ) -> None:
         # COPY data straight from Arrow (no Python object per row), unless a key repeats
-        data = (
-            _core.pg_copy_rows(keys, event_ts, created_ts, blobs)
-            if len(keys) >= COPY_ROWS
-            else None
-        )
+        try:
+            data = (
+                _core.pg_copy_rows(keys, event_ts, created_ts, blobs)
+                if len(keys) >= COPY_ROWS
+                else None
+            )
+        except TypeError as e:
+            raise StoreError(f"Postgres online store: write to {view_name!r}: {e}") from None
         if data is None:
             super().write_arrays(project, view_name, keys, event_ts, created_ts, blobs)
         else:

@@ -14,6 +14,7 @@ mod keys;
 mod online;
 mod pgcopy;
 mod resp;
+mod rows;
 mod sqlite;
 
 #[pymodule]

@@ -3,13 +3,11 @@
 
 use std::collections::HashSet;
 
-use arrow_array::{Array, ArrayRef};
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3_arrow::PyArray;
 
-use crate::sqlite::{byte_slices, micros};
+use crate::rows::ArrowRows;
 
 /// Signature, flags, no header extension.
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -25,32 +23,13 @@ fn pg_copy_rows<'py>(
     created_ts: Option<PyArray>,
     values: PyArray,
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-    let keys: ArrayRef = keys.into_inner().0;
-    let values: ArrayRef = values.into_inner().0;
-    let event_ts: ArrayRef = event_ts.into_inner().0;
-    let created_ts: Option<ArrayRef> = created_ts.map(|c| c.into_inner().0);
-    let n = keys.len();
-    if values.len() != n || event_ts.len() != n || created_ts.as_ref().is_some_and(|c| c.len() != n)
-    {
-        return Err(PyTypeError::new_err(
-            "pg_copy_rows: keys, event_ts, created_ts and values must have the same length",
-        ));
-    }
-    if keys.null_count() + values.null_count() + event_ts.null_count() > 0 {
-        return Err(PyTypeError::new_err(
-            "pg_copy_rows: keys, values and event times must not hold nulls",
-        ));
-    }
-    let key_bytes = byte_slices(&keys, "keys")?;
-    let value_bytes = byte_slices(&values, "values")?;
-    let event = micros(&event_ts, "event_ts")?;
-    let created = created_ts
-        .as_ref()
-        .map(|c| micros(c, "created_ts"))
-        .transpose()?;
+    let rows = ArrowRows::new("pg_copy_rows", keys, event_ts, created_ts, values)?
+        .require_values("pg_copy_rows")?;
+    let rows = rows.slices("pg_copy_rows")?;
+    let n = rows.len();
     // GIL released: Python threads run while the rows are copied
     let out = py.detach(|| {
-        let keys: Vec<&[u8]> = key_bytes.iter().map(|k| k.unwrap_or_default()).collect();
+        let keys = &rows.keys;
         let unique = if keys.is_sorted() {
             keys.windows(2).all(|w| w[0] != w[1])
         } else {
@@ -61,7 +40,8 @@ fn pg_copy_rows<'py>(
             return None;
         }
         let size: usize = keys.iter().map(|k| k.len()).sum::<usize>()
-            + value_bytes
+            + rows
+                .values
                 .iter()
                 .map(|v| v.map_or(0, <[u8]>::len))
                 .sum::<usize>()
@@ -70,19 +50,15 @@ fn pg_copy_rows<'py>(
             + 2;
         let mut out = Vec::with_capacity(size);
         out.extend_from_slice(HEADER);
-        for i in 0..n {
-            let value = value_bytes[i].unwrap_or_default();
-            let created_i = match (&created, &created_ts) {
-                (Some(c), Some(arr)) if arr.is_valid(i) => c[i],
-                _ => 0,
-            };
+        for (i, key) in keys.iter().enumerate() {
+            let value = rows.values[i].unwrap_or_default();
             out.extend_from_slice(&4i16.to_be_bytes());
-            out.extend_from_slice(&(keys[i].len() as i32).to_be_bytes());
-            out.extend_from_slice(keys[i]);
+            out.extend_from_slice(&(key.len() as i32).to_be_bytes());
+            out.extend_from_slice(key);
             out.extend_from_slice(&8i32.to_be_bytes());
-            out.extend_from_slice(&event[i].to_be_bytes());
+            out.extend_from_slice(&rows.event(i).to_be_bytes());
             out.extend_from_slice(&8i32.to_be_bytes());
-            out.extend_from_slice(&created_i.to_be_bytes());
+            out.extend_from_slice(&rows.created(i).to_be_bytes());
             out.extend_from_slice(&(value.len() as i32).to_be_bytes());
             out.extend_from_slice(value);
         }

@@ -4,13 +4,12 @@
 //! the scripts; here the whole batch becomes one buffer in a few milliseconds. The layout is
 //! the one `banquet.online.redis._evalsha` writes (the Python fallback, kept byte-identical).
 
-use arrow_array::{Array, ArrayRef};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use pyo3_arrow::PyArray;
 
-use crate::sqlite::{byte_slices, micros};
+use crate::rows::ArrowRows;
 
 /// Decimal digits of `n`.
 fn digits(n: usize) -> usize {
@@ -148,44 +147,22 @@ fn resp_hsetnx<'py>(
     created_ts: PyArray,
     blobs: PyArray,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let keys: ArrayRef = keys.into_inner().0;
-    let blobs: ArrayRef = blobs.into_inner().0;
-    let event_ts: ArrayRef = event_ts.into_inner().0;
-    let created_ts: ArrayRef = created_ts.into_inner().0;
-    let n = keys.len();
-    if event_ts.len() != n || created_ts.len() != n || blobs.len() != n {
-        return Err(PyValueError::new_err(
-            "keys, event_ts, created_ts and blobs must have the same length",
-        ));
-    }
-    if keys.null_count() + blobs.null_count() + event_ts.null_count() > 0 {
-        return Err(PyTypeError::new_err(
-            "keys, values and event times to write must not be null",
-        ));
-    }
-    let key_bytes = byte_slices(&keys, "keys")?;
-    let blob_bytes = byte_slices(&blobs, "values")?;
-    let event = micros(&event_ts, "event_ts")?;
-    let created = micros(&created_ts, "created_ts")?;
+    let rows = ArrowRows::new("resp_hsetnx", keys, event_ts, Some(created_ts), blobs)?
+        .require_values("resp_hsetnx")?;
+    let rows = rows.slices("resp_hsetnx")?;
+    let n = rows.len();
     let out = py.detach(|| {
-        let size: usize = key_bytes
-            .iter()
-            .map(|k| k.map_or(0, <[u8]>::len))
-            .sum::<usize>()
-            + blob_bytes
+        let size: usize = rows.keys.iter().map(|k| k.len()).sum::<usize>()
+            + rows
+                .values
                 .iter()
                 .map(|b| b.map_or(0, <[u8]>::len))
                 .sum::<usize>()
             + n * (16 + 64 + prefix.len() + field.len());
         let mut out = Vec::with_capacity(size);
         for i in 0..n {
-            let key = key_bytes[i].unwrap_or_default();
-            let blob = blob_bytes[i].unwrap_or_default();
-            let created_i = if created_ts.is_valid(i) {
-                created[i]
-            } else {
-                0
-            };
+            let key = rows.keys[i];
+            let blob = rows.values[i].unwrap_or_default();
             out.extend_from_slice(b"*4\r\n$6\r\nHSETNX\r\n");
             put_bulk_head(&mut out, prefix.len() + key.len());
             out.extend_from_slice(prefix);
@@ -193,7 +170,7 @@ fn resp_hsetnx<'py>(
             out.extend_from_slice(b"\r\n");
             put_bulk(&mut out, field);
             put_bulk_head(&mut out, 16 + blob.len());
-            put_stamp(&mut out, event[i], created_i);
+            put_stamp(&mut out, rows.event(i), rows.created(i));
             out.extend_from_slice(blob);
             out.extend_from_slice(b"\r\n");
         }

@@ -1,10 +1,7 @@
 //! `SqliteStore`: banquet_core::sqlite for Python (see python/banquet/_core.pyi). Every call
 //! runs with the GIL released while SQLite works.
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, BinaryArray};
-use arrow_schema::{DataType, TimeUnit};
+use arrow_array::{Array, BinaryArray};
 use banquet_core::sqlite::Row;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -14,6 +11,7 @@ use pyo3_arrow::PyArray;
 use rusqlite::types::Value;
 
 use crate::gil::run_detached;
+use crate::rows::ArrowRows;
 
 /// The embedded online store at one path.
 #[pyclass(frozen, module = "banquet._core")]
@@ -116,53 +114,24 @@ impl SqliteStore {
         created_ts: Option<PyArray>,
         values: PyArray,
     ) -> PyResult<usize> {
-        let keys = keys.into_inner().0;
-        let values = values.into_inner().0;
-        let event_ts = event_ts.into_inner().0;
-        let created_ts = created_ts.map(|c| c.into_inner().0);
-        let n = keys.len();
-        let lens = [
-            values.len(),
-            event_ts.len(),
-            created_ts.as_ref().map_or(n, |c| c.len()),
-        ];
-        if lens.iter().any(|&l| l != n) {
-            return Err(PyTypeError::new_err(format!(
-                "write_arrays: {n} keys but {} values, {} event times, {} created times",
-                lens[0], lens[1], lens[2]
-            )));
-        }
-        let key_bytes = byte_slices(&keys, "keys")?;
-        if keys.null_count() > 0 {
-            return Err(PyTypeError::new_err("write_arrays: keys hold nulls"));
-        }
-        let value_bytes = byte_slices(&values, "values")?;
-        let event = micros(&event_ts, "event_ts")?;
-        if event_ts.null_count() > 0 {
-            return Err(PyTypeError::new_err("write_arrays: event_ts holds nulls"));
-        }
-        let created = created_ts
-            .as_ref()
-            .map(|c| micros(c, "created_ts"))
-            .transpose()?;
+        let rows = ArrowRows::new("write_arrays", keys, event_ts, created_ts, values)?;
+        let rows = rows.slices("write_arrays")?;
+        let n = rows.len();
         run_detached(py, || {
             // In key order: SQLite's B-tree takes sorted inserts ~20% faster. The sort is
             // stable, so duplicate keys keep their order (the later of two equal rows wins).
             let mut order: Vec<usize> = (0..n).collect();
-            if !key_bytes.is_sorted() {
-                order.sort_by_key(|&i| key_bytes[i]);
+            if !rows.keys.is_sorted() {
+                order.sort_by_key(|&i| rows.keys[i]);
             }
             self.inner.write(
                 project,
                 view,
                 order.into_iter().map(|i| Row {
-                    key: key_bytes[i].unwrap_or_default(),
-                    event_ts: event[i],
-                    created_ts: match (&created, &created_ts) {
-                        (Some(c), Some(arr)) if arr.is_valid(i) => c[i],
-                        _ => 0,
-                    },
-                    value: value_bytes[i],
+                    key: rows.keys[i],
+                    event_ts: rows.event(i),
+                    created_ts: rows.created(i),
+                    value: rows.values[i],
                 }),
             )
         })
@@ -228,34 +197,6 @@ pub(crate) fn blob_list<'py>(py: Python<'py>, arr: &BinaryArray) -> PyResult<Bou
 }
 
 /// The bytes of each row (None for nulls) of a binary, large_binary or binary_view array.
-pub(crate) fn byte_slices<'a>(array: &'a ArrayRef, what: &str) -> PyResult<Vec<Option<&'a [u8]>>> {
-    Ok(match array.data_type() {
-        DataType::Binary => array.as_binary::<i32>().iter().collect(),
-        DataType::LargeBinary => array.as_binary::<i64>().iter().collect(),
-        DataType::BinaryView => array.as_binary_view().iter().collect(),
-        other => {
-            return Err(PyTypeError::new_err(format!(
-                "write_arrays: {what} must be binary, got {other}"
-            )))
-        }
-    })
-}
-
-/// The values of an int64 or timestamp[us] array (nulls read as 0 here; callers check).
-pub(crate) fn micros<'a>(array: &'a ArrayRef, what: &str) -> PyResult<&'a [i64]> {
-    Ok(match array.data_type() {
-        DataType::Int64 => array.as_primitive::<Int64Type>().values(),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            array.as_primitive::<TimestampMicrosecondType>().values()
-        }
-        other => {
-            return Err(PyTypeError::new_err(format!(
-                "write_arrays: {what} must be int64 or timestamp[us], got {other}"
-            )))
-        }
-    })
-}
-
 fn to_sql_value(v: &Bound<'_, PyAny>) -> PyResult<Value> {
     Ok(if v.is_none() {
         Value::Null
