@@ -589,6 +589,38 @@ def test_redis_cluster_spreads_keys_over_every_node(make_backend: Callable[[str]
     assert read1(s, p, keys) == keys  # one request, split per node, merged in key order
 
 
+def test_redis_cluster_new_values_by_hsetnx_per_node(
+    make_backend: Callable[[str], Backend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a cluster too, new fields go by HSETNX (each node its own keys), existing ones
+    through the per-slot script; counted with each node's command statistics."""
+    from banquet.online import redis as R
+
+    backend = make_backend("redis_cluster")
+    p = backend.project
+    s = backend.open()
+    assert isinstance(s, RedisOnlineStore)
+    nodes = s._topology().nodes
+
+    def calls(command: str) -> int:
+        return sum(
+            int(n.client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+            for n in nodes
+        )
+
+    monkeypatch.setattr(R, "KEYS_PER_ROUND_TRIP", 1000)
+    n = 9 * R.KEYS_PER_ROUND_TRIP + 7  # three waves of three nodes' 1000 keys each
+    keys = [b"c%06d" % i for i in range(n)]
+    before = (calls("hsetnx"), calls("evalsha"))
+    s.write(p, "v", keys, [5] * n, [0] * n, [b"a"] * n)
+    assert calls("hsetnx") - before[0] == n and calls("evalsha") == before[1]
+    before = (calls("hsetnx"), calls("evalsha"))
+    s.write(p, "v", keys, [6 - i % 2 * 2 for i in range(n)], [0] * n, [b"b"] * n)
+    assert calls("hsetnx") - before[0] < n  # most waves went straight to the script
+    assert calls("evalsha") > before[1]
+    assert read1(s, p, keys) == [b"b" if i % 2 == 0 else b"a" for i in range(n)]
+
+
 @pytest.mark.redis
 def test_redis_cluster_node_gone_is_store_unavailable(
     throwaway_cluster: ThrowawayCluster, tmp_path: Path

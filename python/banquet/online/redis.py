@@ -838,9 +838,8 @@ class RedisOnlineStore(OnlineStore):
 
     @property
     def _absent_first(self) -> bool:
-        """Whether writes try ``HSETNX`` first: on a single server (a cluster groups keys
-        by slot for the script anyway) without a key ttl (HSETNX cannot set one)."""
-        return not self.cluster and not self.key_ttl_seconds
+        """Whether writes try ``HSETNX`` first: without a key ttl (HSETNX cannot set one)."""
+        return not self.key_ttl_seconds
 
     def write_arrays(
         self,
@@ -863,11 +862,10 @@ class RedisOnlineStore(OnlineStore):
             else pa.nulls(len(keys), pa.int64())
         )
         prefix, field = _prefix(project), view_name.encode()
-        node = self._topology().nodes[0]
         try:
             left = self._run(
                 f"write to feature view {view_name!r}",
-                lambda _: self._write_absent(node, prefix, field, keys, ev, cr, blobs),
+                lambda topo: self._write_absent(topo, prefix, field, keys, ev, cr, blobs),
             )
         except TypeError:
             raise _not_bytes(view_name) from None
@@ -933,7 +931,7 @@ class RedisOnlineStore(OnlineStore):
 
     def _write_absent(
         self,
-        node: _Node,
+        topo: _Topology,
         prefix: bytes,
         field: bytes,
         keys: pa.Array,
@@ -944,30 +942,43 @@ class RedisOnlineStore(OnlineStore):
         """``HSETNX`` per row: writes the rows whose hash holds no value for this view yet
         (nothing stored, so nothing newer to keep: decided by Redis in one native command,
         about a third of what the script costs it per key). Returns the positions left for
-        the script. Once most keys of the waves read so far had a value (a
+        the script. On a cluster each node gets its own keys (a one-key command needs no
+        slot grouping). Once most keys of the waves read so far had a value (a
         re-materialization), the remaining waves skip straight to the script."""
+        import pyarrow as pa
+
+        groups: list[tuple[_Node, pa.Array | None]]  # None: every position, in order
+        if self.cluster:
+            full = [prefix + k for k in keys.to_pylist()]
+            groups = [(node, pa.array(idx, pa.int64())) for node, idx in self._by_node(topo, full)]
+        else:
+            groups = [(topo.nodes[0], None)]
+        columns = (keys, event_ts, created_ts, blobs)
 
         def attempt(fresh: bool) -> list[int]:
             left: list[int] = []
-            firsts: deque[int] = deque()  # the first position of each wave sent, in order
+            sent: deque[pa.Array | range] = deque()  # each payload's positions, in order
             seen = stored = 0  # keys whose replies were read, and how many had a value
 
             def wave(lo: int) -> Callable[[], list[tuple[_Node, bytes, int]]]:
                 def make() -> list[tuple[_Node, bytes, int]]:
-                    hi = min(lo + KEYS_PER_ROUND_TRIP, len(keys))
-                    if 2 * stored > seen:
-                        left.extend(range(lo, hi))
-                        return []
-                    firsts.append(lo)
-                    payload = encode_hsetnx(
-                        prefix,
-                        field,
-                        keys.slice(lo, hi - lo),
-                        event_ts.slice(lo, hi - lo),
-                        created_ts.slice(lo, hi - lo),
-                        blobs.slice(lo, hi - lo),
-                    )
-                    return [(node, payload, hi - lo)]
+                    batch = []
+                    for node, idx in groups:
+                        size = len(keys) if idx is None else len(idx)
+                        hi = min(lo + KEYS_PER_ROUND_TRIP, size)
+                        if lo >= hi:
+                            continue
+                        part = range(lo, hi) if idx is None else idx.slice(lo, hi - lo)
+                        if 2 * stored > seen:
+                            left.extend(part if isinstance(part, range) else part.to_pylist())
+                            continue
+                        if isinstance(part, range):
+                            cols = [c.slice(lo, hi - lo) for c in columns]
+                        else:
+                            cols = [c.take(part) for c in columns]
+                        sent.append(part)
+                        batch.append((node, encode_hsetnx(prefix, field, *cols), hi - lo))
+                    return batch
 
                 return make
 
@@ -976,19 +987,21 @@ class RedisOnlineStore(OnlineStore):
             ) -> list[list[tuple[_Node, bytes, int]]]:
                 nonlocal seen, stored
                 for owner, _, n in batch:
-                    lo = firsts.popleft()
+                    part = sent.popleft()
                     digits = conns[owner].receive_flags(n)
                     if digits is None:  # an error reply among them: read all, then raise
                         replies = conns[owner].receive(n)
                         raise next(r for r in replies if isinstance(r, Exception))
                     seen += n
                     if digits.count(b"0"):
-                        rejected = [lo + i for i, d in enumerate(digits) if d == 48]
+                        at = part if isinstance(part, range) else part.to_pylist()
+                        rejected = [at[i] for i, d in enumerate(digits) if d == 48]
                         stored += len(rejected)
                         left.extend(rejected)
                 return []
 
-            waves = [wave(lo) for lo in range(0, len(keys), KEYS_PER_ROUND_TRIP)]
+            longest = max(len(keys) if idx is None else len(idx) for _, idx in groups)
+            waves = [wave(lo) for lo in range(0, longest, KEYS_PER_ROUND_TRIP)]
             self._run_waves(waves, fresh, read)
             left.sort()
             return left
@@ -996,7 +1009,8 @@ class RedisOnlineStore(OnlineStore):
         try:
             return attempt(fresh=False)
         except _StaleConnection:
-            node.close()
+            for node, _ in groups:
+                node.close()
             return attempt(fresh=True)
 
     def _write_cluster(
