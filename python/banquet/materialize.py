@@ -5,6 +5,8 @@ Per view: read ``[start, end]`` from the offline store, keep the latest row per 
 Rust, write in batches (the store keeps the newer event on conflict), and only then record the
 interval in the registry. Re-running a window is idempotent; an interrupted run leaves every
 stored row consistent (each is a whole blob) and the interval unrecorded, so it can be rerun.
+With several views, the next view's read and reduction overlap the current view's write, and
+the finished views' intervals are recorded together at the end.
 """
 
 from __future__ import annotations
