@@ -624,10 +624,47 @@ def test_store_upkeep_waits_until_the_intervals_are_recorded(
         events.append("registry")
         return update(project, change)
 
+    sync = online.sync
+
+    def syncing() -> None:
+        events.append("sync")
+        sync()
+
     monkeypatch.setattr(online, "native", Native(online.native))
+    monkeypatch.setattr(online, "sync", syncing)
     monkeypatch.setattr(registry, "update", updating)
     store.materialize(START, END, ["stats", "recent"])
-    assert events == ["hold", "write stats", "write recent", "registry", "release"]
+    # the first view's rows are synced in the background while the second is written
+    assert [e for e in events if e != "sync"] == [
+        "hold",
+        "write stats",
+        "write recent",
+        "registry",
+        "release",
+    ]
+    assert events[-3:] == ["sync", "registry", "release"] and events.count("sync") == 2
+
+
+def test_rows_not_made_durable_are_not_recorded(
+    tmp_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The online store's sync (SQLite: fsync of the WAL) comes before the registry update:
+    if it fails, no interval is recorded."""
+    store = make_store(tmp_repo, make_rows())
+    store.online_store.sync()  # nothing written yet: no WAL file, nothing to do
+    calls: list[int] = []
+
+    def failing() -> None:
+        calls.append(1)
+        raise OSError("I/O error")
+
+    monkeypatch.setattr(store.online_store, "sync", failing)
+    with pytest.raises(OSError, match="I/O error"):
+        store.materialize(START, END, ["stats", "recent"])
+    assert intervals(store) == {} and len(calls) == 2
+    monkeypatch.undo()
+    store.materialize(START, END, ["stats", "recent"])
+    assert set(intervals(store)) == {"stats", "recent"}
 
 
 # --- time zones ----------------------------------------------------------------------------------

@@ -92,7 +92,10 @@ def materialize_windows(store: FeatureStore, windows: list[Window], progress: bo
                 write_winners(store, latest_rows(store, windows[0]), progress)
                 done.append(windows[0])
                 return
-            with ThreadPoolExecutor(1, thread_name_prefix="banquet-read") as reader:
+            with (
+                ThreadPoolExecutor(1, thread_name_prefix="banquet-read") as reader,
+                ThreadPoolExecutor(1, thread_name_prefix="banquet-sync") as syncer,
+            ):
                 ahead: Future[Winners] | None = None
                 for i, w in enumerate(windows):
                     current = ahead.result() if ahead is not None else latest_rows(store, w)
@@ -100,8 +103,13 @@ def materialize_windows(store: FeatureStore, windows: list[Window], progress: bo
                         ahead = reader.submit(latest_rows, store, windows[i + 1])
                     write_winners(store, current, progress)
                     done.append(w)
+                    if i + 1 < len(windows):
+                        # this view's rows reach the disk while the next is written (the
+                        # final sync below then has less to do; it also reports errors)
+                        syncer.submit(store.online_store.sync)
         finally:
             if done:
+                store.online_store.sync()  # durable before the registry says so
                 record_intervals(store, done)
 
 

@@ -89,5 +89,10 @@ class OnlineStore(abc.ABC):
         checkpoints) until the end, so it does not slow the writes and the registry update."""
         yield
 
+    def sync(self) -> None:  # noqa: B027 - optional hook
+        """Make what was written so far survive a power loss: a materialization calls it
+        before it records its interval. Nothing to do for the server stores (a Postgres
+        commit is durable; Redis's persistence is the server's own setting)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
