@@ -918,6 +918,9 @@ def run_all(args) -> None:
                 continue
             if not args.no_wait:
                 wait_quiet(args.wait_max)
+            # The previous steps' dirty pages (Feast's store file grows to ~380 MB) would
+            # otherwise be written back during this step and stall its fsyncs.
+            os.sync()
             busy = other_work()
             prof = ["--profile"] if args.profile and peer == "banquet" else []
             r = C.run_child(

@@ -353,6 +353,7 @@ def run_all(args) -> dict:
             clear_place(store, peer)
             run_step(args, d, "setup", store, peer)
             quiet = {"materialize": wait_quiet(args)}
+            os.sync()  # earlier steps' dirty pages must not be written back during this one
             mem0 = used_memory() if store == "redis" else 0
             print(f"{store} / {peer}: materialize", flush=True)
             mat = run_step(args, d, "materialize", store, peer)
