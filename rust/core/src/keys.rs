@@ -342,20 +342,23 @@ pub fn hash_keys(keys: &BinaryArray) -> UInt64Array {
     UInt64Array::new(ScalarBuffer::from(values), keys.nulls().cloned())
 }
 
+/// Serialized entity keys from any binary-like array (binary, large_binary, binary_view).
+fn serialized_keys(keys: &ArrayRef) -> Result<ByteCol<'_>> {
+    match keys.data_type() {
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            Ok(ByteCol::new(keys.as_ref()).expect("binary type"))
+        }
+        other => Err(Error::UnsupportedType {
+            column: "keys".to_string(),
+            found: other.clone(),
+            expected: "binary (serialized entity keys)".to_string(),
+        }),
+    }
+}
+
 /// [`hash_keys`] over any binary-like array (binary, large_binary, binary_view).
 pub fn hash_keys_array(keys: &ArrayRef) -> Result<UInt64Array> {
-    let bytes = match keys.data_type() {
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
-            ByteCol::new(keys.as_ref()).expect("binary type")
-        }
-        other => {
-            return Err(Error::UnsupportedType {
-                column: "keys".to_string(),
-                found: other.clone(),
-                expected: "binary (serialized entity keys)".to_string(),
-            })
-        }
-    };
+    let bytes = serialized_keys(keys)?;
     let values: Vec<u64> = (0..keys.len())
         .map(|i| xxhash_rust::xxh3::xxh3_64(bytes.get(i)))
         .collect();
@@ -369,18 +372,7 @@ pub fn hash_keys_array(keys: &ArrayRef) -> Result<UInt64Array> {
 /// keep their order. Stores keyed by a B-tree insert sorted keys markedly faster. Nulls sort
 /// first.
 pub fn key_order(keys: &ArrayRef) -> Result<UInt32Array> {
-    let bytes = match keys.data_type() {
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
-            ByteCol::new(keys.as_ref()).expect("binary type")
-        }
-        other => {
-            return Err(Error::UnsupportedType {
-                column: "keys".to_string(),
-                found: other.clone(),
-                expected: "binary (serialized entity keys)".to_string(),
-            })
-        }
-    };
+    let bytes = serialized_keys(keys)?;
     if keys.len() > u32::MAX as usize {
         return Err(Error::Invalid(format!(
             "{} keys: more than 2^32",
