@@ -71,11 +71,10 @@ class Winners:
         part = self.idx.slice(lo, BATCH_ROWS)
         return encode_rows(
             view,
-            [k.take(part) for k in rows.keys],
+            self.key_bytes.slice(lo, BATCH_ROWS),
             rows.event_ts.take(part),
             rows.created_ts.take(part) if rows.created_ts is not None else None,
             [rows.table.column(f.name).take(part) for f in view.features],
-            self.key_bytes.slice(lo, BATCH_ROWS),
         )
 
 
@@ -88,10 +87,7 @@ def materialize_windows(store: FeatureStore, windows: list[Window], progress: bo
     done: list[Window] = []
     with store.online_store.bulk():
         try:
-            if len(windows) == 1:
-                write_winners(store, latest_rows(store, windows[0]), progress)
-                done.append(windows[0])
-                return
+            # the pools start their threads on the first submit: none for a single view
             with (
                 ThreadPoolExecutor(1, thread_name_prefix="banquet-read") as reader,
                 ThreadPoolExecutor(1, thread_name_prefix="banquet-sync") as syncer,
@@ -99,11 +95,12 @@ def materialize_windows(store: FeatureStore, windows: list[Window], progress: bo
                 ahead: Future[Winners] | None = None
                 for i, w in enumerate(windows):
                     current = ahead.result() if ahead is not None else latest_rows(store, w)
-                    if i + 1 < len(windows):
+                    last = i + 1 == len(windows)
+                    if not last:
                         ahead = reader.submit(latest_rows, store, windows[i + 1])
                     write_winners(store, current, progress)
                     done.append(w)
-                    if i + 1 < len(windows):
+                    if not last:
                         # this view's rows reach the disk while the next is written (the
                         # final sync below then has less to do; it also reports errors)
                         syncer.submit(store.online_store.sync)
@@ -162,26 +159,22 @@ def write_rows(
     event_ts: pa.Array,
     created_ts: pa.Array | None,
     features: list[Any],
-    key_bytes: pa.Array | None = None,
 ) -> None:
-    """Encode rows (keys already typed, features in ``view.features`` order) and write them.
-    ``key_bytes``: the keys already serialized, when the caller has them."""
-    write_encoded(store, view, *encode_rows(view, keys, event_ts, created_ts, features, key_bytes))
+    """Encode rows (keys already typed, features in ``view.features`` order) and write them."""
+    key_bytes = _core.serialize_entity_keys(view.join_keys, keys)
+    write_encoded(store, view, *encode_rows(view, key_bytes, event_ts, created_ts, features))
 
 
 def encode_rows(
     view: FeatureView,
-    keys: list[pa.Array],
+    key_bytes: pa.Array,
     event_ts: pa.Array,
     created_ts: pa.Array | None,
     features: list[Any],
-    key_bytes: pa.Array | None = None,
-) -> tuple[pa.Array, pa.Array, pa.Array | None, pa.Array]:
+) -> Encoded:
     """``(serialized keys, event times, created times, value blobs)`` ready to write."""
     values = [_as_type(view, f, col) for f, col in zip(view.features, features)]
     blobs = _core.encode_values(event_ts, created_ts, values, view.value_schema())
-    if key_bytes is None:
-        key_bytes = _core.serialize_entity_keys(view.join_keys, keys)
     return key_bytes, event_ts, created_ts, blobs
 
 
