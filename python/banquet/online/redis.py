@@ -268,19 +268,6 @@ def encode_script_calls(
     return b"".join(parts), len(parts)
 
 
-def encode_hsetnx(
-    prefix: bytes,
-    field: bytes,
-    keys: pa.Array,
-    event_ts: pa.Array,
-    created_ts: pa.Array,
-    blobs: pa.Array,
-) -> bytes:
-    """``HSETNX <prefixed key> <field> <stamp16 + blob>`` per row as one RESP buffer, built
-    in Rust from the Arrow arrays."""
-    return _core.resp_hsetnx(prefix, field, keys, event_ts, created_ts, blobs)
-
-
 def key_slot(key: bytes) -> int:
     """The Redis Cluster slot of ``key``: CRC16 of the key, or of its ``{hash tag}``."""
     start = key.find(b"{")
@@ -947,13 +934,20 @@ class RedisOnlineStore(OnlineStore):
         re-materialization), the remaining waves skip straight to the script."""
         import pyarrow as pa
 
-        groups: list[tuple[_Node, pa.Array | None]]  # None: every position, in order
+        # per node: its rows' positions (None: every row, in order) and how many
+        groups: list[tuple[_Node, pa.Array | None, int]]
         if self.cluster:
             full = [prefix + k for k in keys.to_pylist()]
-            groups = [(node, pa.array(idx, pa.int64())) for node, idx in self._by_node(topo, full)]
+            groups = [
+                (node, pa.array(idx, pa.int64()), len(idx))
+                for node, idx in self._by_node(topo, full)
+            ]
         else:
-            groups = [(topo.nodes[0], None)]
+            groups = [(topo.nodes[0], None, len(keys))]
         columns = (keys, event_ts, created_ts, blobs)
+
+        def ints(part: pa.Array | range) -> Sequence[int]:
+            return part if isinstance(part, range) else part.to_pylist()
 
         def attempt(fresh: bool) -> list[int]:
             left: list[int] = []
@@ -963,21 +957,20 @@ class RedisOnlineStore(OnlineStore):
             def wave(lo: int) -> Callable[[], list[tuple[_Node, bytes, int]]]:
                 def make() -> list[tuple[_Node, bytes, int]]:
                     batch = []
-                    for node, idx in groups:
-                        size = len(keys) if idx is None else len(idx)
+                    for node, idx, size in groups:
                         hi = min(lo + KEYS_PER_ROUND_TRIP, size)
                         if lo >= hi:
                             continue
                         part = range(lo, hi) if idx is None else idx.slice(lo, hi - lo)
                         if 2 * stored > seen:
-                            left.extend(part if isinstance(part, range) else part.to_pylist())
+                            left.extend(ints(part))
                             continue
-                        if isinstance(part, range):
+                        if idx is None:
                             cols = [c.slice(lo, hi - lo) for c in columns]
                         else:
                             cols = [c.take(part) for c in columns]
                         sent.append(part)
-                        batch.append((node, encode_hsetnx(prefix, field, *cols), hi - lo))
+                        batch.append((node, _core.resp_hsetnx(prefix, field, *cols), hi - lo))
                     return batch
 
                 return make
@@ -994,13 +987,13 @@ class RedisOnlineStore(OnlineStore):
                         raise next(r for r in replies if isinstance(r, Exception))
                     seen += n
                     if digits.count(b"0"):
-                        at = part if isinstance(part, range) else part.to_pylist()
+                        at = ints(part)
                         rejected = [at[i] for i, d in enumerate(digits) if d == 48]
                         stored += len(rejected)
                         left.extend(rejected)
                 return []
 
-            longest = max(len(keys) if idx is None else len(idx) for _, idx in groups)
+            longest = max(size for _, _, size in groups)
             waves = [wave(lo) for lo in range(0, longest, KEYS_PER_ROUND_TRIP)]
             self._run_waves(waves, fresh, read)
             left.sort()
@@ -1009,7 +1002,7 @@ class RedisOnlineStore(OnlineStore):
         try:
             return attempt(fresh=False)
         except _StaleConnection:
-            for node, _ in groups:
+            for node, _, _ in groups:
                 node.close()
             return attempt(fresh=True)
 
