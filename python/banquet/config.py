@@ -30,14 +30,34 @@ class RegistryConfig:
     cache_ttl_seconds: float = 60.0
 
 
+DEFAULT_MAX_FUTURE_SKEW = "1d"
+
+
 @dataclass(frozen=True)
-class SqliteOnlineConfig:
+class OnlineWriteConfig:
+    """Settings every online store shares.
+
+    ``max_future_skew``: a write whose event time lies further ahead of the writer's clock
+    than this is refused (a wrongly future-dated value would otherwise win over every real
+    one until that date). A duration: seconds as a number, or ``"90s"``, ``"15m"``, ``"6h"``,
+    ``"2d"``; ``null`` turns the check off (times past the representable range are still
+    refused)."""
+
+    max_future_skew: str | None = DEFAULT_MAX_FUTURE_SKEW
+
+    @property
+    def max_future_skew_seconds(self) -> float | None:
+        return None if self.max_future_skew is None else parse_duration(self.max_future_skew)
+
+
+@dataclass(frozen=True)
+class SqliteOnlineConfig(OnlineWriteConfig):
     type: Literal["sqlite"] = "sqlite"
     path: str = "data/online_store.db"
 
 
 @dataclass(frozen=True)
-class RedisOnlineConfig:
+class RedisOnlineConfig(OnlineWriteConfig):
     type: Literal["redis"] = "redis"
     connection_string: str = "localhost:6379"
     redis_type: Literal["redis", "redis_cluster"] = "redis"
@@ -78,7 +98,7 @@ class PostgresConnConfig:
 
 
 @dataclass(frozen=True)
-class PostgresOnlineConfig(PostgresConnConfig):
+class PostgresOnlineConfig(PostgresConnConfig, OnlineWriteConfig):
     type: Literal["postgres"] = "postgres"
     # An operation the server has not finished after this long (writes: per 100k rows)
     # fails with StoreUnavailable: libpq itself never gives up on a stalled server.
@@ -111,6 +131,11 @@ class FeatureServerConfig:
     auth: ServerAuthConfig = field(default_factory=ServerAuthConfig)
     registry_ttl_sec: float = 5.0
     max_request_bytes: int = 64 * 1024 * 1024
+    # A request not answered within this many seconds (store calls and on-demand functions
+    # included) gets 504; well under the stores' own socket timeouts.
+    request_timeout_seconds: float = 2.0
+    max_features_per_request: int = 10_000
+    max_entities_per_request: int = 100_000
 
 
 OnlineConfig = SqliteOnlineConfig | RedisOnlineConfig | PostgresOnlineConfig
@@ -134,6 +159,12 @@ class RepoConfig:
     offline_store: OfflineConfig = field(default_factory=FileOfflineConfig)
     entity_key_serialization_version: Literal[3] = 3
     feature_server: FeatureServerConfig = field(default_factory=FeatureServerConfig)
+    # Stored on-demand functions run only when trusted (see README "Stored functions"):
+    # loaded from this repo's files by this process, pinned here by the SHA-256 of their
+    # source (or in $BANQUET_TRUSTED_FUNCTIONS, comma-separated), or everything when
+    # trust_registry_code is true.
+    trust_registry_code: bool = False
+    trusted_functions: list[str] = field(default_factory=list)
     repo_path: Path = Path(".")
 
     def resolve(self, path: str) -> Path:
@@ -164,6 +195,18 @@ class RepoConfig:
         )
         cfg = _build(RepoConfig, data, source, "", skip=frozenset({"repo_path"}))
         cfg = dataclasses.replace(cfg, repo_path=Path(repo_path).resolve())
+        skew = getattr(cfg.online_store, "max_future_skew", None)
+        if skew is not None:
+            try:
+                parse_duration(skew)
+            except ValueError as e:
+                raise ConfigError(f"{source}: 'online_store.max_future_skew' {e}") from None
+        for h in cfg.trusted_functions:
+            if not re.fullmatch(r"[0-9a-f]{64}", h):
+                raise ConfigError(
+                    f"{source}: 'trusted_functions' holds {h!r}; each entry must be the 64 "
+                    "lowercase hex digits of a function's SHA-256 (`banquet functions` lists them)"
+                )
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", cfg.project):
             raise ConfigError(
                 f"{source}: project {cfg.project!r} must be letters, digits and '_', "
@@ -203,6 +246,23 @@ def _yaml_problem(e: Exception) -> str:
     problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     return where + " ".join(str(problem).split())
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?)\s*(s|m|h|d)?\s*")
+_UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds in ``"90"``, ``"90s"``, ``"15m"``, ``"6h"``, ``"2d"`` (or a plain number);
+    ``ValueError`` for anything else."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool) and text >= 0:
+        return float(text)
+    m = _DURATION.fullmatch(str(text))
+    if m is None:
+        raise ValueError(
+            f"is {text!r}; expected a duration such as 3600, '90s', '15m', '6h' or '2d', or null"
+        )
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
 
 
 # --- validation machinery ------------------------------------------------------------------
@@ -276,6 +336,11 @@ def _check(hint: Any, value: Any, source: str, key: str) -> Any:
         if value not in allowed:
             raise ConfigError(f"{source}: '{key}' is {value!r}; expected one of {list(allowed)}")
         return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {type(value).__name__}")
+        (item,) = typing.get_args(hint)
+        return [_check(item, v, source, key) for v in value]
     if origin in (Union, _pytypes.UnionType):
         args = typing.get_args(hint)
         if value is None and type(None) in args:

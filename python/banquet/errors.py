@@ -141,6 +141,29 @@ class OnDemandOutputError(SchemaMismatch):
     """An on-demand feature view's function returned a missing or wrongly typed column."""
 
 
+class UntrustedFunction(OnDemandFunctionError):
+    """The registry holds an on-demand function whose source this process does not trust
+    (not loaded from the repo, not pinned by hash, ``trust_registry_code`` not set); it was
+    not run."""
+
+
+# --- values written ----------------------------------------------------------------------
+
+
+class InvalidTimestamp(BanquetError, ValueError):
+    """An event or created timestamp cannot be stored: out of the representable range, or
+    further in the future than ``online_store.max_future_skew`` allows. Nothing was written."""
+
+
+class ValueOutOfRange(SchemaMismatch):
+    """A value does not fit the feature's declared type (``1e300`` into ``Float32``); nothing
+    was written."""
+
+
+class NullKeyError(EntityDataError):
+    """An entity key is null in rows to be written or read; nothing was written."""
+
+
 # --- stores ------------------------------------------------------------------------------
 
 
@@ -150,6 +173,18 @@ class StoreError(BanquetError):
 
 class StoreUnavailable(StoreError, ConnectionError):
     """A store server cannot be reached; the operation can be retried."""
+
+
+class StoreTimeout(StoreUnavailable, TimeoutError):
+    """A store did not answer within the request's deadline; the operation can be retried."""
+
+
+# --- resources ---------------------------------------------------------------------------
+
+
+class ResourceExhausted(BanquetError, MemoryError):
+    """An operation needed more memory than the process may use; it names the operation and
+    the size it needed. Nothing was written; retry with less data per call or more memory."""
 
 
 __all__ = [name for name, obj in globals().items() if isinstance(obj, type)]
