@@ -114,8 +114,31 @@ def plan(ctx: click.Context) -> None:
 @click.pass_context
 def apply(ctx: click.Context) -> None:
     """Register the repo's definitions (and remove those deleted from the code)."""
-    d = _store(ctx).apply()
+    store = _store(ctx)
+    d = store.apply()
     click.echo(d.render() if d.empty else "Applied:\n" + d.render())
+    # The hashes to pin where a process outside this repo must run them (`banquet functions`).
+    odfvs = store.catalog().on_demand_feature_views
+    for name in d.added.get("on_demand_feature_views", []) + list(
+        d.changed.get("on_demand_feature_views", {})
+    ):
+        if name in odfvs:
+            click.echo(f"  function of {name}: sha256 {odfvs[name].udf.sha256}")
+
+
+@cli.command()
+@click.pass_context
+def functions(ctx: click.Context) -> None:
+    """List the registered on-demand functions: hash, how it compares with the repo's
+    definition, whether this process trusts it (and why)."""
+    from banquet.trust import describe
+
+    store = _store(ctx)
+    rows = [("NAME", "SHA256", "REPO", "TRUSTED")]
+    rows += describe(store.trust_policy, store.catalog().on_demand_feature_views)
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        click.echo("  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[3]]))
 
 
 @cli.command()

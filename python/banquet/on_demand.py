@@ -10,7 +10,8 @@ columns given with the request come along too.
 It runs in ``get_historical_features`` (inputs: the point-in-time joined features plus
 ``entity_df`` columns), in ``get_online_features`` (request fields given in ``entity_rows``) and
 so in the feature server. Its outputs are checked against the declared schema. The registry
-stores the function as source text (see ``banquet.udf`` for what it may reference).
+stores the function as source text (see ``banquet.udf`` for what it may reference); a process
+runs a stored function only if it trusts its hash (``banquet.trust``).
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ class OnDemandFeatureView(Projectable):
             name=name,
             sources=sources,
             schema=[Field.from_dict(f) for f in d["features"]],
-            udf=UserFunction.from_record(d["udf"], f"on-demand feature view {name!r}"),
+            udf=UserFunction.from_record(d["udf"], f"on-demand feature view {name!r}", view=name),
             mode=d.get("mode", "pandas"),
             singleton=d.get("singleton", False),
             description=d.get("description", ""),

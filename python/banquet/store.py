@@ -21,6 +21,7 @@ from banquet.repo import Diff, RepoContents, apply_diff, diff, load_repo
 from banquet.request import resolve
 from banquet.serving import get_online_features as _get_online_features
 from banquet.sources import DataSource
+from banquet.trust import TrustPolicy
 
 if TYPE_CHECKING:
     from banquet.offline.base import OfflineStore, RetrievalJob
@@ -54,6 +55,7 @@ class FeatureStore:
         self.config = config
         self.repo_path = config.repo_path
         self._registry: Registry = open_registry(config)
+        self._trust = TrustPolicy(config)  # which stored on-demand functions may run
         self._catalog: Catalog | None = None
         self._lock = threading.Lock()
         self._online: OnlineStore | None = None
@@ -66,6 +68,11 @@ class FeatureStore:
     @property
     def registry(self) -> Registry:
         return self._registry
+
+    @property
+    def trust_policy(self) -> TrustPolicy:
+        """Which stored on-demand functions this store runs (see ``banquet.trust``)."""
+        return self._trust
 
     # --- the registry cache ------------------------------------------------------------
 
@@ -84,14 +91,20 @@ class FeatureStore:
         """A catalog whose version is still the registry's is kept (with its request cache);
         the SQL registry checks that in one small query."""
         if cat is None:
-            return Catalog(self.project, self._registry.read(self.project))
+            return self._new_catalog(self._registry.read(self.project))
         state = self._registry.read_if_changed(
             self.project, cat.version, cat.state.get("last_updated")
         )
         if state is None:
             cat.loaded_at = time.monotonic()
             return cat
-        return Catalog(self.project, state)
+        return self._new_catalog(state)
+
+    def _new_catalog(self, state: dict[str, Any]) -> Catalog:
+        """A catalog whose stored on-demand functions run only if this store trusts them."""
+        cat = Catalog(self.project, state)
+        self._trust.bind(cat.on_demand_feature_views.values())
+        return cat
 
     def refresh_registry(self, state: dict[str, Any] | None = None) -> None:
         """Re-read the registry now instead of waiting for the cache to expire (or use
@@ -99,7 +112,7 @@ class FeatureStore:
         with self._lock:
             if state is None:
                 state = self._registry.read(self.project)
-            self._catalog = Catalog(self.project, state)
+            self._catalog = self._new_catalog(state)
 
     # --- stores --------------------------------------------------------------------------
 

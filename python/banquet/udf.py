@@ -17,6 +17,9 @@ Not supported, refused at apply with ``FunctionNotSerializable``: lambdas, closu
 of an enclosing function), functions without source (defined in a REPL or by ``exec``), and
 module-level helpers, classes or objects defined in the feature repo itself. Annotations are
 never evaluated when the function is rebuilt, so they may name anything.
+
+A record is compiled only if its SHA-256 (``UserFunction.sha256``) is trusted by the process
+(``banquet.trust``); a function captured here counts as defined by this process.
 """
 
 from __future__ import annotations
@@ -31,10 +34,14 @@ import linecache
 import sys
 import textwrap
 import types
+import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from banquet.errors import FunctionNotSerializable, OnDemandFunctionError
+
+if TYPE_CHECKING:
+    from banquet.trust import TrustPolicy
 
 _LITERAL_TYPES = (
     bool,
@@ -54,13 +61,24 @@ _LITERAL_TYPES = (
 # them instead of compiling again.
 _BUILT: dict[tuple[str, str, str], types.FunctionType] = {}
 _GLOBAL_OPS = {"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"}
+# Functions wrapped from Python functions in this process: their hashes are trusted
+# (``banquet.trust``), worked out only when a stored function needs checking.
+_CAPTURED: weakref.WeakSet[UserFunction] = weakref.WeakSet()
+
+
+def captured() -> list[UserFunction]:
+    return list(_CAPTURED)
+
+
+def forget_captured(fn: UserFunction) -> None:
+    _CAPTURED.discard(fn)
 
 
 class UserFunction:
     """A callable that can be written to the registry (``record``) and read back (``from_record``).
 
     In the defining process it calls the original function; rebuilt from a record, it compiles
-    the stored source on first call.
+    the stored source on first call, once ``trust`` (the reading store's policy) allows it.
     """
 
     def __init__(
@@ -71,13 +89,19 @@ class UserFunction:
         globals_: dict[str, dict[str, str]],
         fn: types.FunctionType | None = None,
         problem: str | None = None,
+        view: str = "",
     ) -> None:
         self.owner = owner  # e.g. "on-demand feature view 'x'", for messages
+        self.view = view  # the view's name, for the trust check
         self.name = name
         self.source = source
         self.globals = globals_
         self._fn = fn
         self._problem = problem
+        # wraps a function of this process (not a record), storable or not
+        self._local = fn is not None or problem is not None
+        self._sha256: str | None = None
+        self.trust: TrustPolicy | None = None  # set by the FeatureStore that read the record
 
     # --- capture ------------------------------------------------------------------------
 
@@ -89,7 +113,9 @@ class UserFunction:
         if not isinstance(fn, types.FunctionType):
             problem = f"it must be a plain Python function (def ...), got {type(fn).__name__}"
             return cls(owner, name, None, {}, None, problem)
-        return cls(owner, name, None, {}, fn)
+        out = cls(owner, name, None, {}, fn)
+        _CAPTURED.add(out)
+        return out
 
     def record(self) -> dict[str, Any]:
         """The registry form; raises ``FunctionNotSerializable`` if the function has none."""
@@ -106,17 +132,40 @@ class UserFunction:
         out: dict[str, Any] = {"name": self.name, "source": self.source}
         if self.globals:
             out["globals"] = self.globals
+        if self._local and self._sha256 is None:
+            from banquet.trust import function_hash, note_local
+
+            self._sha256 = function_hash(self.name, self.source, self.globals)
+            note_local(self._sha256)
         return out
 
+    @property
+    def sha256(self) -> str:
+        """The hash that trusting this function means (``banquet.trust.function_hash`` of its
+        record); ``FunctionNotSerializable`` for a local function with no record."""
+        if self._sha256 is None:
+            if self._local:
+                self.record()  # computes and notes it
+            else:
+                from banquet.trust import function_hash
+
+                self._sha256 = function_hash(self.name, self.source, self.globals)
+        assert self._sha256 is not None
+        return self._sha256
+
     @classmethod
-    def from_record(cls, d: dict[str, Any], owner: str) -> UserFunction:
-        return cls(owner, d["name"], d["source"], dict(d.get("globals", {})))
+    def from_record(cls, d: dict[str, Any], owner: str, view: str = "") -> UserFunction:
+        return cls(owner, d["name"], d["source"], dict(d.get("globals", {})), view=view)
 
     # --- call ---------------------------------------------------------------------------
 
     def __call__(self, *args: Any) -> Any:
         fn = self._fn
         if fn is None:
+            # Before anything of the record is compiled, imported or evaluated.
+            from banquet.trust import DEFAULT
+
+            (self.trust or DEFAULT).check(self, self.view or self.name)
             key = (self.name, self.source or "", repr(sorted(self.globals.items())))
             fn = _BUILT.get(key)
             if fn is None:
