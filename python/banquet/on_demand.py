@@ -504,8 +504,9 @@ def _compute(
 
 
 def _call(view: OnDemandFeatureView, data: Any) -> Any:
+    fn = view.udf.build()  # its errors (untrusted, not rebuildable) are not the function's
     try:
-        return view.udf(data)
+        return fn(data)
     except OnDemandFunctionError:
         raise
     except Exception as e:

@@ -43,6 +43,7 @@ _HEX = frozenset("0123456789abcdef")
 
 _lock = threading.RLock()  # loading a repo edits sys.path / sys.modules: one at a time
 _LOCAL: set[str] = set()  # hashes of functions defined in this process
+_loading = threading.local()  # set while this thread imports a repo only to learn its hashes
 
 
 def function_hash(name: Any, source: Any, globals_: Any) -> str:
@@ -77,7 +78,8 @@ def env_hashes() -> frozenset[str]:
 
 def note_local(digest: str) -> None:
     """Record the hash of a function this process defined (called by ``UserFunction``)."""
-    _LOCAL.add(digest)
+    if not getattr(_loading, "active", False):
+        _LOCAL.add(digest)
 
 
 def _local_hashes() -> set[str]:
@@ -136,11 +138,12 @@ def _load(repo: Path, sig: tuple[tuple[str, int, int], ...]) -> _RepoFunctions:
     from banquet import udf
 
     if not sig:
-        return _RepoFunctions(sig, problem="it has no .py files")
+        return _RepoFunctions(sig)  # a folder with only feature_store.yaml defines nothing
     modules = dict(sys.modules)
     loaded = set(repo_mod._loaded_modules)
     before = set(udf.captured())
     out = _RepoFunctions(sig)
+    _loading.active = True
     try:
         contents = repo_mod.load_repo(repo)
         for name, view in contents.on_demand_feature_views.items():
@@ -149,13 +152,16 @@ def _load(repo: Path, sig: tuple[tuple[str, int, int], ...]) -> _RepoFunctions:
     except Exception as e:  # a broken repo trusts nothing; say why in the refusal
         out.problem = f"loading it failed ({type(e).__name__}: {e})"
     finally:
+        _loading.active = False
         for fn in set(udf.captured()) - before:  # the repo's, not "defined in this process"
             udf.forget_captured(fn)
+        # Drop the repo's modules it added; put back what load_repo dropped or replaced (an
+        # earlier load's modules, possibly of another repo). Other new imports stay.
         for name, mod in list(sys.modules.items()):
             if name not in modules and repo_mod._module_in(mod, repo):
                 del sys.modules[name]
         for name, mod in modules.items():
-            if sys.modules.get(name) is not mod and repo_mod._module_in(mod, repo):
+            if sys.modules.get(name) is not mod:
                 sys.modules[name] = mod
         repo_mod._loaded_modules.clear()
         repo_mod._loaded_modules.update(loaded)

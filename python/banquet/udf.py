@@ -159,10 +159,12 @@ class UserFunction:
 
     # --- call ---------------------------------------------------------------------------
 
-    def __call__(self, *args: Any) -> Any:
+    def build(self) -> types.FunctionType:
+        """The function, rebuilt from the record on first use if this process trusts it
+        (``UntrustedFunction`` otherwise, before anything of the record is compiled, imported
+        or evaluated)."""
         fn = self._fn
         if fn is None:
-            # Before anything of the record is compiled, imported or evaluated.
             from banquet.trust import DEFAULT
 
             (self.trust or DEFAULT).check(self, self.view or self.name)
@@ -174,7 +176,10 @@ class UserFunction:
                     _BUILT.clear()
                 _BUILT[key] = fn
             self._fn = fn
-        return fn(*args)
+        return fn
+
+    def __call__(self, *args: Any) -> Any:
+        return (self._fn or self.build())(*args)
 
     def __repr__(self) -> str:
         return f"UserFunction({self.name!r})"
