@@ -64,13 +64,19 @@ def redis_host_port() -> tuple[str, int]:
     )
 
 
+def redis_auth() -> str:
+    """``,password=..`` for a connection_string (the local Redis has requirepass)."""
+    password = os.environ.get("BANQUET_REDIS_PASSWORD", "")
+    return f",password={password}" if password else ""
+
+
 def pg_settings() -> dict:
     return {
         "host": os.environ.get("BANQUET_PG_HOST", "127.0.0.1"),
         "port": int(os.environ.get("BANQUET_PG_PORT", "55432")),
         "database": os.environ.get("BANQUET_PG_DB", "banquet"),
         "user": os.environ.get("BANQUET_PG_USER", "banquet"),
-        "password": os.environ.get("BANQUET_PG_PASSWORD", "banquet"),
+        "password": os.environ.get("BANQUET_PG_PASSWORD", ""),
     }
 
 
@@ -79,7 +85,7 @@ def online_yaml(store: str, peer: str) -> str:
         host, port = redis_host_port()
         return (
             "online_store:\n  type: redis\n"
-            f'  connection_string: "{host}:{port},db={REDIS_DB[peer]}"\n'
+            f'  connection_string: "{host}:{port},db={REDIS_DB[peer]}{redis_auth()}"\n'
         )
     lines = ["online_store:", "  type: postgres"]
     lines += [f"  {k}: {v}" for k, v in pg_settings().items()]
@@ -95,7 +101,8 @@ def redis_client(db: int = 0):
     import redis
 
     host, port = redis_host_port()
-    return redis.Redis(host=host, port=port, db=db, socket_timeout=30)
+    password = os.environ.get("BANQUET_REDIS_PASSWORD") or None
+    return redis.Redis(host=host, port=port, db=db, password=password, socket_timeout=30)
 
 
 def clear_place(store: str, peer: str) -> None:

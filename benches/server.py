@@ -71,7 +71,9 @@ def redis_address() -> str:
 def online_yaml(store: str) -> str:
     if store == "sqlite":
         return "online_store:\n  type: sqlite\n  path: data/online_store.db\n"
-    return f"online_store:\n  type: redis\n  connection_string: '{redis_address()},db={REDIS_DB}'\n"
+    password = os.environ.get("BANQUET_REDIS_PASSWORD", "")
+    auth = f",password={password}" if password else ""  # the local Redis has requirepass
+    return f"online_store:\n  type: redis\n  connection_string: '{redis_address()},db={REDIS_DB}{auth}'\n"
 
 
 def repo_dir(d: Path, peer: str, store: str) -> Path:

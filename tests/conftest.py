@@ -7,19 +7,48 @@ section of their own.
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path as _Path
 
 import pytest
+
+from banquet.redact import redact_text
 
 # ---------------------------------------------------------------------------------------------
 # Local servers: Postgres and Redis started by `make services` (scripts/services.sh).
 # Connection settings come from scripts/services.env, which the Makefile sources before pytest;
-# the defaults below are the same, so a bare `pytest` works too once the servers are up.
+# without them (a bare `pytest`) this file sources it itself, so the generated passwords are
+# found too. The servers require them: Postgres scram-sha-256, Redis requirepass.
 # A server that does not answer FAILS the tests that need it (it is never skipped silently).
 # ---------------------------------------------------------------------------------------------
 
-DEFAULT_PG_DSN = "postgresql://banquet:banquet@127.0.0.1:55432/banquet"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:56379/0"
+_SERVICES_ENV = _Path(__file__).resolve().parent.parent / "scripts" / "services.env"
 _START_HINT = "run `make services` (scripts/services.sh start) to start the local servers"
+
+
+def _load_services_env() -> None:
+    """Fill in the BANQUET_* settings the environment lacks from scripts/services.env."""
+    if "BANQUET_PG_DSN" in os.environ and "BANQUET_REDIS_PASSWORD" in os.environ:
+        return
+    out = subprocess.run(
+        ["sh", "-c", '. "$0" && env -0', str(_SERVICES_ENV)],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout.decode()
+    for line in out.split("\0"):
+        name, eq, value = line.partition("=")
+        if eq and name.startswith("BANQUET_"):
+            os.environ.setdefault(name, value)
+
+
+_load_services_env()
+
+
+@pytest.fixture(scope="session")
+def redis_password() -> str:
+    """The password of the local Redis and Redis Cluster (BANQUET_REDIS_PASSWORD)."""
+    return os.environ.get("BANQUET_REDIS_PASSWORD", "")
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +56,7 @@ def pg_dsn() -> str:
     """DSN of the local Postgres (BANQUET_PG_DSN), checked to answer `SELECT 1`."""
     import psycopg
 
-    dsn = os.environ.get("BANQUET_PG_DSN", DEFAULT_PG_DSN)
+    dsn = os.environ["BANQUET_PG_DSN"]
     error = None
     try:
         with psycopg.connect(dsn, connect_timeout=5) as conn:
@@ -35,7 +64,10 @@ def pg_dsn() -> str:
     except psycopg.Error as e:
         error = str(e).strip()
     if error is not None:
-        pytest.fail(f"Postgres at {dsn} does not answer: {_START_HINT} ({error})", pytrace=False)
+        pytest.fail(
+            redact_text(f"Postgres at {dsn} does not answer: {_START_HINT} ({error})", dsn),
+            pytrace=False,
+        )
     return dsn
 
 
@@ -44,7 +76,7 @@ def redis_url() -> str:
     """URL of the local Redis (BANQUET_REDIS_URL), checked to answer PING."""
     import redis
 
-    url = os.environ.get("BANQUET_REDIS_URL", DEFAULT_REDIS_URL)
+    url = os.environ["BANQUET_REDIS_URL"]
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
     error = None
     try:
@@ -54,7 +86,10 @@ def redis_url() -> str:
     finally:
         client.close()
     if error is not None:
-        pytest.fail(f"Redis at {url} does not answer: {_START_HINT} ({error})", pytrace=False)
+        pytest.fail(
+            redact_text(f"Redis at {url} does not answer: {_START_HINT} ({error})", url),
+            pytrace=False,
+        )
     return url
 
 

@@ -231,10 +231,13 @@ def load_config(
             f"{path}: no such file; run inside a feature repo (`banquet init NAME` makes one) "
             "or pass -c/--chdir or -f/--feature-store-yaml"
         )
+    problem = None
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+        problem = _yaml_problem(e)
+    if problem is not None:  # raised here: PyYAML's error quotes the line (a password?)
+        raise ConfigError(f"{path}: not valid YAML: {problem}")
     # the repo folder: as given, else the config file's folder, else the current one
     repo = Path(repo_path) if repo_path is not None else path.parent
     return RepoConfig.from_dict(data, repo_path=repo, source=str(path))
@@ -361,7 +364,13 @@ def _check(hint: Any, value: Any, source: str, key: str) -> Any:
     if isinstance(hint, type) and (
         not isinstance(value, hint) or isinstance(value, bool) and hint is not bool
     ):
+        shown = "" if _is_secret(key) else f" {value!r}"  # a mistyped password stays unshown
         raise ConfigError(
-            f"{source}: '{key}' must be of type {hint.__name__}, got {type(value).__name__} {value!r}"
+            f"{source}: '{key}' must be of type {hint.__name__}, got {type(value).__name__}{shown}"
         )
     return value
+
+
+def _is_secret(key: str) -> bool:
+    """Keys whose values may hold a password (or a URL with one): never echoed."""
+    return key.rpartition(".")[2] in ("password", "connection_string", "path")

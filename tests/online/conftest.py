@@ -87,15 +87,21 @@ DEFAULT_CLUSTER_NODES = "127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003"
 
 
 @pytest.fixture(scope="session")
-def redis_cluster_nodes() -> str:
+def redis_cluster_nodes(redis_password: str) -> str:
     """``host:port,...`` of the local Redis Cluster (BANQUET_REDIS_CLUSTER_NODES), checked to
-    report ``cluster_state:ok`` on every node."""
+    report ``cluster_state:ok`` on every node (logged in with BANQUET_REDIS_PASSWORD)."""
     import redis
 
     nodes = os.environ.get("BANQUET_REDIS_CLUSTER_NODES", DEFAULT_CLUSTER_NODES)
     for node in nodes.split(","):
         host, _, port = node.rpartition(":")
-        client = redis.Redis(host=host, port=int(port), socket_timeout=5, socket_connect_timeout=5)
+        client = redis.Redis(
+            host=host,
+            port=int(port),
+            password=redis_password or None,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+        )
         try:
             state = client.cluster("INFO").get("cluster_state")
         except redis.RedisError as e:
@@ -130,6 +136,7 @@ class Backend:
         self._stores: list[OnlineStore] = []
         self.extra_redis_keys: list[bytes] = []
         self.redis_url = self.pg_dsn = self.cluster_nodes = ""
+        self.redis_password = os.environ.get("BANQUET_REDIS_PASSWORD", "")
         if kind == "redis":
             self.redis_url = request.getfixturevalue("redis_url")
         elif kind == "redis_cluster":
@@ -161,8 +168,11 @@ class Backend:
                 connection_string=redis_connection_string(self.redis_url), **overrides
             )
         if self.kind == "redis_cluster":
+            auth = f",password={self.redis_password}" if self.redis_password else ""
             return RedisOnlineConfig(
-                connection_string=self.cluster_nodes, redis_type="redis_cluster", **overrides
+                connection_string=self.cluster_nodes + auth,
+                redis_type="redis_cluster",
+                **overrides,
             )
         settings = {**postgres_settings(self.pg_dsn), "db_schema": self.schema, **overrides}
         return PostgresOnlineConfig(**settings)
@@ -227,6 +237,7 @@ class Backend:
                 nodes = [n.rpartition(":") for n in self.cluster_nodes.split(",")]
                 client = RedisCluster(
                     startup_nodes=[ClusterNode(h, int(p)) for h, _, p in nodes],
+                    password=self.redis_password or None,
                     socket_timeout=5,
                     socket_connect_timeout=5,
                 )

@@ -504,6 +504,10 @@ def test_materialize_and_serve(backend: Backend, tmp_repo: MakeRepo, repo_featur
         ),
         ("h:1, db = 2 ,ssl=False,", dict(host="h", port=1, db=2, ssl=False)),
         ("[::1]:6380", dict(host="::1", port=6380)),
+        # URLs (redis-py's form): password %-escaped, db in the path, rediss:// for TLS
+        ("redis://localhost:6379/0", dict(host="localhost", port=6379, db=0, password=None)),
+        ("redis://:p%40w@h:7/2", dict(host="h", port=7, db=2, password="p@w", ssl=False)),
+        ("rediss://u:pw@h?socket_timeout=3", dict(username="u", ssl=True, socket_timeout=3.0)),
         (
             "h:1,socket_timeout=0.5,socket_connect_timeout=2",
             dict(socket_timeout=0.5, socket_connect_timeout=2.0),
@@ -520,8 +524,10 @@ def test_connection_string(text: str, want: dict[str, Any]) -> None:
     ("text", "match"),
     [
         ("", "empty"),
-        ("redis://localhost:6379/0", "not a URL"),
-        ("localhost:port", "port 'port'"),
+        ("http://localhost:6379/0", "redis:// or rediss://"),
+        ("redis://localhost:port/0", "not a valid URL"),
+        ("localhost/0", "not 'host:port'.*redis://:PASSWORD@HOST:PORT/DB"),
+        ("localhost:port", "1 to 65535, not 'port'"),
         ("localhost:0", "1 to 65535"),
         (":6379", "no host"),
         ("h:1,db=x", "db='x'"),
@@ -654,9 +660,10 @@ def test_redis_server_gone_mid_request(
     u = urlsplit(redis_url)
     proxy = tcp_proxy(u.hostname or "127.0.0.1", u.port or 6379)
     project = "t" + os.urandom(6).hex()
+    auth = {"password": u.password} if u.password else {}  # the local Redis has requirepass
     # a long socket timeout: the error must come from the lost server, not from a timeout
-    s = _redis_store(tmp_path, proxy.port, socket_timeout=60)
-    direct = _redis_store(tmp_path, u.port or 6379)
+    s = _redis_store(tmp_path, proxy.port, socket_timeout=60, **auth)
+    direct = _redis_store(tmp_path, u.port or 6379, **auth)
     try:
         s.write(project, "v", [b"k"], [1], [0], [b"x"])
         assert s.read(project, [("v", [b"k"])]) == [[b"x"]]

@@ -76,10 +76,16 @@ SQLITE = "online_store:\n  type: sqlite\n  path: data/online_store.db\n"
 
 
 def redis_online(url: str) -> str:
-    """The online_store section for the Redis at ``url`` (redis://host:port/db)."""
-    rest = url.split("://", 1)[1]
-    hostport, _, db = rest.partition("/")
-    return f"online_store:\n  type: redis\n  connection_string: '{hostport},db={db or 0}'\n"
+    """The online_store section for the Redis at ``url`` (redis://[:password@]host:port/db)."""
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(url)
+    auth = f",password={unquote(u.password)}" if u.password else ""
+    db = (u.path or "/0").lstrip("/") or "0"
+    return (
+        f"online_store:\n  type: redis\n"
+        f"  connection_string: '{u.hostname}:{u.port or 6379},db={db}{auth}'\n"
+    )
 
 
 def write_data(root: Path) -> None:

@@ -39,6 +39,7 @@ from banquet.errors import (
     StoreUnavailable,
 )
 from banquet.offline.base import OfflineStore
+from banquet.redact import redact_text
 from banquet.sources import PostgreSQLSource
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class PostgresOfflineStore(OfflineStore):
         super().__init__(config)
         cfg: PostgresOfflineConfig = config.offline_store  # type: ignore[assignment]
         self.cfg = cfg
-        self.address = f"{cfg.host}:{cfg.port}/{cfg.database}"
+        self.address = redact_text(f"{cfg.host}:{cfg.port}/{cfg.database}", cfg.password)
         self._conn: Connection | None = None
         self._conn_pid = 0
         self._finalizer: weakref.finalize | None = None
@@ -94,14 +95,19 @@ class PostgresOfflineStore(OfflineStore):
         try:
             return adbc.connect(self.conninfo(), autocommit=True)
         except Exception as e:  # adbc raises its own DB-API classes
-            text = _one_line(e)
+            text = redact_text(_one_line(e), self.cfg.password)
+            error: StoreError
             if "FATAL" in text and not any(m in text.lower() for m in _TRANSIENT):
-                raise StoreError(
+                error = StoreError(
                     f"Postgres offline store at {self.address}: cannot connect: {text}"
-                ) from None
-            raise StoreUnavailable(
-                f"Postgres offline store at {self.address} is unavailable: {text}"
-            ) from None
+                )
+            else:
+                error = StoreUnavailable(
+                    f"Postgres offline store at {self.address} is unavailable: {text}"
+                )
+        # raised outside the handler: the driver's error (it may quote the connection
+        # settings) must not ride along as __context__
+        raise error
 
     def _connection(self) -> Connection:
         """The store's one connection, opened on first use: opening one costs ~150 ms (the

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from banquet import _core
 from banquet.errors import ConfigError, StoreError, StoreUnavailable
 from banquet.online.base import OnlineStore
+from banquet.redact import redact_text
 
 if TYPE_CHECKING:
     import psycopg
@@ -68,7 +69,7 @@ class PostgresOnlineStore(OnlineStore):
         cfg: PostgresOnlineConfig = config.online_store  # type: ignore[assignment]
         self.cfg = cfg
         self.schema = cfg.db_schema
-        self.address = f"{cfg.host}:{cfg.port}/{cfg.database}"
+        self.address = redact_text(f"{cfg.host}:{cfg.port}/{cfg.database}", cfg.password)
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._lock = threading.Lock()
         if not cfg.timeout_seconds > 0:
@@ -102,10 +103,13 @@ class PostgresOnlineStore(OnlineStore):
                 conninfo = self._conninfo()
                 # One direct connection first: an unreachable server fails now, in
                 # milliseconds, instead of after the pool's wait for a connection.
+                error: StoreError | None = None
                 try:
                     psycopg.connect(conninfo).close()
                 except psycopg.Error as e:
-                    raise self._connect_error(e) from None
+                    error = self._connect_error(e)
+                if error is not None:  # raised here: psycopg's error is not its __context__
+                    raise error
                 pool = ConnectionPool(
                     conninfo,
                     min_size=max(0, self.cfg.min_conn),
@@ -128,13 +132,13 @@ class PostgresOnlineStore(OnlineStore):
     def _connect_error(self, e: BaseException) -> StoreError:
         """A refused connection: the server is unavailable, unless it answered and rejected
         the settings (unknown database or user, wrong password): that is not retryable."""
-        text = " ".join(str(e).split())
+        text = redact_text(" ".join(str(e).split()), self.cfg.password)
         if "FATAL:" in text and not any(m in text for m in _TRANSIENT_FATAL):
             return StoreError(f"Postgres online store at {self.address}: cannot connect: {text}")
         return self._unavailable("connect", e)
 
     def _unavailable(self, what: str, e: BaseException) -> StoreUnavailable:
-        text = " ".join(str(e).split())
+        text = redact_text(" ".join(str(e).split()), self.cfg.password)
         return StoreUnavailable(
             f"Postgres online store at {self.address} is unavailable ({what}): {text}"
         )

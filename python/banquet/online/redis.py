@@ -37,12 +37,13 @@ import threading
 from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from banquet import _core
 from banquet.errors import ConfigError, StoreError, StoreUnavailable
 from banquet.online.base import OnlineStore
+from banquet.redact import redact_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -101,7 +102,7 @@ class RedisAddress:
     port: int = 6379
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a message
     ssl: bool = False
     socket_timeout: float = 10.0
     socket_connect_timeout: float = 5.0
@@ -122,6 +123,7 @@ def _hp(host: str, port: int) -> str:
 
 
 _OPTIONS = ("db", "username", "password", "ssl", "socket_timeout", "socket_connect_timeout")
+_URL_SCHEMES = ("redis", "rediss")
 
 
 def parse_connection_string(text: str) -> RedisAddress:
@@ -129,34 +131,84 @@ def parse_connection_string(text: str) -> RedisAddress:
 
     The first comma-separated part is ``host[:port]`` (``[::1]:6379`` for IPv6); further
     ``host:port`` parts name more Redis Cluster nodes to start from; the others are
-    ``option=value``. Timeouts are in seconds.
+    ``option=value``. Timeouts are in seconds. A URL works too (redis-py's form):
+    ``redis://[[user]:password@]host[:port][/db][?option=value&...]``, ``rediss://`` for TLS.
+
+    No error shows the password, nor any part that may be one (a bare word, a URL's
+    user info): they are named by position or redacted.
     """
     where = "online_store.connection_string"
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"{where} is empty; write it as 'host:port' (e.g. 'localhost:6379')")
+    if "://" in text:
+        return _parse_url(text.strip(), where)
     first, *rest = (p.strip() for p in text.split(","))
-    host, port = _host_port(first, where)
+    secrets = [p for p in rest if p and "=" not in p and not _looks_like_node(p)]
+    host, port = _host_port(first, where, secrets)
     values: dict[str, Any] = {"host": host, "port": port}
     more: list[tuple[str, int]] = []
-    for part in rest:
+    for i, part in enumerate(rest, start=2):
         if not part:
             continue
         if "=" not in part and _looks_like_node(part):
-            more.append(_host_port(part, where))
+            more.append(_host_port(part, where, secrets))
             continue
         name, eq, value = part.partition("=")
         name = name.strip().lower()
         if not eq:
             raise ConfigError(
-                f"{where}: {part!r} is not an option; write options as name=value after "
-                f"host:port, e.g. 'localhost:6379,db=0,password=secret'"
+                f"{where}: part {i} (not shown: it may be a password) is neither 'host:port' "
+                "nor an option; write options as name=value after host:port, e.g. "
+                "'localhost:6379,db=0,password=...'"
             )
         if name not in _OPTIONS:
             raise ConfigError(
-                f"{where}: unknown option {name!r}; valid options are {', '.join(_OPTIONS)}"
+                f"{where}: unknown option {redact_text(name)!r} (part {i}); valid options are "
+                f"{', '.join(_OPTIONS)}"
             )
         values[name] = _option(name, value.strip(), where)
     return RedisAddress(**values, more_nodes=tuple(more))
+
+
+def _parse_url(text: str, where: str) -> RedisAddress:
+    """``redis://[[user]:password@]host[:port][/db][?option=value&...]``."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    shown = redact_text(text, text)
+    try:
+        u = urlsplit(text)
+        port = u.port
+    except ValueError:  # a port that is not a number in 0..65535, a broken [ipv6]
+        raise ConfigError(
+            f"{where}: {shown!r} is not a valid URL (host or port); write it as "
+            "redis://:PASSWORD@HOST:PORT/DB or HOST:PORT,password=..."
+        ) from None
+    scheme = u.scheme.lower()
+    if scheme not in _URL_SCHEMES:
+        raise ConfigError(
+            f"{where}: {shown!r}: the URL scheme must be redis:// or rediss:// (TLS), not "
+            f"{scheme}://"
+        )
+    if not u.hostname:
+        raise ConfigError(f"{where}: {shown!r} has no host; write redis://:PASSWORD@HOST:PORT/DB")
+    if port == 0:
+        raise ConfigError(f"{where}: in {shown!r} the port must be a number from 1 to 65535")
+    values: dict[str, Any] = {"host": u.hostname, "port": port or 6379, "ssl": scheme == "rediss"}
+    if u.username:
+        values["username"] = unquote(u.username)
+    if u.password is not None:
+        values["password"] = unquote(u.password)
+    db = u.path.strip("/")
+    if db:
+        values["db"] = _option("db", db, where)
+    for name, value in parse_qsl(u.query, keep_blank_values=True):
+        if name.lower() not in _OPTIONS:
+            raise ConfigError(
+                f"{where}: unknown URL option {redact_text(name)!r}; valid options are "
+                f"{', '.join(_OPTIONS)}"
+            )
+        values[name.lower()] = _option(name.lower(), value, where)
+    return RedisAddress(**values)
 
 
 def _looks_like_node(part: str) -> bool:
@@ -164,25 +216,32 @@ def _looks_like_node(part: str) -> bool:
     return part.startswith("[") or (":" in part and part.rpartition(":")[2].isdigit())
 
 
-def _host_port(text: str, where: str) -> tuple[str, int]:
+def _host_port(text: str, where: str, secrets: Sequence[str] = ()) -> tuple[str, int]:
+    shown = redact_text(text, *secrets)
     if text.startswith("["):  # [ipv6]:port
         host, _, tail = text[1:].partition("]")
         port_text = tail[1:] if tail.startswith(":") else ""
         if tail and not tail.startswith(":"):
-            raise ConfigError(f"{where}: {text!r} is not '[ipv6]:port'")
+            raise ConfigError(f"{where}: {shown!r} is not '[ipv6]:port'")
     else:
         host, _, port_text = text.partition(":")
-    if not host:
-        raise ConfigError(f"{where}: {text!r} has no host; write it as 'host:port'")
-    if "=" in text or "/" in text:
+    if "=" in text or "/" in text or "@" in text or ";" in text:
+        # a password may be in it: show no part of it
         raise ConfigError(
-            f"{where}: {text!r} is not 'host:port' (the connection string is "
-            "'host:port,option=value,...', not a URL)"
+            f"{where}: the first part (not shown: it may hold a password) is not 'host:port'; "
+            "write 'host:port,option=value,...' (e.g. 'localhost:6379,db=0,password=...') or "
+            "a URL redis://:PASSWORD@HOST:PORT/DB"
         )
+    if not host:
+        raise ConfigError(f"{where}: {shown!r} has no host; write it as 'host:port'")
     if not port_text:
         return host, 6379
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"{where}: port {port_text!r} must be a number from 1 to 65535")
+        # (the port part may be a password typed after a colon: not shown)
+        raise ConfigError(
+            f"{where}: the port of {host!r} must be a number from 1 to 65535"
+            + ("" if ":" in port_text else f", not {redact_text(port_text, *secrets)!r}")
+        )
     return host, int(port_text)
 
 
@@ -640,7 +699,13 @@ class RedisOnlineStore(OnlineStore):
             raise typed from None
 
     def _typed(self, e: Exception, what: str) -> StoreError | None:
-        """The banquet error for a redis-py error (None: not one)."""
+        """The banquet error for a redis-py error (None: not one), its text redacted."""
+        typed = self._typed_raw(e, what)
+        if typed is not None and self.address.password:
+            typed.args = (redact_text(str(typed), self.address.password),)
+        return typed
+
+    def _typed_raw(self, e: Exception, what: str) -> StoreError | None:
         import redis
         from redis.exceptions import AskError, ClusterDownError, TryAgainError
 

@@ -27,7 +27,6 @@ the caller holds and gets the objects back only when the project changed since.
 from __future__ import annotations
 
 import copy
-import re
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from banquet.errors import ConfigError, RegistryConflict, RegistryError, RegistryUnavailable
+from banquet.redact import redact_text
 from banquet.registry.base import KINDS, Registry, State, empty_state
 
 if TYPE_CHECKING:
@@ -88,14 +88,18 @@ class SqlRegistry(Registry):
             )
         except psycopg.Error as e:
             text = self._clean(e)
+            error: RegistryError
             if "FATAL:" in text and not any(m in text for m in _TRANSIENT_FATAL):
                 # the server answered and refused (unknown database or user, bad password):
                 # retrying will not help, the settings must change
-                raise RegistryError(
+                error = RegistryError(
                     f"SQL registry at {self.address}: cannot connect: {text}; fix registry.path "
                     "in feature_store.yaml"
-                ) from None
-            raise self._unavailable("cannot connect", e) from None
+                )
+            else:
+                error = self._unavailable("cannot connect", e)
+        # raised outside the handler: psycopg's error is not carried along as __context__
+        raise error
 
     def _unavailable(self, what: str, e: BaseException) -> RegistryUnavailable:
         return RegistryUnavailable(
@@ -104,8 +108,7 @@ class SqlRegistry(Registry):
         )
 
     def _clean(self, e: BaseException) -> str:
-        text = " ".join(str(e).split())
-        return text.replace(self._password, "***") if self._password else text
+        return redact_text(" ".join(str(e).split()), self._password, self.conninfo)
 
     def _read(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """``work(conn)`` on the shared read connection; a connection lost since its last use
@@ -411,10 +414,18 @@ def _parse_stamp(text: str | None) -> datetime | None:
 
 def parse_path(path: str) -> tuple[str, str | None, str]:
     """``registry.path`` -> (libpq connection URL, schema or None, address without password)."""
-    parts = urlsplit(path.strip())
+    shown = redact_text(path, path)
+    try:
+        parts = urlsplit(path.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number in 0..65535
+    except ValueError:  # that, or a broken [ipv6] host
+        raise ConfigError(
+            f"registry.path {shown!r}: the port must be a number from 1 to 65535 (and an IPv6 "
+            "host is written [::1]); write postgresql://USER:PASSWORD@HOST:PORT/DATABASE, with "
+            "special characters in the password %-escaped"
+        ) from None
     scheme = parts.scheme.lower().split("+", 1)[0]
     if scheme not in _SCHEMES or not parts.netloc:
-        shown = re.sub(r":[^@/]*@", ":***@", path)
         raise ConfigError(
             f"registry.path {shown!r}: the sql registry stores its tables in PostgreSQL; write "
             "registry.path as postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
