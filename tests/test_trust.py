@@ -335,3 +335,11 @@ def test_functions_defined_in_this_process_are_trusted(tmp_repo: MakeRepo, tmp_p
 
 def _plus_one(inputs: dict[str, list[float]]) -> dict[str, list[float]]:
     return {"w": [x + 1 for x in inputs["v"]]}
+
+
+def test_a_repo_that_fails_to_import_trusts_nothing_and_says_so(applied: Path) -> None:
+    features = applied / "features.py"
+    features.write_text(features.read_text() + "\nraise RuntimeError('secret-token-123')\n")
+    with pytest.raises(UntrustedFunction, match=r"importing its files failed \(RepoError") as e:
+        FeatureStore(repo_path=applied).get_online_features(["scaled:scaled"], ROWS)
+    assert "secret-token-123" not in str(e.value)  # the message may reach an HTTP body

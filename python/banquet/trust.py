@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from banquet.udf import UserFunction
 
 ENV_VAR = "BANQUET_TRUSTED_FUNCTIONS"
+log = logging.getLogger("banquet.trust")
 _PREFIX = b"banquet-function/1\n"  # versions the encoding below
 _HEX = frozenset("0123456789abcdef")
 
@@ -149,8 +151,10 @@ def _load(repo: Path, sig: tuple[tuple[str, int, int], ...]) -> _RepoFunctions:
         for name, view in contents.on_demand_feature_views.items():
             with contextlib.suppress(FunctionNotSerializable):
                 out.hashes[name] = view.udf.sha256
-    except Exception as e:  # a broken repo trusts nothing; say why in the refusal
-        out.problem = f"loading it failed ({type(e).__name__}: {e})"
+    except Exception as e:  # a broken repo trusts nothing
+        # The refusal may reach an HTTP body: only the kind of failure there, the rest logged.
+        out.problem = f"importing its files failed ({type(e).__name__}; see the log)"
+        log.warning("feature repo %s could not be loaded to check functions: %s", repo, e)
     finally:
         _loading.active = False
         for fn in set(udf.captured()) - before:  # the repo's, not "defined in this process"
