@@ -6,6 +6,7 @@ resolved against, so repeated online requests do no registry work.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,10 @@ def _resolve(
         g.names.append(f"{view.projected_name}__{f.name}" if full else f.name)
         columns.append((gi, len(g.features) - 1))
 
+    # view name -> (view, its fields by name): view.feature() scans the list, quadratic for a
+    # request naming many features of one wide view
+    fields_of: dict[str, tuple[Any, dict[str, Field]]] = {}
+
     if isinstance(features, FeatureService):
         service = catalog.get("feature_services", features.name)
         for view in service.feature_views:
@@ -106,11 +111,16 @@ def _resolve(
                     f"feature reference {ref!r} is not of the form 'view:feature'"
                 )
             view_name, feature = parts
-            view = catalog.view(view_name)
-            add(view, view.feature(feature))
+            known = fields_of.get(view_name)
+            if known is None:
+                view = catalog.view(view_name)
+                known = fields_of[view_name] = (view, {f.name: f for f in view.features})
+            view, fields = known
+            f = fields.get(feature)
+            add(view, f if f is not None else view.feature(feature))  # feature(): the error
     inputs = {gi: _on_demand_inputs(g, group_for, groups) for gi, g in enumerate(list(groups))}
     names = [groups[gi].names[fi] for gi, fi in columns]
-    dup = sorted({n for n in names if names.count(n) > 1})
+    dup = sorted({n for n, count in Counter(names).items() if count > 1})
     if dup:
         raise FeatureNameCollisionError(
             f"features {dup} would appear more than once in the output (they come from "
@@ -132,13 +142,14 @@ def _on_demand_inputs(
     for src in g.view.source_views:
         sgi = group_for(src)
         sg = groups[sgi]
+        index: dict[str, int] = {}  # first position of each feature name in the group
+        for i, x in enumerate(sg.features):
+            index.setdefault(x.name, i)
         for f in src.projected_features:
-            have = [i for i, x in enumerate(sg.features) if x.name == f.name]
-            if have:
-                fi = have[0]
-            else:
+            fi = index.get(f.name, -1)
+            if fi < 0:
                 sg.features.append(f)
                 sg.names.append(f"{src.projected_name}:{f.name}")
-                fi = len(sg.features) - 1
+                fi = index[f.name] = len(sg.features) - 1
             refs.append((src.projected_name, f.name, sgi, fi))
     return refs

@@ -180,6 +180,7 @@ class _Plan:
                 where[name] = (gi, pos[f.name])
                 if "timestamp" in f.dtype.name:
                     self.timestamps.append((name, f.dtype.name == "timestamp"))
+        requested = set(request.names)  # built once: per name it made the plan quadratic
         self.core = _core.OnlinePlan(
             [
                 (
@@ -195,10 +196,10 @@ class _Plan:
             ],
             # requested features first, then inputs of on-demand views nobody asked for
             [(name, *where[name]) for name in request.names if name in where]
-            + [(name, *w) for name, w in where.items() if name not in set(request.names)],
+            + [(name, *w) for name, w in where.items() if name not in requested],
         )
         self.outputs = set(where)
-        self.extra = [name for name in where if name not in set(request.names)]
+        self.extra = [name for name in where if name not in requested]
         self.ttls = [g.view.ttl_us for g in self.groups]
         self.types = {
             name: f.dtype.to_arrow()
