@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -97,7 +98,7 @@ REDIS_SHAPES = {
     "url-user": f"redis://default:{PW}@{R_HOST}:{R_PORT}",
     "url-odd-password": f"redis://:{PW_ODD}@{R_HOST}:{R_PORT}/0",
     "url-quoted-password": f"redis://:{quote(PW_ODD, safe='')}@{R_HOST}:{R_PORT}/0",
-    "url-tls": f"rediss://:{PW}@{R_HOST}:{R_PORT}/0",
+    "url-tls": f"rediss://:{PW}@{R_HOST}:{R_PORT}/0?socket_timeout=0.5&socket_connect_timeout=0.5",
     "url-no-port": f"redis://:{PW}@{R_HOST}/0",
     "url-bad-port": f"redis://:{PW}@{R_HOST}:99999/0",
     "url-bad-db": f"redis://:{PW}@{R_HOST}:{R_PORT}/x",
@@ -404,3 +405,53 @@ def test_parse_of_urls_for_redis() -> None:
     assert (a.host, a.port, a.db, a.password, a.ssl) == ("h", 6379, 0, PW, True)
     assert PW not in str(a) and PW not in repr(a)
     assert urlsplit("redis://h").hostname == "h"
+
+
+@pytest.mark.postgres
+def test_health_and_ready_name_no_address_user_or_password(
+    tmp_path: Path, start_server: Callable[..., Any], pg_dsn: str
+) -> None:
+    """The registry's database goes away while the server runs: /health and /ready say so
+    without its address, user or password (the test role may create databases: one of its
+    own, dropped under the server)."""
+    import uuid
+
+    import psycopg
+
+    db = f"secrets_{uuid.uuid4().hex[:10]}"
+    u = urlsplit(pg_dsn)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    try:
+        repo = make_repo(tmp_path / "repo", "secrets_ready")
+        yaml = (repo / "feature_store.yaml").read_text()
+        registry_url = u._replace(path=f"/{db}").geturl()
+        (repo / "feature_store.yaml").write_text(
+            yaml.replace(
+                "registry: data/registry.db\n",
+                f"registry:\n  registry_type: sql\n  path: {registry_url}\n",
+            )
+        )
+        FeatureStore(repo_path=repo).apply()
+        server = start_server(repo)
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
+        texts = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until a refresh has failed
+            status, body = server.request("GET", "/health")
+            if status != 200:
+                break
+            time.sleep(0.1)
+        for path in ("/health", "/ready"):
+            status, body = server.request("GET", path)
+            texts.append(f"{path} -> {status} {body}")
+        log = server.output()
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    assert "does not exist" in log or "registry" in log  # the failure was noticed
+    for text in texts:
+        for shown in (u.password or "", f"{u.hostname}:{u.port}", f"{u.username}@", db):
+            assert shown not in text, f"{shown!r} in {text}"
+    assert u.password and u.password not in log

@@ -651,6 +651,8 @@ class RedisOnlineStore(OnlineStore):
             try:
                 ranges = self._client_for(host, port).execute_command("CLUSTER SLOTS")
                 break
+            except redis.AuthenticationError:
+                raise  # refused, not down: another node would refuse it too
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 last = redis.ConnectionError(f"node {_hp(host, port)}: {e}")
             except redis.ResponseError as e:
@@ -711,7 +713,10 @@ class RedisOnlineStore(OnlineStore):
 
         where = f"{self.kind} online store at {self.address}"
         if isinstance(e, (redis.AuthenticationError, redis.exceptions.AuthorizationError)):
-            return StoreError(f"{where}: {what}: {e}")
+            return StoreError(
+                f"{where}: {what}: {e} (the server refused the login: check username= and "
+                "password= in online_store.connection_string)"
+            )
         if isinstance(e, (redis.ConnectionError, redis.TimeoutError)):
             return StoreUnavailable(f"{where} is unavailable ({what}): {e}")
         if isinstance(e, (AskError, TryAgainError, ClusterDownError, _Uncovered)):

@@ -101,8 +101,9 @@ def _online_views(server: FeatureServer, req: dict[str, Any]) -> list[str] | Non
 
 def health(server: FeatureServer, body: bytes) -> bytes:
     r = server.refresher
-    if not r.healthy:
-        raise HTTPError(503, "RegistryUnavailable", r.problem)
+    if not r.healthy:  # the details (addresses, users) go to the server log, not the body
+        kind = r.problem.partition(":")[0] if ":" in r.problem else "not read yet"
+        raise HTTPError(503, "RegistryUnavailable", f"the registry cannot be read ({kind})")
     return dumps({"status": "ok", "registry_version": r.version})
 
 
