@@ -136,6 +136,9 @@ class FeatureServerConfig:
     request_timeout_seconds: float = 2.0
     max_features_per_request: int = 10_000
     max_entities_per_request: int = 100_000
+    # Threads that run reads (store calls, on-demand functions); a worker stuck on a stalled
+    # store stays busy until the store's own timeout ends its call.
+    worker_threads: int = 8
 
 
 OnlineConfig = SqliteOnlineConfig | RedisOnlineConfig | PostgresOnlineConfig
