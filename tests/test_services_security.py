@@ -134,6 +134,13 @@ def test_redis_cluster_nodes_refuse_a_client_without_the_password(tmp_path: Path
     with pytest.raises(StoreError, match="(?i)auth") as info:
         store.read("p", [("v", [b"k"])])
     assert not isinstance(info.value, StoreUnavailable), "refused, not down: no retry helps"
+    # with the password, in either shape (a URL names one node; the others are discovered)
+    password = env("BANQUET_REDIS_PASSWORD")
+    for shape in (f"{nodes},password={password}", f"redis://:{password}@{nodes.split(',')[0]}"):
+        cfg = RedisOnlineConfig(connection_string=shape, redis_type="redis_cluster")
+        store = open_online_store(RepoConfig(project="p", online_store=cfg, repo_path=tmp_path))
+        assert store.read("p", [("v", [b"k"]), ("v", [b"j"])]) == [[None], [None]]
+        store.close()
     store.close()
 
 
