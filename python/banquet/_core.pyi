@@ -196,9 +196,11 @@ class SqliteStore:
         event_ts: list[int],
         created_ts: list[int],
         values: list[bytes | None],
+        overwrite: bool = False,
     ) -> int:
         """Upsert in one transaction; a row replaces the stored one only if its
-        ``(event_ts, created_ts)`` is not older. Any failure writes nothing."""
+        ``(event_ts, created_ts)`` is not older (``overwrite``: always). Any failure writes
+        nothing."""
     def write_arrays(
         self,
         project: str,
@@ -207,6 +209,7 @@ class SqliteStore:
         event_ts: ArrowArray,
         created_ts: ArrowArray | None,
         values: ArrowArray,
+        overwrite: bool = False,
     ) -> int:
         """``write`` from Arrow: binary keys and values, int64 or timestamp[us] times (a null
         created time is stored as 0)."""

@@ -245,11 +245,22 @@ def _parse_time(value: str) -> datetime:
 @click.argument("start")
 @click.argument("end")
 @click.option("--views", "-v", "views", multiple=True, help="Only this feature view (repeatable).")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace stored values even where they are newer (corrects future-dated values).",
+)
 @click.pass_context
-def materialize(ctx: click.Context, start: str, end: str, views: tuple[str, ...]) -> None:
+def materialize(
+    ctx: click.Context, start: str, end: str, views: tuple[str, ...], overwrite: bool
+) -> None:
     """Load feature values with event times in [START, END] into the online store."""
     _store(ctx).materialize(
-        _parse_time(start), _parse_time(end), feature_views=list(views) or None, progress=True
+        _parse_time(start),
+        _parse_time(end),
+        feature_views=list(views) or None,
+        progress=True,
+        overwrite=overwrite,
     )
 
 

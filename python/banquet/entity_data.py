@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.types as pat
 
 from banquet import types
@@ -66,13 +65,9 @@ def utc_us(arr: pa.Array | pa.ChunkedArray, what: str) -> pa.Array | pa.ChunkedA
     if pat.is_date(t):
         return arr.cast(pa.timestamp("s")).cast(UTC_US)
     if pat.is_string(t) or pat.is_large_string(t):
-        try:
-            parsed = pc.strptime(arr, format="%Y-%m-%dT%H:%M:%S", unit="us", error_is_null=False)
-        except pa.ArrowInvalid:
-            raise TimestampColumnError(
-                f"{what} holds strings that are not ISO timestamps; convert it to a datetime column"
-            ) from None
-        return parsed.cast(UTC_US)
+        from banquet.write_checks import parse_iso_strings  # offsets and 'Z' too, as UTC
+
+        return parse_iso_strings(arr, what)
     raise TimestampColumnError(f"{what} has type {t}, expected a timestamp")
 
 

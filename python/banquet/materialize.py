@@ -17,11 +17,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from banquet import _core
 from banquet.entity_data import flat
-from banquet.errors import BanquetError, SchemaMismatch
+from banquet.errors import BanquetError, InvalidTimestamp, SchemaMismatch, ValueOutOfRange
 from banquet.progress import Progress
+from banquet.write_checks import check_fits, check_times, max_future_skew_us, out_of_range
 
 if TYPE_CHECKING:
     from banquet.feature_view import FeatureView
@@ -78,12 +80,15 @@ class Winners:
         )
 
 
-def materialize_windows(store: FeatureStore, windows: list[Window], progress: bool) -> None:
+def materialize_windows(
+    store: FeatureStore, windows: list[Window], progress: bool, overwrite: bool = False
+) -> None:
     """Materialize several views, one after another, reading the next view's window while
     the current one is written (two cores busy instead of one). Each view's interval is
     recorded once its write succeeded; all of them in one registry update at the end (each
     update is a write + fsync + rename), also when a later view fails. The online store's
-    background upkeep waits for the end (``OnlineStore.bulk``)."""
+    background upkeep waits for the end (``OnlineStore.bulk``). ``overwrite``: the rows
+    replace the stored ones even where those are newer (correcting future-dated values)."""
     done: list[Window] = []
     with store.online_store.bulk():
         try:
@@ -98,7 +103,7 @@ def materialize_windows(store: FeatureStore, windows: list[Window], progress: bo
                     last = i + 1 == len(windows)
                     if not last:
                         ahead = reader.submit(latest_rows, store, windows[i + 1])
-                    write_winners(store, current, progress)
+                    write_winners(store, current, progress, overwrite)
                     done.append(w)
                     if not last:
                         # this view's rows reach the disk while the next is written (the
@@ -115,6 +120,7 @@ def latest_rows(store: FeatureStore, w: Window) -> Winners:
     the first batch."""
     view = w.view
     rows = store.offline_store.read_view(view, view.features, w.start_us, w.end_us)
+    check_source_times(store, w, rows)
     idx = _core.latest_per_key(rows.keys, rows.event_ts, rows.created_ts, w.start_us, w.end_us)
     # Winners in serialized-key order: stores keyed by a B-tree (SQLite, Postgres) insert
     # sorted keys several times faster than random ones.
@@ -126,13 +132,39 @@ def latest_rows(store: FeatureStore, w: Window) -> Winners:
     return win
 
 
-def write_winners(store: FeatureStore, win: Winners, progress: bool) -> int:
+def check_source_times(store: FeatureStore, w: Window, rows: ViewRows) -> None:
+    """The write-path time checks over the source rows of the window: an unrepresentable or
+    too future-dated event time refuses the view's materialization as a whole (writing the
+    rest would leave those keys silently stale)."""
+    where = f"materialize: feature view {w.view.name!r}: source rows in the window"
+    fix = (
+        "fix the source data, raise online_store.max_future_skew (null turns the check off), "
+        "or materialize with an earlier end"
+    )
+    written = "Nothing of this view was written"
+    skew = max_future_skew_us(store.config)
+    try:  # the whole read first (one pass); rows outside the window only when that fails
+        check_times(rows.event_ts, rows.created_ts, where, skew, fix_future=fix, written=written)
+    except InvalidTimestamp:
+        ev = rows.event_ts.cast(pa.int64())
+        inside = pc.greater_equal(ev, w.start_us) if w.start_us is not None else None
+        upto = pc.less_equal(ev, w.end_us)
+        inside = upto if inside is None else pc.and_(inside, upto)  # nulls drop out
+        created = rows.created_ts.filter(inside) if rows.created_ts is not None else None
+        check_times(
+            rows.event_ts.filter(inside), created, where, skew, fix_future=fix, written=written
+        )
+
+
+def write_winners(
+    store: FeatureStore, win: Winners, progress: bool, overwrite: bool = False
+) -> int:
     """Write a view's winners in batches; returns the number of keys written."""
     view, n = win.window.view, len(win.idx)
     with Progress(view.name, n, enabled=progress) as bar:
         if n <= BATCH_ROWS:
             if n:
-                write_encoded(store, view, *win.encoded(0))
+                write_encoded(store, view, *win.encoded(0), overwrite=overwrite)
                 bar.advance(n)
             return n
         # Two stages on two cores: the store write of one batch (Rust, GIL released) runs
@@ -145,7 +177,7 @@ def write_winners(store: FeatureStore, win: Winners, progress: bool) -> int:
                 if pending is not None:
                     pending.result()
                     bar.advance(BATCH_ROWS)
-                pending = pool.submit(write_encoded, store, view, *encoded)
+                pending = pool.submit(write_encoded, store, view, *encoded, overwrite=overwrite)
             if pending is not None:
                 pending.result()
                 bar.advance(n - (n - 1) // BATCH_ROWS * BATCH_ROWS)
@@ -159,10 +191,13 @@ def write_rows(
     event_ts: pa.Array,
     created_ts: pa.Array | None,
     features: list[Any],
+    *,
+    overwrite: bool = False,
 ) -> None:
     """Encode rows (keys already typed, features in ``view.features`` order) and write them."""
     key_bytes = _core.serialize_entity_keys(view.join_keys, keys)
-    write_encoded(store, view, *encode_rows(view, key_bytes, event_ts, created_ts, features))
+    encoded = encode_rows(view, key_bytes, event_ts, created_ts, features)
+    write_encoded(store, view, *encoded, overwrite=overwrite)
 
 
 def encode_rows(
@@ -185,11 +220,15 @@ def write_encoded(
     event_ts: pa.Array,
     created_ts: pa.Array | None,
     blobs: pa.Array,
+    *,
+    overwrite: bool = False,
 ) -> None:
     store.online_store.ensure_view(store.project, view)
-    store.online_store.write_arrays(
-        store.project, view.name, key_bytes, event_ts, created_ts, blobs
-    )
+    args = (store.project, view.name, key_bytes, event_ts, created_ts, blobs)
+    if overwrite:
+        store.online_store.write_arrays(*args, overwrite=True)
+    else:  # the plain call: test doubles of the older signature keep working
+        store.online_store.write_arrays(*args)
 
 
 def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:
@@ -197,13 +236,22 @@ def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:
     target = field.dtype.to_arrow()
     if col.type == target:
         return col
+    where = f"feature view {view.name!r}: column {field.name!r}"
     try:
-        return col.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        out = col.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        if out_of_range(e):
+            raise ValueOutOfRange(
+                f"{where} holds a value out of the range of the declared {field.dtype} "
+                f"({' '.join(str(e).split())[:200]}); correct the source or declare a wider "
+                "type. Nothing of this view was written"
+            ) from None
         raise SchemaMismatch(
             f"feature view {view.name!r}: column {field.name!r} has type {col.type}, which does "
             f"not convert to the declared {field.dtype}"
         ) from None
+    check_fits(col, out, where)
+    return out
 
 
 def record_intervals(store: FeatureStore, windows: list[Window]) -> None:

@@ -14,9 +14,16 @@ import pyarrow as pa
 
 from banquet import _core
 from banquet.entity_data import flat, key_column, to_table, utc_us
-from banquet.errors import DataSourceNotFound, SchemaMismatch
+from banquet.errors import DataSourceNotFound, SchemaMismatch, ValueOutOfRange
 from banquet.materialize import write_rows
 from banquet.sources import FileSource, PushSource
+from banquet.write_checks import (
+    check_fits,
+    check_keys,
+    check_times,
+    max_future_skew_us,
+    out_of_range,
+)
 
 if TYPE_CHECKING:
     from banquet.feature_view import FeatureView
@@ -26,7 +33,7 @@ if TYPE_CHECKING:
 class Prepared:
     """A frame checked and typed for one view: keys, timestamps and features as Arrow."""
 
-    def __init__(self, view: FeatureView, table: pa.Table) -> None:
+    def __init__(self, view: FeatureView, table: pa.Table, skew_us: int | None) -> None:
         source = view.batch_source
         where = f"rows for feature view {view.name!r}"
         ts_name = source.timestamp_field
@@ -39,6 +46,7 @@ class Prepared:
             )
         self.view = view
         self.keys = [flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys]
+        check_keys(self.keys, list(view.join_keys), where)
         self.event_ts = flat(utc_us(table.column(ts_name), f"{where}: column {ts_name!r}"))
         created = source.created_timestamp_column
         self.created_ts = (
@@ -46,6 +54,7 @@ class Prepared:
             if created and created in table.column_names
             else None
         )
+        check_times(self.event_ts, self.created_ts, where, skew_us)
         self.features = []
         for f in view.features:
             col = flat(table.column(f.name))
@@ -54,15 +63,23 @@ class Prepared:
                 try:
                     if not _castable(col.type, target):  # cast() would parse "1.5" into 1.5
                         raise pa.ArrowInvalid("incompatible")
-                    col = col.cast(target, safe=True)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    cast = col.cast(target, safe=True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+                    if out_of_range(e):
+                        raise ValueOutOfRange(
+                            f"{where}: column {f.name!r} holds a value out of the range of the "
+                            f"declared {f.dtype} ({_one_line(e)}); correct it or declare a "
+                            "wider type. Nothing was written"
+                        ) from None
                     raise SchemaMismatch(
                         f"{where}: column {f.name!r} has type {col.type}, which does not "
                         f"safely convert to the declared {f.dtype}"
                     ) from None
+                check_fits(col, cast, f"{where}: column {f.name!r}")
+                col = cast
             self.features.append(col)
 
-    def write_online(self, store: FeatureStore) -> None:
+    def write_online(self, store: FeatureStore, overwrite: bool = False) -> None:
         idx = _core.latest_per_key(self.keys, self.event_ts, self.created_ts, None, None)
         write_rows(
             store,
@@ -71,14 +88,19 @@ class Prepared:
             self.event_ts.take(idx),
             self.created_ts.take(idx) if self.created_ts is not None else None,
             [c.take(idx) for c in self.features],
+            overwrite=overwrite,
         )
 
 
-def write_online(store: FeatureStore, view: FeatureView, df: Any) -> None:
-    Prepared(view, to_table(df, "df")).write_online(store)
+def write_online(store: FeatureStore, view: FeatureView, df: Any, overwrite: bool = False) -> None:
+    Prepared(view, to_table(df, "df"), max_future_skew_us(store.config)).write_online(
+        store, overwrite
+    )
 
 
-def push(store: FeatureStore, push_source_name: str, df: Any, to: PushMode) -> None:
+def push(
+    store: FeatureStore, push_source_name: str, df: Any, to: PushMode, overwrite: bool = False
+) -> None:
     from banquet.store import PushMode
 
     catalog = store.catalog()
@@ -90,7 +112,8 @@ def push(store: FeatureStore, push_source_name: str, df: Any, to: PushMode) -> N
         )
     views = [v for v in catalog.feature_views.values() if v.source.name == push_source_name]
     table = to_table(df, "df")
-    prepared = [Prepared(v, table) for v in views]  # validate everything before writing
+    skew = max_future_skew_us(store.config)
+    prepared = [Prepared(v, table, skew) for v in views]  # validate everything before writing
     if to in (PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE):
         # Offline first: if the append fails (the source's files disagree), nothing was
         # written; a retry after a failed online write only repeats identical offline rows.
@@ -98,7 +121,7 @@ def push(store: FeatureStore, push_source_name: str, df: Any, to: PushMode) -> N
     if to in (PushMode.ONLINE, PushMode.ONLINE_AND_OFFLINE):
         for p in prepared:
             if p.view.online:
-                p.write_online(store)
+                p.write_online(store, overwrite)
 
 
 def _offline_rows(source: PushSource, table: pa.Table, prepared: list[Prepared]) -> pa.Table:
@@ -154,6 +177,10 @@ def _castable(src: pa.DataType, target: pa.DataType) -> bool:
         lambda t: pat.is_timestamp(t) or pat.is_date(t),
     )
     return any(kind(src) and kind(target) for kind in kinds)
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())[:200]
 
 
 def new_part_name() -> str:

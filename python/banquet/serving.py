@@ -22,6 +22,7 @@ from banquet import _core
 from banquet.entity_data import key_column
 from banquet.errors import EntityDataError, KeyTypeError, MissingJoinKeyError
 from banquet.request import ResolvedRequest, ViewGroup
+from banquet.write_checks import END_US, MIN_US
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,18 +33,30 @@ PRESENT = "PRESENT"
 NULL_VALUE = "NULL_VALUE"
 NOT_FOUND = "NOT_FOUND"
 OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+INVALID = "INVALID"  # a stored value that cannot be rendered (Feast's status of that name)
 
 
 class OnlineResponse:
     """Columns in order: the entity columns given, then the features in request order.
 
-    ``statuses[name]`` holds one of PRESENT, NULL_VALUE (stored, but null), NOT_FOUND or
-    OUTSIDE_MAX_AGE (older than the view's ttl; the value is returned as None) per row, and
+    ``statuses[name]`` holds one of PRESENT, NULL_VALUE (stored, but null), NOT_FOUND,
+    OUTSIDE_MAX_AGE (older than the view's ttl; the value is returned as None) or INVALID (a
+    stored time outside the representable range, written before writes were checked; the
+    value is returned as None) per row, and
     ``event_timestamps[name]`` the event time (UTC µs) of each value, or None. Both are
     computed on first access, so a caller that only wants values does not pay for them.
     """
 
-    __slots__ = ("columns", "_types", "_rows", "_ttls", "_now_us", "_statuses", "_stamps")
+    __slots__ = (
+        "columns",
+        "_types",
+        "_rows",
+        "_ttls",
+        "_now_us",
+        "_invalid",
+        "_statuses",
+        "_stamps",
+    )
 
     def __init__(
         self,
@@ -52,6 +65,7 @@ class OnlineResponse:
         rows: list[tuple[list[str], list[str] | None, list[int | None]]],
         ttls: Sequence[int | None] = (),
         now_us: int = 0,
+        invalid: dict[str, list[int]] | None = None,
     ) -> None:
         self.columns = columns
         self._types = types
@@ -60,6 +74,7 @@ class OnlineResponse:
         self._rows = rows
         self._ttls = ttls
         self._now_us = now_us
+        self._invalid = invalid  # output name -> rows whose stored value was unrenderable
         self._statuses: dict[str, list[str]] | None = None
         self._stamps: dict[str, list[int | None]] | None = None
 
@@ -76,6 +91,10 @@ class OnlineResponse:
                         NULL_VALUE if b is PRESENT and v is None else b
                         for v, b in zip(cols[name], base)
                     ]
+            for name, bad in (self._invalid or {}).items():
+                if name in out:
+                    for i in bad:
+                        out[name][i] = INVALID
             self._statuses = out
         return self._statuses
 
@@ -265,6 +284,9 @@ def get_online_features(
     if got is None:
         got, types = _read_general(store, plan, entity_rows, now_us)
     out, evs = got
+    invalid: dict[str, list[int]] = {}
+    for g, ev in zip(plan.groups, evs):
+        _drop_unrenderable(g.names, ev, out, invalid)
     for name, scalar in plan.timestamps:  # decoded as UTC microseconds
         vals = out[name]
         out[name] = (
@@ -275,6 +297,8 @@ def get_online_features(
                 for v in vals
             ]
         )
+        if _BAD in out[name] or not scalar and any(v and _BAD in v for v in out[name]):
+            out[name] = _invalid_values(out[name], scalar, invalid.setdefault(name, []))
     rows: list[tuple[list[str], list[str] | None, list[int | None]]] = [
         (g.names, None, ev) for g, ev in zip(plan.groups, evs)
     ]
@@ -293,10 +317,10 @@ def get_online_features(
         out = {**entity, **{name: values[name] for name in request.names if name in values}}
         full = apply_online(out, request, n, values, full)
         out = {**entity, **{name: out[name] for name in request.names}}
-        return OnlineResponse(out, types, list(full), (), now_us)
+        return OnlineResponse(out, types, list(full), (), now_us, invalid or None)
     for name in plan.extra:
         del out[name]
-    return OnlineResponse(out, types, rows, plan.ttls, now_us)
+    return OnlineResponse(out, types, rows, plan.ttls, now_us, invalid or None)
 
 
 def _read_general(
@@ -321,8 +345,41 @@ def _read_general(
     return plan.core.assemble(cols, blobs, now_us), types
 
 
-def _datetime(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+def _datetime(us: int) -> datetime | object:
+    if MIN_US <= us < END_US:
+        return _EPOCH + timedelta(microseconds=us)
+    return _BAD
+
+
+def _drop_unrenderable(
+    names: list[str], ev: list[int | None], out: dict[str, list[Any]], invalid: dict[str, list[int]]
+) -> None:
+    """Rows of a view whose stored event time is outside the representable range (written
+    before writes were checked) are served as None with status INVALID, so one such row
+    never fails the batch: its event time becomes None and its values None."""
+    bad = [i for i, e in enumerate(ev) if e is not None and not MIN_US <= e < END_US]
+    for i in bad:
+        ev[i] = None
+    if bad:
+        for name in names:
+            col = out.get(name)
+            if col is not None:
+                for i in bad:
+                    col[i] = None
+            invalid.setdefault(name, []).extend(bad)
+
+
+def _invalid_values(vals: list[Any], scalar: bool, bad: list[int]) -> list[Any]:
+    """Timestamp values outside the representable range -> None, their rows noted in ``bad``
+    (a list value with one such element is dropped whole: it cannot be shown faithfully)."""
+    fixed = []
+    for i, v in enumerate(vals):
+        if v is _BAD or not scalar and v and _BAD in v:
+            bad.append(i)
+            v = None
+        fixed.append(v)
+    return fixed
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_BAD = object()  # a decoded time outside the representable range

@@ -311,16 +311,19 @@ class FeatureStore:
         feature_views: Sequence[str] | None = None,
         *,
         progress: bool = False,
+        overwrite: bool = False,
     ) -> None:
         """Load the latest values with event times in ``[start_date, end_date]`` into the
-        online store, then record the interval in the registry."""
+        online store, then record the interval in the registry. ``overwrite=True``: each
+        key's row replaces the stored one even when that one is newer (corrects a value
+        written with a wrong, future event time)."""
         from banquet.materialize import Window, materialize_windows, to_us
 
         start_us, end_us = to_us(start_date), to_us(end_date)
         if start_us > end_us:
             raise ValueError(f"materialize: start {start_date} is after end {end_date}")
         windows = [Window(v, start_us, end_us) for v in self._online_views(feature_views)]
-        materialize_windows(self, windows, progress)
+        materialize_windows(self, windows, progress, overwrite)
 
     def materialize_incremental(
         self,
@@ -360,19 +363,31 @@ class FeatureStore:
                 )
         return views
 
-    def write_to_online_store(self, feature_view_name: str, df: Any) -> None:
+    def write_to_online_store(
+        self, feature_view_name: str, df: Any, *, overwrite: bool = False
+    ) -> None:
         """Write rows (join keys, the timestamp field, features) straight to the online store.
-        The whole frame is checked against the view's schema before anything is written."""
+        The whole frame is checked against the view's schema and the write checks (keys,
+        event times, value ranges) before anything is written. ``overwrite=True``: each
+        key's row replaces the stored one even when that one is newer."""
         from banquet.push import write_online
 
-        write_online(self, self.get_feature_view(feature_view_name), df)
+        write_online(self, self.get_feature_view(feature_view_name), df, overwrite)
 
-    def push(self, push_source_name: str, df: Any, to: PushMode = PushMode.ONLINE) -> None:
+    def push(
+        self,
+        push_source_name: str,
+        df: Any,
+        to: PushMode = PushMode.ONLINE,
+        *,
+        overwrite: bool = False,
+    ) -> None:
         """Send rows to every view fed by the push source: to the online store, to the batch
-        source (offline), or both."""
+        source (offline), or both. ``overwrite=True``: online, each key's row replaces the
+        stored one even when that one is newer."""
         from banquet.push import push
 
-        push(self, push_source_name, df, to)
+        push(self, push_source_name, df, to, overwrite)
 
     # --- listing -------------------------------------------------------------------------
 

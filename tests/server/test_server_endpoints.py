@@ -71,7 +71,7 @@ def test_feature_service_and_full_feature_names(server: Server) -> None:
 def test_push_online_then_read_back(server: Server) -> None:
     row = {
         "user_id": [101, 102],
-        "event_timestamp": [rfc3339(NOW), "2030-01-01 00:00:00"],  # ISO with Z, naive = UTC
+        "event_timestamp": [rfc3339(NOW), "2024-06-01 00:00:00"],  # ISO with Z, naive = UTC
         "created": [None, None],
         "clicks": [7, 8],
         "score": [1, 2.5],  # ints into a float feature
@@ -103,7 +103,7 @@ def test_push_online_then_read_back(server: Server) -> None:
     assert got["stats__seen"]["values"] == [1700000000, 1704063600]
     assert got["stats__blob"]["values"] == ["aGk=", None]
     assert got["stats_small__clicks"]["values"] == [7, 8]  # every view the source feeds
-    assert got["stats__clicks"]["event_timestamps"] == [rfc3339(NOW), "2030-01-01T00:00:00Z"]
+    assert got["stats__clicks"]["event_timestamps"] == [rfc3339(NOW), "2024-06-01T00:00:00Z"]
 
 
 def test_push_offline_appends_to_the_batch_source_only(server: Server) -> None:

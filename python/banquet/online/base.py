@@ -40,9 +40,12 @@ class OnlineStore(abc.ABC):
         event_ts: Sequence[int],
         created_ts: Sequence[int],
         blobs: Sequence[bytes],
+        *,
+        overwrite: bool = False,
     ) -> None:
         """Upsert rows; a row replaces the stored one only if its (event_ts, created_ts) is
-        not older. Decided inside the store, atomically."""
+        not older. Decided inside the store, atomically. ``overwrite``: every given row
+        replaces the stored one, newer or not (one row per key expected)."""
 
     def write_arrays(
         self,
@@ -52,6 +55,8 @@ class OnlineStore(abc.ABC):
         event_ts: pa.Array,
         created_ts: pa.Array | None,
         blobs: pa.Array,
+        *,
+        overwrite: bool = False,
     ) -> None:
         """``write`` from Arrow arrays (binary keys and blobs, timestamps as UTC µs; a null
         created time is 0). Stores that can take the arrays as they are override this."""
@@ -62,7 +67,9 @@ class OnlineStore(abc.ABC):
             if created_ts is not None
             else [0] * n
         )
-        self.write(project, view_name, keys.to_pylist(), ev, cr, blobs.to_pylist())
+        self.write(
+            project, view_name, keys.to_pylist(), ev, cr, blobs.to_pylist(), overwrite=overwrite
+        )
 
     @abc.abstractmethod
     def read(

@@ -258,17 +258,20 @@ class PostgresOnlineStore(OnlineStore):
         event_ts: Sequence[int],
         created_ts: Sequence[int],
         blobs: Sequence[bytes],
+        *,
+        overwrite: bool = False,
     ) -> None:
         if not len(keys):
             return
         keys, event_ts, created_ts, blobs = _latest_per_key(keys, event_ts, created_ts, blobs)
         if len(keys) >= COPY_ROWS:
             data = _binary_copy(keys, event_ts, created_ts, blobs)
-            self._copy(project, view_name, data, len(keys))
+            self._copy(project, view_name, data, len(keys), overwrite)
             return
         q = _write_sql(self.schema, table_name(project, view_name))
+        upsert = q.overwrite_arrays if overwrite else q.upsert_arrays
         arrays = [list(keys), list(event_ts), list(created_ts), list(blobs)]
-        self._write(view_name, lambda conn: conn.execute(q.upsert_arrays, arrays), len(keys))
+        self._write(view_name, lambda conn: conn.execute(upsert, arrays), len(keys))
 
     def write_arrays(
         self,
@@ -278,6 +281,8 @@ class PostgresOnlineStore(OnlineStore):
         event_ts: pa.Array,
         created_ts: pa.Array | None,
         blobs: pa.Array,
+        *,
+        overwrite: bool = False,
     ) -> None:
         # COPY data straight from Arrow (no Python object per row), unless a key repeats
         try:
@@ -289,12 +294,17 @@ class PostgresOnlineStore(OnlineStore):
         except TypeError as e:
             raise StoreError(f"Postgres online store: write to {view_name!r}: {e}") from None
         if data is None:
-            super().write_arrays(project, view_name, keys, event_ts, created_ts, blobs)
+            super().write_arrays(
+                project, view_name, keys, event_ts, created_ts, blobs, overwrite=overwrite
+            )
         else:
-            self._copy(project, view_name, data, len(keys))
+            self._copy(project, view_name, data, len(keys), overwrite)
 
-    def _copy(self, project: str, view_name: str, data: bytes, rows: int) -> None:
-        """Load rows given as COPY binary data (one row per key), keeping newer events."""
+    def _copy(
+        self, project: str, view_name: str, data: bytes, rows: int, overwrite: bool = False
+    ) -> None:
+        """Load rows given as COPY binary data (one row per key), keeping newer events (or,
+        with ``overwrite``, the given rows)."""
         q = _write_sql(self.schema, table_name(project, view_name))
 
         def work(conn: psycopg.Connection[Any]) -> None:
@@ -307,7 +317,7 @@ class PostgresOnlineStore(OnlineStore):
             conn.execute(q.create_stage)
             with conn.cursor() as cur, cur.copy(q.copy_stage) as copy:
                 copy.write(data)
-            conn.execute(q.update_from_stage)
+            conn.execute(q.overwrite_from_stage if overwrite else q.update_from_stage)
             conn.execute(q.insert_from_stage)
 
         self._write(view_name, work, rows)
@@ -453,6 +463,8 @@ class WriteSql(NamedTuple):
     copy_stage: str
     update_from_stage: str  # UPDATE the stored rows that are not newer
     insert_from_stage: str  # and a plain INSERT of the keys not stored yet
+    overwrite_arrays: str  # upsert_arrays and update_from_stage replacing newer rows too
+    overwrite_from_stage: str
 
 
 @functools.lru_cache(maxsize=512)
@@ -468,13 +480,19 @@ def _write_sql(schema: str, table: str) -> WriteSql:
         return sql.SQL(template).format(t=target).as_string(None)
 
     columns = "(entity_key, event_ts, created_ts, value)"
+    upsert = (
+        "INSERT INTO {t} AS t " + columns + " "
+        "SELECT * FROM unnest(%s::bytea[], %s::int8[], %s::int8[], %s::bytea[]) "
+        "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+        "created_ts = excluded.created_ts, value = excluded.value"
+    )
+    update = (
+        "UPDATE {t} AS t SET event_ts = s.event_ts, created_ts = s.created_ts, "
+        "value = s.value FROM banquet_stage AS s WHERE t.entity_key = s.entity_key"
+    )
     return WriteSql(
         upsert_arrays=text(
-            "INSERT INTO {t} AS t " + columns + " "
-            "SELECT * FROM unnest(%s::bytea[], %s::int8[], %s::int8[], %s::bytea[]) "
-            "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts, value = excluded.value "
-            "WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)"
+            upsert + " WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)"
         ),
         lock=text("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE"),
         is_empty=text("SELECT NOT EXISTS (SELECT FROM {t})"),
@@ -485,15 +503,15 @@ def _write_sql(schema: str, table: str) -> WriteSql:
         ),
         copy_stage="COPY banquet_stage " + columns + " FROM STDIN (FORMAT BINARY)",
         update_from_stage=text(
-            "UPDATE {t} AS t SET event_ts = s.event_ts, created_ts = s.created_ts, "
-            "value = s.value FROM banquet_stage AS s WHERE t.entity_key = s.entity_key "
-            "AND (s.event_ts, s.created_ts) >= (t.event_ts, t.created_ts)"
+            update + " AND (s.event_ts, s.created_ts) >= (t.event_ts, t.created_ts)"
         ),
         insert_from_stage=text(
             "INSERT INTO {t} " + columns + " "
             "SELECT s.entity_key, s.event_ts, s.created_ts, s.value FROM banquet_stage AS s "
             "WHERE NOT EXISTS (SELECT FROM {t} AS t WHERE t.entity_key = s.entity_key)"
         ),
+        overwrite_arrays=text(upsert),
+        overwrite_from_stage=text(update),
     )
 
 

@@ -61,15 +61,16 @@ SLOTS = 16384  # Redis Cluster hash slots
 _BIAS = 1 << 63
 _TS = struct.Struct(">QQ")
 
-# KEYS: the hashes. ARGV: the view's field, ttl seconds (0: none), then per key its value
-# (16-byte stamp + blob). Returns how many keys were written.
+# KEYS: the hashes. ARGV: the view's field, ttl seconds (0: none), overwrite ('1': replace
+# whatever is stored, the way to correct a future-dated value; '0': keep the newer), then
+# per key its value (16-byte stamp + blob). Returns how many keys were written.
 _WRITE_LUA = """
-local field, ttl = ARGV[1], tonumber(ARGV[2])
+local field, ttl, overwrite = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local unpack = struct.unpack
 local written = 0
 for i, key in ipairs(KEYS) do
-  local new = ARGV[i + 2]
-  local old = redis.call('HGET', key, field)
+  local new = ARGV[i + 3]
+  local old = (not overwrite) and redis.call('HGET', key, field)
   local newer = true
   if old and #old >= 16 then
     -- bytewise order of the two 16-byte stamps, as four exact unsigned 32-bit numbers
@@ -874,10 +875,12 @@ class RedisOnlineStore(OnlineStore):
         event_ts: Sequence[int],
         created_ts: Sequence[int],
         blobs: Sequence[bytes],
+        *,
+        overwrite: bool = False,
     ) -> None:
         if not len(keys):
             return
-        if self._absent_first:
+        if self._absent_first and not overwrite:
             import pyarrow as pa
 
             try:
@@ -891,7 +894,7 @@ class RedisOnlineStore(OnlineStore):
                 raise _not_bytes(view_name) from None
             self.write_arrays(project, view_name, *arrays)
             return
-        self._write_scripts(project, view_name, keys, event_ts, created_ts, blobs)
+        self._write_scripts(project, view_name, keys, event_ts, created_ts, blobs, overwrite)
 
     @property
     def _absent_first(self) -> bool:
@@ -906,9 +909,13 @@ class RedisOnlineStore(OnlineStore):
         event_ts: pa.Array,
         created_ts: pa.Array | None,
         blobs: pa.Array,
+        *,
+        overwrite: bool = False,
     ) -> None:
-        if not self._absent_first or not len(keys):
-            super().write_arrays(project, view_name, keys, event_ts, created_ts, blobs)
+        if not self._absent_first or not len(keys) or overwrite:  # overwrite: all by script
+            super().write_arrays(
+                project, view_name, keys, event_ts, created_ts, blobs, overwrite=overwrite
+            )
             return
         import pyarrow as pa
 
@@ -945,10 +952,12 @@ class RedisOnlineStore(OnlineStore):
         event_ts: Sequence[int],
         created_ts: Sequence[int],
         blobs: Sequence[bytes],
+        overwrite: bool = False,
     ) -> None:
-        """Write through the script, which keeps the newer of stored and given value."""
+        """Write through the script, which keeps the newer of stored and given value (or,
+        with ``overwrite``, the given one)."""
         prefix = _prefix(project)
-        head = [view_name.encode(), b"%d" % self.key_ttl_seconds]
+        head = [view_name.encode(), b"%d" % self.key_ttl_seconds, b"1" if overwrite else b"0"]
         try:
             if self.cluster:
                 self._run(

@@ -77,10 +77,18 @@ class SqliteOnlineStore(OnlineStore):
         event_ts: Sequence[int],
         created_ts: Sequence[int],
         blobs: Sequence[bytes],
+        *,
+        overwrite: bool = False,
     ) -> None:
         # Materialize every input first: a failing iterator must fail before the transaction.
         self.native.write(
-            project, view_name, list(keys), list(event_ts), list(created_ts), list(blobs)
+            project,
+            view_name,
+            list(keys),
+            list(event_ts),
+            list(created_ts),
+            list(blobs),
+            overwrite,
         )
 
     def write_arrays(
@@ -91,8 +99,10 @@ class SqliteOnlineStore(OnlineStore):
         event_ts: pa.Array,
         created_ts: pa.Array | None,
         blobs: pa.Array,
+        *,
+        overwrite: bool = False,
     ) -> None:
-        self.native.write_arrays(project, view_name, keys, event_ts, created_ts, blobs)
+        self.native.write_arrays(project, view_name, keys, event_ts, created_ts, blobs, overwrite)
 
     def read(
         self, project: str, requests: Sequence[tuple[str, Sequence[bytes]]]

@@ -42,6 +42,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (be.OnDemandFunctionError, 500),
     (be.DataSourceError, 500),
     (be.EntityDataError, 400),
+    (be.InvalidTimestamp, 400),
     (be.SchemaMismatch, 400),
     (be.InvalidFeatureRef, 400),
     (be.FeatureNameCollisionError, 400),

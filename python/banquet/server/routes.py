@@ -58,8 +58,10 @@ def push(server: FeatureServer, body: bytes) -> bytes:
             f"data source {name!r} is a {type(source).__name__}, not a push source",
             "NotAPushSource",
         )
+    overwrite = payload.boolean(req, "overwrite", False)
     views = [v for v in store.list_feature_views() if v.source.name == name]
-    store.push(name, payload.frame(df, views), to=PushMode[_PUSH_MODES[to]])  # type: ignore[arg-type]
+    frame = payload.frame(df, views)
+    store.push(name, frame, to=PushMode[_PUSH_MODES[to]], overwrite=overwrite)  # type: ignore[arg-type]
     return NULL
 
 
@@ -67,8 +69,9 @@ def write_to_online_store(server: FeatureServer, body: bytes) -> bytes:
     req = payload.json_object(body)
     name = payload.string(req, "feature_view_name")
     df = payload.columns(req, "df", scalars_only=False)
+    overwrite = payload.boolean(req, "overwrite", False)
     view = server.store.get_feature_view(name)  # type: ignore[arg-type]
-    server.store.write_to_online_store(view.name, payload.frame(df, [view]))
+    server.store.write_to_online_store(view.name, payload.frame(df, [view]), overwrite=overwrite)
     return NULL
 
 
@@ -79,7 +82,8 @@ def materialize(server: FeatureServer, body: bytes) -> bytes:
     if start > end:
         raise bad_request(f"start_ts {start.isoformat()} is after end_ts {end.isoformat()}")
     views = _online_views(server, req)
-    server.store.materialize(start, end, feature_views=views)
+    overwrite = payload.boolean(req, "overwrite", False)
+    server.store.materialize(start, end, feature_views=views, overwrite=overwrite)
     return NULL
 
 

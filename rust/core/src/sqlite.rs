@@ -71,13 +71,19 @@ pub fn select_sql(project: &str, view: &str) -> String {
     )
 }
 
-fn upsert_sql(project: &str, view: &str) -> String {
+/// The upsert; with `overwrite` a given row replaces the stored one whatever their times
+/// (the way to correct a wrongly future-dated value), else only when it is not older.
+fn upsert_sql(project: &str, view: &str, overwrite: bool) -> String {
     let t = table_name(project, view);
+    let newer = if overwrite {
+        String::new()
+    } else {
+        format!(" WHERE (excluded.event_ts, excluded.created_ts) >= ({t}.event_ts, {t}.created_ts)")
+    };
     format!(
         "INSERT INTO {t} (entity_key, event_ts, created_ts, value) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT(entity_key) DO UPDATE SET event_ts = excluded.event_ts, \
-         created_ts = excluded.created_ts, value = excluded.value \
-         WHERE (excluded.event_ts, excluded.created_ts) >= ({t}.event_ts, {t}.created_ts)"
+         created_ts = excluded.created_ts, value = excluded.value{newer}"
     )
 }
 
@@ -371,12 +377,23 @@ impl SqliteStore {
         view: &str,
         rows: impl IntoIterator<Item = Row<'a>>,
     ) -> Result<usize> {
+        self.write_rows(project, view, rows, false)
+    }
+
+    /// `write`; with `overwrite` every given row replaces the stored one, newer or not.
+    pub fn write_rows<'a>(
+        &self,
+        project: &str,
+        view: &str,
+        rows: impl IntoIterator<Item = Row<'a>>,
+        overwrite: bool,
+    ) -> Result<usize> {
         let conn = self.conn()?;
         let tx = Tx::begin(&conn, "BEGIN IMMEDIATE")?;
         let mut n = 0;
         {
             let mut stmt = conn
-                .prepare_cached(&upsert_sql(project, view))
+                .prepare_cached(&upsert_sql(project, view, overwrite))
                 .map_err(|e| view_err(e, view))?;
             for row in rows {
                 stmt.raw_bind_parameter(1, row.key).map_err(store_err)?;
@@ -656,6 +673,31 @@ mod tests {
             )
             .unwrap();
         assert_eq!(stored, vec![vec![Value::Integer(12), Value::Integer(0)]]);
+    }
+
+    #[test]
+    fn overwrite_replaces_a_newer_stored_row() {
+        let db = TempDb::new();
+        let s = SqliteStore::new(&db.0);
+        s.create_view("p", "v").unwrap();
+        s.write("p", "v", [row(b"k", i64::MAX, 0, b"future")])
+            .unwrap();
+        s.write("p", "v", [row(b"k", 5, 0, b"now")]).unwrap();
+        assert_eq!(read1(&s, "v", &[b"k"]), [Some(b"future".to_vec())]);
+        s.write_rows(
+            "p",
+            "v",
+            [row(b"k", 5, 0, b"now"), row(b"n", 1, 0, b"new")],
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            read1(&s, "v", &[b"k", b"n"]),
+            [Some(b"now".to_vec()), Some(b"new".to_vec())]
+        );
+        // back to newer-wins for plain writes
+        s.write("p", "v", [row(b"k", 4, 0, b"older")]).unwrap();
+        assert_eq!(read1(&s, "v", &[b"k"]), [Some(b"now".to_vec())]);
     }
 
     #[test]

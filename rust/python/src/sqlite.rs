@@ -65,7 +65,9 @@ impl SqliteStore {
         self.inner.release_checkpoints()
     }
 
-    /// Upsert rows given as Python sequences of equal length.
+    /// Upsert rows given as Python sequences of equal length (`overwrite`: replace stored
+    /// rows even when they are newer).
+    #[pyo3(signature = (project, view, keys, event_ts, created_ts, values, overwrite=false))]
     #[allow(clippy::too_many_arguments)] // the OnlineStore.write signature, plus `py`
     fn write(
         &self,
@@ -76,6 +78,7 @@ impl SqliteStore {
         event_ts: Vec<i64>,
         created_ts: Vec<i64>,
         values: Vec<Option<PyBackedBytes>>,
+        overwrite: bool,
     ) -> PyResult<usize> {
         let n = keys.len();
         if event_ts.len() != n || created_ts.len() != n || values.len() != n {
@@ -87,7 +90,7 @@ impl SqliteStore {
             )));
         }
         run_detached(py, || {
-            self.inner.write(
+            self.inner.write_rows(
                 project,
                 view,
                 (0..n).map(|i| Row {
@@ -96,13 +99,14 @@ impl SqliteStore {
                     created_ts: created_ts[i],
                     value: values[i].as_deref(),
                 }),
+                overwrite,
             )
         })
     }
 
     /// Upsert rows given as Arrow arrays: binary keys and values, event and created times
     /// as int64 or timestamp[us] (a null created time is stored as 0).
-    #[pyo3(signature = (project, view, keys, event_ts, created_ts, values))]
+    #[pyo3(signature = (project, view, keys, event_ts, created_ts, values, overwrite=false))]
     #[allow(clippy::too_many_arguments)] // the OnlineStore.write_arrays signature, plus `py`
     fn write_arrays(
         &self,
@@ -113,6 +117,7 @@ impl SqliteStore {
         event_ts: PyArray,
         created_ts: Option<PyArray>,
         values: PyArray,
+        overwrite: bool,
     ) -> PyResult<usize> {
         let rows = ArrowRows::new("write_arrays", keys, event_ts, created_ts, values)?;
         let rows = rows.slices("write_arrays")?;
@@ -124,7 +129,7 @@ impl SqliteStore {
             if !rows.keys.is_sorted() {
                 order.sort_by_key(|&i| rows.keys[i]);
             }
-            self.inner.write(
+            self.inner.write_rows(
                 project,
                 view,
                 order.into_iter().map(|i| Row {
@@ -133,6 +138,7 @@ impl SqliteStore {
                     created_ts: rows.created(i),
                     value: rows.values[i],
                 }),
+                overwrite,
             )
         })
     }
