@@ -351,7 +351,9 @@ def test_editing_a_feature_type_recreates_online_storage(tmp_repo: MakeRepo) -> 
     d = _store(repo).apply()
     assert d.changed == {"feature_views": {"user_profile": ["features"]}}
     assert _store(repo).get_feature_view("user_profile").feature("segment").dtype is Int64
-    assert "test_project:user_profile" in _tables(repo)
+    # new storage under the view's next generation name; the old table is gone
+    tables = _tables(repo)
+    assert "test_project:user_profile@1" in tables and "test_project:user_profile" not in tables
 
 
 def test_editing_other_fields(tmp_repo: MakeRepo) -> None:

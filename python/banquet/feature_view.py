@@ -138,6 +138,10 @@ class FeatureView(Projectable):
     ['avg_spend']
     """
 
+    # The online storage generation's name when it is not ``name`` (set by the registry's
+    # Catalog; see ``storage_name``).
+    storage: str | None = None
+
     def __init__(
         self,
         *,
@@ -230,6 +234,12 @@ class FeatureView(Projectable):
     @property
     def batch_source(self) -> DataSource:
         return self.source.batch
+
+    @property
+    def storage_name(self) -> str:
+        """The name the online store keeps this view's rows under: the view's name, or
+        ``<name>@<n>`` once an apply changed its shape (ARCHITECTURE.md, "Data flow: apply")."""
+        return self.storage or self.name
 
     def value_schema(self) -> Any:
         """The Arrow schema of the view's features as the online value codec stores them."""

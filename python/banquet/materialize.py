@@ -23,6 +23,7 @@ from banquet import _core
 from banquet.entity_data import flat
 from banquet.errors import BanquetError, InvalidTimestamp, SchemaMismatch, ValueOutOfRange
 from banquet.progress import Progress
+from banquet.registry.base import current_storage
 from banquet.write_checks import check_fits, check_times, max_future_skew_us, out_of_range
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ def write_encoded(
     overwrite: bool = False,
 ) -> None:
     store.online_store.ensure_view(store.project, view)
-    args = (store.project, view.name, key_bytes, event_ts, created_ts, blobs)
+    args = (store.project, view.storage_name, key_bytes, event_ts, created_ts, blobs)
     if overwrite:
         store.online_store.write_arrays(*args, overwrite=True)
     else:  # the plain call: test doubles of the older signature keep working
@@ -264,6 +265,11 @@ def record_intervals(store: FeatureStore, windows: list[Window]) -> None:
             if view not in state["feature_views"]:
                 raise BanquetError(
                     f"feature view {view!r} was removed while it was being materialized"
+                )
+            if current_storage(state, view) != w.view.storage_name:  # rows went to retired storage
+                raise BanquetError(
+                    f"feature view {view!r} was changed by an apply while it was being "
+                    "materialized; nothing was recorded: run the materialization again"
                 )
             ivs = [
                 *state["materializations"].get(view, []),

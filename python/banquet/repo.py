@@ -19,7 +19,7 @@ from banquet.errors import DefinitionError, DuplicateNameError, RepoError
 from banquet.feature_service import FeatureService
 from banquet.feature_view import FeatureView
 from banquet.on_demand import OnDemandFeatureView
-from banquet.registry.base import KINDS, State
+from banquet.registry.base import GENERATIONS, KINDS, PENDING_DROPS, State, storage_name
 from banquet.sources import DataSource
 
 ALWAYS_IGNORED = (".*", "__pycache__", "data", "venv", ".venv", "node_modules", "build", "dist")
@@ -285,18 +285,59 @@ def diff(
     return d
 
 
+def _stored_shape(record: dict[str, Any]) -> tuple[Any, ...]:
+    """What a view's online rows depend on: the features' names and types (the codec is
+    positional), the entities and key columns (the row keys), the source (where the values
+    came from) and ``online``. A description or tag changes none of it."""
+
+    def typed(fields: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
+        return [(f.get("name"), f.get("dtype")) for f in fields or []]
+
+    return (
+        typed(record.get("features", [])),
+        record.get("entities"),
+        typed(record.get("entity_columns", [])),
+        record.get("source"),
+        bool(record.get("online")),
+    )
+
+
 def apply_diff(state: State, desired: dict[str, dict[str, dict[str, Any]]], d: Diff) -> None:
-    """Edit ``state`` in place so that it holds ``desired`` (as computed by ``diff``)."""
+    """Edit ``state`` in place so that it holds ``desired`` (as computed by ``diff``).
+
+    A view whose stored values no longer fit (``_stored_shape`` changed, or removed) loses
+    its materialized intervals, and its online storage is retired in the same update: the
+    name goes to ``PENDING_DROPS`` (deleted after the registry is written, see
+    ``FeatureStore.apply``) and the view gets a new storage name, so the registry never claims
+    rows that a later drop deletes, and leftover rows are never read or block a write.
+    """
+    old_views = dict(state.get("feature_views", {}))
     for kind in KINDS:
         table = state.setdefault(kind, {})
         for name in d.added.get(kind, []) + list(d.changed.get(kind, {})):
             table[name] = desired[kind][name]
         for name in d.removed.get(kind, []):
             del table[name]
-    # A view whose data changed shape must be materialized again; a removed view is forgotten.
-    stale = set(d.removed.get("feature_views", []))
-    for name, fields in d.changed.get("feature_views", {}).items():
-        if {"features", "entities", "entity_columns", "source"} & set(fields):
-            stale.add(name)
-    for name in stale:
+    retired = list(d.removed.get("feature_views", []))
+    for name in d.changed.get("feature_views", {}):
+        if _stored_shape(old_views[name]) != _stored_shape(desired["feature_views"][name]):
+            retired.append(name)
+    gens: dict[str, int] = dict(state.get(GENERATIONS) or {})
+    pending: list[str] = list(state.get(PENDING_DROPS) or [])
+    for name in retired:
         state["materializations"].pop(name, None)
+        if old_views[name].get("online"):
+            pending.append(storage_name(name, gens.get(name, 0)))
+            # a view removed now and added later must not get the retired name back
+            gens[name] = gens.get(name, 0) + 1
+    _set_or_drop(state, GENERATIONS, gens)
+    _set_or_drop(state, PENDING_DROPS, sorted(set(pending)))
+
+
+def _set_or_drop(state: State, key: str, value: Any) -> None:
+    """Bookkeeping keys are kept only while they hold something (as registries written
+    before they existed)."""
+    if value:
+        state[key] = value
+    else:
+        state.pop(key, None)

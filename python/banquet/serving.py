@@ -210,7 +210,7 @@ class _Plan:
                 for sig in distinct
             ],
             [
-                (g.view.name, distinct[sig], g.view.value_schema(), g.view.ttl_us)
+                (g.view.storage_name, distinct[sig], g.view.value_schema(), g.view.ttl_us)
                 for g, sig in zip(self.groups, self.signatures)
             ],
             # requested features first, then inputs of on-demand views nobody asked for
@@ -336,7 +336,7 @@ def _read_general(
         keys = keys_for.get(sig)
         if keys is None:
             keys = keys_for[sig] = _serialize(sig, g, cols, typed)
-        reads.append((g.view.name, keys))
+        reads.append((g.view.storage_name, keys))
     blobs = store.online_store.read(store.project, reads) if reads else []
     types = plan.types
     if typed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -13,10 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from banquet.config import RepoConfig, load_config
 from banquet.entity import Entity
-from banquet.errors import ConfigError, DefinitionError
+from banquet.errors import BanquetError, ConfigError, DefinitionError
 from banquet.feature_service import FeatureService
 from banquet.feature_view import FeatureView
-from banquet.registry.base import KINDS, Catalog, Registry, open_registry
+from banquet.registry.base import (
+    KINDS,
+    PENDING_DROPS,
+    Catalog,
+    Registry,
+    State,
+    current_storage,
+    open_registry,
+)
 from banquet.repo import Diff, RepoContents, apply_diff, diff, load_repo
 from banquet.request import resolve
 from banquet.serving import get_online_features as _get_online_features
@@ -188,36 +197,60 @@ class FeatureStore:
             result["diff"] = d
             if d.empty:
                 return False
-            self._update_online_infra(d, desired, state)
             apply_diff(state, desired, d)
+            self._create_online_storage(d, desired, state)
+            return True
+
+        # One registry update records the new definitions, forgets the intervals of reshaped
+        # or removed views and lists their old storage as pending drops; only then is any
+        # stored row deleted (ARCHITECTURE.md, "Data flow: apply").
+        written = self._registry.update(self.project, change)
+        self.refresh_registry()
+        self._finish_pending_drops(written)
+        return result["diff"]
+
+    def _create_online_storage(self, d: Diff, desired: dict[str, Any], state: State) -> None:
+        """Create storage for the added and changed online views under the names ``state``
+        gives them, before the registry records them (a registered view always has its
+        storage). A reshaped view's name is new, so it starts empty."""
+        names = d.added.get("feature_views", []) + list(d.changed.get("feature_views", {}))
+        views = [self._view_from_record(desired, n) for n in names]
+        for v in views:
+            if v.online:
+                v.storage = current_storage(state, v.name)
+                self.online_store.create_view(self.project, v)
+
+    def _finish_pending_drops(self, state: State) -> None:
+        """Delete the rows of retired storage names (``state``'s pending drops), then take
+        the names off the list. Interrupted, the rows stay unread until the next ``apply``
+        (or ``teardown``) deletes them; nothing the registry claims is touched."""
+        pending = list(state.get(PENDING_DROPS) or [])
+        if not pending:
+            return
+        try:
+            for name in pending:
+                self.online_store.drop_view(self.project, name)
+        except BanquetError as e:
+            warnings.warn(
+                f"apply: the registry holds the new definitions, but deleting the retired "
+                f"online rows ({', '.join(pending)}) failed: {e}. They are never read; run "
+                "`banquet apply` again to delete them",
+                stacklevel=3,
+            )
+            return
+
+        def change(st: State) -> bool:
+            left = [n for n in st.get(PENDING_DROPS) or [] if n not in pending]
+            if len(left) == len(st.get(PENDING_DROPS) or []):
+                return False
+            if left:
+                st[PENDING_DROPS] = left
+            else:
+                st.pop(PENDING_DROPS, None)
             return True
 
         self._registry.update(self.project, change)
         self.refresh_registry()
-        self._drop_online_infra(result["diff"])
-        return result["diff"]
-
-    def _update_online_infra(self, d: Diff, desired: dict[str, Any], state: dict[str, Any]) -> None:
-        """Create storage for new online views and recreate it for views whose shape changed,
-        before the registry records them (so a registered view always has its storage)."""
-        names = d.added.get("feature_views", []) + list(d.changed.get("feature_views", {}))
-        views = [self._view_from_record(desired, n) for n in names]
-        online = [v for v in views if v.online]
-        if not online and not d.changed.get("feature_views"):
-            return
-        store = self.online_store
-        for v in views:
-            fields = d.changed.get("feature_views", {}).get(v.name, [])
-            if {"features", "entities", "entity_columns", "source", "online"} & set(fields):
-                store.drop_view(self.project, v.name)
-            if v.online:
-                store.create_view(self.project, v)
-
-    def _drop_online_infra(self, d: Diff) -> None:
-        removed = d.removed.get("feature_views", [])
-        if removed:
-            for name in removed:
-                self.online_store.drop_view(self.project, name)
 
     def _view_from_record(self, desired: dict[str, Any], name: str) -> FeatureView:
         entities = {n: Entity.from_dict(r) for n, r in desired["entities"].items()}
@@ -258,12 +291,16 @@ class FeatureStore:
                     )
 
     def teardown(self) -> None:
-        """Delete the project's online data and its registry records."""
-        for name in self.catalog().feature_views:
-            self.online_store.drop_view(self.project, name)
-        self.online_store.teardown(self.project)
+        """Delete the project's registry records, then its online data (in that order: an
+        interrupted teardown leaves no registry claiming deleted rows; run it again)."""
+        state = self._registry.read(self.project)
+        names = [current_storage(state, n) for n in state["feature_views"]]
+        names += state.get(PENDING_DROPS) or []
         self._registry.delete_project(self.project)
         self.refresh_registry()
+        for name in names:
+            self.online_store.drop_view(self.project, name)
+        self.online_store.teardown(self.project)
 
     # --- retrieval ----------------------------------------------------------------------
 

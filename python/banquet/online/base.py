@@ -25,11 +25,12 @@ class OnlineStore(abc.ABC):
 
     @abc.abstractmethod
     def create_view(self, project: str, view: FeatureView) -> None:
-        """Make storage for ``view`` (idempotent)."""
+        """Make storage for ``view`` under ``view.storage_name`` (idempotent)."""
 
     @abc.abstractmethod
     def drop_view(self, project: str, view_name: str) -> None:
-        """Remove ``view``'s storage and data (idempotent)."""
+        """Remove the storage and data kept under ``view_name``, a view's ``storage_name``
+        (idempotent)."""
 
     @abc.abstractmethod
     def write(
@@ -86,9 +87,9 @@ class OnlineStore(abc.ABC):
         """``create_view`` once per process and view: writers call it so that storage lost
         behind the registry's back (a deleted database file) is recreated, not an error."""
         seen: set[tuple[str, str]] = self.__dict__.setdefault("_ensured", set())
-        if (project, view.name) not in seen:
+        if (project, view.storage_name) not in seen:
             self.create_view(project, view)
-            seen.add((project, view.name))
+            seen.add((project, view.storage_name))
 
     @contextmanager
     def bulk(self) -> Iterator[None]:

@@ -186,7 +186,8 @@ class PostgresOnlineStore(OnlineStore):
     def create_view(self, project: str, view: FeatureView) -> None:
         from psycopg import sql
 
-        schema, name = self.schema, table_name(project, view.name)
+        storage = view.storage_name  # the view's name, or a later generation's
+        schema, name = self.schema, table_name(project, storage)
 
         def work(conn: psycopg.Connection[Any]) -> None:
             with self._ddl(conn):
@@ -203,10 +204,10 @@ class PostgresOnlineStore(OnlineStore):
                         "INSERT INTO {} (project, view, table_name) VALUES (%s, %s, %s) "
                         "ON CONFLICT (project, view) DO UPDATE SET table_name = excluded.table_name"
                     ).format(sql.Identifier(schema, VIEWS_TABLE)),
-                    [project, view.name, name],
+                    [project, storage, name],
                 )
 
-        self._run(f"create the table of feature view {view.name!r}", work)
+        self._run(f"create the table of feature view {storage!r}", work)
 
     def drop_view(self, project: str, view_name: str) -> None:
         self.__dict__.get("_ensured", set()).discard((project, view_name))

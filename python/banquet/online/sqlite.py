@@ -63,7 +63,7 @@ class SqliteOnlineStore(OnlineStore):
             os.close(fd)
 
     def create_view(self, project: str, view: FeatureView) -> None:
-        self.native.create_view(project, view.name)
+        self.native.create_view(project, view.storage_name)
 
     def drop_view(self, project: str, view_name: str) -> None:
         self.__dict__.get("_ensured", set()).discard((project, view_name))

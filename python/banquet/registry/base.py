@@ -33,6 +33,24 @@ KINDS = ("entities", "data_sources", "feature_views", "on_demand_feature_views",
 State = dict[str, Any]
 
 
+# Online storage generations (see ARCHITECTURE.md, "Data flow: apply"). A view's online rows
+# live under a storage name: the view's name, or ``<name>@<n>`` once an apply retired its
+# earlier storage (a schema change, online switched, the view removed). ``@`` cannot occur in
+# a name, so these never collide, and ``n`` only grows: a name is never used twice in a
+# project, so a late drop of a retired name can never delete rows of a later definition.
+GENERATIONS = "online_generations"  # view -> n (absent: 0); kept for removed views
+PENDING_DROPS = "pending_drops"  # retired storage names whose rows may still exist
+
+
+def storage_name(view: str, generation: int) -> str:
+    return view if generation == 0 else f"{view}@{generation}"
+
+
+def current_storage(state: State, view: str) -> str:
+    """The storage name of ``view`` as ``state`` records it."""
+    return storage_name(view, (state.get(GENERATIONS) or {}).get(view, 0))
+
+
 def empty_state() -> State:
     return {
         **{k: {} for k in KINDS},
@@ -107,6 +125,9 @@ class Catalog:
         self.feature_views = {
             n: FeatureView.from_dict(d, self.entities) for n, d in state["feature_views"].items()
         }
+        for n, gen in (state.get(GENERATIONS) or {}).items():
+            if gen and n in self.feature_views:
+                self.feature_views[n].storage = storage_name(n, gen)
         self.on_demand_feature_views: dict[str, Any] = {}
         if state.get("on_demand_feature_views"):
             from banquet.on_demand import OnDemandFeatureView
