@@ -424,3 +424,30 @@ def test_teardown_forgets_the_registry_before_the_data(sqlite_repo: tuple[Any, P
     fs.teardown()
     assert order == ["registry", "store"]
     assert backend.owned(backend.project) == set()
+
+
+def test_a_failed_drop_warns_and_the_next_apply_finishes_it(
+    sqlite_repo: tuple[Any, Path],
+) -> None:
+    from banquet.errors import StoreUnavailable
+
+    backend, repo = sqlite_repo
+    project = backend.project
+    open_store(repo).apply()
+    use_version(repo, 2)
+    fs = open_store(repo)
+
+    def unavailable(project: str, name: str) -> None:
+        raise StoreUnavailable("the store went away")
+
+    fs.online_store.drop_view = unavailable  # type: ignore[method-assign]
+    with pytest.warns(UserWarning, match=r"run `banquet apply` again"):
+        fs.apply()
+    state = fs.registry.read(project)
+    assert state[PENDING_DROPS] == ["extra", "stats"]
+    assert f"{project}:stats" in backend.owned(project)  # still there, never read
+    assert served(fs, 2, "stats")[0] == {"NOT_FOUND"}
+    fs = open_store(repo)
+    assert fs.apply().empty  # nothing to change, but the drops are finished
+    assert PENDING_DROPS not in fs.registry.read(project)
+    assert backend.owned(project) == {f"{project}:stats@1"}
