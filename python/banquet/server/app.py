@@ -3,6 +3,11 @@
 A plain ASGI callable rather than a framework: a request costs a dict lookup to route and
 one ``orjson`` call each way, so the feature store's own work dominates the latency. Run it
 with uvicorn (``banquet serve``) or any ASGI server.
+
+The event loop only routes, authenticates, receives bodies and sends answers: anything that
+can block (parsing a body, a store call, an on-demand function) runs on worker threads, reads
+under the request deadline (``pool.py``), so ``/health`` answers at once whatever the stores
+do.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from banquet.errors import ConfigError
 from banquet.server import routes
 from banquet.server.auth import TokenAuth, load_auth
 from banquet.server.errors import HTTPError, classify, error_body
 from banquet.server.metrics import Metrics
 from banquet.server.openapi import document
+from banquet.server.pool import DeadlinePool
+from banquet.server.ready import Readiness
 from banquet.server.refresher import RegistryRefresher
 
 if TYPE_CHECKING:
@@ -36,25 +44,31 @@ log = logging.getLogger("banquet.server")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-Handler = Callable[["FeatureServer", bytes], bytes]
+Handler = Callable[["FeatureServer", bytes], Any]
+
+LOOP, READ, WRITE, ASYNC = "loop", "read", "write", "async"
 
 
 @dataclass(frozen=True)
 class Route:
     method: str
     handler: Handler
-    threaded: bool = False  # run in a worker thread (writes, materialization)
+    # where the handler runs: LOOP (instant, no I/O), READ (the read pool, under the request
+    # deadline), WRITE (the write pool: writes and materialization, bounded by the stores' own
+    # timeouts, a materialization takes minutes), ASYNC (a coroutine on the loop)
+    run: str = LOOP
     public: bool = False  # no token needed
     content_type: bytes = b"application/json"
 
 
 ROUTES: dict[str, Route] = {
-    "/get-online-features": Route("POST", routes.get_online_features),
-    "/push": Route("POST", routes.push, threaded=True),
-    "/write-to-online-store": Route("POST", routes.write_to_online_store, threaded=True),
-    "/materialize": Route("POST", routes.materialize, threaded=True),
-    "/materialize-incremental": Route("POST", routes.materialize_incremental, threaded=True),
+    "/get-online-features": Route("POST", routes.get_online_features, READ),
+    "/push": Route("POST", routes.push, WRITE),
+    "/write-to-online-store": Route("POST", routes.write_to_online_store, WRITE),
+    "/materialize": Route("POST", routes.materialize, WRITE),
+    "/materialize-incremental": Route("POST", routes.materialize_incremental, WRITE),
     "/health": Route("GET", routes.health, public=True),
+    "/ready": Route("GET", routes.ready, ASYNC, public=True),
     "/metrics": Route("GET", routes.metrics, content_type=b"text/plain; version=0.0.4"),
     "/openapi.json": Route("GET", routes.openapi),
 }
@@ -73,12 +87,23 @@ class FeatureServer:
         write_threads: int = 4,
     ) -> None:
         cfg = store.config.feature_server
+        _check_limits(cfg)
         self.store = store
         ttl = cfg.registry_ttl_sec if registry_ttl_sec is None else registry_ttl_sec
         self.refresher = RegistryRefresher(store, ttl)
         self.auth = auth
         self.max_request_bytes = max_request_bytes or cfg.max_request_bytes
+        self.max_features = cfg.max_features_per_request
+        self.max_entities = cfg.max_entities_per_request
         self.metrics = Metrics(self._gauges)
+        self.reads = DeadlinePool(
+            cfg.worker_threads,
+            cfg.request_timeout_seconds,
+            name="banquet-read",
+            what="the request",
+            config_key="feature_server.request_timeout_seconds",
+        )
+        self.readiness = Readiness(store, self.refresher, cfg.request_timeout_seconds)
         self._executor = ThreadPoolExecutor(write_threads, thread_name_prefix="banquet-write")
         self._views_of: dict[Any, list[tuple[str, str]]] = {}
         from banquet import __version__
@@ -119,11 +144,19 @@ class FeatureServer:
                     401, "Unauthorized", "missing or invalid bearer token (Authorization header)"
                 )
             body = await self._body(scope, receive) if route.method == "POST" else b""
-            if route.threaded:
+            run = route.run
+            if run == READ:
+                out = await self.reads.run(route.handler, self, body)
+            elif run == LOOP:
+                out = route.handler(self, body)
+            elif run == ASYNC:
+                out = await route.handler(self, body)
+            else:
                 loop = asyncio.get_running_loop()
                 out = await loop.run_in_executor(self._executor, route.handler, self, body)
-            else:
-                out = route.handler(self, body)
+            if type(out) is not bytes:  # a Reply: metrics are updated on the loop only
+                out.then()
+                out = out.body
             status = 200
             content_type = route.content_type
         except _ClientGone:
@@ -180,9 +213,13 @@ class FeatureServer:
         if self.refresher.version < 0 and not self.refresher.refresh():
             raise RuntimeError(f"cannot read the registry: {self.refresher.problem}")
         self.refresher.start()
+        self.reads.start()
+        self.readiness.start()
 
     def stop(self) -> None:
         self.refresher.stop()
+        self.reads.stop()
+        self.readiness.stop()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def record_freshness(
@@ -230,6 +267,19 @@ class FeatureServer:
                 time.monotonic() - r.last_ok if r.last_ok else -1.0
             ),
         }
+
+
+def _check_limits(cfg: Any) -> None:
+    for key in (
+        "request_timeout_seconds",
+        "max_features_per_request",
+        "max_entities_per_request",
+        "worker_threads",
+    ):
+        if not getattr(cfg, key) > 0:
+            raise ConfigError(
+                f"feature_server.{key} is {getattr(cfg, key)!r}; it must be greater than 0"
+            )
 
 
 def _warm_up() -> None:

@@ -2,8 +2,8 @@
 ``{"error": {"type": ..., "message": ...}}``.
 
 Client mistakes are 4xx and name the problem; failures of the server's own dependencies are
-503 (retry later); anything unexpected is 500 with no internals leaked (the traceback goes to
-the server log).
+503 (retry later), or 504 when a store or the request's deadline timed out; anything
+unexpected is 500 with no internals leaked (the traceback goes to the server log).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def bad_request(message: str, type_: str = "InvalidRequest") -> HTTPError:
 # Checked in order: the first class the exception is an instance of decides the status.
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (be.NotFoundError, 404),
+    (be.StoreTimeout, 504),  # a store gave up waiting (the server's deadline is 504 as well)
     (be.StoreUnavailable, 503),
     (be.RegistryError, 503),
     (be.StoreError, 500),

@@ -23,8 +23,22 @@ _ERRORS = {
         (400, "Malformed JSON or an invalid request (the message names the field)"),
         (401, "Missing or invalid bearer token (when token auth is on)"),
         (404, "Unknown feature view, feature, feature service or push source"),
-        (413, "Request body larger than feature_server.max_request_bytes"),
-        (503, "A store or the registry cannot be reached; retry later"),
+        (
+            413,
+            "Request body larger than feature_server.max_request_bytes, or more features or "
+            "entity rows than feature_server.max_features_per_request / "
+            "max_entities_per_request (TooManyFeatures, TooManyEntities)",
+        ),
+        (
+            503,
+            "A store or the registry cannot be reached, or every worker is busy (ServerBusy); "
+            "retry later",
+        ),
+        (
+            504,
+            "No answer within feature_server.request_timeout_seconds (RequestTimeout), or a "
+            "store timed out (StoreTimeout); retry later",
+        ),
     )
 }
 
@@ -182,9 +196,18 @@ def document(version: str) -> dict[str, Any]:
             ),
             "/health": {
                 "get": {
-                    "summary": "200 while the registry is readable, 503 when it is not",
+                    "summary": "Liveness, no I/O: 200 while the registry is readable, 503 "
+                    "when its background refreshes fail (serving goes on)",
                     "security": [],
                     "responses": {"200": {"description": "Healthy"}, "503": _ERRORS["503"]},
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "Readiness: 200 when the registry is current and the online store "
+                    "answers a point lookup within 1 s, else 503 (the body names no address)",
+                    "security": [],
+                    "responses": {"200": {"description": "Ready"}, "503": _ERRORS["503"]},
                 }
             },
             "/metrics": {

@@ -4,7 +4,8 @@ Requests never read the registry themselves (the server's FeatureStore keeps its
 until told otherwise), so a slow or broken registry never stalls or fails a request: the
 refresher checks the registry's version and swaps in a new catalog only when it changed. When
 the registry cannot be read, or suddenly holds nothing for the project (file deleted), the
-server keeps serving the last good copy and ``/health`` answers 503 until a read succeeds.
+server keeps serving the last good copy and ``/ready`` answers 503 until a read succeeds
+(``/health``, liveness, stays 200).
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ class RegistryRefresher:
         self.problem = ""
         self.last_ok = time.monotonic()
         return True
+
+    def stale(self) -> bool:
+        """No successful check for a while: the refresh thread is stuck on a stalled registry
+        (its failures would have set ``healthy`` to False)."""
+        if self.ttl_sec <= 0 or not self.last_ok:
+            return False
+        return time.monotonic() - self.last_ok > max(3 * self.ttl_sec, self.ttl_sec + 10.0)
 
     def start(self) -> None:
         if self.ttl_sec > 0 and self._thread is None:

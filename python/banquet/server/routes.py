@@ -1,14 +1,16 @@
 """The endpoints: each takes the request body and returns the response body (JSON bytes).
 
-They run synchronously: reads on the event loop thread (a read takes well under a
-millisecond, less than a hop to a thread pool costs), writes and materialization in worker
-threads (see ``app.ROUTES``). Every client mistake raises a typed error before anything is
-written; ``errors.classify`` turns it into the status code.
+They run synchronously on worker threads, never on the event loop (see ``app.ROUTES``):
+reads in the read pool under the request deadline, writes and materialization in the write
+pool; only /health, /metrics and /openapi.json (no I/O) run on the loop. Every client mistake
+raises a typed error before anything is written or read; ``errors.classify`` turns it into
+the status code.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from banquet.server import payload
 from banquet.server.encode import dumps, online_response
@@ -22,7 +24,14 @@ NULL = b"null"  # what Feast's server answers to writes
 _PUSH_MODES = {"online": "ONLINE", "offline": "OFFLINE", "online_and_offline": "ONLINE_AND_OFFLINE"}
 
 
-def get_online_features(server: FeatureServer, body: bytes) -> bytes:
+class Reply(NamedTuple):
+    """A response body and what the event loop does once it has it (metrics live there)."""
+
+    body: bytes
+    then: Callable[[], None]
+
+
+def get_online_features(server: FeatureServer, body: bytes) -> Reply:
     req = payload.json_object(body)
     features = payload.strings(req, "features")
     service_name = payload.string(req, "feature_service", required=False)
@@ -30,15 +39,40 @@ def get_online_features(server: FeatureServer, body: bytes) -> bytes:
         raise bad_request(
             "give exactly one of 'features' (a list of 'view:feature') or 'feature_service'"
         )
-    entities = payload.columns(req, "entities", scalars_only=True)
-    full = payload.boolean(req, "full_feature_names", False)
     store = server.store
     wanted: list[str] | FeatureService = (
         store.get_feature_service(service_name) if service_name is not None else features  # type: ignore[assignment]
     )
+    _check_size(server, wanted, req.get("entities"))  # before any per-value work or store call
+    entities = payload.columns(req, "entities", scalars_only=True)
+    full = payload.boolean(req, "full_feature_names", False)
     resp = store.get_online_features(wanted, entities, full_feature_names=full)
-    server.record_freshness(wanted, full, resp)
-    return online_response(resp)
+    return Reply(online_response(resp), lambda: server.record_freshness(wanted, full, resp))
+
+
+def _check_size(server: FeatureServer, wanted: list[str] | FeatureService, entities: Any) -> None:
+    """413 beyond feature_server.max_features_per_request / max_entities_per_request."""
+    if isinstance(wanted, list):
+        n_features = len(wanted)
+    else:
+        n_features = sum(len(v.projected_features) for v in wanted.feature_views)
+    if n_features > server.max_features:
+        raise HTTPError(
+            413,
+            "TooManyFeatures",
+            f"the request asks for {n_features} features; the limit is {server.max_features} "
+            "(feature_server.max_features_per_request): split the request or raise the limit",
+        )
+    rows = 0
+    if isinstance(entities, dict):
+        rows = max((len(c) for c in entities.values() if isinstance(c, list)), default=0)
+    if rows > server.max_entities:
+        raise HTTPError(
+            413,
+            "TooManyEntities",
+            f"the request holds {rows} entity rows; the limit is {server.max_entities} "
+            "(feature_server.max_entities_per_request): split the request or raise the limit",
+        )
 
 
 def push(server: FeatureServer, body: bytes) -> bytes:
@@ -109,6 +143,11 @@ def health(server: FeatureServer, body: bytes) -> bytes:
         kind = r.problem.partition(":")[0] if ":" in r.problem else "not read yet"
         raise HTTPError(503, "RegistryUnavailable", f"the registry cannot be read ({kind})")
     return dumps({"status": "ok", "registry_version": r.version})
+
+
+async def ready(server: FeatureServer, body: bytes) -> bytes:
+    """Readiness: the registry is current and the online store answers (``ready.py``)."""
+    return await server.readiness.check()
 
 
 def metrics(server: FeatureServer, body: bytes) -> bytes:
