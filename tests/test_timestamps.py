@@ -155,6 +155,23 @@ def test_a_null_skew_allows_any_representable_future(tmp_path: Path) -> None:
         store.write_to_online_store("stats", frame([1], [datetime(2262, 1, 1, tzinfo=UTC)]))
 
 
+def test_timestamp_feature_values_are_range_checked_too(
+    store: FeatureStore, tmp_path: Path
+) -> None:
+    far = pa.array([datetime(2300, 1, 1, tzinfo=UTC)], US)
+    with pytest.raises(InvalidTimestamp, match="'seen': time 2300-01-01T00:00:00Z"):
+        store.push("pushed", frame([1], [T0], seen=far))
+    assert clicks(store, [1]) == ([None], ["NOT_FOUND"])
+    # materialize: the same value in the source refuses the view (nothing written)
+    events = tmp_path / "repo" / "data" / "events"
+    pq.write_table(frame([2], [T0], [5], seen=far), events / "part-far.parquet")
+    with pytest.raises(InvalidTimestamp, match="'stats'.*'seen'"):
+        store.materialize(T0 - timedelta(days=1), NOW, feature_views=["stats"])
+    assert clicks(store, [1, 2])[1] == ["NOT_FOUND", "NOT_FOUND"]
+    # a window that leaves the row out works
+    store.materialize(T0 - timedelta(days=1), T0 - timedelta(seconds=1), feature_views=["stats"])
+
+
 # --- time zone spellings ---------------------------------------------------------------------
 
 

@@ -18,13 +18,20 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.types as pat
 
 from banquet import _core
 from banquet.entity_data import flat
 from banquet.errors import BanquetError, InvalidTimestamp, SchemaMismatch, ValueOutOfRange
 from banquet.progress import Progress
 from banquet.registry.base import current_storage
-from banquet.write_checks import check_fits, check_times, max_future_skew_us, out_of_range
+from banquet.write_checks import (
+    check_feature_times,
+    check_fits,
+    check_times,
+    max_future_skew_us,
+    out_of_range,
+)
 
 if TYPE_CHECKING:
     from banquet.feature_view import FeatureView
@@ -155,6 +162,19 @@ def check_source_times(store: FeatureStore, w: Window, rows: ViewRows) -> None:
         check_times(
             rows.event_ts.filter(inside), created, where, skew, fix_future=fix, written=written
         )
+    for f in w.view.features:  # timestamp features: the range only
+        t = f.dtype.to_arrow()
+        if pat.is_timestamp(t) or (pat.is_list(t) and pat.is_timestamp(t.value_type)):
+            col = rows.table.column(f.name)
+            what = f"{where}: column {f.name!r}: time"
+            try:
+                check_feature_times(col, what, written)
+            except InvalidTimestamp:
+                ev = rows.event_ts.cast(pa.int64())
+                inside = pc.less_equal(ev, w.end_us)
+                if w.start_us is not None:
+                    inside = pc.and_(inside, pc.greater_equal(ev, w.start_us))
+                check_feature_times(flat(col).filter(inside), what, written)
 
 
 def write_winners(

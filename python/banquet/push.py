@@ -18,6 +18,7 @@ from banquet.errors import DataSourceNotFound, SchemaMismatch, ValueOutOfRange
 from banquet.materialize import write_rows
 from banquet.sources import FileSource, PushSource
 from banquet.write_checks import (
+    check_feature_times,
     check_fits,
     check_keys,
     check_times,
@@ -77,6 +78,7 @@ class Prepared:
                     ) from None
                 check_fits(col, cast, f"{where}: column {f.name!r}")
                 col = cast
+            check_feature_times(col, f"{where}: column {f.name!r}: time")
             self.features.append(col)
 
     def write_online(self, store: FeatureStore, overwrite: bool = False) -> None:

@@ -89,6 +89,19 @@ def check_times(
         )
 
 
+def check_feature_times(arr: pa.Array, where: str, written: str = "Nothing was written") -> None:
+    """Values of a timestamp feature (or list of them) must be representable as well: the
+    server renders them (an out-of-range one would only ever be served as INVALID)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pat.is_list(arr.type) or pat.is_large_list(arr.type):
+        arr = pc.list_flatten(arr)
+    if pat.is_timestamp(arr.type):
+        _check_range(
+            _ints(arr.cast(pa.timestamp("us", tz=arr.type.tz), safe=False)), where, written
+        )
+
+
 def _check_range(arr: pa.Array, what: str, written: str) -> None:
     if not len(arr) or arr.null_count == len(arr):
         return

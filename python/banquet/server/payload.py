@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
-from banquet.server.errors import bad_request
+from banquet.server.errors import HTTPError, bad_request
 
 if TYPE_CHECKING:
     from banquet.feature_view import FeatureView
@@ -194,15 +194,26 @@ def _to_us(value: Any, where: str) -> int:
         try:
             delta = ts - _EPOCH
         except OverflowError:
-            raise bad_request(f"{where}: {value[:40]!r} is out of range") from None
+            raise _out_of_range(where, value) from None
         us = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
     else:
         if isinstance(value, float) and not math.isfinite(value):
             raise bad_request(f"{where}: {value} is not a time")
         us = round(value * 1_000_000) if isinstance(value, float) else value * 1_000_000
     if not _MIN_US <= us <= _MAX_US:
-        raise bad_request(f"{where}: {value!r} is out of range (years 1 to 9999)")
+        raise _out_of_range(where, value)
     return us
+
+
+def _out_of_range(where: str, value: Any) -> HTTPError:
+    from banquet.write_checks import RANGE_TEXT
+
+    shown = value[:40] if isinstance(value, str) else value
+    return bad_request(
+        f"{where}: {shown!r} is not a time banquet can store; event and created times must lie "
+        f"in {RANGE_TEXT}",
+        "InvalidTimestamp",
+    )
 
 
 def _b64(value: Any, where: str) -> bytes | None:
