@@ -1,5 +1,5 @@
-"""Bearer-token auth: without a valid token every endpoint but /health answers 401 and
-nothing is read or written; tokens come from the environment."""
+"""Bearer-token auth: without a valid token every endpoint but /health and /ready answers 401
+and nothing is read or written; tokens come from the environment."""
 
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ def test_nothing_is_written_without_a_token(server: Server) -> None:
 
 def test_a_valid_token_works_and_health_is_public(server: Server) -> None:
     assert server.request("GET", "/health")[0] == 200
+    assert server.request("GET", "/ready")[0] == 200  # readiness probes carry no token
     status, body = server.post("/get-online-features", READ, headers=GOOD)
     assert status == 200 and features_of(body)["clicks"]["values"] == [10]
     other = {"Authorization": "bearer tok-alpha-1234"}  # the scheme is case-insensitive
