@@ -111,6 +111,19 @@ def test_overwrite_in_the_body(server: Server, uid: int) -> None:
     assert push(server, uid, T0.isoformat(), overwrite="yes")[0] == 400
 
 
+def test_materialize_overwrite_in_the_body(server: Server) -> None:
+    soon = (NOW + timedelta(hours=6)).isoformat()
+    df = {"user_id": [1], "event_timestamp": [soon], "age": [99], "segment": ["wrong"]}
+    body: dict[str, Any] = {"feature_view_name": "profile", "df": df}
+    assert server.post("/write-to-online-store", body)[0] == 200
+    window = {"start_ts": (T0 - timedelta(days=1)).isoformat(), "end_ts": NOW.isoformat()}
+    age = {"features": ["profile:age"], "entities": {"user_id": [1]}}
+    assert server.post("/materialize", window)[0] == 200
+    assert server.post("/get-online-features", age)[1]["results"][1]["values"] == [99]
+    assert server.post("/materialize", {**window, "overwrite": True})[0] == 200
+    assert server.post("/get-online-features", age)[1]["results"][1]["values"] == [30]
+
+
 def test_an_unrenderable_stored_time_is_reported_per_value(
     server: Server, repo: Path, uid: int
 ) -> None:

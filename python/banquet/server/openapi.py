@@ -141,6 +141,7 @@ def document(version: str) -> dict[str, Any]:
                             "enum": ["online", "offline", "online_and_offline"],
                             "default": "online",
                         },
+                        "overwrite": {"type": "boolean", "default": False},
                         "allow_registry_cache": {"type": "boolean"},
                         "transform_on_write": {"type": "boolean"},
                     },
@@ -151,6 +152,7 @@ def document(version: str) -> dict[str, Any]:
                     "properties": {
                         "feature_view_name": {"type": "string"},
                         "df": _COLUMNS,
+                        "overwrite": {"type": "boolean", "default": False},
                         "allow_registry_cache": {"type": "boolean"},
                         "transform_on_write": {"type": "boolean"},
                     },
@@ -162,6 +164,7 @@ def document(version: str) -> dict[str, Any]:
                         "start_ts": {"type": "string", "format": "date-time"},
                         "end_ts": {"type": "string", "format": "date-time"},
                         "feature_views": {"type": "array", "items": {"type": "string"}},
+                        "overwrite": {"type": "boolean", "default": False},
                     },
                 },
                 "MaterializeIncrementalRequest": {
