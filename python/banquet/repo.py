@@ -293,13 +293,21 @@ def _stored_shape(record: dict[str, Any]) -> tuple[Any, ...]:
     def typed(fields: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
         return [(f.get("name"), f.get("dtype")) for f in fields or []]
 
+    def source(d: Any) -> Any:  # a source's (push: and its batch source's) data settings
+        if not isinstance(d, dict):
+            return d
+        return {k: source(v) for k, v in d.items() if k not in _DOCUMENTATION}
+
     return (
         typed(record.get("features", [])),
         record.get("entities"),
         typed(record.get("entity_columns", [])),
-        record.get("source"),
+        source(record.get("source")),
         bool(record.get("online")),
     )
+
+
+_DOCUMENTATION = ("description", "tags", "owner")
 
 
 def apply_diff(state: State, desired: dict[str, dict[str, dict[str, Any]]], d: Diff) -> None:

@@ -451,3 +451,20 @@ def test_a_failed_drop_warns_and_the_next_apply_finishes_it(
     assert fs.apply().empty  # nothing to change, but the drops are finished
     assert PENDING_DROPS not in fs.registry.read(project)
     assert backend.owned(project) == {f"{project}:stats@1"}
+
+
+def test_a_source_description_change_keeps_the_data(sqlite_repo: tuple[Any, Path]) -> None:
+    backend, repo = sqlite_repo
+    fs = open_store(repo)
+    fs.apply()
+    fs.materialize_incremental(END)
+    before = fs.registry.read(backend.project)["materializations"]
+    text = VERSIONS[1].replace(
+        'timestamp_field="event_timestamp")',
+        'timestamp_field="event_timestamp", description="new")',
+    )
+    (repo / "features.py").write_text(text)
+    fs = open_store(repo)
+    assert fs.apply().changed["feature_views"] == {"stats": ["source"], "extra": ["source"]}
+    assert fs.registry.read(backend.project)["materializations"] == before
+    assert served(fs, 1, "stats")[0] == {"PRESENT"}
