@@ -1,9 +1,11 @@
 """Worker threads for the event loop: blocking calls (store reads, on-demand functions, body
 parsing) run here, each under a deadline, so a slow or stalled store never blocks the loop.
 
-Not a ``ThreadPoolExecutor``: each call is one queue put and one ``call_soon_threadsafe``
-(no ``concurrent.futures.Future`` with its condition variable per call), and the pool knows
-what its workers are doing, which it needs to fail fast:
+Not a ``ThreadPoolExecutor``: each call is handed to the most recently idle worker (its CPU
+caches and its SQLite connection are warm; a FIFO queue would rotate through every thread),
+costs one lock release and one ``call_soon_threadsafe`` (no ``concurrent.futures.Future``
+with its condition variable), and the pool knows what its workers are doing, which it needs
+to fail fast:
 
 * a call still queued when its deadline passes is dropped, never run;
 * a call running past its deadline is answered 504 at once; its worker finishes (or the
@@ -17,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +43,18 @@ class _Call:
         self.dropped = False  # set on the loop when the deadline passed while queued
 
 
+class _Worker:
+    __slots__ = ("wake", "call")
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()  # held while idle; released to hand over ``call``
+        self.wake.acquire()
+        self.call: _Call | None = None
+
+
+_STOP = _Call.__new__(_Call)  # handed to a worker to make it exit
+
+
 class DeadlinePool:
     """``await pool.run(fn, *args)``: ``fn(*args)`` on a worker thread, its result or
     exception, or ``HTTPError`` 504 past ``timeout`` seconds (503 when the pool is stuck or
@@ -55,15 +69,20 @@ class DeadlinePool:
         self.what = what
         self.config_key = config_key
         self.pending = 0  # calls submitted and not yet answered by a worker (loop thread only)
-        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards _idle and _backlog
+        self._idle: list[_Worker] = []  # a stack: the last worker to finish is woken first
+        self._backlog: deque[_Call] = deque()  # calls waiting for a worker
         self._started: dict[int, float] = {}  # worker ident -> monotonic start of its call
         self._name = name
         self._workers: list[threading.Thread] = []
 
     def start(self) -> None:
         while len(self._workers) < self.threads:
+            w = _Worker()
+            with self._lock:
+                self._idle.append(w)
             t = threading.Thread(
-                target=self._work, name=f"{self._name}-{len(self._workers)}", daemon=True
+                target=self._work, args=(w,), name=f"{self._name}-{len(self._workers)}", daemon=True
             )
             t.start()
             self._workers.append(t)
@@ -72,7 +91,7 @@ class DeadlinePool:
         """Ask the workers to exit after their current call; waits briefly (a worker stuck
         on a stalled store is a daemon thread and does not hold the process)."""
         for _ in self._workers:
-            self._queue.put(None)
+            self._hand(_STOP)
         deadline = time.monotonic() + 2.0
         for t in self._workers:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -97,8 +116,8 @@ class DeadlinePool:
         future: asyncio.Future[Any] = loop.create_future()
         call = _Call(fn, args, future)
         self.pending += 1
-        self._queue.put(call)
         timer = loop.call_later(self.timeout, self._expire, call)
+        self._hand(call)  # last: the worker wakes wanting the GIL this thread still holds
         try:
             return await future
         finally:
@@ -134,25 +153,42 @@ class DeadlinePool:
     def _skipped(self, call: _Call) -> None:
         self.pending -= 1
 
+    def _hand(self, call: _Call) -> None:
+        """Give ``call`` to the most recently idle worker, or queue it."""
+        with self._lock:
+            if not self._idle:
+                self._backlog.append(call)
+                return
+            w = self._idle.pop()
+        w.call = call
+        w.wake.release()
+
     # --- worker threads ----------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, w: _Worker) -> None:
         ident = threading.get_ident()
         started = self._started
-        get = self._queue.get
         while True:
-            call = get()
-            if call is None:
-                return
-            if call.dropped:
-                call.loop.call_soon_threadsafe(self._skipped, call)
-                continue
-            started[ident] = time.monotonic()
-            try:
-                value, ok = call.fn(*call.args), True
-            except BaseException as e:  # handed to the request, which classifies it
-                value, ok = e, False
-            finally:
-                del started[ident]
-            with contextlib.suppress(RuntimeError):  # a closed loop (shutdown): nobody waits
-                call.loop.call_soon_threadsafe(self._settle, call, ok, value)
+            w.wake.acquire()  # until a call is handed over
+            call, w.call = w.call, None
+            while call is not None:
+                if call is _STOP:
+                    return
+                if call.dropped:
+                    call.loop.call_soon_threadsafe(self._skipped, call)
+                else:
+                    started[ident] = time.monotonic()
+                    try:
+                        value, ok = call.fn(*call.args), True
+                    except BaseException as e:  # handed to the request, which classifies it
+                        value, ok = e, False
+                    finally:
+                        del started[ident]
+                    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                        call.loop.call_soon_threadsafe(self._settle, call, ok, value)
+                with self._lock:
+                    if self._backlog:
+                        call = self._backlog.popleft()
+                    else:
+                        self._idle.append(w)
+                        call = None
