@@ -284,3 +284,18 @@ def test_bad_server_limits_refuse_to_start(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     assert "feature_server.request_timeout_seconds" in out.stdout + out.stderr
+
+
+def test_a_large_body_is_parsed_off_the_loop(server: Server) -> None:
+    # 500k keys (~4 MB): parsed on a worker, refused by the entity limit before any lookup;
+    # /health meanwhile waits at most for the parse's hold of the GIL (~10 ms per MB)
+    big = {"features": ["stats:clicks"], "entities": {"user_id": list(range(500_000))}}
+    answers: list[tuple[int, Any, float]] = []
+    sender = threading.Thread(target=lambda: answers.append(once(server.port, "POST", GOF, big)))
+    sender.start()
+    slowest = 0.0
+    while sender.is_alive():
+        slowest = max(slowest, timed(server, "GET", "/health")[2])
+    ((status, body, _),) = answers
+    assert status == 413 and body["error"]["type"] == "TooManyEntities", body
+    assert slowest < 0.3, f"/health took {slowest:.3f} s while a large body was parsed"
