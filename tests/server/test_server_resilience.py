@@ -299,3 +299,100 @@ def test_a_large_body_is_parsed_off_the_loop(server: Server) -> None:
     ((status, body, _),) = answers
     assert status == 413 and body["error"]["type"] == "TooManyEntities", body
     assert slowest < 0.3, f"/health took {slowest:.3f} s while a large body was parsed"
+
+
+# --- Postgres behind a relay that can swallow requests (the shared server is never paused) -------
+
+
+class Relay:
+    """A loopback TCP relay to ``target``; ``hold()`` swallows what clients send from then on
+    (requests in flight never get an answer), ``release()`` passes traffic again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.holding = threading.Event()
+        self._socks = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self._socks += [client, upstream]
+            for src, dst, up in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, up), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, from_client: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if not (from_client and self.holding.is_set()):
+                    dst.sendall(data)
+        except OSError:
+            pass
+
+    def hold(self) -> None:
+        self.holding.set()
+
+    def release(self) -> None:
+        self.holding.clear()
+
+    def close(self) -> None:
+        import contextlib
+        import socket
+
+        for s in self._socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+@pytest.mark.postgres
+def test_a_stalled_postgres_gets_504_and_ready_503(
+    tmp_path: Path, start_server: Any, pg_dsn: str
+) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    pg = conninfo_to_dict(pg_dsn)
+    relay = Relay(str(pg.get("host", "127.0.0.1")), int(pg.get("port", 5432)))
+    os.environ["SRV_RESILIENCE_PG_PASSWORD"] = str(pg.get("password", ""))
+    online = (
+        "online_store:\n  type: postgres\n  host: 127.0.0.1\n"
+        f"  port: {relay.port}\n  database: {pg.get('dbname')}\n  user: {pg.get('user')}\n"
+        "  password: ${SRV_RESILIENCE_PG_PASSWORD}\n  timeout_seconds: 3\n"
+    )
+    project = f"srv_pgstall_{uuid.uuid4().hex[:6]}"
+    server_yaml = f"feature_server:\n  request_timeout_seconds: {DEADLINE}\n"
+    repo = make_repo(tmp_path / "repo", project, online=online, server_yaml=server_yaml)
+    try:
+        server = start_server(repo)
+        assert server.post(GOF, READ)[0] == 200
+        assert server.request("GET", "/ready")[0] == 200
+        time.sleep(0.6)  # past the cached readiness answer
+        relay.hold()
+        status, body, took = once(server.port, "POST", GOF, READ)
+        assert status == 504 and body["error"]["type"] == "RequestTimeout", body
+        assert took < DEADLINE + 0.8
+        status, body, took = once(server.port, "GET", "/ready")
+        assert status == 503 and body["error"]["type"] == "StoreTimeout", body
+        assert took < DEADLINE + 0.5
+        assert str(relay.port) not in str(body) and str(pg.get("user")) not in str(body)
+        assert timed(server, "GET", "/health")[2] < 0.1
+        relay.release()  # the held connections are cut by the store's watchdog (3 s)
+        eventually(lambda: server.post(GOF, READ)[0] == 200)
+        eventually(lambda: server.request("GET", "/ready")[0] == 200)
+    finally:
+        relay.release()
+        store = FeatureStore(repo_path=repo)
+        store.teardown()
+        store.online_store.close()
+        relay.close()
+        os.environ.pop("SRV_RESILIENCE_PG_PASSWORD", None)
