@@ -179,6 +179,25 @@ class StoreTimeout(StoreUnavailable, TimeoutError):
     """A store did not answer within the request's deadline; the operation can be retried."""
 
 
+# --- kernels (the Rust extension raises these) --------------------------------------------
+
+
+class KernelError(BanquetError, ValueError):
+    """A Rust kernel refused its input (mismatched lengths or key types, a null where none
+    may be); the message names the column. Also ``banquet._core.KernelError``."""
+
+
+class KernelTypeError(KernelError, TypeError):
+    """A Rust kernel got a column of a type it does not handle; the message names the column
+    and the types it takes."""
+
+
+class CorruptDataError(KernelError):
+    """A stored value cannot be decoded under the feature view's current schema (the view
+    changed since it was materialized, or the bytes are damaged): re-materialize the view.
+    Also ``banquet._core.CorruptDataError``."""
+
+
 # --- resources ---------------------------------------------------------------------------
 
 

@@ -76,6 +76,10 @@ use arrow_schema::{DataType, TimeUnit};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::mem;
+
+/// What an allocation failure names.
+const OP: &str = "the point-in-time join (asof_join)";
 
 /// "No value" marker for group ids, slot positions and result indices.
 const NONE: u32 = u32::MAX;
@@ -173,6 +177,10 @@ pub fn asof_join(
         return Ok(UInt32Array::new_null(n_ent));
     }
 
+    // The peak working set (group ids, records, slots, running bests, the output: about
+    // 64 bytes per entity row and 24 per feature row), checked before anything is built.
+    mem::check(OP, mem::bytes(n_ent, 64, n_feat.saturating_mul(24)))?;
+
     // Row validity: every key and the timestamp non-null.
     let evalid = row_validity(entity_keys, entity_ts);
     let fvalid = row_validity(feature_keys, feature_ts);
@@ -183,8 +191,8 @@ pub fn asof_join(
         _ => None,
     };
     let groups = match single_int {
-        Some((ek, fk)) => group_int(ek, fk, evalid.as_ref()),
-        None => group_rows(&ecols, &fcols, n_ent, evalid.as_ref()),
+        Some((ek, fk)) => group_int(ek, fk, evalid.as_ref())?,
+        None => group_rows(&ecols, &fcols, n_ent, evalid.as_ref())?,
     };
     let vals = match created {
         None => {
@@ -211,7 +219,7 @@ pub fn asof_join(
             }
         }
     };
-    Ok(finish(vals))
+    Ok(finish(vals?))
 }
 
 /// Turns the raw result (with [`NONE`] for "no match") into a `UInt32Array`.
@@ -735,7 +743,7 @@ fn group_int<'a>(
     ekeys: Cow<'a, [i64]>,
     fkeys: Cow<'a, [i64]>,
     evalid: Option<&NullBuffer>,
-) -> Grouping<'a> {
+) -> Result<Grouping<'a>> {
     let n = ekeys.len();
     let mut n_valid = 0usize;
     let (mut min, mut max) = (i64::MAX, i64::MIN);
@@ -747,35 +755,32 @@ fn group_int<'a>(
         }
     }
     if n_valid == 0 {
-        return Grouping::Dense(DenseGroups {
-            egid: vec![NONE; n],
+        return Ok(Grouping::Dense(DenseGroups {
+            egid: mem::filled(n, NONE, OP)?,
             fkeys,
             min: 0,
             n: 0,
-        });
+        }));
     }
     let range = (max as i128 - min as i128) as u128 + 1;
     if range <= (2 * n_valid as u128 + 1024).min(NONE as u128 - 1) {
-        let egid = ekeys
-            .iter()
-            .enumerate()
-            .map(|(i, &k)| {
-                if is_valid(evalid, i) {
-                    k.wrapping_sub(min) as u32
-                } else {
-                    NONE
-                }
-            })
-            .collect();
-        return Grouping::Dense(DenseGroups {
+        let mut egid = mem::with_capacity(n, OP)?;
+        egid.extend(ekeys.iter().enumerate().map(|(i, &k)| {
+            if is_valid(evalid, i) {
+                k.wrapping_sub(min) as u32
+            } else {
+                NONE
+            }
+        }));
+        return Ok(Grouping::Dense(DenseGroups {
             egid,
             fkeys,
             min,
             n: range as usize,
-        });
+        }));
     }
     let mut table = GroupTable::with_capacity(n_valid.min(1 << 16));
-    let mut egid = vec![NONE; n];
+    let mut egid = mem::filled(n, NONE, OP)?;
     for (i, (g, &k)) in egid.iter_mut().zip(ekeys.iter()).enumerate() {
         if let Some(&ahead) = ekeys.get(i + BATCH) {
             table.prefetch(fmix64(ahead as u64));
@@ -785,7 +790,7 @@ fn group_int<'a>(
             *g = table.find_or_insert(fmix64(k), k, 0, |_| true, fmix64);
         }
     }
-    Grouping::IntHash(IntHashGroups { egid, fkeys, table })
+    Ok(Grouping::IntHash(IntHashGroups { egid, fkeys, table }))
 }
 
 fn group_rows<'a>(
@@ -793,22 +798,21 @@ fn group_rows<'a>(
     fcols: &'a [KeyCol<'a>],
     n_ent: usize,
     evalid: Option<&NullBuffer>,
-) -> Grouping<'a> {
-    let hashes: Vec<u64> = (0..n_ent)
-        .into_par_iter()
+) -> Result<Grouping<'a>> {
+    let mut hashes: Vec<u64> = mem::filled(n_ent, 0, OP)?;
+    hashes
+        .par_iter_mut()
         .with_min_len(CHUNK)
-        .map(|i| {
+        .enumerate()
+        .for_each(|(i, h)| {
             if is_valid(evalid, i) {
-                row_hash(ecols, i)
-            } else {
-                0
+                *h = row_hash(ecols, i)
             }
-        })
-        .collect();
+        });
     let n_valid = evalid.map_or(n_ent, |v| n_ent - v.null_count());
     let mut table = GroupTable::with_capacity(n_valid.min(1 << 16));
     let mut keys = KeyArena::default();
-    let mut egid = vec![NONE; n_ent];
+    let mut egid = mem::filled(n_ent, NONE, OP)?;
     for (i, (g, &h)) in egid.iter_mut().zip(&hashes).enumerate() {
         if let Some(&ahead) = hashes.get(i + BATCH) {
             table.prefetch(ahead);
@@ -826,12 +830,12 @@ fn group_rows<'a>(
         }
         *g = id;
     }
-    Grouping::Rows(RowGroups {
+    Ok(Grouping::Rows(RowGroups {
         egid,
         fcols,
         keys,
         table,
-    })
+    }))
 }
 
 // ---- the join
@@ -921,7 +925,7 @@ fn partition<R: Send + Sync>(
     n_buckets: usize,
     bucket_of: impl Fn(usize) -> u32 + Sync,
     make: impl Fn(usize) -> R + Sync,
-) -> (Vec<R>, Vec<usize>) {
+) -> Result<(Vec<R>, Vec<usize>)> {
     // At most 256 chunks, so the per-chunk histograms stay small for huge inputs.
     let size = CHUNK.max(n.div_ceil(256));
     let n_chunks = n.div_ceil(size);
@@ -953,7 +957,7 @@ fn partition<R: Send + Sync>(
     starts[n_buckets] = at;
     drop(hists);
     let total = at;
-    let mut out: Vec<R> = Vec::with_capacity(total);
+    let mut out: Vec<R> = mem::with_capacity(total, OP)?;
     let ptr = SharedMut(out.as_mut_ptr());
     cursors
         .into_par_iter()
@@ -973,7 +977,7 @@ fn partition<R: Send + Sync>(
         });
     // SAFETY: every position below `total` was written exactly once above.
     unsafe { out.set_len(total) };
-    (out, starts)
+    Ok((out, starts))
 }
 
 /// Power-of-two number of consecutive group ids per bucket, as a shift.
@@ -1006,15 +1010,15 @@ fn join_core<G: Groups>(
     groups: &G,
     ttl: i64,
     beats: impl Fn(u32, u32) -> bool + Sync,
-) -> Vec<u32> {
-    let mut out = vec![NONE; ets.len()];
-    let Some(layout) = entity_layout(ets, groups.entity_gids(), groups.n_groups(), fts.len())
+) -> Result<Vec<u32>> {
+    let mut out = mem::filled(ets.len(), NONE, OP)?;
+    let Some(layout) = entity_layout(ets, groups.entity_gids(), groups.n_groups(), fts.len())?
     else {
-        return out;
+        return Ok(out);
     };
 
     // Feature rows to their group ids, then partitioned by bucket.
-    let mut fgid = vec![NONE; fts.len()];
+    let mut fgid = mem::filled(fts.len(), NONE, OP)?;
     fgid.par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(c, out)| groups.feature_gids(c * CHUNK, fvalid, out));
@@ -1031,10 +1035,10 @@ fn join_core<G: Groups>(
             row: f as u32,
             gid: fgid[f],
         },
-    );
+    )?;
     drop(fgid);
 
-    let mut best = vec![NO_BEST; layout.slots.len()];
+    let mut best = mem::filled(layout.slots.len(), NO_BEST, OP)?;
     let out_ptr = SharedMut(out.as_mut_ptr());
     let n_buckets = layout.n_buckets();
     let recs = split_lens(
@@ -1053,7 +1057,7 @@ fn join_core<G: Groups>(
             let bucket = Bucket::new(layout, b);
             merge_bucket(&bucket, recs, best, ttl, beats, out_ptr)
         });
-    out
+    Ok(out)
 }
 
 /// Entity rows laid out in slots ordered by (group, entity_ts), in buckets of `1 << shift`
@@ -1103,10 +1107,15 @@ impl<'a> Bucket<'a> {
 }
 
 /// Builds the [`Layout`]; `None` when no entity row is valid.
-fn entity_layout(ets: &[i64], egid: &[u32], n_groups: usize, n_feat: usize) -> Option<Layout> {
+fn entity_layout(
+    ets: &[i64],
+    egid: &[u32],
+    n_groups: usize,
+    n_feat: usize,
+) -> Result<Option<Layout>> {
     let n_slots = egid.iter().filter(|&&g| g != NONE).count();
     if n_slots == 0 {
-        return None;
+        return Ok(None);
     }
     let shift = bucket_shift(n_groups, n_slots, n_feat);
     let n_buckets = ((n_groups - 1) >> shift) + 1;
@@ -1122,10 +1131,10 @@ fn entity_layout(ets: &[i64], egid: &[u32], n_groups: usize, n_feat: usize) -> O
             row: i as u32,
             gid: egid[i],
         },
-    );
-    let mut offsets = vec![0u32; n_groups + 1];
+    )?;
+    let mut offsets = mem::filled(n_groups + 1, 0u32, OP)?;
     offsets[n_groups] = n_slots as u32;
-    let mut slots = vec![Slot::default(); n_slots];
+    let mut slots = mem::filled(n_slots, Slot::default(), OP)?;
     let slot_parts = split_lens(
         &mut slots,
         (0..n_buckets).map(|b| starts[b + 1] - starts[b]),
@@ -1139,11 +1148,11 @@ fn entity_layout(ets: &[i64], egid: &[u32], n_groups: usize, n_feat: usize) -> O
             let (lo, hi) = (starts[b], starts[b + 1]);
             layout_bucket(&erecs[lo..hi], slots, offs, b << shift, lo as u32)
         });
-    Some(Layout {
+    Ok(Some(Layout {
         shift,
         offsets,
         slots,
-    })
+    }))
 }
 
 /// Counting sort of one bucket's entity rows by group, then by timestamp within each

@@ -27,9 +27,33 @@ pub enum Error {
     /// Any other failure of the online store (I/O, locks, constraints).
     #[error("{0}")]
     Store(String),
+    /// The allocator refused memory the operation needed (an address-space or container
+    /// limit); nothing was produced.
+    #[error(
+        "out of memory: {operation} could not allocate {} (the process's memory limit was \
+         reached); pass less data per call (fewer entity rows, a shorter materialization \
+         window) or raise the memory limit",
+        human_bytes(*bytes)
+    )]
+    ResourceExhausted { operation: String, bytes: usize },
     /// An error from arrow-rs itself.
     #[error(transparent)]
     Arrow(#[from] ArrowError),
+}
+
+/// `1.5 GiB`, `300.0 MiB`, `12 bytes`: sizes in messages.
+pub fn human_bytes(n: usize) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// Shorthand used across the crate.

@@ -27,7 +27,7 @@ use arrow_array::{
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, TimeUnit};
 
-use crate::{Error, Result};
+use crate::{mem, Error, Result};
 
 /// Feast `ValueType` numbers used in the serialized bytes.
 const T_BYTES: u32 = 1;
@@ -284,8 +284,9 @@ pub fn serialize_entity_keys(names: &[String], columns: &[ArrayRef]) -> Result<B
         )));
     }
 
-    let mut data: Vec<u8> = Vec::with_capacity(total);
-    let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
+    const OP: &str = "serializing entity keys (serialize_entity_keys)";
+    let mut data: Vec<u8> = mem::with_capacity(total, OP)?;
+    let mut offsets: Vec<i32> = mem::with_capacity(rows + 1, OP)?;
     offsets.push(0);
     for i in 0..rows {
         data.extend_from_slice(&prefix);
@@ -379,6 +380,12 @@ pub fn key_order(keys: &ArrayRef) -> Result<UInt32Array> {
             keys.len()
         )));
     }
+    // The sort permutation and its keys (slices, then (key, index) pairs: about 48 bytes
+    // per key), checked before they are built.
+    mem::check(
+        "sorting entity keys (key_order)",
+        mem::bytes(keys.len(), 48, 0),
+    )?;
     let nulls = keys.nulls();
     let slices: Vec<Option<&[u8]>> = (0..keys.len())
         .map(|i| (!nulls.is_some_and(|n| n.is_null(i))).then(|| bytes.get(i)))

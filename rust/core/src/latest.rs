@@ -20,7 +20,10 @@ use hashbrown::HashTable;
 
 use crate::keys::{ByteCol, KeyColumn, KeyValues};
 use crate::ord::{cmp_rows, TsColumn};
-use crate::{Error, Result};
+use crate::{mem, Error, Result};
+
+/// What an allocation failure names.
+const OP: &str = "the latest-per-key reduction (latest_per_key)";
 
 /// Indices (ascending) of the winning row per distinct key among the rows whose event
 /// timestamp lies in `[start, end]` (inclusive; `None` is unbounded).
@@ -75,6 +78,11 @@ pub fn latest_per_key(
         .map(|(i, k)| KeyColumn::new(k, &format!("key {i}")))
         .collect::<Result<Vec<_>>>()?;
 
+    // The peak working set (candidate rows twice while they are scattered, the table, the
+    // winners as they grow: up to ~90 bytes per row, measured under RLIMIT_AS), checked
+    // before anything is built.
+    mem::check(OP, mem::bytes(rows, 96, 0))?;
+
     let window = Window {
         ts,
         created,
@@ -86,7 +94,7 @@ pub fn latest_per_key(
         let col = cols[0];
         match col.values {
             KeyValues::String(b) | KeyValues::Bytes(b) => {
-                latest_bytes(&window, rows, OneBytes(col, b))
+                latest_bytes(&window, rows, OneBytes(col, b))?
             }
             _ => latest_fixed(&window, rows, |i| {
                 if col.is_null(i) {
@@ -94,7 +102,7 @@ pub fn latest_per_key(
                 } else {
                     col.values.fixed(i)
                 }
-            }),
+            })?,
         }
     } else {
         latest_bytes(
@@ -104,7 +112,7 @@ pub fn latest_per_key(
                 cols,
                 scratch: Vec::new(),
             },
-        )
+        )?
     };
     ascending(&mut winners, rows);
     Ok(UInt32Array::new(ScalarBuffer::from(winners), None))
@@ -209,7 +217,11 @@ fn offer_fixed(w: &Window<'_>, table: &mut HashTable<FixedSlot>, e: FixedSlot) {
 /// [`SPILL_AT`], the remaining rows and the winners so far are radix-partitioned by hash and
 /// each partition is reduced with a cache-sized table. The winner rule is a total order, so
 /// the order in which candidates are offered does not matter.
-fn latest_fixed(w: &Window<'_>, rows: usize, key: impl Fn(usize) -> Option<i64>) -> Vec<u32> {
+fn latest_fixed(
+    w: &Window<'_>,
+    rows: usize,
+    key: impl Fn(usize) -> Option<i64>,
+) -> Result<Vec<u32>> {
     let mut table: HashTable<FixedSlot> = HashTable::with_capacity(rows.min(1 << 12));
     for i in 0..rows {
         if table.len() >= SPILL_AT && rows - i >= SPILL_AT {
@@ -227,7 +239,7 @@ fn latest_fixed(w: &Window<'_>, rows: usize, key: impl Fn(usize) -> Option<i64>)
             },
         );
     }
-    table.iter().map(|s| s.row).collect()
+    Ok(table.iter().map(|s| s.row).collect())
 }
 
 fn latest_fixed_partitioned(
@@ -236,7 +248,7 @@ fn latest_fixed_partitioned(
     from: usize,
     table: HashTable<FixedSlot>,
     key: impl Fn(usize) -> Option<i64>,
-) -> Vec<u32> {
+) -> Result<Vec<u32>> {
     let estimate = table.len() + (rows - from);
     let bits = (estimate / PART_TARGET).max(2).ilog2().min(12);
     let mask = (1usize << bits) - 1;
@@ -270,7 +282,7 @@ fn latest_fixed_partitioned(
     }
     pos.push(acc);
     let bounds = pos.clone();
-    let mut entries = vec![FixedSlot::default(); acc];
+    let mut entries = mem::filled(acc, FixedSlot::default(), OP)?;
     for s in table.iter() {
         let p = part(s.key);
         entries[pos[p]] = *s;
@@ -294,7 +306,7 @@ fn latest_fixed_partitioned(
         }
         winners.extend(table.iter().map(|s| s.row));
     }
-    winners
+    Ok(winners)
 }
 
 /// Where a byte-string key comes from.
@@ -374,7 +386,7 @@ struct BytesSlot {
 
 /// Byte-string keys: each distinct key is copied once into an arena, so comparisons touch
 /// only the table and the (compact) arena, never the scattered input rows.
-fn latest_bytes(w: &Window<'_>, rows: usize, mut src: impl BytesKey) -> Vec<u32> {
+fn latest_bytes(w: &Window<'_>, rows: usize, mut src: impl BytesKey) -> Result<Vec<u32>> {
     let mut table: HashTable<BytesSlot> = HashTable::with_capacity(rows.min(1 << 12));
     let mut arena: Vec<u8> = Vec::new();
     for i in 0..rows {
@@ -419,7 +431,7 @@ fn latest_bytes(w: &Window<'_>, rows: usize, mut src: impl BytesKey) -> Vec<u32>
             }
         }
     }
-    table.iter().map(|s| s.row).collect()
+    Ok(table.iter().map(|s| s.row).collect())
 }
 
 /// A candidate row for a byte-string key, by the hash of its key.
@@ -448,7 +460,7 @@ fn latest_bytes_partitioned(
     from: usize,
     so_far: Vec<HashedRow>,
     mut src: impl BytesKey,
-) -> Vec<u32> {
+) -> Result<Vec<u32>> {
     let estimate = so_far.len() + (rows - from);
     let bits = (estimate / PART_TARGET).max(2).ilog2().min(12);
     let mask = (1usize << bits) - 1;
@@ -456,7 +468,7 @@ fn latest_bytes_partitioned(
 
     // hash every remaining eligible row once
     let mut entries_in = so_far;
-    entries_in.reserve(rows - from);
+    mem::reserve(&mut entries_in, rows - from, OP)?;
     for i in from..rows {
         let Some(ts) = w.eligible(i) else { continue };
         let Some(k) = src.key(i) else { continue };
@@ -478,7 +490,7 @@ fn latest_bytes_partitioned(
     }
     pos.push(acc);
     let bounds = pos.clone();
-    let mut entries = vec![HashedRow::default(); acc];
+    let mut entries = mem::filled(acc, HashedRow::default(), OP)?;
     for e in &entries_in {
         let p = part(e.hash);
         entries[pos[p]] = *e;
@@ -513,7 +525,7 @@ fn latest_bytes_partitioned(
         }
         winners.extend(table.iter().map(|s| s.row));
     }
-    winners
+    Ok(winners)
 }
 
 #[cfg(test)]

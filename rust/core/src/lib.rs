@@ -8,6 +8,7 @@ pub mod asof;
 pub mod error;
 pub mod keys;
 pub mod latest;
+pub mod mem;
 pub mod ord;
 pub mod sqlite;
 pub mod values;

@@ -39,7 +39,11 @@ use arrow_schema::{DataType, FieldRef, TimeUnit};
 
 use crate::keys::ByteCol;
 use crate::ord::TsColumn;
-use crate::{Error, Result};
+use crate::{mem, Error, Result};
+
+/// What allocation failures name.
+const ENCODE: &str = "encoding online values (encode_values)";
+const DECODE: &str = "decoding online values (decode_values)";
 
 /// The codec version written in byte 0.
 pub const VERSION: u8 = 1;
@@ -433,8 +437,10 @@ fn encode(
     for c in &cols {
         bound += c.size_bound(rows);
     }
-    let mut out: Vec<u8> = Vec::with_capacity(bound);
-    let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
+    // The whole output is sized up front (its upper bound): a refusal is a typed error
+    // before any row is encoded.
+    let mut out: Vec<u8> = mem::with_capacity(bound, ENCODE)?;
+    let mut offsets: Vec<i32> = mem::with_capacity(rows + 1, ENCODE)?;
     offsets.push(0);
     let mut bitmap = vec![0u8; bitmap_len];
 
@@ -1072,12 +1078,16 @@ impl ValueDecoder {
             .saturating_sub(fixed)
             .checked_div(var_fields)
             .unwrap_or(0);
+        // The decoded columns: the values' bytes plus about 16 bytes per value and 24 per
+        // row of timestamps and validity, checked before any is built.
+        let need = mem::bytes(rows, 24 + 16 * nfields, blobs.total_len());
+        mem::check(DECODE, need)?;
         let mut cols: Vec<ColBuf> = fields
             .iter()
             .map(|f| ColBuf::new(f, rows, bytes_hint))
             .collect();
-        let mut event = Vec::with_capacity(rows);
-        let mut created = Vec::with_capacity(rows);
+        let mut event = mem::with_capacity(rows, DECODE)?;
+        let mut created = mem::with_capacity(rows, DECODE)?;
         let mut event_nulls = NullBufferBuilder::new(rows);
         let mut created_nulls = NullBufferBuilder::new(rows);
 

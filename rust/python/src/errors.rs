@@ -1,22 +1,15 @@
-//! Maps `banquet_core::Error` to Python exceptions. The rich hierarchy lives in
-//! `banquet.errors`; the Python façade re-raises these with context the kernel cannot know.
+//! Maps `banquet_core::Error` to Python exceptions. The classes are banquet's own
+//! (`banquet.errors`), so `except BanquetError` catches every kernel failure too; the Python
+//! façade re-raises some with context the kernel cannot know.
 
-use pyo3::create_exception;
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-create_exception!(
-    _core,
-    KernelError,
-    PyValueError,
-    "An error raised by a banquet kernel."
-);
-create_exception!(
-    _core,
-    CorruptDataError,
-    KernelError,
-    "A stored blob could not be decoded."
-);
+// The classes live in python/banquet/errors.py; `_core` re-exports them under its old names.
+pyo3::import_exception!(banquet.errors, KernelError);
+pyo3::import_exception!(banquet.errors, KernelTypeError);
+pyo3::import_exception!(banquet.errors, CorruptDataError);
+pyo3::import_exception!(banquet.errors, ResourceExhausted);
+pyo3::import_exception!(banquet.errors, StoreError);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -28,28 +21,32 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 pub fn to_py(err: banquet_core::Error) -> PyErr {
     use banquet_core::Error;
     match err {
-        Error::UnsupportedType { .. } => PyTypeError::new_err(err.to_string()),
+        Error::UnsupportedType { .. } => KernelTypeError::new_err(err.to_string()),
         Error::Corrupt(_) => CorruptDataError::new_err(err.to_string()),
-        Error::MissingTable(view) => store_error(format!(
+        Error::ResourceExhausted { .. } => ResourceExhausted::new_err(err.to_string()),
+        Error::MissingTable(view) => StoreError::new_err(format!(
             "the online store has no table for feature view '{view}'; run `banquet apply` \
              (and materialize) first"
         )),
-        Error::Store(msg) => store_error(format!("SQLite online store: {msg}")),
+        Error::Store(msg) => StoreError::new_err(format!("SQLite online store: {msg}")),
         _ => KernelError::new_err(err.to_string()),
     }
 }
 
-/// `banquet.errors.StoreError(message)`: the online store's failures reach the user as the
-/// same typed error whichever store raised them.
-fn store_error(message: String) -> PyErr {
-    Python::attach(|py| {
-        match py
-            .import("banquet.errors")
-            .and_then(|m| m.getattr("StoreError"))
-            .and_then(|cls| cls.call1((message.as_str(),)))
-        {
-            Ok(exc) => PyErr::from_value(exc),
-            Err(_) => KernelError::new_err(message),
+/// [`to_py`] for a failure while reading feature view `view`'s stored values: the message
+/// names the view, so a client learns which one to re-materialize.
+pub fn to_py_in_view(err: banquet_core::Error, view: &str) -> PyErr {
+    use banquet_core::Error;
+    match err {
+        Error::Corrupt(_) => {
+            let msg = err.to_string();
+            let fix = if msg.contains("re-materialize") {
+                ""
+            } else {
+                "; re-materialize the view (`banquet materialize --overwrite`)"
+            };
+            CorruptDataError::new_err(format!("feature view '{view}': {msg}{fix}"))
         }
-    })
+        other => to_py(other),
+    }
 }

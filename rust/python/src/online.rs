@@ -349,7 +349,7 @@ impl OnlinePlan {
                 let (ts, _) = v
                     .decoder
                     .decode_row(r, blobs.value(r), &mut values, &mut elems)
-                    .map_err(crate::errors::to_py)?;
+                    .map_err(|e| crate::errors::to_py_in_view(e, &v.name))?;
                 expired.push(v.ttl_us.is_some_and(|ttl| now_us.saturating_sub(ts) > ttl));
                 ev.push(ts.into_pyobject(py)?.into_any());
             }
