@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from banquet import _core, types
+from banquet._memory import memory_bound
 from banquet.entity_data import flat, key_column, timestamp_column, to_table, utc_us
 from banquet.errors import FeatureNameCollisionError, SchemaMismatch
 from banquet.offline.base import RetrievalJob
@@ -30,7 +31,8 @@ class HistoricalJob(RetrievalJob):
     def __init__(self, store: OfflineStore, request: ResolvedRequest, entity_df: Any) -> None:
         self._store = store
         self._request = request
-        self._entity = to_table(entity_df)
+        with memory_bound("get_historical_features (reading entity_df)"):
+            self._entity = to_table(entity_df)
         self._ts_col = timestamp_column(self._entity)
         clash = sorted(set(request.names) & set(self._entity.column_names))
         if clash:
@@ -52,7 +54,9 @@ class HistoricalJob(RetrievalJob):
 
     def to_arrow(self) -> pa.Table:
         if self._result is None:
-            self._result = self._run()
+            rows = self._entity.num_rows
+            with memory_bound(f"get_historical_features ({rows} entity rows)"):
+                self._result = self._run()
         return self._result
 
     def _run(self) -> pa.Table:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from banquet import types
+from banquet._memory import memory_bound
 from banquet.errors import SourceColumnMissing
 from banquet.field import Field
 
@@ -55,16 +56,20 @@ class OfflineStore(abc.ABC):
         wanted = [*view.join_keys, source.timestamp_field, *([created] if created else [])]
         wanted += [f.name for f in features]
         columns = list(dict.fromkeys(source.source_column(n) for n in wanted))
-        table = self.read(source, columns, start_us, end_us)
-        mapping = source.field_mapping
-        table = table.rename_columns([mapping.get(n, n) for n in table.column_names])
-        where = f"source {source.name!r}"
-        return ViewRows(
-            table=table,
-            keys=[flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys],
-            event_ts=flat(utc_us(table.column(source.timestamp_field), f"{where} timestamp")),
-            created_ts=flat(utc_us(table.column(created), f"{where} created")) if created else None,
-        )
+        with memory_bound(f"reading feature view {view.name!r} from source {source.name!r}"):
+            table = self.read(source, columns, start_us, end_us)
+            mapping = source.field_mapping
+            table = table.rename_columns([mapping.get(n, n) for n in table.column_names])
+            where = f"source {source.name!r}"
+            created_ts = (
+                flat(utc_us(table.column(created), f"{where} created")) if created else None
+            )
+            return ViewRows(
+                table=table,
+                keys=[flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys],
+                event_ts=flat(utc_us(table.column(source.timestamp_field), f"{where} timestamp")),
+                created_ts=created_ts,
+            )
 
     def append(self, source: DataSource, rows: pa.Table) -> None:
         """Add rows to a batch source (an offline push)."""
@@ -131,7 +136,9 @@ class RetrievalJob(abc.ABC):
 
     def to_df(self):  # type: ignore[no-untyped-def]
         """The result as a pandas DataFrame (timestamps stay timezone-aware UTC)."""
-        return self.to_arrow().to_pandas()
+        table = self.to_arrow()
+        with memory_bound(f"converting {table.num_rows} result rows to pandas"):
+            return table.to_pandas()
 
     def to_polars(self):  # type: ignore[no-untyped-def]
         try:

@@ -71,7 +71,7 @@ use arrow_array::types::{
     TimestampNanosecondType, TimestampSecondType,
 };
 use arrow_array::{Array, ArrayRef, BinaryViewArray, StringViewArray, UInt32Array};
-use arrow_buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
+use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer};
 use arrow_schema::{DataType, TimeUnit};
 use rayon::prelude::*;
 
@@ -174,7 +174,9 @@ pub fn asof_join(
         return Ok(UInt32Array::from(Vec::<u32>::new()));
     }
     if n_feat == 0 {
-        return Ok(UInt32Array::new_null(n_ent));
+        let zeros = mem::filled(n_ent, 0u32, OP)?;
+        let nulls = NullBuffer::new(BooleanBuffer::new(bitmap(n_ent, |_| false)?, 0, n_ent));
+        return Ok(UInt32Array::new(ScalarBuffer::from(zeros), Some(nulls)));
     }
 
     // The peak working set (group ids, records, slots, running bests, the output: about
@@ -219,15 +221,16 @@ pub fn asof_join(
             }
         }
     };
-    Ok(finish(vals?))
+    finish(vals?)
 }
 
 /// Turns the raw result (with [`NONE`] for "no match") into a `UInt32Array`.
-fn finish(mut vals: Vec<u32>) -> UInt32Array {
-    let valid = BooleanBuffer::collect_bool(vals.len(), |i| vals[i] != NONE);
-    let nulls = if valid.count_set_bits() == vals.len() {
+fn finish(mut vals: Vec<u32>) -> Result<UInt32Array> {
+    let n = vals.len();
+    let nulls = if vals.iter().all(|&v| v != NONE) {
         None
     } else {
+        let valid = BooleanBuffer::new(bitmap(n, |i| vals[i] != NONE)?, 0, n);
         vals.iter_mut().for_each(|v| {
             if *v == NONE {
                 *v = 0
@@ -235,7 +238,21 @@ fn finish(mut vals: Vec<u32>) -> UInt32Array {
         });
         Some(NullBuffer::new(valid))
     };
-    UInt32Array::new(ScalarBuffer::from(vals), nulls)
+    Ok(UInt32Array::new(ScalarBuffer::from(vals), nulls))
+}
+
+/// An LSB-first bitmap of `n` bits, allocated fallibly (arrow-rs's builders abort when the
+/// allocator refuses).
+fn bitmap(n: usize, bit: impl Fn(usize) -> bool) -> Result<Buffer> {
+    let mut words = mem::filled(n.div_ceil(64), 0u64, OP)?;
+    for (w, word) in words.iter_mut().enumerate() {
+        let base = w * 64;
+        for j in 0..(n - base).min(64) {
+            *word |= (bit(base + j) as u64) << j;
+        }
+    }
+    // Little-endian words are the LSB-first byte layout Arrow expects.
+    Ok(Buffer::from_vec(words))
 }
 
 // ---- inputs ------------------------------------------------------------------------------
