@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pyarrow as pa
@@ -15,7 +16,66 @@ DEFAULT_TS = "event_timestamp"
 
 
 def to_table(data: Any, what: str = "entity_df") -> pa.Table:
-    """A pyarrow Table from pandas, polars, pyarrow or anything exporting Arrow."""
+    """A pyarrow Table from pandas, polars, pyarrow or anything exporting Arrow, with unique
+    column names. A column whose values do not share one type (``[1, "a"]``) or a repeated
+    column name is an ``EntityDataError`` naming the column, not a raw Arrow error."""
+    _unique_names(_column_names(data), what)
+    try:
+        table = _convert(data, what)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as e:
+        column = _bad_column(data)
+        where = f"{what} column {column!r}" if column is not None else what
+        raise EntityDataError(
+            f"{where} cannot be converted to Arrow: its values do not share one type ({e}); "
+            "give each column values of a single type (e.g. all ints or all strings)"
+        ) from None
+    _unique_names(table.column_names, what)
+    return table
+
+
+def _column_names(data: Any) -> list[str]:
+    """Column names as given, before any conversion (pandas refuses duplicates itself)."""
+    cols = getattr(data, "columns", None)
+    if cols is not None and not isinstance(data, (pa.Table, pa.RecordBatch)):
+        try:
+            return [str(c) for c in cols]
+        except TypeError:
+            return []
+    return []
+
+
+def _unique_names(names: list[str], what: str) -> None:
+    dup = sorted(n for n, count in Counter(names).items() if count > 1)
+    if dup:
+        raise EntityDataError(
+            f"{what} has more than one column named {', '.join(map(repr, dup))}; rename or drop "
+            "the extra ones (each column name must be unique)"
+        )
+
+
+def _bad_column(data: Any) -> str | None:
+    """The first column that does not convert on its own (for the error message)."""
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        names = list(dict.fromkeys(k for r in data for k in r))
+        data = {n: [r.get(n) for r in data] for n in names}
+    try:
+        if isinstance(data, dict):
+            columns = list(data.items())
+        elif type(data).__module__.split(".")[0] == "pandas":
+            columns = [(str(n), data[n]) for n in data.columns]
+        else:
+            return None
+        for name, values in columns:
+            try:
+                pa.array(values, from_pandas=True)
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                return str(name)
+    except Exception:  # only a better message is at stake
+        return None
+    return None
+
+
+def _convert(data: Any, what: str) -> pa.Table:
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):

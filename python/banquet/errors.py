@@ -31,6 +31,16 @@ class DuplicateNameError(DefinitionError):
     """Two objects of one kind share a name."""
 
 
+class DefinitionTypeError(DefinitionError, TypeError):
+    """A definition was given an object of the wrong kind (``Array("int64")``, a type with no
+    banquet equivalent, something that is not a definition passed to ``apply``)."""
+
+
+class InvalidArgument(BanquetError, ValueError):
+    """An argument of a ``FeatureStore`` call is invalid (a materialization window whose start
+    is after its end, a feature view that is not online); the message names it."""
+
+
 class RepoError(BanquetError):
     """A feature repository could not be loaded (a definition file failed to import)."""
 

@@ -12,9 +12,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from banquet._memory import memory_bound
 from banquet.config import RepoConfig, load_config
 from banquet.entity import Entity
-from banquet.errors import BanquetError, ConfigError, DefinitionError
+from banquet.errors import (
+    BanquetError,
+    ConfigError,
+    DefinitionError,
+    DefinitionTypeError,
+    InvalidArgument,
+)
 from banquet.feature_service import FeatureService
 from banquet.feature_view import FeatureView
 from banquet.registry.base import (
@@ -358,9 +365,13 @@ class FeatureStore:
 
         start_us, end_us = to_us(start_date), to_us(end_date)
         if start_us > end_us:
-            raise ValueError(f"materialize: start {start_date} is after end {end_date}")
+            raise InvalidArgument(
+                f"materialize: start_date {start_date} is after end_date {end_date}; pass the "
+                "earlier time first (materialize START END)"
+            )
         windows = [Window(v, start_us, end_us) for v in self._online_views(feature_views)]
-        materialize_windows(self, windows, progress, overwrite)
+        with memory_bound("materialize"):
+            materialize_windows(self, windows, progress, overwrite)
 
     def materialize_incremental(
         self,
@@ -386,7 +397,8 @@ class FeatureStore:
             if start_us is not None and start_us > end_us:
                 continue
             windows.append(Window(view, start_us, end_us))
-        materialize_windows(self, windows, progress)
+        with memory_bound("materialize_incremental"):
+            materialize_windows(self, windows, progress)
 
     def _online_views(self, names: Sequence[str] | None) -> list[FeatureView]:
         catalog = self.catalog()
@@ -395,8 +407,9 @@ class FeatureStore:
         views = [catalog.get("feature_views", n) for n in names]
         for v in views:
             if not v.online:
-                raise ValueError(
-                    f"feature view {v.name!r} has online=False; it cannot be materialized"
+                raise InvalidArgument(
+                    f"feature view {v.name!r} has online=False; it cannot be materialized "
+                    "(set online=True in its definition and apply, or leave it out)"
                 )
         return views
 
@@ -409,7 +422,9 @@ class FeatureStore:
         key's row replaces the stored one even when that one is newer."""
         from banquet.push import write_online
 
-        write_online(self, self.get_feature_view(feature_view_name), df, overwrite)
+        view = self.get_feature_view(feature_view_name)
+        with memory_bound(f"write_to_online_store ({feature_view_name!r})"):
+            write_online(self, view, df, overwrite)
 
     def push(
         self,
@@ -424,7 +439,8 @@ class FeatureStore:
         stored one even when that one is newer."""
         from banquet.push import push
 
-        push(self, push_source_name, df, to, overwrite)
+        with memory_bound(f"push ({push_source_name!r})"):
+            push(self, push_source_name, df, to, overwrite)
 
     # --- listing -------------------------------------------------------------------------
 
@@ -472,7 +488,10 @@ def _kind(obj: Any) -> str:
 
     kind = kind_of(obj)
     if kind is None:
-        raise TypeError(f"{obj!r} is not a banquet definition")
+        raise DefinitionTypeError(
+            f"{obj!r} is not a banquet definition; pass Entity, FeatureView, "
+            "OnDemandFeatureView, FeatureService or data source objects"
+        )
     return kind
 
 

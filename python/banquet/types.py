@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any
 
+from banquet.errors import DefinitionError, DefinitionTypeError
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -70,7 +72,10 @@ class Array(BanquetType):
 
     def __init__(self, base: BanquetType) -> None:
         if not isinstance(base, BanquetType) or isinstance(base, Array):
-            raise TypeError(f"Array() takes a scalar banquet type such as Int64, got {base!r}")
+            raise DefinitionTypeError(
+                f"Array() takes a scalar banquet type such as Int64, got {base!r}; write "
+                "Array(Int64), not Array(Array(...)) or Array('int64')"
+            )
         super().__init__(f"array<{base.name}>", ValueType(int(base.value_type) + 10))
         self.base = base
 
@@ -125,7 +130,9 @@ def from_name(name: str) -> BanquetType:
         return SCALARS[name]
     if name.startswith("array<") and name.endswith(">"):
         return Array(from_name(name[6:-1]))
-    raise ValueError(f"unknown banquet type name {name!r}")
+    raise DefinitionError(
+        f"unknown banquet type name {name!r}; known: {', '.join(SCALARS)} and array<T> of those"
+    )
 
 
 def from_value_type(vt: ValueType) -> BanquetType:
@@ -136,7 +143,10 @@ def from_value_type(vt: ValueType) -> BanquetType:
             return t
     if int(vt) > 10:
         return Array(from_value_type(ValueType(int(vt) - 10)))
-    raise ValueError(f"ValueType.{vt.name} has no banquet type")
+    raise DefinitionError(
+        f"ValueType.{vt.name} has no banquet type; use a scalar type (STRING, INT64, ...) or "
+        "a list of one"
+    )
 
 
 def from_arrow(dt: pa.DataType) -> BanquetType:
@@ -169,7 +179,10 @@ def from_arrow(dt: pa.DataType) -> BanquetType:
             return t
     if hasattr(pa, "string_view") and dt in (pa.string_view(),):
         return String
-    raise TypeError(f"Arrow type {dt} has no banquet equivalent")
+    raise DefinitionTypeError(
+        f"Arrow type {dt} has no banquet equivalent; cast the column to one of string, binary, "
+        "bool, int32, int64, float32, float64, timestamp or a list of those"
+    )
 
 
 __all__ = [

@@ -21,6 +21,7 @@ from banquet.errors import (
     FeatureServiceNotFound,
     FeatureViewNotFound,
     NotFoundError,
+    RegistryCorrupt,
 )
 from banquet.feature_service import FeatureService
 from banquet.feature_view import FeatureView
@@ -58,6 +59,67 @@ def empty_state() -> State:
         "version": 0,
         "last_updated": None,
     }
+
+
+_REBUILD = (
+    "re-run `banquet apply` from the feature repo to rewrite it, or restore the registry from "
+    "a backup"
+)
+
+
+def check_state(state: State, project: str) -> State:
+    """``state`` if its shape is what banquet writes (each kind a mapping of name -> record
+    object, materializations ``view -> [[start_us, end_us], ...]``, an integer version), else
+    ``RegistryCorrupt`` naming the project and the broken entry: a hand-edited or damaged
+    registry must not surface as a ``TypeError`` from deep inside."""
+
+    def corrupt(what: str) -> RegistryCorrupt:
+        return RegistryCorrupt(f"registry project {project!r}: {what}; {_REBUILD}")
+
+    for kind in KINDS:
+        records = state.get(kind)
+        if not isinstance(records, dict):
+            raise corrupt(f"{kind!r} is a {type(records).__name__}, expected a mapping")
+        for name, record in records.items():
+            if not isinstance(record, dict):
+                raise corrupt(
+                    f"the record of {kind} {name!r} is a {type(record).__name__}, expected an "
+                    "object"
+                )
+    done = state.get("materializations")
+    if not isinstance(done, dict):
+        raise corrupt(f"'materializations' is a {type(done).__name__}, expected a mapping")
+    for view, intervals in done.items():
+        ok = isinstance(intervals, list) and all(
+            isinstance(iv, list)
+            and len(iv) == 2
+            and all(isinstance(t, int) and not isinstance(t, bool) for t in iv)
+            for iv in intervals
+        )
+        if not ok:
+            raise corrupt(
+                f"the materialized intervals of {view!r} are {intervals!r}, expected a list "
+                "of [start_us, end_us] pairs"
+            )
+    version = state.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise corrupt(f"the version is {version!r}, expected an integer")
+    return state
+
+
+def _build(project: str, kind: str, name: str, build: Callable[[], Any]) -> Any:
+    """One definition object from its record; a record that lacks a field or holds a value
+    of the wrong type is ``RegistryCorrupt`` naming the object (not a raw ``KeyError`` or
+    ``TypeError``)."""
+    try:
+        return build()
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        label = "entity" if kind == "entities" else kind[:-1].replace("_", " ")
+        detail = f"missing field {e}" if type(e) is KeyError else str(e)
+        raise RegistryCorrupt(
+            f"registry project {project!r}: the record of {label} {name!r} is malformed "
+            f"({type(e).__name__}: {detail}); {_REBUILD}"
+        ) from e
 
 
 class Registry(abc.ABC):
@@ -120,11 +182,19 @@ class Catalog:
         self.state = state
         self.version: int = state.get("version", 0)
         self.loaded_at = time.monotonic()
-        self.entities = {n: Entity.from_dict(d) for n, d in state["entities"].items()}
-        self.data_sources = {n: DataSource.from_dict(d) for n, d in state["data_sources"].items()}
-        self.feature_views = {
-            n: FeatureView.from_dict(d, self.entities) for n, d in state["feature_views"].items()
-        }
+        check_state(state, project)
+
+        def objects(kind: str, build: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+            return {
+                n: _build(project, kind, n, lambda d=d: build(d))  # type: ignore[misc]
+                for n, d in state[kind].items()
+            }
+
+        self.entities = objects("entities", Entity.from_dict)
+        self.data_sources = objects("data_sources", DataSource.from_dict)
+        self.feature_views = objects(
+            "feature_views", lambda d: FeatureView.from_dict(d, self.entities)
+        )
         for n, gen in (state.get(GENERATIONS) or {}).items():
             if gen and n in self.feature_views:
                 self.feature_views[n].storage = storage_name(n, gen)
@@ -132,14 +202,14 @@ class Catalog:
         if state.get("on_demand_feature_views"):
             from banquet.on_demand import OnDemandFeatureView
 
-            self.on_demand_feature_views = {
-                n: OnDemandFeatureView.from_dict(d, self.feature_views)
-                for n, d in state["on_demand_feature_views"].items()
-            }
+            self.on_demand_feature_views = objects(
+                "on_demand_feature_views",
+                lambda d: OnDemandFeatureView.from_dict(d, self.feature_views),
+            )
         views: dict[str, Any] = {**self.feature_views, **self.on_demand_feature_views}
-        self.feature_services = {
-            n: FeatureService.from_dict(d, views) for n, d in state["feature_services"].items()
-        }
+        self.feature_services = objects(
+            "feature_services", lambda d: FeatureService.from_dict(d, views)
+        )
 
     def materializations(self, view: str) -> list[tuple[int, int]]:
         return [tuple(iv) for iv in self.state["materializations"].get(view, [])]  # type: ignore[misc]

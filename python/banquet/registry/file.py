@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from banquet.errors import RegistryCorrupt, RegistryError
-from banquet.registry.base import Registry, State, empty_state
+from banquet.registry.base import Registry, State, check_state, empty_state
 
 FORMAT = "banquet-registry/1"
 
@@ -57,7 +57,7 @@ class FileRegistry(Registry):
 
     def read(self, project: str) -> State:
         state = self._load()["projects"].get(project)
-        return _complete(state)
+        return check_state(_complete(state), project)
 
     def projects(self) -> list[str]:
         return sorted(self._load()["projects"])

@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from banquet.errors import ConfigError, RegistryConflict, RegistryError, RegistryUnavailable
 from banquet.redact import redact_text
-from banquet.registry.base import KINDS, Registry, State, empty_state
+from banquet.registry.base import KINDS, Registry, State, check_state, empty_state
 
 if TYPE_CHECKING:
     import psycopg
@@ -236,7 +236,7 @@ class SqlRegistry(Registry):
         row = self._read(
             lambda conn: _fetch_missing_ok(conn, self._select_state(False), {"project": project})
         )
-        return empty_state() if row is None else _state_from_row(row)
+        return empty_state() if row is None else check_state(_state_from_row(row), project)
 
     def read_if_changed(self, project: str, version: int, last_updated: str | None) -> State | None:
         params = {"project": project, "version": version, "stamp": _parse_stamp(last_updated)}
@@ -245,7 +245,7 @@ class SqlRegistry(Registry):
             return None if version == 0 and last_updated is None else empty_state()
         if row[2] is None:  # unchanged: the server sent no objects
             return None
-        return _state_from_row(row)
+        return check_state(_state_from_row(row), project)
 
     def projects(self) -> list[str]:
         from psycopg import sql
