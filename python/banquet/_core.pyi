@@ -10,6 +10,9 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from banquet.errors import CorruptDataError as CorruptDataError
+from banquet.errors import KernelError as KernelError
+
 __version__: str
 
 class ArrowArray(Protocol):
@@ -18,8 +21,12 @@ class ArrowArray(Protocol):
 class ArrowSchema(Protocol):
     def __arrow_c_schema__(self) -> Any: ...
 
-class KernelError(ValueError): ...
-class CorruptDataError(KernelError): ...
+# The kernels raise banquet's own classes (all ``BanquetError``): ``KernelError`` (bad input),
+# ``KernelTypeError`` (an unsupported column type; also a ``TypeError``), ``CorruptDataError``
+# (a stored value that does not decode) and ``ResourceExhausted`` (the allocator refused a
+# buffer: the kernels allocate their big buffers fallibly and check their estimated peak
+# before they start). ``_core.KernelError`` and ``_core.CorruptDataError`` are those classes
+# (imported above).
 
 # --- keys: entity-key serialization (Feast v3 bytes) and hashing ---------------------------
 
@@ -29,7 +36,7 @@ def serialize_entity_keys(names: list[str], columns: list[ArrowArray]) -> pa.Arr
     by name. Column types: int32, int64, string / large_string / string_view, binary /
     large_binary / binary_view, timestamp of any unit (whole seconds in the bytes, rounded
     down). A null key value raises ``KernelError`` naming the column; a duplicate name or
-    mismatched lengths raise ``KernelError``; another column type raises ``TypeError``."""
+    mismatched lengths raise ``KernelError``; another column type raises ``KernelTypeError``."""
 
 def hash_entity_keys(keys: ArrowArray) -> pa.Array:
     """A fast, stable 64-bit hash (``uint64``) of each serialized key (xxh3-64, seed 0; the
@@ -57,7 +64,7 @@ def asof_join(
     The latest ``feature_ts`` wins, then the larger created timestamp (null created sorts
     first), then the larger row index. Null keys or timestamps never match. Key columns are
     compared pairwise and must have the same types on both sides (else ``KernelError``);
-    unsupported column types raise ``TypeError``, a negative ``ttl_us`` ``KernelError``."""
+    unsupported column types raise ``KernelTypeError``, a negative ``ttl_us`` ``KernelError``."""
 
 # --- latest and values: materialization and the online value codec ------------------------
 
