@@ -51,6 +51,9 @@ store.materialize(t0, datetime(2024, 1, 1, 0, 0, 1, tzinfo=utc), ["user_activity
 store.get_historical_features(
     {"user_id": [1], "event_timestamp": [datetime(2024, 1, 2, tzinfo=utc)]}, ["user_profile:age"]
 ).to_arrow()
+if op == "materialize":  # the read itself fits in the address space pyarrow keeps reserved
+    view = store.get_feature_view("user_activity")
+    store.offline_store.read_view(view, view.features, None, None)
 if op == "historical":
     entity = pa.table({
         "user_id": pa.array(np.arange(rows) % 4, pa.int64()),
@@ -61,7 +64,7 @@ if op == "historical":
 resource.setrlimit(resource.RLIMIT_AS, (address_space() + (headroom_mb << 20), resource.RLIM_INFINITY))
 try:
     if op == "historical":
-        store.get_historical_features(entity, ["user_profile:age", "user_activity:clicks"]).to_arrow()
+        store.get_historical_features(entity, ["user_profile:age"]).to_arrow()
     else:
         store.materialize(t0, datetime(2025, 1, 1, tzinfo=utc), ["user_activity"])
     print("NO ERROR")
