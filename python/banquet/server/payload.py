@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
+from banquet.errors import TimestampColumnError
 from banquet.server.errors import HTTPError, bad_request
+from banquet.write_checks import RANGE_TEXT, parse_iso
 
 if TYPE_CHECKING:
     from banquet.feature_view import FeatureView
@@ -179,23 +181,10 @@ def _to_us(value: Any, where: str) -> int:
             f"{where} must hold ISO 8601 times or Unix seconds, got {_kind(value)}",
         )
     if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
         try:
-            ts = datetime.fromisoformat(text)
-        except ValueError:
-            raise bad_request(
-                f"{where}: {value[:40]!r} is not an ISO 8601 time such as "
-                "'2024-01-31T12:00:00Z' (or send Unix seconds)"
-            ) from None
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=timezone.utc)
-        try:
-            delta = ts - _EPOCH
-        except OverflowError:
-            raise _out_of_range(where, value) from None
-        us = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+            us = parse_iso(value, where)
+        except TimestampColumnError as e:
+            raise bad_request(f"{e} (or send Unix seconds)") from None
     else:
         if isinstance(value, float) and not math.isfinite(value):
             raise bad_request(f"{where}: {value} is not a time")
@@ -206,8 +195,6 @@ def _to_us(value: Any, where: str) -> int:
 
 
 def _out_of_range(where: str, value: Any) -> HTTPError:
-    from banquet.write_checks import RANGE_TEXT
-
     shown = value[:40] if isinstance(value, str) else value
     return bad_request(
         f"{where}: {shown!r} is not a time banquet can store; event and created times must lie "
