@@ -308,6 +308,16 @@ def backend(request: pytest.FixtureRequest, make_backend: Callable[[str], Backen
 
 
 @pytest.fixture
+def store(backend: Backend) -> OnlineStore:
+    """The ``backend``'s store for its project, with a view ``v`` created."""
+    from store_support import view
+
+    s = backend.open()
+    s.create_view(backend.project, view("v"))
+    return s
+
+
+@pytest.fixture
 def redis_backend(make_backend: Callable[[str], Backend]) -> Backend:
     return make_backend("redis")
 

@@ -1,7 +1,7 @@
 """What is SQLite's own in the embedded online store (``SqliteOnlineStore``): tables, WAL mode,
 the project -> tables record, locks after a failed write, a lost database file. The behaviour
 every online store shares (round trips, newer event wins, multi-view reads, drop, teardown)
-is tested for all of them in ``test_stores.py``.
+is tested for all of them in the ``test_store_*.py`` suites.
 
 The database is inspected through ``_core.SqliteStore.query`` (the store's own SQLite), never
 Python's ``sqlite3``: two SQLite libraries in one process break each other's locks."""
