@@ -328,3 +328,48 @@ def test_postgres_server_stalling_times_out(
     assert direct.read(p, [("v", [b"k"])]) == [[b"x"]]
     with pytest.raises(ConfigError, match="timeout_seconds"):
         postgres_backend.open(timeout_seconds=0)
+
+
+@pytest.mark.redis
+def test_redis_every_path_reruns_once_after_the_server_closed_its_idle_connections(
+    throwaway_redis: Callable[[], subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """Reads, HSETNX writes and script writes (with and without a key ttl) all borrow their
+    connections through one helper: pooled connections the server closed meanwhile (here:
+    CLIENT KILL, as a restart or an idle timeout would) are dropped and the call succeeds on
+    fresh ones, without an error."""
+    import redis
+
+    server = throwaway_redis()
+    port = server.port  # type: ignore[attr-defined]
+    plain = redis_store(tmp_path, port)
+    with_ttl = redis_store(tmp_path, port, socket_timeout=5)
+    with_ttl.key_ttl_seconds = 3600  # writes go through the script only
+    admin = redis.Redis(port=port, socket_timeout=5)
+    n = 3
+    keys = [b"k%d" % i for i in range(n)]
+
+    def kill_idle() -> None:
+        for s in (plain, with_ttl):
+            assert any(node.idle for node in s._topology().nodes)  # something to go stale
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+
+    steps = [
+        lambda: plain.write("p", "v", keys, [1] * n, [0] * n, [b"a"] * n),  # HSETNX
+        lambda: plain.write("p", "v", keys, [2] * n, [0] * n, [b"b"] * n),  # script
+        lambda: with_ttl.write("p", "v", keys, [3] * n, [0] * n, [b"c"] * n),  # script + ttl
+        lambda: plain.read("p", [("v", keys)]),
+    ]
+    try:
+        plain.read("p", [("v", keys)])
+        with_ttl.read("p", [("v", keys)])
+        for step in steps:
+            kill_idle()
+            step()
+            with_ttl.read("p", [("v", keys)])  # refill the other store's pool
+        assert plain.read("p", [("v", keys)]) == [[b"c"] * n]
+        assert admin.ttl(b"p:k0") > 0
+    finally:
+        plain.close()
+        with_ttl.close()
+        admin.close()
