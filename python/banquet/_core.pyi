@@ -6,7 +6,7 @@ Timestamps are microseconds since the Unix epoch, UTC: ``timestamp[us, tz=UTC]``
 Every function releases the GIL while it works.
 """
 
-from typing import Any, Protocol
+from typing import Any, Protocol, final
 
 import pyarrow as pa
 
@@ -66,6 +66,13 @@ def asof_join(
     compared pairwise and must have the same types on both sides (else ``KernelError``);
     unsupported column types raise ``KernelTypeError``, a negative ``ttl_us`` ``KernelError``."""
 
+def thread_count() -> int:
+    """The number of threads ``asof_join`` uses in this process: ``BANQUET_THREADS`` (0 or
+    unset = one per core, 1 = sequential), read when the process first needs its pool. The
+    pool is banquet's own, one per process and built afresh in a forked child, so joins keep
+    working after ``fork``. A ``BANQUET_THREADS`` that is not a whole number raises
+    ``banquet.errors.ConfigError``."""
+
 # --- latest and values: materialization and the online value codec ------------------------
 
 def latest_per_key(
@@ -105,16 +112,17 @@ def decode_values(
 
 # --- online: the hot path of get_online_features ---------------------------------------------
 
+@final
 class OnlinePlan:
     """A resolved online request on the Rust side (built once per request and registry
     version): its distinct key sets, its views and the output columns in request order."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         sigs: list[tuple[list[str], list[str], list[str]]],
         views: list[tuple[str, int, ArrowSchema, int | None]],
         outputs: list[tuple[str, int, int]],
-    ) -> None:
+    ) -> OnlinePlan:
         """``sigs``: (join key names, entity column names, banquet kind names: int64, int32,
         string, bytes; others turn ``serve`` off). ``views``: (view name, sig index, value
         schema, ttl in µs or None). ``outputs``: (name, view index, field index)."""
@@ -170,13 +178,14 @@ def resp_evalsha(
 
 # --- sqlite: the embedded online store ------------------------------------------------------
 
+@final
 class SqliteStore:
     """The SQLite online store at ``path`` (bundled SQLite, WAL, synchronous=NORMAL, pooled
     connections with cached prepared statements). Opens the file on first use, creating the
     folder. Failures raise ``banquet.errors.StoreError``; a view without a table names the
     view and says to run ``banquet apply``. Every call releases the GIL while SQLite works."""
 
-    def __init__(self, path: str) -> None: ...
+    def __new__(cls, path: str) -> SqliteStore: ...
     @property
     def path(self) -> str: ...
     @property

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
 
 use crate::codec::to_pyarrow;
-use crate::gil::run_detached;
+use crate::gil::run_pooled;
 
 /// For each entity row, the index (uint32) of the matching feature row, or null.
 #[pyfunction]
@@ -27,7 +27,7 @@ fn asof_join<'py>(
     let entity_ts = inner(entity_ts);
     let feature_ts = inner(feature_ts);
     let feature_created = feature_created.map(inner);
-    let out = run_detached(py, move || {
+    let out = run_pooled(py, move || {
         banquet_core::asof::asof_join(
             &entity_keys,
             entity_ts.as_ref(),

@@ -2,7 +2,8 @@
 //!
 //! Arrow crosses the boundary through the PyCapsule interface (pyo3-arrow), so any
 //! Arrow-exporting object is accepted and results are zero-copy. Every kernel runs with the
-//! GIL released (see `gil::run_detached`).
+//! GIL released (see `gil::run_detached`); the ones that use rayon run in banquet's own
+//! per-process pool (`threads`), which survives `fork` and honours `BANQUET_THREADS`.
 
 use pyo3::prelude::*;
 
@@ -16,6 +17,7 @@ mod pgcopy;
 mod resp;
 mod rows;
 mod sqlite;
+mod threads;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -28,5 +30,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pgcopy::register(m)?;
     resp::register(m)?;
     sqlite::register(m)?;
+    threads::register(m)?;
     Ok(())
 }

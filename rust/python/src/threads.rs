@@ -1,0 +1,106 @@
+//! banquet's own rayon pool: one per process, rebuilt after `fork`, sized by `BANQUET_THREADS`.
+//!
+//! rayon's global pool is unusable in a forked child (gunicorn --preload, multiprocessing's
+//! "fork"): the child inherits the pool's bookkeeping but not its threads, so the first
+//! parallel call waits forever for workers that do not exist. Every kernel that uses rayon
+//! runs inside [`install`], which keeps one pool per process id and builds a fresh one the
+//! first time a new process (a forked child) calls it. The parent's pool is leaked in the
+//! child, never dropped: dropping it would signal threads that are not there.
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+pyo3::import_exception!(banquet.errors, ConfigError);
+pyo3::import_exception!(banquet.errors, ResourceExhausted);
+
+const ENV: &str = "BANQUET_THREADS";
+
+/// The pool and the process that built it.
+static POOL: Mutex<Option<(u32, Arc<ThreadPool>)>> = Mutex::new(None);
+
+/// Why no pool could be had.
+pub enum PoolError {
+    /// `BANQUET_THREADS` is not a whole number.
+    BadSetting(String),
+    /// The operating system refused to start the threads.
+    Spawn(String),
+}
+
+impl From<PoolError> for PyErr {
+    fn from(e: PoolError) -> PyErr {
+        match e {
+            PoolError::BadSetting(v) => ConfigError::new_err(format!(
+                "{ENV}={v:?} is not a thread count; set it to a whole number (0 or unset = \
+                 one thread per core, 1 = run the kernels sequentially, N = N threads)"
+            )),
+            PoolError::Spawn(msg) => ResourceExhausted::new_err(format!(
+                "could not start banquet's worker threads ({msg}); set {ENV}=1 to run the \
+                 kernels sequentially, or raise the process's thread limit"
+            )),
+        }
+    }
+}
+
+/// Threads the pool should have: `BANQUET_THREADS`, read once per process (0 or unset = as
+/// many as cores).
+fn wanted() -> Result<usize, PoolError> {
+    let Some(raw) = std::env::var_os(ENV) else {
+        return Ok(cores());
+    };
+    let text = raw.to_string_lossy();
+    match text.trim().parse::<usize>() {
+        Ok(0) => Ok(cores()),
+        Ok(n) => Ok(n),
+        Err(_) if text.trim().is_empty() => Ok(cores()),
+        Err(_) => Err(PoolError::BadSetting(text.into_owned())),
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// This process's pool, built on first use here (and so afresh in a forked child).
+fn pool() -> Result<Arc<ThreadPool>, PoolError> {
+    let pid = std::process::id();
+    let mut slot = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((owner, pool)) = slot.as_ref() {
+        if *owner == pid {
+            return Ok(Arc::clone(pool));
+        }
+    }
+    // A new process: the pool above (if any) belongs to the parent and has no threads here.
+    if let Some(stale) = slot.take() {
+        std::mem::forget(stale);
+    }
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(wanted()?)
+        .thread_name(|i| format!("banquet-{i}"))
+        .build()
+        .map_err(|e| PoolError::Spawn(e.to_string()))?;
+    let pool = Arc::new(pool);
+    *slot = Some((pid, Arc::clone(&pool)));
+    Ok(pool)
+}
+
+/// Runs `f` in this process's pool: rayon calls inside `f` use its threads (one thread =
+/// sequential), never rayon's global pool. Call it with the GIL released.
+pub fn install<T, F>(f: F) -> Result<T, PoolError>
+where
+    T: Send,
+    F: Send + FnOnce() -> T,
+{
+    Ok(pool()?.install(f))
+}
+
+/// The number of threads banquet's kernels use in this process (builds the pool).
+#[pyfunction]
+fn thread_count(py: Python<'_>) -> PyResult<usize> {
+    Ok(py.detach(pool)?.current_num_threads())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(thread_count, m)?)
+}
