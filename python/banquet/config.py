@@ -196,7 +196,7 @@ class RepoConfig:
         data["offline_store"] = _pick(
             data.get("offline_store"), _OFFLINE, "file", source, "offline_store"
         )
-        cfg = _build(RepoConfig, data, source, "", skip=frozenset({"repo_path"}))
+        cfg: RepoConfig = _build(RepoConfig, data, source, "", skip=frozenset({"repo_path"}))
         cfg = dataclasses.replace(cfg, repo_path=Path(repo_path).resolve())
         skew = getattr(cfg.online_store, "max_future_skew", None)
         if skew is not None:

@@ -99,7 +99,9 @@ def timestamp_column(table: pa.Table) -> str:
     """``event_timestamp`` if present, else the only timestamp column."""
     if DEFAULT_TS in table.column_names:
         return DEFAULT_TS
-    found = [f.name for f in table.schema if pat.is_timestamp(f.type) or pat.is_date(f.type)]
+    found: list[str] = [
+        f.name for f in table.schema if pat.is_timestamp(f.type) or pat.is_date(f.type)
+    ]
     if len(found) == 1:
         return found[0]
     if not found:

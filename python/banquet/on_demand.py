@@ -625,6 +625,6 @@ def _compatible(source: pa.DataType, target: pa.DataType) -> bool:
 
 
 def _has_timestamp(t: pa.DataType) -> bool:
-    return pat.is_timestamp(t) or (
-        (pat.is_list(t) or pat.is_large_list(t)) and pat.is_timestamp(t.value_type)
+    return bool(pat.is_timestamp(t)) or (
+        (pat.is_list(t) or pat.is_large_list(t)) and bool(pat.is_timestamp(t.value_type))
     )

@@ -257,7 +257,7 @@ def _serialize(
         values = [cols[c] for _, c, _ in sig]
         if all(type(v) in (int, str, bytes) for col in values for v in col):
             try:
-                return _core.serialize_key_rows(names, values, kinds)  # type: ignore[no-any-return]
+                return _core.serialize_key_rows(names, values, kinds)
             except (TypeError, OverflowError):
                 pass  # the general path below reports the problem precisely
     arrays = []

@@ -17,6 +17,7 @@ from banquet.errors import SourceColumnMissing
 from banquet.field import Field
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
     from banquet.config import RepoConfig
@@ -134,7 +135,7 @@ class RetrievalJob(abc.ABC):
     @abc.abstractmethod
     def to_arrow(self) -> pa.Table: ...
 
-    def to_df(self):  # type: ignore[no-untyped-def]
+    def to_df(self) -> pd.DataFrame:
         """The result as a pandas DataFrame (timestamps stay timezone-aware UTC)."""
         table = self.to_arrow()
         with memory_bound(f"converting {table.num_rows} result rows to pandas"):

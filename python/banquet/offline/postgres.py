@@ -63,7 +63,7 @@ class PostgresOfflineStore(OfflineStore):
         self.address = redact_text(f"{cfg.host}:{cfg.port}/{cfg.database}", cfg.password)
         self._conn: Connection | None = None
         self._conn_pid = 0
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[[Connection], PostgresOfflineStore] | None = None
         self._lock = threading.RLock()
 
     # --- connections -----------------------------------------------------------------------
@@ -93,7 +93,8 @@ class PostgresOfflineStore(OfflineStore):
                 "pip install 'banquet[postgres]' (or adbc-driver-postgresql)"
             ) from None
         try:
-            return adbc.connect(self.conninfo(), autocommit=True)
+            conn: Connection = adbc.connect(self.conninfo(), autocommit=True)
+            return conn
         except Exception as e:  # adbc raises its own DB-API classes
             text = redact_text(_one_line(e), self.cfg.password)
             error: StoreError

@@ -212,7 +212,7 @@ class Catalog:
         )
 
     def materializations(self, view: str) -> list[tuple[int, int]]:
-        return [tuple(iv) for iv in self.state["materializations"].get(view, [])]  # type: ignore[misc]
+        return [tuple(iv) for iv in self.state["materializations"].get(view, [])]
 
     def get(self, kind: str, name: str) -> Any:
         table: dict[str, Any] = getattr(self, kind)
