@@ -243,12 +243,12 @@ class FeatureView(Projectable):
 
     def value_schema(self) -> Any:
         """The Arrow schema of the view's features as the online value codec stores them."""
-        schema = self.__dict__.get("_value_schema")
+        schema = self._value_schema
         if schema is None:
             import pyarrow as pa
 
             schema = pa.schema([pa.field(f.name, f.dtype.to_arrow()) for f in self.features])
-            self.__dict__["_value_schema"] = schema
+            self._value_schema = schema
         return schema
 
     def key_dtype(self, join_key: str) -> types.BanquetType | None:
@@ -309,6 +309,8 @@ class FeatureView(Projectable):
             tags=d.get("tags"),
             owner=d.get("owner", ""),
         )
+
+    _value_schema: Any = None  # value_schema(), built on first use (copies share it)
 
     def __eq__(self, other: object) -> bool:
         return (

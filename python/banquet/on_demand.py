@@ -288,9 +288,9 @@ class _GroupPlan:
 
 def _plans(request: ResolvedRequest) -> list[_GroupPlan]:
     """Per on-demand group, where its inputs are; computed once per resolved request."""
-    cached = request.__dict__.get("_on_demand_plans")
+    cached: list[_GroupPlan] | None = request.on_demand_plans
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     plans = []
     for gi, g in enumerate(request.groups):
         if not g.is_on_demand:
@@ -307,7 +307,7 @@ def _plans(request: ResolvedRequest) -> list[_GroupPlan]:
             dtype = request.groups[sgi].features[sfi].dtype.to_arrow()
             inputs.append(_Input(names, sgi, sfi, dtype))
         plans.append(_GroupPlan(gi, view, inputs, view.request_fields))
-    request.__dict__["_on_demand_plans"] = plans
+    request.on_demand_plans = plans
     return plans
 
 

@@ -39,6 +39,10 @@ class ResolvedRequest:
     # index, feature index). Inputs nobody requested are extra features of their group, named
     # "view:feature" (':' is in no output name).
     inputs: dict[int, list[tuple[str, str, int, int]]] = field(default_factory=dict)
+    # Built once per resolved request (so once per registry version) by the modules that use
+    # them: serving's plan (serving._Plan) and the on-demand groups' (on_demand._GroupPlan).
+    online_plan: Any = field(default=None, repr=False, compare=False)
+    on_demand_plans: Any = field(default=None, repr=False, compare=False)
 
     def join_key_columns(self) -> list[str]:
         """Entity-row columns the request needs, in first-use order."""
@@ -59,7 +63,7 @@ def resolve(
         ("service", features.name) if isinstance(features, FeatureService) else tuple(features),
         full_feature_names,
     )
-    cache: dict[Any, ResolvedRequest] = catalog.__dict__.setdefault("_request_cache", {})
+    cache: dict[Any, ResolvedRequest] = catalog.requests
     hit = cache.get(key)
     if hit is None:
         hit = _resolve(catalog, features, full_feature_names)

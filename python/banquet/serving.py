@@ -233,9 +233,9 @@ class _Plan:
 
 
 def _plan(request: ResolvedRequest) -> _Plan:
-    plan = request.__dict__.get("_online_plan")
+    plan: _Plan | None = request.online_plan
     if plan is None:
-        plan = request.__dict__["_online_plan"] = _Plan(request)
+        plan = request.online_plan = _Plan(request)
     return plan
 
 
@@ -274,11 +274,9 @@ def get_online_features(
     plan = _plan(request)
     online = store.online_store
     now_us = time.time_ns() // 1000
-    native = getattr(online, "native", None)
+    native = online.fast_reader()
     got = (
-        plan.core.serve(native, store.project, entity_rows, now_us)
-        if isinstance(native, _core.SqliteStore)
-        else None
+        plan.core.serve(native, store.project, entity_rows, now_us) if native is not None else None
     )
     types = plan.types
     if got is None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 if TYPE_CHECKING:
+    from banquet import _core
     from banquet.config import RepoConfig
     from banquet.feature_view import FeatureView
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 class OnlineStore(abc.ABC):
     def __init__(self, config: RepoConfig) -> None:
         self.config = config
+        # (project, storage name) that ensure_view created in this process
+        self._ensured: set[tuple[str, str]] = set()
 
     @abc.abstractmethod
     def create_view(self, project: str, view: FeatureView) -> None:
@@ -86,10 +89,19 @@ class OnlineStore(abc.ABC):
     def ensure_view(self, project: str, view: FeatureView) -> None:
         """``create_view`` once per process and view: writers call it so that storage lost
         behind the registry's back (a deleted database file) is recreated, not an error."""
-        seen: set[tuple[str, str]] = self.__dict__.setdefault("_ensured", set())
-        if (project, view.storage_name) not in seen:
+        if (project, view.storage_name) not in self._ensured:
             self.create_view(project, view)
-            seen.add((project, view.storage_name))
+            self._ensured.add((project, view.storage_name))
+
+    def _forget_ensured(self, project: str, view_name: str) -> None:
+        """``drop_view`` calls it: a later ``ensure_view`` must create the storage again."""
+        self._ensured.discard((project, view_name))
+
+    def fast_reader(self) -> _core.SqliteStore | None:
+        """The native store ``_core.OnlinePlan.serve`` reads in one Rust call (the whole
+        ``get_online_features`` request, GIL released), or None: serving then goes through
+        ``read``. Only the embedded store has one."""
+        return None
 
     @contextmanager
     def bulk(self) -> Iterator[None]:

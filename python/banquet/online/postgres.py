@@ -210,7 +210,7 @@ class PostgresOnlineStore(OnlineStore):
         self._run(f"create the table of feature view {storage!r}", work)
 
     def drop_view(self, project: str, view_name: str) -> None:
-        self.__dict__.get("_ensured", set()).discard((project, view_name))
+        self._forget_ensured(project, view_name)
         self._run(
             f"drop feature view {view_name!r}", lambda conn: self._drop(conn, project, [view_name])
         )

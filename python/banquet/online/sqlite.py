@@ -39,8 +39,11 @@ class SqliteOnlineStore(OnlineStore):
         super().__init__(config)
         cfg: SqliteOnlineConfig = config.online_store  # type: ignore[assignment]
         self.path = config.resolve(cfg.path)
-        # serving.py reads through this object directly (its fast path)
         self.native = _core.SqliteStore(str(self.path))
+
+    def fast_reader(self) -> _core.SqliteStore | None:
+        # serving reads a whole request through it in one Rust call
+        return self.native
 
     @contextmanager
     def bulk(self) -> Iterator[None]:
@@ -66,7 +69,7 @@ class SqliteOnlineStore(OnlineStore):
         self.native.create_view(project, view.storage_name)
 
     def drop_view(self, project: str, view_name: str) -> None:
-        self.__dict__.get("_ensured", set()).discard((project, view_name))
+        self._forget_ensured(project, view_name)
         self.native.drop_view(project, view_name)
 
     def write(

@@ -182,6 +182,8 @@ class Catalog:
         self.state = state
         self.version: int = state.get("version", 0)
         self.loaded_at = time.monotonic()
+        # request.resolve's cache: feature refs -> ResolvedRequest (valid for this version)
+        self.requests: dict[Any, Any] = {}
         check_state(state, project)
 
         def objects(kind: str, build: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:

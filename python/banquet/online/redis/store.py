@@ -238,7 +238,7 @@ class RedisOnlineStore(OnlineStore):
         self._run("ping", ping)
 
     def drop_view(self, project: str, view_name: str) -> None:
-        self.__dict__.get("_ensured", set()).discard((project, view_name))
+        self._forget_ensured(project, view_name)
         fields = (view_name.encode(),)
         self._run(
             f"drop feature view {view_name!r}",
