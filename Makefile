@@ -35,12 +35,14 @@ services: ## install (if missing) and start local Postgres, Redis and a 3-node R
 services-stop: ## stop the servers `make services` started
 	@scripts/services.sh stop
 
-.PHONY: test test-rust test-python test-wheel
-test: develop services test-rust test-python test-wheel ## everything: cargo test, pytest, the wheel in a fresh venv
+.PHONY: test test-rust test-python test-docs test-wheel
+test: develop services test-rust test-python test-wheel ## everything: cargo test, pytest (with the doc examples), the wheel in a fresh venv
 test-rust:
 	cargo test --release -p banquet-core --quiet
 test-python: develop services
 	source scripts/services.env && $(PY) -m pytest -q -p no:cacheprovider
+test-docs: develop ## only the examples: README's Python blocks and the docstrings' >>> (also in test-python)
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_doc_examples.py
 test-wheel: wheel
 	scripts/wheel-smoke.sh
 
@@ -54,12 +56,14 @@ wheel: $(VENV)/.deps-stamp ## build one abi3 wheel (Python >= 3.10) into dist/
 	$(VENV)/bin/maturin build --release --quiet --out dist
 
 .PHONY: lint fmt
-lint: $(VENV)/.deps-stamp ## cargo fmt --check, clippy -D warnings, ruff, mypy
+lint: $(EXT_STAMP) ## cargo fmt --check, clippy -D warnings, ruff, mypy --strict, stubtest
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest banquet._core --mypy-config-file scripts/stubtest-mypy.ini \
+		--allowlist scripts/stubtest-allowlist.txt
 fmt: $(VENV)/.deps-stamp ## format Rust and Python
 	cargo fmt --all
 	$(VENV)/bin/ruff format python tests benches
