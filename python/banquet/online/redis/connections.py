@@ -13,6 +13,7 @@ from banquet.online.redis.cluster import Node
 from banquet.online.redis.protocol import Conn
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 class Lease:
@@ -73,21 +74,24 @@ class Lease:
                 conn.close()
 
 
-def borrowed(address: RedisAddress, cluster: bool, op: Callable[[Lease], T]) -> T:
-    """``op(lease)`` on borrowed connections. A reused connection that fails before any reply
-    (the server restarted) empties the pools it came from and runs ``op`` once more on fresh
-    connections: every command sent this way is idempotent. On a cluster a connection error
-    names the node. (A try/finally, not a context manager: this is on the read hot path.)"""
-    import redis
-
-    lease = Lease(address, fresh=False)
+def borrowed(address: RedisAddress, cluster: bool, op: Callable[[Lease, A], T], arg: A) -> T:
+    """``op(lease, arg)`` on borrowed connections. A reused connection that fails before any
+    reply (the server restarted) empties the pools it came from and runs ``op`` once more on
+    fresh connections: every command sent this way is idempotent. On a cluster a connection
+    error names the node. (A try/finally, not a context manager, and redis-py imported only
+    on an error: this is on the read hot path.)"""
+    lease = Lease(address, False)
     while True:
         clean = False
         try:
-            result = op(lease)
+            result = op(lease, arg)
             clean = True
             return result
-        except (redis.ConnectionError, redis.TimeoutError) as e:
+        except Exception as e:
+            import redis
+
+            if not isinstance(e, (redis.ConnectionError, redis.TimeoutError)):
+                raise
             stale = (
                 lease.reused
                 and not lease.replied
@@ -102,7 +106,7 @@ def borrowed(address: RedisAddress, cluster: bool, op: Callable[[Lease], T]) -> 
             lease.release(clean)
         for node in lease.conns:
             node.close()
-        lease = Lease(address, fresh=True)
+        lease = Lease(address, True)
 
 
 def _pop(idle: list[Conn]) -> Conn | None:

@@ -205,7 +205,7 @@ class RedisOnlineStore(OnlineStore):
         several nodes cost one round trip's latency). Per batch: (node, commands, number of
         replies). The first error reply is raised after every reply has been read (the
         connections stay in step and go back to their pools)."""
-        out = borrowed(self.address, self.cluster, lambda lease: lease.exchange(batches))
+        out = borrowed(self.address, self.cluster, Lease.exchange, batches)
         for replies in out:
             for r in replies:
                 if isinstance(r, Exception):
@@ -435,7 +435,7 @@ class RedisOnlineStore(OnlineStore):
         def ints(part: pa.Array | range) -> Sequence[int]:
             return part if isinstance(part, range) else part.to_pylist()
 
-        def attempt(lease: Lease) -> list[int]:
+        def attempt(lease: Lease, _: None) -> list[int]:
             left: list[int] = []
             sent: deque[pa.Array | range] = deque()  # each payload's positions, in order
             seen = stored = 0  # keys whose replies were read, and how many had a value
@@ -481,11 +481,11 @@ class RedisOnlineStore(OnlineStore):
 
             longest = max(size for _, _, size in groups)
             waves = [wave(lo) for lo in range(0, longest, KEYS_PER_ROUND_TRIP)]
-            _run_waves(lease, waves, read)
+            _run_waves(lease, (waves, read))
             left.sort()
             return left
 
-        return borrowed(self.address, self.cluster, attempt)
+        return borrowed(self.address, self.cluster, attempt, None)
 
     def _write_cluster(
         self,
@@ -545,9 +545,7 @@ class RedisOnlineStore(OnlineStore):
             if not node.script_loaded:
                 node.client.script_load(WRITE_LUA)
                 node.script_loaded = True
-        refused = borrowed(
-            self.address, self.cluster, lambda lease: _run_waves(lease, waves, _read_wave)
-        )
+        refused = borrowed(self.address, self.cluster, _run_waves, (waves, _read_wave))
         if refused:
             for node in {node for batch in refused for node, _, _ in batch}:
                 node.client.script_load(WRITE_LUA)
@@ -635,12 +633,12 @@ Batch = list[tuple[Node, bytes, int]]  # per node: RESP of its commands, number 
 
 def _run_waves(
     lease: Lease,
-    waves: Sequence[Callable[[], Batch]],
-    read: Callable[[Lease, Batch], list[Batch]],
+    work: tuple[Sequence[Callable[[], Batch]], Callable[[Lease, Batch], list[Batch]]],
 ) -> list[Batch]:
-    """Send the waves, each before reading the previous one's replies with ``read`` (so
-    the next wave is encoded while Redis works). Returns what ``read`` returned (the
-    script waves that came back NOSCRIPT)."""
+    """Send the ``waves``, each before reading the previous one's replies with ``read``
+    (so the next wave is encoded while Redis works); ``work`` is (waves, read). Returns what
+    ``read`` returned (the script waves that came back NOSCRIPT)."""
+    waves, read = work
     unread: list[Batch] = []
     refused: list[Batch] = []
     for make in waves:
