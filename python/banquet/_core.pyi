@@ -145,6 +145,8 @@ def serialize_key_rows(names: list[str], columns: list[list[Any]], kinds: list[s
     names (int64, int32, string, bytes). A value of another type raises TypeError."""
 
 # --- wire formats of the server online stores ------------------------------------------------
+# (encoders in rust/core/src/wire; bad rows, a wrong type, a null key, event time or value,
+# or unequal lengths, raise KernelTypeError naming the function)
 
 def pg_copy_rows(
     keys: ArrowArray, event_ts: ArrowArray, created_ts: ArrowArray | None, values: ArrowArray
@@ -175,6 +177,14 @@ def resp_evalsha(
 ) -> tuple[bytes, int]:
     """``EVALSHA`` calls of the Redis write script, ``per_call`` rows each, as one RESP
     buffer; returns it and the number of calls."""
+
+def key_slot(key: bytes) -> int:
+    """The Redis Cluster slot of ``key`` (CRC16 of the key, or of its non-empty
+    ``{hash tag}``, modulo 16384)."""
+
+def key_slots(keys: ArrowArray, prefix: bytes = ...) -> pa.UInt16Array:
+    """``key_slot(prefix + key)`` for each key of a binary array without nulls (``prefix``
+    default empty)."""
 
 # --- sqlite: the embedded online store ------------------------------------------------------
 

@@ -12,5 +12,6 @@ pub mod mem;
 pub mod ord;
 pub mod sqlite;
 pub mod values;
+pub mod wire;
 
 pub use error::{Error, Result};

@@ -1,49 +1,25 @@
-//! Rows to write, as the online stores' bulk writes take them from Python: Arrow arrays of
-//! binary keys and values and int64 or timestamp[us] event and created times. One place
-//! checks them (equal lengths, types, no null key or event time) for every store.
+//! Rows to write, as the online stores' bulk writes take them from Python: the Arrow arrays
+//! are checked and read by `banquet_core::wire::Rows`; a bad row set is a KernelTypeError
+//! (a `TypeError` and a `BanquetError`) naming the calling function.
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef};
-use arrow_schema::{DataType, TimeUnit};
-use pyo3::exceptions::PyTypeError;
+use arrow_array::ArrayRef;
+use banquet_core::wire::Rows;
 use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
 
-/// The arrays of a write, checked.
+use crate::errors::{to_py, KernelTypeError};
+
+/// The arrays of a write, taken over from Python (no copy).
 pub(crate) struct ArrowRows {
     keys: ArrayRef,
     event_ts: ArrayRef,
     created_ts: Option<ArrayRef>,
     values: ArrayRef,
+    require_values: bool,
 }
 
 /// Borrowed views of [`ArrowRows`]' buffers, for the rows' loop (the GIL may be released).
-pub(crate) struct RowSlices<'a> {
-    pub keys: Vec<&'a [u8]>,
-    /// None where a value is null: only SQLite's write takes those (its NOT NULL refuses them).
-    pub values: Vec<Option<&'a [u8]>>,
-    event: &'a [i64],
-    created: Option<(&'a [i64], &'a ArrayRef)>,
-}
-
-impl RowSlices<'_> {
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn event(&self, i: usize) -> i64 {
-        self.event[i]
-    }
-
-    /// The created time of row `i`; 0 when missing or null.
-    pub fn created(&self, i: usize) -> i64 {
-        match self.created {
-            Some((c, arr)) if arr.is_valid(i) => c[i],
-            _ => 0,
-        }
-    }
-}
+pub(crate) type RowSlices<'a> = Rows<'a>;
 
 impl ArrowRows {
     /// `what`: the calling function, for the error messages.
@@ -54,83 +30,50 @@ impl ArrowRows {
         created_ts: Option<PyArray>,
         values: PyArray,
     ) -> PyResult<Self> {
-        let rows = ArrowRows {
+        let _ = what; // checked in `slices`, where the rows are read once
+        Ok(ArrowRows {
             keys: keys.into_inner().0,
             event_ts: event_ts.into_inner().0,
             created_ts: created_ts.map(|c| c.into_inner().0),
             values: values.into_inner().0,
-        };
-        let n = rows.keys.len();
-        let lens = [
-            rows.values.len(),
-            rows.event_ts.len(),
-            rows.created_ts.as_ref().map_or(n, |c| c.len()),
-        ];
-        if lens.iter().any(|&l| l != n) {
-            return Err(PyTypeError::new_err(format!(
-                "{what}: {n} keys but {} values, {} event times, {} created times",
-                lens[0], lens[1], lens[2]
-            )));
-        }
-        if rows.keys.null_count() > 0 {
-            return Err(PyTypeError::new_err(format!("{what}: keys hold nulls")));
-        }
-        if rows.event_ts.null_count() > 0 {
-            return Err(PyTypeError::new_err(format!(
-                "{what}: event_ts holds nulls"
-            )));
-        }
-        Ok(rows)
+            require_values: false,
+        })
     }
 
     /// Refuses null values (stores without a NOT NULL column of their own to do it).
-    pub fn require_values(self, what: &str) -> PyResult<Self> {
-        if self.values.null_count() > 0 {
-            return Err(PyTypeError::new_err(format!("{what}: values hold nulls")));
-        }
+    pub fn require_values(mut self, what: &str) -> PyResult<Self> {
+        let _ = what;
+        self.require_values = true;
         Ok(self)
     }
 
+    /// The rows, checked: equal lengths, binary keys and values, int64 or timestamp[us]
+    /// times, no null key or event time (nor value after `require_values`).
     pub fn slices(&self, what: &str) -> PyResult<RowSlices<'_>> {
-        Ok(RowSlices {
-            keys: byte_slices(&self.keys, what, "keys")?
-                .into_iter()
-                .map(Option::unwrap_or_default)
-                .collect(),
-            values: byte_slices(&self.values, what, "values")?,
-            event: micros(&self.event_ts, what, "event_ts")?,
-            created: match &self.created_ts {
-                Some(c) => Some((micros(c, what, "created_ts")?, c)),
-                None => None,
-            },
-        })
+        let rows = Rows::new(
+            what,
+            &self.keys,
+            &self.event_ts,
+            self.created_ts.as_deref(),
+            &self.values,
+        );
+        let rows = if self.require_values {
+            rows.and_then(|r| r.require_values(what))
+        } else {
+            rows
+        };
+        rows.map_err(rows_error)
     }
 }
 
-fn byte_slices<'a>(array: &'a ArrayRef, what: &str, name: &str) -> PyResult<Vec<Option<&'a [u8]>>> {
-    Ok(match array.data_type() {
-        DataType::Binary => array.as_binary::<i32>().iter().collect(),
-        DataType::LargeBinary => array.as_binary::<i64>().iter().collect(),
-        DataType::BinaryView => array.as_binary_view().iter().collect(),
-        other => {
-            return Err(PyTypeError::new_err(format!(
-                "{what}: {name} must be binary, got {other}"
-            )))
+/// Bad rows are a TypeError (what the stub promised, and what the stores catch); anything
+/// else (out of memory) maps as every kernel error does.
+pub(crate) fn rows_error(err: banquet_core::Error) -> PyErr {
+    use banquet_core::Error;
+    match err {
+        Error::Invalid(_) | Error::UnsupportedType { .. } => {
+            KernelTypeError::new_err(err.to_string())
         }
-    })
-}
-
-/// The values of an int64 or timestamp[us] array (nulls read as 0 here; callers check).
-fn micros<'a>(array: &'a ArrayRef, what: &str, name: &str) -> PyResult<&'a [i64]> {
-    Ok(match array.data_type() {
-        DataType::Int64 => array.as_primitive::<Int64Type>().values(),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            array.as_primitive::<TimestampMicrosecondType>().values()
-        }
-        other => {
-            return Err(PyTypeError::new_err(format!(
-                "{what}: {name} must be int64 or timestamp[us], got {other}"
-            )))
-        }
-    })
+        other => to_py(other),
+    }
 }
