@@ -349,7 +349,7 @@ impl OnlinePlan {
                 let (ts, _) = v
                     .decoder
                     .decode_row(r, blobs.value(r), &mut values, &mut elems)
-                    .map_err(|e| crate::errors::to_py_in_view(e, &v.name))?;
+                    .map_err(|e| corrupt_in_view(out, &self.sigs[v.sig], r, e, &v.name))?;
                 expired.push(v.ttl_us.is_some_and(|ttl| now_us.saturating_sub(ts) > ttl));
                 ev.push(ts.into_pyobject(py)?.into_any());
             }
@@ -370,6 +370,53 @@ impl OnlinePlan {
             out.set_item(o.name.bind(py), PyList::new(py, items)?)?;
         }
         Ok(evs)
+    }
+}
+
+/// [`crate::errors::to_py_in_view`] with the row's entity key in the message, read back
+/// from the entity columns already in `out` (`user_id=1001`): the client learns which key's
+/// stored value is damaged, not only which view.
+fn corrupt_in_view(
+    out: &Bound<'_, PyDict>,
+    sig: &KeySig,
+    row: usize,
+    err: banquet_core::Error,
+    view: &str,
+) -> PyErr {
+    let err = match err {
+        banquet_core::Error::Corrupt(msg) => {
+            banquet_core::Error::Corrupt(format!("entity {}: {msg}", describe_key(out, sig, row)))
+        }
+        other => other,
+    };
+    crate::errors::to_py_in_view(err, view)
+}
+
+/// `col=repr(value), ...` for the join key columns of row `row`, each value cut at 64
+/// characters (a key can be a long string or bytes) and the whole at 200.
+fn describe_key(out: &Bound<'_, PyDict>, sig: &KeySig, row: usize) -> String {
+    let parts: Vec<String> = sig
+        .columns
+        .iter()
+        .map(|c| {
+            let value = out
+                .get_item(c)
+                .ok()
+                .flatten()
+                .and_then(|col| col.get_item(row).ok())
+                .and_then(|v| v.repr().ok())
+                .map_or_else(|| "?".to_string(), |r| r.to_string());
+            format!("{c}={}", truncate(value, 64))
+        })
+        .collect();
+    truncate(parts.join(", "), 200)
+}
+
+/// `s` cut to at most `max` characters, marked with `...` when cut.
+fn truncate(s: String, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}...", &s[..at]),
+        None => s,
     }
 }
 
