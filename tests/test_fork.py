@@ -9,6 +9,7 @@ interpreter (``python -c``) so pytest's own process never forks with threads run
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -91,15 +92,24 @@ def _run(tmp_path: Path, mode: str, threads: str | None) -> list[str]:
     env.pop("BANQUET_THREADS", None)
     if threads is not None:
         env["BANQUET_THREADS"] = threads
-    out = subprocess.run(
+    # A deadlocked child hangs the script: the timeout fails the test, and the session's
+    # process group (the script and its forked child) is killed so nothing is left behind.
+    proc = subprocess.Popen(
         [sys.executable, "-c", _SCRIPT, str(tmp_path), mode],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        timeout=60,  # a deadlocked child hangs the script: the timeout fails the test
+        start_new_session=True,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout.split("\n")
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"the forked child did not finish its join within 60 s (deadlock?): {out}")
+    assert proc.returncode == 0, err[-3000:]
+    return out.split("\n")
 
 
 @pytest.mark.parametrize("mode", ["os.fork", "multiprocessing"])

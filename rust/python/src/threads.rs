@@ -1,11 +1,14 @@
-//! banquet's own rayon pool: one per process, rebuilt after `fork`, sized by `BANQUET_THREADS`.
+//! Where banquet's rayon work runs: sized by `BANQUET_THREADS`, and safe after `fork`.
 //!
 //! rayon's global pool is unusable in a forked child (gunicorn --preload, multiprocessing's
 //! "fork"): the child inherits the pool's bookkeeping but not its threads, so the first
-//! parallel call waits forever for workers that do not exist. Every kernel that uses rayon
-//! runs inside [`install`], which keeps one pool per process id and builds a fresh one the
-//! first time a new process (a forked child) calls it. The parent's pool is leaked in the
-//! child, never dropped: dropping it would signal threads that are not there.
+//! parallel step waits forever for workers that do not exist. Every kernel that uses rayon
+//! runs through [`install`]. In the process that first runs one, banquet builds rayon's
+//! global pool itself (this extension links its own copy of rayon, so no other library shares
+//! it) and kernels run on the calling thread exactly as plain rayon would: small inputs never
+//! leave it. In any other process (a forked child) they run inside a pool of that process,
+//! built on its first use; a parent's pool is leaked there, never dropped (dropping it would
+//! signal threads that are not there).
 
 use std::sync::{Arc, Mutex};
 
@@ -17,7 +20,11 @@ pyo3::import_exception!(banquet.errors, ResourceExhausted);
 
 const ENV: &str = "BANQUET_THREADS";
 
-/// The pool and the process that built it.
+/// The process whose rayon global pool banquet built: `Some(None)` when the global pool was
+/// already built by other code (then every process uses its own pool).
+static GLOBAL: Mutex<Option<Option<u32>>> = Mutex::new(None);
+
+/// A forked child's pool and the process that built it.
 static POOL: Mutex<Option<(u32, Arc<ThreadPool>)>> = Mutex::new(None);
 
 /// Why no pool could be had.
@@ -62,7 +69,21 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// This process's pool, built on first use here (and so afresh in a forked child).
+/// True when rayon's global pool is this process's (banquet built it here, sized by
+/// `BANQUET_THREADS`); the first call in a process that never used rayon builds it.
+fn global_is_ours(pid: u32) -> Result<bool, PoolError> {
+    let mut owner = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
+    if owner.is_none() {
+        let built = ThreadPoolBuilder::new()
+            .num_threads(wanted()?)
+            .thread_name(|i| format!("banquet-{i}"))
+            .build_global();
+        *owner = Some(built.ok().map(|()| pid));
+    }
+    Ok(*owner == Some(Some(pid)))
+}
+
+/// This process's own pool, built on first use here (and so afresh in a forked child).
 fn pool() -> Result<Arc<ThreadPool>, PoolError> {
     let pid = std::process::id();
     let mut slot = POOL.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,20 +106,30 @@ fn pool() -> Result<Arc<ThreadPool>, PoolError> {
     Ok(pool)
 }
 
-/// Runs `f` in this process's pool: rayon calls inside `f` use its threads (one thread =
-/// sequential), never rayon's global pool. Call it with the GIL released.
+/// Runs `f` where this process's rayon work must go: on the calling thread with the global
+/// pool when that pool is this process's (no extra hop), else inside this process's own pool
+/// (one hop). Call it with the GIL released.
 pub fn install<T, F>(f: F) -> Result<T, PoolError>
 where
     T: Send,
     F: Send + FnOnce() -> T,
 {
+    if global_is_ours(std::process::id())? {
+        return Ok(f());
+    }
     Ok(pool()?.install(f))
 }
 
-/// The number of threads banquet's kernels use in this process (builds the pool).
+/// The number of threads banquet's kernels use in this process (builds its pool).
 #[pyfunction]
 fn thread_count(py: Python<'_>) -> PyResult<usize> {
-    Ok(py.detach(pool)?.current_num_threads())
+    let n = py.detach(|| -> Result<usize, PoolError> {
+        if global_is_ours(std::process::id())? {
+            return Ok(rayon::current_num_threads());
+        }
+        Ok(pool()?.current_num_threads())
+    })?;
+    Ok(n)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
