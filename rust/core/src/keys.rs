@@ -15,6 +15,12 @@
 //!
 //! The name part is the same for every row, so it is built once and copied; the output
 //! buffer is sized exactly before the single pass over the rows.
+//!
+//! This module is also the one reader of key columns ([`KeyColumn`]) and the one in-memory
+//! key hash ([`hash_fixed`], [`hash_bytes`], [`KeyColumn::hash`]) for every kernel: a key's
+//! identity is what it serializes to, so a timestamp key is its whole second everywhere
+//! (two keys equal to the second are one entity online, in `latest_per_key` and in the
+//! as-of join alike).
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -37,8 +43,8 @@ const T_INT64: u32 = 4;
 const T_UNIX_TIMESTAMP: u32 = 8;
 
 /// The key column types accepted, for error messages.
-pub(crate) const KEY_TYPES: &str =
-    "int32, int64, string, large_string, string_view, binary, large_binary or timestamp";
+pub(crate) const KEY_TYPES: &str = "int32, int64, string, large_string, string_view, binary, \
+                                     large_binary, binary_view or timestamp";
 
 /// Borrowed access to the bytes of a string or binary column, whatever its layout.
 #[derive(Clone, Copy)]
@@ -205,6 +211,43 @@ impl<'a> KeyColumn<'a> {
     pub(crate) fn is_null(&self, i: usize) -> bool {
         self.nulls.is_some_and(|n| n.is_null(i))
     }
+
+    /// The in-memory hash of row `i`'s key value (equal keys hash equally: timestamps by
+    /// their whole second).
+    #[inline]
+    pub(crate) fn hash(&self, i: usize) -> u64 {
+        match self.values {
+            KeyValues::String(b) | KeyValues::Bytes(b) => hash_bytes(b.get(i)),
+            fixed => hash_fixed(fixed.fixed(i).expect("fixed-width key") as u64),
+        }
+    }
+}
+
+/// The hash of several key columns at row `i`, combining [`KeyColumn::hash`].
+#[inline]
+pub(crate) fn row_hash(cols: &[KeyColumn<'_>], i: usize) -> u64 {
+    let mut h = 0x243f_6a88_85a3_08d3u64;
+    for c in cols {
+        h = hash_fixed(h.rotate_left(23) ^ c.hash(i));
+    }
+    h
+}
+
+/// The hash of a fixed-width key value (an integer, a timestamp's second): the MurmurHash3
+/// `fmix64` finaliser, full avalanche, so both the low and the high bits are usable.
+#[inline(always)]
+pub(crate) fn hash_fixed(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
+/// The hash of a string or binary key value (xxh3-64, the hash [`hash_keys`] publishes).
+#[inline(always)]
+pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(b)
 }
 
 /// Serializes N entity keys (one column per join key, N rows each) into N blobs.

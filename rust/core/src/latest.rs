@@ -12,14 +12,12 @@
 //! int64 or timestamp key uses an `i64`-keyed table; a single string or binary key hashes its
 //! bytes in place; several key columns are first packed into one byte string per row.
 
-use std::cmp::Ordering;
-
 use arrow_array::{Array, ArrayRef, UInt32Array};
 use arrow_buffer::ScalarBuffer;
 use hashbrown::HashTable;
 
-use crate::keys::{ByteCol, KeyColumn, KeyValues};
-use crate::ord::{cmp_rows, TsColumn};
+use crate::keys::{hash_bytes, hash_fixed, ByteCol, KeyColumn, KeyValues};
+use crate::ord::{TieBreak, TsColumn};
 use crate::{mem, Error, Result};
 
 /// What an allocation failure names.
@@ -68,9 +66,9 @@ pub fn latest_per_key(
             )));
         }
     }
-    let ts = TsColumn::new(event_ts, "event_ts")?;
+    let ts = TsColumn::new(event_ts.as_ref(), "event_ts")?;
     let created = created
-        .map(|c| TsColumn::new(c, "created_ts"))
+        .map(|c| TsColumn::new(c.as_ref(), "created_ts"))
         .transpose()?;
     let cols = keys
         .iter()
@@ -85,7 +83,7 @@ pub fn latest_per_key(
 
     let window = Window {
         ts,
-        created,
+        tie: TieBreak::new(created),
         start: start.unwrap_or(i64::MIN),
         end: end.unwrap_or(i64::MAX),
     };
@@ -142,7 +140,7 @@ fn ascending(winners: &mut Vec<u32>, rows: usize) {
 /// The time inputs and bounds shared by both table flavours.
 struct Window<'a> {
     ts: TsColumn<'a>,
-    created: Option<TsColumn<'a>>,
+    tie: TieBreak<'a>,
     start: i64,
     end: i64,
 }
@@ -159,28 +157,10 @@ impl Window<'_> {
     }
 
     /// Does row `cand` (event ts `cand_ts`) beat the current winner `cur` (event ts `cur_ts`)?
-    /// `cand > cur` always holds here because rows are visited in order.
     #[inline(always)]
     fn beats(&self, cand: usize, cand_ts: i64, cur: usize, cur_ts: i64) -> bool {
-        match cand_ts.cmp(&cur_ts) {
-            Ordering::Greater => true,
-            Ordering::Less => false,
-            Ordering::Equal => {
-                let (cc, uc) = match &self.created {
-                    Some(c) => (c.get(cand), c.get(cur)),
-                    None => (None, None),
-                };
-                cmp_rows(cand_ts, cc, cand, cur_ts, uc, cur) == Ordering::Greater
-            }
-        }
+        self.tie.beats(cand_ts, cand, cur_ts, cur)
     }
-}
-
-/// A 64-bit mix good in both the low bits (bucket) and the high bits (control byte).
-#[inline(always)]
-fn mix64(k: u64) -> u64 {
-    let m = ((k ^ 0x243F_6A88_85A3_08D3) as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15u128);
-    (m as u64) ^ ((m >> 64) as u64)
 }
 
 /// Distinct keys after which the single table gives way to partitions (its slots no longer
@@ -199,8 +179,8 @@ struct FixedSlot {
 /// Offers `e` to the table: inserted if its key is new, else kept if it beats the winner.
 #[inline(always)]
 fn offer_fixed(w: &Window<'_>, table: &mut HashTable<FixedSlot>, e: FixedSlot) {
-    let h = mix64(e.key as u64);
-    match table.entry(h, |s| s.key == e.key, |s| mix64(s.key as u64)) {
+    let h = hash_fixed(e.key as u64);
+    match table.entry(h, |s| s.key == e.key, |s| hash_fixed(s.key as u64)) {
         hashbrown::hash_table::Entry::Occupied(mut o) => {
             let slot = o.get_mut();
             if w.beats(e.row as usize, e.ts, slot.row as usize, slot.ts) {
@@ -254,7 +234,7 @@ fn latest_fixed_partitioned(
     let mask = (1usize << bits) - 1;
     // partition on hash bits the per-partition table does not use (low bits pick the
     // bucket, the top 7 the control byte)
-    let part = |k: i64| ((mix64(k as u64) >> 40) as usize) & mask;
+    let part = |k: i64| ((hash_fixed(k as u64) >> 40) as usize) & mask;
     let candidate = |i: usize| -> Option<FixedSlot> {
         let ts = w.eligible(i)?;
         let key = key(i)?;
@@ -405,7 +385,7 @@ fn latest_bytes(w: &Window<'_>, rows: usize, mut src: impl BytesKey) -> Result<V
         }
         let Some(t) = w.eligible(i) else { continue };
         let Some(k) = src.key(i) else { continue };
-        let h = xxhash_rust::xxh3::xxh3_64(k);
+        let h = hash_bytes(k);
         let eq = |s: &BytesSlot| s.hash == h && &arena[s.off..s.off + s.len as usize] == k;
         match table.find_mut(h, eq) {
             Some(slot) => {
@@ -473,7 +453,7 @@ fn latest_bytes_partitioned(
         let Some(ts) = w.eligible(i) else { continue };
         let Some(k) = src.key(i) else { continue };
         entries_in.push(HashedRow {
-            hash: xxhash_rust::xxh3::xxh3_64(k),
+            hash: hash_bytes(k),
             ts,
             row: i as u32,
         });

@@ -1,5 +1,5 @@
-//! The one tie-break rule shared by `latest_per_key` and the as-of join, plus the helper that
-//! reads a timestamp column.
+//! The one tie-break rule shared by `latest_per_key` and the as-of join, and the one reader
+//! of an event/created timestamp column ([`TsColumn`]).
 //!
 //! Among candidate rows for the same key, the winner is the row with
 //! 1. the largest event timestamp, then
@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef};
+use arrow_array::Array;
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, TimeUnit};
 
@@ -59,6 +59,37 @@ pub fn cmp_rows(
         .then(a_row.cmp(&b_row))
 }
 
+/// The tie-break rule over row indices, with the created column (if any) at hand. Both
+/// kernels decide "does this row beat that one" through it.
+#[derive(Debug, Clone, Copy)]
+pub struct TieBreak<'a> {
+    created: Option<TsColumn<'a>>,
+}
+
+impl<'a> TieBreak<'a> {
+    /// The rule for rows with these created timestamps (`None`: no created column).
+    #[inline]
+    pub fn new(created: Option<TsColumn<'a>>) -> Self {
+        TieBreak { created }
+    }
+
+    /// Does row `a` beat row `b` when their event timestamps are equal? The larger created
+    /// timestamp (null smallest), then the larger row index.
+    #[inline(always)]
+    pub fn beats_at_equal_ts(&self, a: usize, b: usize) -> bool {
+        match &self.created {
+            None => a > b,
+            Some(c) => (c.get(a), a) > (c.get(b), b),
+        }
+    }
+
+    /// Does row `a` (event ts `a_ts`) beat row `b` (event ts `b_ts`)? The whole rule.
+    #[inline(always)]
+    pub fn beats(&self, a_ts: i64, a: usize, b_ts: i64, b: usize) -> bool {
+        a_ts > b_ts || (a_ts == b_ts && self.beats_at_equal_ts(a, b))
+    }
+}
+
 /// A borrowed view of an i64-microsecond timestamp column (Timestamp(µs, any tz) or Int64).
 #[derive(Debug, Clone, Copy)]
 pub struct TsColumn<'a> {
@@ -70,7 +101,7 @@ pub struct TsColumn<'a> {
 
 impl<'a> TsColumn<'a> {
     /// Reads `array` as microsecond timestamps; `what` names the argument in errors.
-    pub fn new(array: &'a ArrayRef, what: &str) -> Result<Self> {
+    pub fn new(array: &'a dyn Array, what: &str) -> Result<Self> {
         let (values, nulls) = match array.data_type() {
             DataType::Int64 => {
                 let a = array.as_primitive::<Int64Type>();
@@ -143,5 +174,30 @@ mod tests {
             cmp_rows(1, None, 3, 1, None, 2),
             r(1, None, 3).cmp(&r(1, None, 2))
         );
+    }
+
+    #[test]
+    fn tie_break_agrees_with_rank() {
+        use arrow_array::TimestampMicrosecondArray;
+        let created = TimestampMicrosecondArray::from(vec![Some(5), None, Some(5), Some(4)]);
+        let col = TsColumn::new(&created, "created").unwrap();
+        let ts = [1i64, 1, 1, 2];
+        for tie in [TieBreak::new(None), TieBreak::new(Some(col))] {
+            let c = |i: usize| tie.created.and_then(|c| c.get(i));
+            for a in 0..4 {
+                for b in 0..4 {
+                    let want = Rank {
+                        ts: ts[a],
+                        created: c(a),
+                        row: a,
+                    } > Rank {
+                        ts: ts[b],
+                        created: c(b),
+                        row: b,
+                    };
+                    assert_eq!(tie.beats(ts[a], a, ts[b], b), want, "{a} vs {b}");
+                }
+            }
+        }
     }
 }
