@@ -63,7 +63,8 @@ def asof_join(
     ``entity_ts - ttl <= feature_ts <= entity_ts``; ``ttl_us`` None or 0 means unbounded.
     The latest ``feature_ts`` wins, then the larger created timestamp (null created sorts
     first), then the larger row index. Null keys or timestamps never match. Key columns are
-    compared pairwise and must have the same types on both sides (else ``KernelError``);
+    compared pairwise (a timestamp key by its whole second, as the serialized key stores it)
+    and must have the same types on both sides (else ``KernelError``);
     unsupported column types raise ``KernelTypeError``, a negative ``ttl_us`` ``KernelError``."""
 
 def thread_count() -> int:
