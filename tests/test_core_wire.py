@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from banquet import _core
-from banquet.errors import BanquetError, KernelTypeError
+from banquet.errors import BanquetError, KernelError, KernelTypeError
 
 
 def _reference_slot(key: bytes) -> int:
@@ -102,3 +102,11 @@ def test_resp_evalsha_releases_the_gil() -> None:
         thread.join()
         sys.setswitchinterval(old)
     assert ran_inside > 0
+
+
+def test_resp_evalsha_refuses_unequal_lengths_as_a_value_error() -> None:
+    with pytest.raises(KernelError, match="same length") as info:
+        _core.resp_evalsha(b"s", b"p:", [], [b"k"], [1], [], [b"v"], 500)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(KernelError, match="per_call"):
+        _core.resp_evalsha(b"s", b"p:", [], [b"k"], [1], [1], [b"v"], 0)

@@ -10,6 +10,7 @@ use pyo3::types::{PyBytes, PyList};
 use pyo3_arrow::PyArray;
 
 use crate::codec::to_pyarrow;
+use crate::errors::to_py;
 use crate::rows::{rows_error, ArrowRows};
 
 /// `EVALSHA <sha> <n> <prefix+key>... <head>... <stamp+blob>...` for consecutive chunks of
@@ -52,7 +53,7 @@ fn resp_evalsha<'py>(
                 per_call,
             )
         })
-        .map_err(rows_error)?;
+        .map_err(to_py)?; // unequal lengths, per_call 0: KernelError, a ValueError as before
     Ok((PyBytes::new(py, &out), calls))
 }
 
