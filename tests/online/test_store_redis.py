@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_support import I64_MAX, I64_MIN
 
 from banquet import RepoConfig
 from banquet.config import RedisOnlineConfig
@@ -169,21 +168,9 @@ def test_redis_new_values_by_hsetnx_then_the_script(
         client.close()
 
 
-def test_redis_script_calls_encoded_alike_in_rust_and_python() -> None:
-    from banquet import _core
+def test_redis_script_calls_refuse_a_null_value() -> None:
+    """The bytes of the script calls are pinned by wire/resp.rs's Rust tests."""
     from banquet.online import redis as R
 
-    assert hasattr(_core, "resp_evalsha"), "stale extension: run `make develop`"
-    n = 2 * R.SCRIPT_KEYS + 7  # three calls, the last one short
-    keys = [os.urandom(i % 40) for i in range(n)]
-    blobs = [os.urandom(i % 300) for i in range(n)]
-    event = [(-1) ** i * i * 2**40 for i in range(n)]
-    event[:3] = [I64_MIN, I64_MAX, 0]
-    created = [I64_MAX - i for i in range(n)]
-    head = [b"view", b"3600"]
-    rust = R.encode_script_calls(b"p:", head, keys, event, created, blobs)
-    python = R.encode_script_calls(b"p:", head, tuple(keys), event, created, tuple(blobs))
-    assert rust[1] == python[1] == 3
-    assert rust[0] == python[0]
     with pytest.raises(TypeError):
-        R.encode_script_calls(b"p:", head, keys, event, created, [*blobs[:-1], None])
+        R.encode_script_calls(b"p:", [b"view", b"0"], [b"k"], [1], [1], [None])

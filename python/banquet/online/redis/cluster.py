@@ -4,11 +4,11 @@ keys to nodes by slot (CRC16 of the key or its ``{hash tag}``, mod 16384)."""
 
 from __future__ import annotations
 
-from binascii import crc_hqx
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from banquet._core import key_slot
 from banquet.online.redis.address import hp
 
 if TYPE_CHECKING:
@@ -16,17 +16,7 @@ if TYPE_CHECKING:
 
     from banquet.online.redis.protocol import Conn
 
-SLOTS = 16384  # Redis Cluster hash slots
-
-
-def key_slot(key: bytes) -> int:
-    """The Redis Cluster slot of ``key``: CRC16 of the key, or of its ``{hash tag}``."""
-    start = key.find(b"{")
-    if start >= 0:
-        end = key.find(b"}", start + 1)
-        if end > start + 1:
-            key = key[start + 1 : end]
-    return crc_hqx(key, 0) % SLOTS
+SLOTS = 16384  # Redis Cluster hash slots; key_slot (Rust, wire/slot.rs) computes them
 
 
 class Uncovered(Exception):
@@ -73,15 +63,15 @@ def slot_map(ranges: Sequence[Any], asked: str, node_for: Any) -> Topology:
     return Topology(list(nodes.values()), slots)
 
 
-def by_node(topo: Topology, full_keys: Sequence[bytes]) -> list[tuple[Node, list[int]]]:
-    """The positions of ``full_keys`` each cluster node serves."""
+def by_node(topo: Topology, key_slots: Sequence[int]) -> list[tuple[Node, list[int]]]:
+    """The positions each cluster node serves, given each key's slot."""
     slots = topo.slots
     assert slots is not None
     groups: dict[Node, list[int]] = {}
-    for i, k in enumerate(full_keys):
-        node = slots[key_slot(k)]
+    for i, slot in enumerate(key_slots):
+        node = slots[slot]
         if node is None:
-            raise Uncovered(f"no node serves slot {key_slot(k)}")
+            raise Uncovered(f"no node serves slot {slot}")
         group = groups.get(node)
         if group is None:
             groups[node] = [i]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
-import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,8 +15,6 @@ from banquet import _core
 from banquet.online.redis.address import RedisAddress, hp
 
 SCRIPT_KEYS = 500  # keys per EVALSHA call: keeps each script run short (Redis is single-threaded)
-_BIAS = 1 << 63
-_TS = struct.Struct(">QQ")
 
 # KEYS: the hashes. ARGV: the view's field, ttl seconds (0: none), overwrite ('1': replace
 # whatever is stored, the way to correct a future-dated value; '0': keep the newer), then
@@ -58,31 +55,6 @@ def bulk(value: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(value), value)
 
 
-def _evalsha(
-    prefix: bytes,
-    head: list[bytes],
-    keys: Sequence[bytes],
-    event_ts: Sequence[int],
-    created_ts: Sequence[int],
-    blobs: Sequence[bytes],
-) -> bytes:
-    """``EVALSHA <write script> n <prefixed keys> <head> (<stamp16 + blob>)*`` as RESP."""
-    n = len(keys)
-    pack = _TS.pack
-    lp = len(prefix)
-    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + 2 * n + len(head)), bulk(WRITE_SHA)]
-    parts.append(bulk(b"%d" % n))
-    parts.extend([b"$%d\r\n%b%b\r\n" % (lp + len(k), prefix, k) for k in keys])
-    parts.extend([bulk(h) for h in head])
-    parts.extend(
-        [
-            b"$%d\r\n%b%b\r\n" % (16 + len(v), pack(e + _BIAS, c + _BIAS), v)
-            for e, c, v in zip(event_ts, created_ts, blobs)
-        ]
-    )
-    return b"".join(parts)
-
-
 def encode_script_calls(
     prefix: bytes,
     head: list[bytes],
@@ -93,25 +65,17 @@ def encode_script_calls(
 ) -> tuple[bytes, int]:
     """The write script calls for these rows, ``SCRIPT_KEYS`` rows a call, as one RESP
     buffer; and the number of calls. Encoded in Rust when the rows come as lists (Python's
-    per-row formatting costs more than Redis takes to run the scripts)."""
-    fast = getattr(_core, "resp_evalsha", None)
-    if fast is not None and type(keys) is list and type(blobs) is list:
-        payload, calls = fast(
-            WRITE_SHA, prefix, head, keys, event_ts, created_ts, blobs, SCRIPT_KEYS
-        )
-        return payload, calls
-    parts = [
-        _evalsha(
-            prefix,
-            head,
-            keys[i : i + SCRIPT_KEYS],
-            event_ts[i : i + SCRIPT_KEYS],
-            created_ts[i : i + SCRIPT_KEYS],
-            blobs[i : i + SCRIPT_KEYS],
-        )
-        for i in range(0, len(keys), SCRIPT_KEYS)
-    ]
-    return b"".join(parts), len(parts)
+    per-row formatting costs more than Redis takes to run the scripts; wire/resp.rs)."""
+    return _core.resp_evalsha(
+        WRITE_SHA,
+        prefix,
+        head,
+        list(keys),
+        list(event_ts),
+        list(created_ts),
+        list(blobs),
+        SCRIPT_KEYS,
+    )
 
 
 class Conn:

@@ -217,7 +217,7 @@ class RedisOnlineStore(OnlineStore):
         replies in the same order. One round trip."""
         if topo.slots is None:
             return self._exchange([(topo.nodes[0], b"".join(cmds), len(cmds))])[0]
-        groups = by_node(topo, full_keys)
+        groups = by_node(topo, [key_slot(k) for k in full_keys])
         replies = self._exchange(
             [(node, b"".join([cmds[i] for i in idx]), len(idx)) for node, idx in groups]
         )
@@ -424,9 +424,9 @@ class RedisOnlineStore(OnlineStore):
         # per node: its rows' positions (None: every row, in order) and how many
         groups: list[tuple[Node, pa.Array | None, int]]
         if self.cluster:
-            full = [prefix + k for k in keys.to_pylist()]
+            slots = _core.key_slots(keys, prefix).to_pylist()
             groups = [
-                (node, pa.array(idx, pa.int64()), len(idx)) for node, idx in by_node(topo, full)
+                (node, pa.array(idx, pa.int64()), len(idx)) for node, idx in by_node(topo, slots)
             ]
         else:
             groups = [(topo.nodes[0], None, len(keys))]
@@ -499,12 +499,12 @@ class RedisOnlineStore(OnlineStore):
     ) -> None:
         """The keys of one script call must share a slot: one call per slot (per node,
         all its slots' calls pipelined)."""
-        full = [prefix + k for k in keys]
+        slots = [key_slot(prefix + k) for k in keys]
         calls: dict[Node, list[tuple[bytes, int]]] = {}
-        for node, idx in by_node(topo, full):
+        for node, idx in by_node(topo, slots):
             by_slot: dict[int, list[int]] = {}
             for i in idx:
-                by_slot.setdefault(key_slot(full[i]), []).append(i)
+                by_slot.setdefault(slots[i], []).append(i)
             mine = calls[node] = []
             for same_slot in by_slot.values():
                 for lo in range(0, len(same_slot), SCRIPT_KEYS):
