@@ -19,7 +19,8 @@ from banquet.errors import ConfigError, StoreUnavailable
 from banquet.online.postgres import PostgresOnlineStore
 
 if TYPE_CHECKING:
-    from conftest import Backend, TcpProxy
+    from conftest import Backend
+    from relay import TcpProxy
 
 
 @pytest.mark.redis

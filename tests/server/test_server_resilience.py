@@ -19,6 +19,7 @@ import pytest
 from server_support import Client, Server, features_of, free_port, make_repo, redis_online
 
 from banquet import FeatureStore
+from relay import TcpProxy
 
 DEADLINE = 1.0
 READ = {"features": ["stats:clicks"], "entities": {"user_id": [1]}}
@@ -304,57 +305,6 @@ def test_a_large_body_is_parsed_off_the_loop(server: Server) -> None:
 # --- Postgres behind a relay that can swallow requests (the shared server is never paused) -------
 
 
-class Relay:
-    """A loopback TCP relay to ``target``; ``hold()`` swallows what clients send from then on
-    (requests in flight never get an answer), ``release()`` passes traffic again."""
-
-    def __init__(self, host: str, port: int) -> None:
-        import socket
-
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.holding = threading.Event()
-        self._socks = [self.listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import socket
-
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self._socks += [client, upstream]
-            for src, dst, up in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(target=self._pump, args=(src, dst, up), daemon=True).start()
-
-    def _pump(self, src: Any, dst: Any, from_client: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if not (from_client and self.holding.is_set()):
-                    dst.sendall(data)
-        except OSError:
-            pass
-
-    def hold(self) -> None:
-        self.holding.set()
-
-    def release(self) -> None:
-        self.holding.clear()
-
-    def close(self) -> None:
-        import contextlib
-        import socket
-
-        for s in self._socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-
 @pytest.mark.postgres
 def test_a_stalled_postgres_gets_504_and_ready_503(
     tmp_path: Path, start_server: Any, pg_dsn: str
@@ -362,7 +312,7 @@ def test_a_stalled_postgres_gets_504_and_ready_503(
     from psycopg.conninfo import conninfo_to_dict
 
     pg = conninfo_to_dict(pg_dsn)
-    relay = Relay(str(pg.get("host", "127.0.0.1")), int(pg.get("port", 5432)))
+    relay = TcpProxy(str(pg.get("host", "127.0.0.1")), int(pg.get("port", 5432)))
     os.environ["SRV_RESILIENCE_PG_PASSWORD"] = str(pg.get("password", ""))
     online = (
         "online_store:\n  type: postgres\n  host: 127.0.0.1\n"
@@ -394,5 +344,5 @@ def test_a_stalled_postgres_gets_504_and_ready_503(
         store = FeatureStore(repo_path=repo)
         store.teardown()
         store.online_store.close()
-        relay.close()
+        relay.kill()
         os.environ.pop("SRV_RESILIENCE_PG_PASSWORD", None)
