@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from store_support import view
 
-from banquet import Entity, FeatureStore, FeatureView, Field, FileSource
+from banquet import FeatureStore
 from banquet.errors import InvalidTimestamp
-from banquet.types import Int64
 
 if TYPE_CHECKING:
     from conftest import Backend
@@ -23,15 +23,6 @@ if TYPE_CHECKING:
 UTC = timezone.utc
 US = pa.timestamp("us", tz="UTC")
 FUTURE = 2**62  # far past any real event time
-
-
-def view(name: str) -> FeatureView:
-    return FeatureView(
-        name=name,
-        entities=[Entity(name="user", join_keys=["user_id"])],
-        schema=[Field(name="x", dtype=Int64)],
-        source=FileSource(path="data/x.parquet", timestamp_field="ts"),
-    )
 
 
 @pytest.mark.parametrize("rows", [3, 1500], ids=["small", "bulk"])  # Postgres: COPY from 1000

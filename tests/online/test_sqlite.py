@@ -14,23 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_support import view
 
-from banquet import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig, _core
+from banquet import FeatureStore, RepoConfig, _core
 from banquet.config import SqliteOnlineConfig
 from banquet.errors import StoreError
 from banquet.online.sqlite import SqliteOnlineStore, table_name
-from banquet.types import Int64
 
 MakeRepo = Callable[..., Path]
-
-
-def view(name: str) -> FeatureView:
-    return FeatureView(
-        name=name,
-        entities=[Entity(name="user", join_keys=["user_id"])],
-        schema=[Field(name="x", dtype=Int64)],
-        source=FileSource(path="data/x.parquet", timestamp_field="ts"),
-    )
 
 
 def open_store(tmp_path: Path, project: str = "proj") -> SqliteOnlineStore:
