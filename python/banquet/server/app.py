@@ -215,6 +215,17 @@ class FeatureServer:
         self.refresher.start()
         self.reads.start()
         self.readiness.start()
+        self._learn_trust()
+
+    def _learn_trust(self) -> None:
+        """Decide now whether each stored on-demand function may run (this may import the
+        repo's files to learn their hashes, 40-70 ms), not on the first request for it."""
+        policy = self.store.trust_policy
+        try:
+            for name, view in self.store.catalog().on_demand_feature_views.items():
+                policy.reason(name, view.udf.sha256)
+        except Exception:  # a request for the view reports the problem, typed
+            log.debug("could not decide trust of stored functions at start", exc_info=True)
 
     def stop(self) -> None:
         self.refresher.stop()
