@@ -564,8 +564,8 @@ def instrument_materialize(store) -> Tracker:
     tr = Tracker()
     tr.patch(
         store.online_store,
-        "write_arrays",
-        "SQLite upsert (store.write_arrays: Rust, one transaction; checkpoint in background)",
+        "write",
+        "SQLite upsert (store.write: Rust, one transaction; checkpoint in background)",
     )
     tr.patch(store.online_store, "ensure_view", "ensure_view")
     for attr in ("read_view", "read"):

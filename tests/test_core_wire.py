@@ -90,7 +90,14 @@ def test_resp_evalsha_releases_the_gil() -> None:
         for _ in range(5):
             inside.set()
             payload, calls = _core.resp_evalsha(
-                b"sha", b"p:", [b"v", b"0"], keys, zeros, zeros, blobs, 500
+                b"sha",
+                b"p:",
+                [b"v", b"0"],
+                pa.array(keys, pa.binary()),
+                pa.array(zeros, pa.int64()),
+                pa.array(zeros, pa.int64()),
+                pa.array(blobs, pa.binary()),
+                500,
             )
             inside.clear()
             assert calls == 1 and len(payload) > 96 << 20
@@ -104,9 +111,24 @@ def test_resp_evalsha_releases_the_gil() -> None:
     assert ran_inside > 0
 
 
-def test_resp_evalsha_refuses_unequal_lengths_as_a_value_error() -> None:
-    with pytest.raises(KernelError, match="same length") as info:
-        _core.resp_evalsha(b"s", b"p:", [], [b"k"], [1], [], [b"v"], 500)
-    assert isinstance(info.value, ValueError)
+def test_resp_evalsha_refuses_bad_rows() -> None:
+    k, one, v = pa.array([b"k"]), pa.array([1], pa.int64()), pa.array([b"v"])
+    with pytest.raises(KernelTypeError, match="1 keys but") as info:
+        _core.resp_evalsha(b"s", b"p:", [], k, one, pa.array([], pa.int64()), v, 500)
+    assert isinstance(info.value, TypeError)
+    with pytest.raises(KernelTypeError, match="values hold nulls"):
+        _core.resp_evalsha(b"s", b"p:", [], k, one, None, pa.array([None], pa.binary()), 500)
+    with pytest.raises(KernelTypeError, match="groups"):
+        _core.resp_evalsha(b"s", b"p:", [], k, one, None, v, 500, pa.array([1], pa.int32()))
     with pytest.raises(KernelError, match="per_call"):
-        _core.resp_evalsha(b"s", b"p:", [], [b"k"], [1], [1], [b"v"], 0)
+        _core.resp_evalsha(b"s", b"p:", [], k, one, one, v, 0)
+
+
+def test_resp_evalsha_starts_a_call_at_each_group_change() -> None:
+    keys = pa.array([b"a", b"b", b"c", b"d"])
+    ev = pa.array([1, 2, 3, 4], pa.int64())
+    slots = pa.array([5, 5, 9, 9], pa.uint16())
+    _, calls = _core.resp_evalsha(b"s", b"p:", [], keys, ev, None, keys, 500, slots)
+    assert calls == 2
+    _, calls = _core.resp_evalsha(b"s", b"p:", [], keys, ev, None, keys, 500)
+    assert calls == 1

@@ -15,6 +15,7 @@ import pytest
 
 from banquet import FeatureStore, _core
 from banquet.errors import BanquetError, CorruptDataError
+from banquet.online.base import rows_batch
 
 UTC = timezone.utc
 
@@ -31,7 +32,10 @@ def _damage(store: FeatureStore, user_id: int) -> None:
     view = store.get_feature_view("user_profile")
     key = _core.serialize_entity_keys(["user_id"], [pa.array([user_id])])[0].as_py()
     store.online_store.write(
-        store.project, view.storage_name, [key], [0], [0], [b"\x01garbage"], overwrite=True
+        store.project,
+        view.storage_name,
+        rows_batch([key], [0], [0], [b"\x01garbage"]),
+        overwrite=True,
     )
 
 

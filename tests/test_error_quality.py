@@ -27,6 +27,7 @@ from banquet.errors import (
     KeyTypeError,
     RegistryCorrupt,
 )
+from banquet.online.base import rows_batch
 
 MakeRepo = Callable[..., Path]
 UTC = timezone.utc
@@ -170,7 +171,10 @@ def test_an_undecodable_stored_value_names_its_view(store: FeatureStore) -> None
     view = store.get_feature_view("user_profile")
     key = _core.serialize_entity_keys(["user_id"], [pa.array([1])])[0].as_py()
     store.online_store.write(
-        store.project, view.storage_name, [key], [0], [0], [b"\x01garbage"], overwrite=True
+        store.project,
+        view.storage_name,
+        rows_batch([key], [0], [0], [b"\x01garbage"]),
+        overwrite=True,
     )
     with pytest.raises(CorruptDataError, match="feature view 'user_profile'.*re-materialize"):
         store.get_online_features(["user_profile:age"], [{"user_id": 1}]).to_dict()

@@ -466,7 +466,7 @@ def test_failed_write_records_no_interval(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(online, "write_arrays", broken)
+    monkeypatch.setattr(online, "write", broken)
     with pytest.raises(OSError, match="disk full"):
         store.materialize(START, END, ["stats"])
     with pytest.raises(OSError, match="disk full"):
@@ -488,17 +488,17 @@ def test_failure_in_a_later_batch_records_no_interval(
     rows = make_rows()
     store = make_store(tmp_repo, rows)
     online = store.online_store
-    real = online.write_arrays
+    real = online.write
     calls = []
 
     def second_fails(*args: Any, **kwargs: Any) -> None:
-        calls.append(len(args[2]))
+        calls.append(args[2].num_rows)
         if len(calls) == 2:
             raise RuntimeError("connection lost")
         real(*args, **kwargs)
 
     monkeypatch.setattr(mat, "BATCH_ROWS", 5)
-    monkeypatch.setattr(online, "write_arrays", second_fails)
+    monkeypatch.setattr(online, "write", second_fails)
     with pytest.raises(RuntimeError, match="connection lost"):
         store.materialize(START, END, ["stats"])
     assert calls == [5, 5]
@@ -507,7 +507,7 @@ def test_failure_in_a_later_batch_records_no_interval(
     want = expected_stored(rows, START, END)
     assert len(partial) == 5 and all(want[k] == v for k, v in partial.items())
 
-    monkeypatch.setattr(online, "write_arrays", real)
+    monkeypatch.setattr(online, "write", real)
     store.materialize(START, END, ["stats"])
     assert stored(store, "stats") == want
     assert intervals(store) == {"stats": [[to_us(START), to_us(END)]]}
@@ -519,14 +519,14 @@ def test_first_view_recorded_when_second_fails(
     """Views are materialized one after another: one that finished keeps its interval."""
     store = make_store(tmp_repo, make_rows())
     online = store.online_store
-    real = online.write_arrays
+    real = online.write
 
     def fail_recent(project: str, view: str, *args: Any) -> None:
         if view == "recent":
             raise RuntimeError("boom")
         real(project, view, *args)
 
-    monkeypatch.setattr(online, "write_arrays", fail_recent)
+    monkeypatch.setattr(online, "write", fail_recent)
     with pytest.raises(RuntimeError, match="boom"):
         store.materialize(START, END, ["stats", "recent"])
     assert intervals(store) == {"stats": [[to_us(START), to_us(END)]]}
@@ -563,7 +563,7 @@ def test_next_view_is_read_while_the_current_one_is_written(
     rows = make_rows()
     store = make_store(tmp_repo, rows)
     offline, online, registry = store.offline_store, store.online_store, store.registry
-    read, write, update = offline.read_view, online.write_arrays, registry.update
+    read, write, update = offline.read_view, online.write, registry.update
     second_read = threading.Event()
     updates: list[str] = []
 
@@ -582,7 +582,7 @@ def test_next_view_is_read_while_the_current_one_is_written(
         return update(project, change)
 
     monkeypatch.setattr(offline, "read_view", reading)
-    monkeypatch.setattr(online, "write_arrays", writing)
+    monkeypatch.setattr(online, "write", writing)
     monkeypatch.setattr(registry, "update", updating)
     store.materialize(START, END, ["stats", "recent"])
     assert len(updates) == 1

@@ -22,6 +22,7 @@ from banquet.errors import (
     TimestampColumnError,
     ValueOutOfRange,
 )
+from banquet.online.base import rows_batch
 from banquet.store import PushMode
 
 UTC = timezone.utc
@@ -310,8 +311,8 @@ def write_raw(store: FeatureStore, ids: list[int], event_us: list[int], seen_us:
     ]
     blobs = _core.encode_values(ev, None, values, view.value_schema())
     store.online_store.ensure_view(store.project, view)
-    store.online_store.write_arrays(
-        store.project, getattr(view, "storage_name", view.name), keys, ev, None, blobs
+    store.online_store.write(
+        store.project, getattr(view, "storage_name", view.name), rows_batch(keys, ev, None, blobs)
     )
 
 

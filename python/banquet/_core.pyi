@@ -169,14 +169,22 @@ def resp_evalsha(
     sha: bytes,
     prefix: bytes,
     head: list[bytes],
-    keys: list[bytes],
-    event_ts: list[int],
-    created_ts: list[int],
-    blobs: list[bytes],
+    keys: ArrowArray,
+    event_ts: ArrowArray,
+    created_ts: ArrowArray | None,
+    blobs: ArrowArray,
     per_call: int,
+    groups: ArrowArray | None = None,
 ) -> tuple[bytes, int]:
-    """``EVALSHA`` calls of the Redis write script, ``per_call`` rows each, as one RESP
-    buffer; returns it and the number of calls."""
+    """``EVALSHA`` calls of the Redis write script from Arrow rows (binary keys and blobs,
+    int64 or timestamp[us] times, a null created time is 0), at most ``per_call`` rows each
+    and, with ``groups`` (uint16, one per row), a new call wherever the group changes (a
+    cluster's slots, the rows ordered by slot), as one RESP buffer; returns it and the
+    number of calls. Bad rows raise ``KernelTypeError``."""
+
+def resp_int_replies(buf: bytes, pos: int, n: int) -> int:
+    """Where the ``n`` RESP replies at ``buf[pos:]`` end when all are integer replies (one
+    pass in Rust); -1 when the buffer ends first, -2 when another reply is among them."""
 
 def key_slot(key: bytes) -> int:
     """The Redis Cluster slot of ``key`` (CRC16 of the key, or of its non-empty
@@ -214,19 +222,6 @@ class SqliteStore:
     def release_checkpoints(self) -> None:
         """Undo one hold; the last release starts the checkpoint held back, in the
         background."""
-    def write(
-        self,
-        project: str,
-        view: str,
-        keys: list[bytes],
-        event_ts: list[int],
-        created_ts: list[int],
-        values: list[bytes | None],
-        overwrite: bool = False,
-    ) -> int:
-        """Upsert in one transaction; a row replaces the stored one only if its
-        ``(event_ts, created_ts)`` is not older (``overwrite``: always). Any failure writes
-        nothing."""
     def write_arrays(
         self,
         project: str,
@@ -237,8 +232,10 @@ class SqliteStore:
         values: ArrowArray,
         overwrite: bool = False,
     ) -> int:
-        """``write`` from Arrow: binary keys and values, int64 or timestamp[us] times (a null
-        created time is stored as 0)."""
+        """Upsert in one transaction, in key order; a row replaces the stored one only if its
+        ``(event_ts, created_ts)`` is not older (``overwrite``: always). Binary keys and
+        values, int64 or timestamp[us] times (a null created time is stored as 0). Any
+        failure writes nothing."""
     def read(
         self, project: str, requests: list[tuple[str, list[bytes]]]
     ) -> list[list[bytes | None]]:

@@ -23,6 +23,7 @@ import pyarrow.types as pat
 from banquet import _core
 from banquet.entity_data import flat
 from banquet.errors import BanquetError, InvalidTimestamp, SchemaMismatch, ValueOutOfRange
+from banquet.online.base import rows_batch
 from banquet.progress import Progress
 from banquet.registry.base import current_storage
 from banquet.write_checks import (
@@ -245,11 +246,11 @@ def write_encoded(
     overwrite: bool = False,
 ) -> None:
     store.online_store.ensure_view(store.project, view)
-    args = (store.project, view.storage_name, key_bytes, event_ts, created_ts, blobs)
+    batch = rows_batch(key_bytes, event_ts, created_ts, blobs)
     if overwrite:
-        store.online_store.write_arrays(*args, overwrite=True)
-    else:  # the plain call: test doubles of the older signature keep working
-        store.online_store.write_arrays(*args)
+        store.online_store.write(store.project, view.storage_name, batch, overwrite=True)
+    else:  # the plain call: test doubles without the keyword keep working
+        store.online_store.write(store.project, view.storage_name, batch)
 
 
 def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:

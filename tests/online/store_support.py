@@ -7,7 +7,7 @@ from typing import Any
 
 from banquet import Entity, FeatureView, Field, FileSource, RepoConfig
 from banquet.config import PostgresOnlineConfig, RedisOnlineConfig
-from banquet.online.base import OnlineStore
+from banquet.online.base import OnlineStore, rows_batch
 from banquet.online.postgres import PostgresOnlineStore
 from banquet.online.redis import RedisOnlineStore
 from banquet.types import Int64
@@ -28,7 +28,7 @@ def write(
     store: OnlineStore, project: str, rows: list[tuple[bytes, int, int, bytes]], v: str = "v"
 ) -> None:
     keys, ev, cr, blobs = (list(c) for c in zip(*rows, strict=True))
-    store.write(project, v, keys, ev, cr, blobs)
+    store.write(project, v, rows_batch(keys, ev, cr, blobs))
 
 
 def read1(store: OnlineStore, project: str, keys: list[bytes], v: str = "v") -> list[bytes | None]:

@@ -16,6 +16,7 @@ from store_support import view
 
 from banquet import FeatureStore
 from banquet.errors import InvalidTimestamp
+from banquet.online.base import rows_batch
 
 if TYPE_CHECKING:
     from conftest import Backend
@@ -32,25 +33,25 @@ def test_overwrite_replaces_newer_rows_on_every_store(backend: Backend, rows: in
     store.create_view(p, view("v"))
     keys = [b"k%d" % i for i in range(rows)]
     n = len(keys)
-    store.write(p, "v", keys, [FUTURE] * n, [0] * n, [b"wrong"] * n)
-    store.write(p, "v", keys, [5] * n, [0] * n, [b"plain"] * n)
+    store.write(p, "v", rows_batch(keys, [FUTURE] * n, [0] * n, [b"wrong"] * n))
+    store.write(p, "v", rows_batch(keys, [5] * n, [0] * n, [b"plain"] * n))
     assert store.read(p, [("v", keys[:2])]) == [[b"wrong", b"wrong"]]  # newer event kept
 
-    store.write(p, "v", keys[:1], [5], [0], [b"fixed"], overwrite=True)
+    store.write(p, "v", rows_batch(keys[:1], [5], [0], [b"fixed"]), overwrite=True)
     arrays = [
         pa.array(keys[1:], pa.binary()),
         pa.array([4] * (n - 1), pa.int64()).cast(US),
         None,
         pa.array([b"fixed too"] * (n - 1), pa.binary()),
     ]
-    store.write_arrays(p, "v", *arrays, overwrite=True)
+    store.write(p, "v", rows_batch(*arrays), overwrite=True)
     assert store.read(p, [("v", keys[:2])]) == [[b"fixed", b"fixed too"]]
     assert store.read(p, [("v", keys[-1:])]) == [[b"fixed too"]]
     # plain writes keep newer-wins afterwards
-    store.write(p, "v", keys[:1], [3], [0], [b"older"])
+    store.write(p, "v", rows_batch(keys[:1], [3], [0], [b"older"]))
     assert store.read(p, [("v", keys[:1])]) == [[b"fixed"]]
     # a new key under overwrite is simply written
-    store.write(p, "v", [b"new"], [1], [0], [b"n"], overwrite=True)
+    store.write(p, "v", rows_batch([b"new"], [1], [0], [b"n"]), overwrite=True)
     assert store.read(p, [("v", [b"new"])]) == [[b"n"]]
 
 
@@ -58,8 +59,8 @@ def test_overwrite_with_a_key_ttl_on_redis(redis_backend: Backend) -> None:
     store = redis_backend.open(key_ttl_seconds=3600)
     p = redis_backend.project
     store.create_view(p, view("v"))
-    store.write(p, "v", [b"k"], [FUTURE], [0], [b"wrong"])
-    store.write(p, "v", [b"k"], [1], [0], [b"fixed"], overwrite=True)
+    store.write(p, "v", rows_batch([b"k"], [FUTURE], [0], [b"wrong"]))
+    store.write(p, "v", rows_batch([b"k"], [1], [0], [b"fixed"]), overwrite=True)
     assert store.read(p, [("v", [b"k"])]) == [[b"fixed"]]
     key = f"{p}:".encode() + b"k"
     assert 0 < redis_backend.redis_client().ttl(key) <= 3600

@@ -19,6 +19,7 @@ from store_support import view
 from banquet import FeatureStore, RepoConfig, _core
 from banquet.config import SqliteOnlineConfig
 from banquet.errors import StoreError
+from banquet.online.base import rows_batch
 from banquet.online.sqlite import SqliteOnlineStore, table_name
 
 MakeRepo = Callable[..., Path]
@@ -56,7 +57,7 @@ def write(
     store: SqliteOnlineStore, rows: list[tuple[bytes, int, int, bytes]], v: str = "v"
 ) -> None:
     keys, ev, cr, blobs = (list(c) for c in zip(*rows, strict=True))
-    store.write("proj", v, keys, ev, cr, blobs)
+    store.write("proj", v, rows_batch(keys, ev, cr, blobs))
 
 
 def read1(store: SqliteOnlineStore, keys: list[bytes], v: str = "v") -> list[bytes | None]:
@@ -104,7 +105,7 @@ def test_missing_table_is_a_store_error(store: SqliteOnlineStore) -> None:
     with pytest.raises(StoreError, match="'nope'.*banquet apply"):
         store.read("proj", [("v", [b"k"]), ("nope", [b"k"])])
     with pytest.raises(StoreError, match="'nope'"):
-        store.write("proj", "nope", [b"k"], [1], [0], [b"x"])
+        store.write("proj", "nope", rows_batch([b"k"], [1], [0], [b"x"]))
     with pytest.raises(StoreError, match="'v'"):
         store.read("other_project", [("v", [b"k", b"j"])])
     # the connection is still usable after an error (no transaction left open)
@@ -128,7 +129,9 @@ def test_a_failed_write_writes_nothing(store: SqliteOnlineStore, tmp_path: Path)
     write(store, [(b"a", 1, 0, b"old")])
     with pytest.raises(StoreError):
         # a NULL value violates NOT NULL in the middle of the batch
-        store.write("proj", "v", [b"a", b"b", b"c"], [2, 2, 2], [0, 0, 0], [b"new", None, b"c"])  # type: ignore[list-item]
+        store.write(
+            "proj", "v", rows_batch([b"a", b"b", b"c"], [2, 2, 2], [0, 0, 0], [b"new", None, b"c"])
+        )  # type: ignore[list-item]
     assert read1(store, [b"a", b"b", b"c"]) == [b"old", None, None]
     assert _lock_is_free(tmp_path)  # the transaction was rolled back, not left open
 
@@ -137,7 +140,7 @@ def test_a_failed_write_writes_nothing(store: SqliteOnlineStore, tmp_path: Path)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        store.write("proj", "v", [b"a", b"b"], [2, 2], [0, 0], interrupted())  # type: ignore[arg-type]
+        store.write("proj", "v", rows_batch([b"a", b"b"], [2, 2], [0, 0], interrupted()))  # type: ignore[arg-type]
     assert read1(store, [b"a", b"b"]) == [b"old", None]
     assert _lock_is_free(tmp_path)
     write(store, [(b"a", 3, 0, b"newer")])
@@ -159,8 +162,8 @@ def test_teardown_removes_only_this_projects_tables(tmp_path: Path) -> None:
     for name in ("v", "w"):
         a.create_view("alpha", view(name))
         b.create_view("beta", view(name))
-    a.write("alpha", "v", [b"k"], [1], [0], [b"alpha"])
-    b.write("beta", "v", [b"k"], [1], [0], [b"beta"])
+    a.write("alpha", "v", rows_batch([b"k"], [1], [0], [b"alpha"]))
+    b.write("beta", "v", rows_batch([b"k"], [1], [0], [b"beta"]))
     a.query("CREATE TABLE alpha__mine (x)")  # not made by banquet: left alone
 
     a.teardown("alpha")
@@ -177,8 +180,8 @@ def test_projects_with_double_underscores_do_not_collide(tmp_path: Path) -> None
     a, ab = open_store(tmp_path, "a"), open_store(tmp_path, "a__b")
     a.create_view("a", view("b__c"))
     ab.create_view("a__b", view("c"))
-    a.write("a", "b__c", [b"k"], [1], [0], [b"from a"])
-    ab.write("a__b", "c", [b"k"], [1], [0], [b"from a__b"])
+    a.write("a", "b__c", rows_batch([b"k"], [1], [0], [b"from a"]))
+    ab.write("a__b", "c", rows_batch([b"k"], [1], [0], [b"from a__b"]))
     a.teardown("a")
     try:
         assert ab.read("a__b", [("c", [b"k"])]) == [[b"from a__b"]]

@@ -16,6 +16,7 @@ import pytest
 from store_support import pg_store, redis_store, view
 
 from banquet.errors import ConfigError, StoreUnavailable
+from banquet.online.base import rows_batch
 from banquet.online.postgres import PostgresOnlineStore
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def test_redis_server_gone_mid_request(
     s = redis_store(tmp_path, proxy.port, socket_timeout=60, **auth)
     direct = redis_store(tmp_path, u.port or 6379, **auth)
     try:
-        s.write(project, "v", [b"k"], [1], [0], [b"x"])
+        s.write(project, "v", rows_batch([b"k"], [1], [0], [b"x"]))
         assert s.read(project, [("v", [b"k"])]) == [[b"x"]]
         _fails_when_the_server_goes_mid_request(
             proxy,
@@ -87,7 +88,7 @@ def test_redis_nothing_listening_is_store_unavailable(
     calls = [
         lambda: s.read("gone", [("v", [b"k"])]),
         lambda: s.read("gone", [("v", [b"k", b"j"]), ("w", [b"k"])]),
-        lambda: s.write("gone", "v", [b"k"], [1], [0], [b"x"]),
+        lambda: s.write("gone", "v", rows_batch([b"k"], [1], [0], [b"x"])),
         lambda: s.create_view("gone", view("v")),
         lambda: s.drop_view("gone", "v"),
         lambda: s.teardown("gone"),
@@ -170,14 +171,14 @@ def test_redis_server_stopping_and_coming_back(
     server = throwaway_redis()
     s = redis_store(tmp_path, server.port, socket_timeout=2)  # type: ignore[attr-defined]
     s.create_view("gone", view("v"))
-    s.write("gone", "v", [b"k"], [1], [0], [b"x"])
+    s.write("gone", "v", rows_batch([b"k"], [1], [0], [b"x"]))
     assert s.read("gone", [("v", [b"k"])]) == [[b"x"]]
 
     server.terminate()
     server.wait(10)
     for call in (
         lambda: s.read("gone", [("v", [b"k"])]),
-        lambda: s.write("gone", "v", [b"k"], [2], [0], [b"y"]),
+        lambda: s.write("gone", "v", rows_batch([b"k"], [2], [0], [b"y"])),
     ):
         t = time.monotonic()
         with pytest.raises(StoreUnavailable, match="unavailable"):
@@ -186,7 +187,7 @@ def test_redis_server_stopping_and_coming_back(
 
     throwaway_redis()  # a new, empty server on the same port: the same store object recovers
     assert s.read("gone", [("v", [b"k"])]) == [[None]]
-    s.write("gone", "v", [b"k"], [3], [0], [b"z"])  # the write script is loaded again
+    s.write("gone", "v", rows_batch([b"k"], [3], [0], [b"z"]))  # the write script is loaded again
     assert s.read("gone", [("v", [b"k"])]) == [[b"z"]]
     s.close()
 
@@ -199,11 +200,11 @@ def test_redis_scripts_flushed_are_reloaded(
 
     server = throwaway_redis()
     s = redis_store(tmp_path, server.port)  # type: ignore[attr-defined]
-    s.write("gone", "v", [b"k"], [1], [0], [b"a"])
+    s.write("gone", "v", rows_batch([b"k"], [1], [0], [b"a"]))
     client = redis.Redis(port=server.port, socket_timeout=5)  # type: ignore[attr-defined]
     client.script_flush()
     client.close()
-    s.write("gone", "v", [b"k", b"j"], [2, 2], [0, 0], [b"b", b"c"])
+    s.write("gone", "v", rows_batch([b"k", b"j"], [2, 2], [0, 0], [b"b", b"c"]))
     assert s.read("gone", [("v", [b"k", b"j"])]) == [[b"b", b"c"]]
     s.close()
 
@@ -214,7 +215,7 @@ def test_redis_server_hanging_times_out(
 ) -> None:
     server = throwaway_redis()
     s = redis_store(tmp_path, server.port, socket_timeout=0.5)  # type: ignore[attr-defined]
-    s.write("gone", "v", [b"k"], [1], [0], [b"x"])
+    s.write("gone", "v", rows_batch([b"k"], [1], [0], [b"x"]))
     server.send_signal(signal.SIGSTOP)  # alive, but answers nothing
     try:
         t = time.monotonic()
@@ -234,7 +235,7 @@ def test_postgres_nothing_listening_is_store_unavailable(
     s = pg_store(tmp_path, host="127.0.0.1", port=port)
     calls = [
         lambda: s.read("gone", [("v", [b"k"])]),
-        lambda: s.write("gone", "v", [b"k"], [1], [0], [b"x"]),
+        lambda: s.write("gone", "v", rows_batch([b"k"], [1], [0], [b"x"])),
         lambda: s.create_view("gone", view("v")),
         lambda: s.drop_view("gone", "v"),
         lambda: s.teardown("gone"),
@@ -259,7 +260,7 @@ def test_postgres_connection_lost_then_server_gone(
     s = postgres_backend.open(min_conn=1, max_conn=1)
     assert isinstance(s, PostgresOnlineStore)
     s.create_view(p, view("v"))
-    s.write(p, "v", [b"k"], [1], [0], [b"x"])
+    s.write(p, "v", rows_batch([b"k"], [1], [0], [b"x"]))
 
     def backend_pid(conn: psycopg.Connection[Any]) -> int:
         return conn.info.backend_pid
@@ -273,7 +274,7 @@ def test_postgres_connection_lost_then_server_gone(
     kill_pool_connection()
     assert s.read(p, [("v", [b"k"])]) == [[b"x"]]
     kill_pool_connection()
-    s.write(p, "v", [b"k"], [2], [0], [b"y"])
+    s.write(p, "v", rows_batch([b"k"], [2], [0], [b"y"]))
     assert s.read(p, [("v", [b"k"])]) == [[b"y"]]
 
     # the server goes away for good (its address now leads nowhere): typed, quick
@@ -296,7 +297,7 @@ def test_postgres_server_gone_mid_request(
     proxy = tcp_proxy(settings["host"], settings["port"])
     s = postgres_backend.open(host="127.0.0.1", port=proxy.port)
     s.create_view(p, view("v"))
-    s.write(p, "v", [b"k"], [1], [0], [b"x"])
+    s.write(p, "v", rows_batch([b"k"], [1], [0], [b"x"]))
     assert s.read(p, [("v", [b"k"])]) == [[b"x"]]
     _fails_when_the_server_goes_mid_request(
         proxy,
@@ -317,14 +318,14 @@ def test_postgres_server_stalling_times_out(
     proxy = tcp_proxy(settings["host"], settings["port"])
     s = postgres_backend.open(host="127.0.0.1", port=proxy.port, timeout_seconds=0.5)
     s.create_view(p, view("v"))
-    s.write(p, "v", [b"k"], [1], [0], [b"x"])
+    s.write(p, "v", rows_batch([b"k"], [1], [0], [b"x"]))
     proxy.hold()
     t = time.monotonic()
     with pytest.raises(StoreUnavailable, match=r"no answer within 0.5 s \(timeout_seconds\)"):
         s.read(p, [("v", [b"k"])])
     assert time.monotonic() - t < 3
     with pytest.raises(StoreUnavailable, match="write to feature view 'v'.*no answer"):
-        s.write(p, "v", [b"k"], [2], [0], [b"y"])
+        s.write(p, "v", rows_batch([b"k"], [2], [0], [b"y"]))
     direct = postgres_backend.open()  # the server itself is fine
     assert direct.read(p, [("v", [b"k"])]) == [[b"x"]]
     with pytest.raises(ConfigError, match="timeout_seconds"):
@@ -356,9 +357,11 @@ def test_redis_every_path_reruns_once_after_the_server_closed_its_idle_connectio
         assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
 
     steps = [
-        lambda: plain.write("p", "v", keys, [1] * n, [0] * n, [b"a"] * n),  # HSETNX
-        lambda: plain.write("p", "v", keys, [2] * n, [0] * n, [b"b"] * n),  # script
-        lambda: with_ttl.write("p", "v", keys, [3] * n, [0] * n, [b"c"] * n),  # script + ttl
+        lambda: plain.write("p", "v", rows_batch(keys, [1] * n, [0] * n, [b"a"] * n)),  # HSETNX
+        lambda: plain.write("p", "v", rows_batch(keys, [2] * n, [0] * n, [b"b"] * n)),  # script
+        lambda: with_ttl.write(
+            "p", "v", rows_batch(keys, [3] * n, [0] * n, [b"c"] * n)
+        ),  # script + ttl
         lambda: plain.read("p", [("v", keys)]),
     ]
     try:

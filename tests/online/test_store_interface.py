@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import banquet
 from banquet import FeatureStore
+from banquet.online.base import rows_batch
 from banquet.online.sqlite import SqliteOnlineStore
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def test_ensure_view_creates_again_after_drop_view(backend: Backend) -> None:
     store.ensure_view(backend.project, v)  # once per process: no second create
     store.drop_view(backend.project, "v")
     store.ensure_view(backend.project, v)  # forgotten by drop_view: created again
-    store.write(backend.project, "v", [b"k"], [1], [0], [b"x"])
+    store.write(backend.project, "v", rows_batch([b"k"], [1], [0], [b"x"]))
     assert store.read(backend.project, [("v", [b"k"])]) == [[b"x"]]
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from store_support import read1, view
 
-from banquet.online.base import OnlineStore
+from banquet.online.base import OnlineStore, rows_batch
 
 if TYPE_CHECKING:
     from conftest import Backend
@@ -21,8 +21,8 @@ def test_drop_view(backend: Backend, store: OnlineStore) -> None:
     p = backend.project
     store.create_view(p, view("w"))
     keys = [b"k%d" % i for i in range(2_100)]  # more than one SCAN batch on Redis
-    store.write(p, "v", keys, [1] * len(keys), [0] * len(keys), keys)
-    store.write(p, "w", keys[:10], [1] * 10, [0] * 10, [b"w"] * 10)
+    store.write(p, "v", rows_batch(keys, [1] * len(keys), [0] * len(keys), keys))
+    store.write(p, "w", rows_batch(keys[:10], [1] * 10, [0] * 10, [b"w"] * 10))
     store.drop_view(p, "v")
     store.drop_view(p, "v")  # idempotent
     store.drop_view(p, "never_made")
@@ -46,8 +46,8 @@ def test_teardown_removes_exactly_this_projects_data(backend: Backend) -> None:
         a.create_view(alpha, view(name))
         b.create_view(beta, view(name))
     for s, proj in ((a, alpha), (b, beta)):
-        s.write(proj, "v", [b"k", b"j"], [1, 1], [0, 0], [proj.encode(), b"j"])
-        s.write(proj, "w", [b"k"], [1], [0], [b"w"])
+        s.write(proj, "v", rows_batch([b"k", b"j"], [1, 1], [0, 0], [proj.encode(), b"j"]))
+        s.write(proj, "w", rows_batch([b"k"], [1], [0], [b"w"]))
     assert backend.owned(alpha) and backend.owned(beta)
     foreign = _make_foreign_objects(backend, alpha)
 
@@ -66,11 +66,11 @@ def test_projects_whose_names_prefix_each_other(backend: Backend) -> None:
     a, ab = backend.open(short), backend.open(long_)
     for s, proj in ((a, short), (ab, long_)):
         s.create_view(proj, view("v"))
-        s.write(proj, "v", [b"k"], [1], [0], [proj.encode()])
+        s.write(proj, "v", rows_batch([b"k"], [1], [0], [proj.encode()]))
     ab.drop_view(long_, "v")
     assert a.read(short, [("v", [b"k"])]) == [[short.encode()]]
     ab.create_view(long_, view("v"))
-    ab.write(long_, "v", [b"k"], [1], [0], [long_.encode()])
+    ab.write(long_, "v", rows_batch([b"k"], [1], [0], [long_.encode()]))
     a.teardown(short)
     assert ab.read(long_, [("v", [b"k"])]) == [[long_.encode()]]
 

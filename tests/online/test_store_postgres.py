@@ -12,6 +12,7 @@ import pytest
 from store_support import pg_store, view
 
 from banquet.errors import StoreError, StoreUnavailable
+from banquet.online.base import rows_batch
 from banquet.online.postgres import VIEWS_TABLE, table_name
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def test_postgres_layout(postgres_backend: Backend) -> None:
     long_view = "a_rather_long_feature_view_name_" + "x" * 40
     for name in ("v", long_view):
         s.create_view(p, view(name))
-        s.write(p, name, [b"k"], [7], [3], [b"blob"])
+        s.write(p, name, rows_batch([b"k"], [7], [3], [b"blob"]))
     assert postgres_backend.pg_tables() == {VIEWS_TABLE, f"{p}:v", table_name(p, long_view)}
     with psycopg.connect(postgres_backend.pg_dsn, autocommit=True) as conn:
         cols = conn.execute(
@@ -75,15 +76,15 @@ def test_postgres_failed_write_writes_nothing(postgres_backend: Backend) -> None
     p = postgres_backend.project
     s = postgres_backend.open()
     s.create_view(p, view("v"))
-    s.write(p, "v", [b"a"], [1], [0], [b"old"])
+    s.write(p, "v", rows_batch([b"a"], [1], [0], [b"old"]))
     for n in (3, 3000):  # the array path and the COPY path
         keys = [b"a"] + [b"k%d" % i for i in range(n - 1)]
         blobs: list[Any] = [b"new"] * n
         blobs[n // 2] = None  # violates NOT NULL in the middle of the batch
         with pytest.raises(StoreError):
-            s.write(p, "v", keys, [2] * n, [0] * n, blobs)
+            s.write(p, "v", rows_batch(keys, [2] * n, [0] * n, blobs))
         assert s.read(p, [("v", keys[:3])]) == [[b"old", None, None]]
-    s.write(p, "v", [b"a"], [3], [0], [b"newer"])  # the pool's connection is still good
+    s.write(p, "v", rows_batch([b"a"], [3], [0], [b"newer"]))  # the pool's connection is still good
     assert s.read(p, [("v", [b"a"])]) == [[b"newer"]]
 
 

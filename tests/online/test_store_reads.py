@@ -15,7 +15,7 @@ from store_support import read1, view, write
 
 from banquet import FeatureStore
 from banquet.errors import StoreError
-from banquet.online.base import OnlineStore
+from banquet.online.base import OnlineStore, rows_batch
 
 if TYPE_CHECKING:
     from conftest import Backend
@@ -65,7 +65,7 @@ def test_view_names_needing_quotes(backend: Backend) -> None:
     p = backend.project
     for name in ("my-view", "v.2", "select", "_x", "A"):
         s.create_view(p, view(name))
-        s.write(p, name, [b"k"], [1], [0], [name.encode()])
+        s.write(p, name, rows_batch([b"k"], [1], [0], [name.encode()]))
     assert s.read(p, [(n, [b"k"]) for n in ("my-view", "v.2", "select", "_x", "A")]) == [
         [b"my-view"],
         [b"v.2"],
@@ -85,7 +85,7 @@ def test_reads_and_writes_from_several_threads(backend: Backend, store: OnlineSt
         try:
             for i in range(20):
                 assert read1(store, p, keys) == [k * 3 for k in keys]
-                store.write(p, "v", [b"t%d" % t], [i], [0], [b"%d" % i])
+                store.write(p, "v", rows_batch([b"t%d" % t], [i], [0], [b"%d" % i]))
             assert read1(store, p, [b"t%d" % t]) == [b"19"]
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
@@ -103,7 +103,7 @@ def test_two_store_objects_share_the_data(backend: Backend, store: OnlineStore) 
     other = backend.open()
     write(store, p, [(b"k", 1, 0, b"a")])
     assert other.read(p, [("v", [b"k"])]) == [[b"a"]]
-    other.write(p, "v", [b"k"], [2], [0], [b"b"])
+    other.write(p, "v", rows_batch([b"k"], [2], [0], [b"b"]))
     assert read1(store, p, [b"k"]) == [b"b"]
 
 
@@ -115,7 +115,7 @@ def test_read_of_a_view_without_storage(backend: Backend, store: OnlineStore) ->
     with pytest.raises(StoreError, match="'nope'.*banquet apply"):
         store.read(p, [("v", [b"k"]), ("nope", [b"k"])])
     with pytest.raises(StoreError, match="'nope'"):
-        store.write(p, "nope", [b"k"], [1], [0], [b"x"])
+        store.write(p, "nope", rows_batch([b"k"], [1], [0], [b"x"]))
     # the store is still usable after an error
     write(store, p, [(b"k", 1, 0, b"ok")])
     assert read1(store, p, [b"k"]) == [b"ok"]
@@ -127,7 +127,7 @@ def test_ensure_view_recreates_lost_storage(backend: Backend, store: OnlineStore
     store.ensure_view(p, v)
     store.drop_view(p, "lost")  # forgets the ensured mark
     store.ensure_view(p, v)
-    store.write(p, "lost", [b"k"], [1], [0], [b"x"])
+    store.write(p, "lost", rows_batch([b"k"], [1], [0], [b"x"]))
     assert store.read(p, [("lost", [b"k"])]) == [[b"x"]]
 
 

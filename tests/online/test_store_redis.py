@@ -8,11 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from banquet import RepoConfig
 from banquet.config import RedisOnlineConfig
 from banquet.errors import ConfigError, StoreError
+from banquet.online.base import rows_batch
 from banquet.online.redis import RedisOnlineStore, parse_connection_string
 
 # --- Redis: configuration, layout, and the server going away ----------------------------------------
@@ -100,7 +102,7 @@ def test_redis_layout_and_key_ttl(
     s = RedisOnlineStore(config)
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
     try:
-        s.write(project, "v", [b"\x01key"], [5], [-1], [b"blob"])
+        s.write(project, "v", rows_batch([b"\x01key"], [5], [-1], [b"blob"]))
         key = project.encode() + b":\x01key"
         stamp = (5 + 2**63).to_bytes(8, "big") + (2**63 - 1).to_bytes(8, "big")
         assert client.hgetall(key) == {b"v": stamp + b"blob"}  # one field: stamp, then blob
@@ -138,7 +140,9 @@ def test_redis_new_values_by_hsetnx_then_the_script(
     try:
         keys = [b"k%05d" % i for i in range(25_000)]
         before = (calls("hsetnx"), calls("evalsha"))
-        s.write(project, "v", keys, [5] * len(keys), [-1] * len(keys), [b"a"] * len(keys))
+        s.write(
+            project, "v", rows_batch(keys, [5] * len(keys), [-1] * len(keys), [b"a"] * len(keys))
+        )
         assert calls("hsetnx") - before[0] == len(keys) and calls("evalsha") == before[1]
         stamp = (5 + 2**63).to_bytes(8, "big") + (2**63 - 1).to_bytes(8, "big")
         assert client.hgetall(project.encode() + b":" + keys[7]) == {b"v": stamp + b"a"}
@@ -148,10 +152,9 @@ def test_redis_new_values_by_hsetnx_then_the_script(
         s.write(
             project,
             "v",
-            keys,
-            [6 - i % 2 * 2 for i in range(len(keys))],
-            [0] * len(keys),
-            [b"b"] * len(keys),
+            rows_batch(
+                keys, [6 - i % 2 * 2 for i in range(len(keys))], [0] * len(keys), [b"b"] * len(keys)
+            ),
         )
         assert calls("hsetnx") - before[0] <= 2 * R.KEYS_PER_ROUND_TRIP
         assert calls("evalsha") > before[1]
@@ -159,7 +162,7 @@ def test_redis_new_values_by_hsetnx_then_the_script(
         assert got == [b"b" if i % 2 == 0 else b"a" for i in range(len(keys))]
         client.set(project.encode() + b":plain", b"x")
         with pytest.raises(StoreError, match="WRONGTYPE"):
-            s.write(project, "v", [b"plain", b"k00001"], [9, 9], [0, 0], [b"c", b"c"])
+            s.write(project, "v", rows_batch([b"plain", b"k00001"], [9, 9], [0, 0], [b"c", b"c"]))
         assert s.read(project, [("v", [b"k00001"])]) == [[b"a"]]
     finally:
         client.delete(project.encode() + b":plain")
@@ -173,4 +176,11 @@ def test_redis_script_calls_refuse_a_null_value() -> None:
     from banquet.online import redis as R
 
     with pytest.raises(TypeError):
-        R.encode_script_calls(b"p:", [b"view", b"0"], [b"k"], [1], [1], [None])
+        R.encode_script_calls(
+            b"p:",
+            [b"view", b"0"],
+            pa.array([b"k"]),
+            pa.array([1], pa.int64()),
+            None,
+            pa.array([None], pa.binary()),
+        )

@@ -14,6 +14,7 @@ from store_support import read1
 from banquet import RepoConfig
 from banquet.config import RedisOnlineConfig
 from banquet.errors import ConfigError, StoreError, StoreUnavailable
+from banquet.online.base import rows_batch
 from banquet.online.redis import RedisOnlineStore
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def test_redis_cluster_spreads_keys_over_every_node(make_backend: Callable[[str]
     s = backend.open()
     assert isinstance(s, RedisOnlineStore)
     keys = [b"k%d" % i for i in range(300)]
-    s.write(p, "v", keys, [1] * 300, [0] * 300, keys)
+    s.write(p, "v", rows_batch(keys, [1] * 300, [0] * 300, keys))
     per_node = [
         len(list(node.client.scan_iter(match=f"{p}:*".encode(), count=1000)))
         for node in s._topology().nodes
@@ -96,10 +97,10 @@ def test_redis_cluster_new_values_by_hsetnx_per_node(
     n = 9 * R.KEYS_PER_ROUND_TRIP + 7  # three waves of three nodes' 1000 keys each
     keys = [b"c%06d" % i for i in range(n)]
     before = (calls("hsetnx"), calls("evalsha"))
-    s.write(p, "v", keys, [5] * n, [0] * n, [b"a"] * n)
+    s.write(p, "v", rows_batch(keys, [5] * n, [0] * n, [b"a"] * n))
     assert calls("hsetnx") - before[0] == n and calls("evalsha") == before[1]
     before = (calls("hsetnx"), calls("evalsha"))
-    s.write(p, "v", keys, [6 - i % 2 * 2 for i in range(n)], [0] * n, [b"b"] * n)
+    s.write(p, "v", rows_batch(keys, [6 - i % 2 * 2 for i in range(n)], [0] * n, [b"b"] * n))
     assert calls("hsetnx") - before[0] < n  # most waves went straight to the script
     assert calls("evalsha") > before[1]
     assert read1(s, p, keys) == [b"b" if i % 2 == 0 else b"a" for i in range(n)]
@@ -111,14 +112,14 @@ def test_redis_cluster_node_gone_is_store_unavailable(
 ) -> None:
     s = _cluster_store(tmp_path, throwaway_cluster.nodes, socket_timeout=2)
     keys = [b"k%d" % i for i in range(100)]  # on every node
-    s.write("gone", "v", keys, [1] * 100, [0] * 100, keys)
+    s.write("gone", "v", rows_batch(keys, [1] * 100, [0] * 100, keys))
     assert read1(s, "gone", keys) == keys
     dead = throwaway_cluster.ports[1]
     throwaway_cluster.procs[dead].kill()
     throwaway_cluster.procs[dead].wait(10)
     for call in (
         lambda: s.read("gone", [("v", keys)]),
-        lambda: s.write("gone", "v", keys, [2] * 100, [0] * 100, keys),
+        lambda: s.write("gone", "v", rows_batch(keys, [2] * 100, [0] * 100, keys)),
     ):
         t = time.monotonic()
         with pytest.raises(

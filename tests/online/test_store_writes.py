@@ -11,7 +11,7 @@ import pytest
 from store_support import I64_MAX, I64_MIN, read1, view, write
 
 from banquet.errors import StoreError
-from banquet.online.base import OnlineStore
+from banquet.online.base import OnlineStore, rows_batch
 
 if TYPE_CHECKING:
     from conftest import Backend
@@ -28,7 +28,7 @@ def test_write_then_read(backend: Backend, store: OnlineStore) -> None:
     assert read1(store, p, [b"nope"]) == [None]
     assert read1(store, p, []) == []
     assert store.read(p, []) == []
-    store.write(p, "v", [], [], [], [])  # an empty write is a no-op
+    store.write(p, "v", rows_batch([], [], [], []))  # an empty write is a no-op
 
 
 def test_missing_keys_are_none(backend: Backend, store: OnlineStore) -> None:
@@ -44,7 +44,7 @@ def test_binary_keys_and_values(backend: Backend, store: OnlineStore) -> None:
     keys = [b"\x00", b"*", b"a:b", b"[x]?\\", bytes(range(256)), b"k" * 1000]
     big = os.urandom(1 << 20)
     values = [b"", b"\x00\xff", big, b"*", b"v", b"\n"]
-    store.write(p, "v", keys, [1] * len(keys), [0] * len(keys), values)
+    store.write(p, "v", rows_batch(keys, [1] * len(keys), [0] * len(keys), values))
     assert read1(store, p, keys) == values
 
 
@@ -118,17 +118,19 @@ def test_a_null_value_fails_the_write_and_writes_nothing(
 
     p = backend.project
     with pytest.raises(StoreError):
-        store.write(p, "v", [b"a", b"b"], [1, 1], [0, 0], [b"x", None])  # type: ignore[list-item]
+        store.write(p, "v", rows_batch([b"a", b"b"], [1, 1], [0, 0], [b"x", None]))  # type: ignore[list-item]
     n = 2_000  # the bulk paths (COPY on Postgres)
     keys = [b"k%d" % i for i in range(n)]
     with pytest.raises(StoreError):
-        store.write_arrays(
+        store.write(
             p,
             "v",
-            pa.array(keys, pa.binary()),
-            pa.array([1] * n, pa.int64()),
-            None,
-            pa.array([b"x"] * (n - 1) + [None], pa.binary()),
+            rows_batch(
+                pa.array(keys, pa.binary()),
+                pa.array([1] * n, pa.int64()),
+                None,
+                pa.array([b"x"] * (n - 1) + [None], pa.binary()),
+            ),
         )
     assert read1(store, p, [b"a", b"b", keys[0], keys[-1]]) == [None] * 4
 
@@ -136,7 +138,7 @@ def test_a_null_value_fails_the_write_and_writes_nothing(
 def test_large_arrow_batches_with_and_without_duplicate_keys(
     backend: Backend, store: OnlineStore
 ) -> None:
-    """write_arrays: the Arrow bulk path (Postgres: COPY data built in Rust) for unique keys
+    """The Arrow bulk path (Postgres: COPY data built in Rust) for unique keys
     in any order, and the one-row-per-key fallback when a key repeats."""
     import pyarrow as pa
 
@@ -146,13 +148,15 @@ def test_large_arrow_batches_with_and_without_duplicate_keys(
 
     def write_arrays(rows: list[tuple[bytes, int, int | None, bytes]]) -> None:
         k, e, c, v = zip(*rows)
-        store.write_arrays(
+        store.write(
             p,
             "v",
-            pa.array(k, pa.binary()),
-            pa.array(e, pa.int64()),
-            pa.array(c, pa.int64()),
-            pa.array(v, pa.binary()),
+            rows_batch(
+                pa.array(k, pa.binary()),
+                pa.array(e, pa.int64()),
+                pa.array(c, pa.int64()),
+                pa.array(v, pa.binary()),
+            ),
         )
 
     write_arrays([(k, 10, None, b"old" + k) for k in keys])

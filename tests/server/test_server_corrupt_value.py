@@ -11,6 +11,7 @@ import pyarrow as pa
 from server_support import make_repo
 
 from banquet import FeatureStore, _core
+from banquet.online.base import rows_batch
 
 
 def _corrupt_user(repo: Path, uid: int) -> None:
@@ -18,7 +19,10 @@ def _corrupt_user(repo: Path, uid: int) -> None:
     view = store.get_feature_view("profile")
     key = _core.serialize_entity_keys(["user_id"], [pa.array([uid])])[0].as_py()
     store.online_store.write(
-        store.project, view.storage_name, [key], [0], [0], [b"\x01not a blob"], overwrite=True
+        store.project,
+        view.storage_name,
+        rows_batch([key], [0], [0], [b"\x01not a blob"]),
+        overwrite=True,
     )
     store.online_store.close()
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from server_support import NOW, T0, Server, make_repo
 
 from banquet import FeatureStore, _core
+from banquet.online.base import rows_batch
 
 UTC = timezone.utc
 US = pa.timestamp("us", tz="UTC")
@@ -133,8 +134,8 @@ def test_an_unrenderable_stored_time_is_reported_per_value(
     ev = pa.array([far], pa.int64()).cast(US)
     keys = _core.serialize_entity_keys(["user_id"], [pa.array([uid], pa.int64())])
     blobs = _core.encode_values(ev, None, [pa.array([5], pa.int64())], view.value_schema())
-    store.online_store.write_arrays(
-        store.project, getattr(view, "storage_name", view.name), keys, ev, None, blobs
+    store.online_store.write(
+        store.project, getattr(view, "storage_name", view.name), rows_batch(keys, ev, None, blobs)
     )
     store.online_store.close()
     status, body = served(server, [1, uid])

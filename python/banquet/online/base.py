@@ -20,6 +20,51 @@ if TYPE_CHECKING:
     from banquet.feature_view import FeatureView
 
 
+COLUMNS = ("entity_key", "event_ts", "created_ts", "value")
+
+
+def rows_batch(
+    keys: Sequence[bytes] | pa.Array,
+    event_ts: Sequence[int] | pa.Array,
+    created_ts: Sequence[int] | pa.Array | None,
+    blobs: Sequence[bytes | None] | pa.Array,
+) -> pa.RecordBatch:
+    """The batch ``OnlineStore.write`` takes, from lists (the edge: tests, callers holding
+    Python values) or Arrow arrays (passed through). Timestamps are UTC microseconds;
+    ``created_ts`` None means 0 for every row. Lists that are not bytes / integers raise
+    ``StoreError``."""
+    from banquet.errors import StoreError
+
+    def col(values: Sequence[object] | pa.Array | pa.ChunkedArray, typ: pa.DataType) -> pa.Array:
+        if isinstance(values, pa.ChunkedArray):
+            return values.combine_chunks()
+        if isinstance(values, pa.Array):
+            return values
+        return pa.array(list(values), typ)
+
+    try:
+        n = len(keys)
+        columns = [
+            col(keys, pa.binary()),
+            col(event_ts, pa.int64()),
+            col(created_ts, pa.int64()) if created_ts is not None else pa.nulls(n, pa.int64()),
+            col(blobs, pa.binary()),
+        ]
+    except (TypeError, pa.ArrowException):
+        raise StoreError("keys and values to write must be bytes and timestamps integers") from None
+    return pa.RecordBatch.from_arrays(columns, names=list(COLUMNS))
+
+
+def batch_columns(batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+    """``(entity_key, event_ts, created_ts, value)`` of a write's batch."""
+    return (
+        batch.column("entity_key"),
+        batch.column("event_ts"),
+        batch.column("created_ts"),
+        batch.column("value"),
+    )
+
+
 class OnlineStore(abc.ABC):
     def __init__(self, config: RepoConfig) -> None:
         self.config = config
@@ -37,43 +82,15 @@ class OnlineStore(abc.ABC):
 
     @abc.abstractmethod
     def write(
-        self,
-        project: str,
-        view_name: str,
-        keys: Sequence[bytes],
-        event_ts: Sequence[int],
-        created_ts: Sequence[int],
-        blobs: Sequence[bytes],
-        *,
-        overwrite: bool = False,
+        self, project: str, view_name: str, batch: pa.RecordBatch, *, overwrite: bool = False
     ) -> None:
-        """Upsert rows; a row replaces the stored one only if its (event_ts, created_ts) is
-        not older. Decided inside the store, atomically. ``overwrite``: every given row
-        replaces the stored one, newer or not (one row per key expected)."""
-
-    def write_arrays(
-        self,
-        project: str,
-        view_name: str,
-        keys: pa.Array,
-        event_ts: pa.Array,
-        created_ts: pa.Array | None,
-        blobs: pa.Array,
-        *,
-        overwrite: bool = False,
-    ) -> None:
-        """``write`` from Arrow arrays (binary keys and blobs, timestamps as UTC µs; a null
-        created time is 0). Stores that can take the arrays as they are override this."""
-        n = len(keys)
-        ev = event_ts.cast(pa.int64()).to_numpy(zero_copy_only=False).tolist()
-        cr = (
-            created_ts.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).tolist()
-            if created_ts is not None
-            else [0] * n
-        )
-        self.write(
-            project, view_name, keys.to_pylist(), ev, cr, blobs.to_pylist(), overwrite=overwrite
-        )
+        """Upsert the rows of ``batch`` (columns ``entity_key``: binary serialized keys,
+        ``event_ts`` and ``created_ts``: int64 or timestamp[us] UTC microseconds, a null
+        created time is 0, ``value``: binary blobs; ``rows_batch`` builds one). A row
+        replaces the stored one only if its (event_ts, created_ts) is not older, decided
+        inside the store, atomically. ``overwrite``: every given row replaces the stored
+        one, newer or not (one row per key expected). Stores hand the Arrow columns to Rust
+        as they are: no Python object per row."""
 
     @abc.abstractmethod
     def read(

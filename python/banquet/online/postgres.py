@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from banquet import _core
 from banquet.errors import ConfigError, StoreError, StoreUnavailable
-from banquet.online.base import OnlineStore
+from banquet.online.base import OnlineStore, batch_columns
 from banquet.redact import redact_text
 
 if TYPE_CHECKING:
@@ -252,54 +252,33 @@ class PostgresOnlineStore(OnlineStore):
                 )
 
     def write(
-        self,
-        project: str,
-        view_name: str,
-        keys: Sequence[bytes],
-        event_ts: Sequence[int],
-        created_ts: Sequence[int],
-        blobs: Sequence[bytes],
-        *,
-        overwrite: bool = False,
+        self, project: str, view_name: str, batch: pa.RecordBatch, *, overwrite: bool = False
     ) -> None:
-        if not len(keys):
+        if not batch.num_rows:
             return
-        keys, event_ts, created_ts, blobs = _latest_per_key(keys, event_ts, created_ts, blobs)
-        if len(keys) >= COPY_ROWS:
-            data = _binary_copy(keys, event_ts, created_ts, blobs)
-            self._copy(project, view_name, data, len(keys), overwrite)
-            return
-        q = _write_sql(self.schema, table_name(project, view_name))
-        upsert = q.overwrite_arrays if overwrite else q.upsert_arrays
-        arrays = [list(keys), list(event_ts), list(created_ts), list(blobs)]
-        self._write(view_name, lambda conn: conn.execute(upsert, arrays), len(keys))
-
-    def write_arrays(
-        self,
-        project: str,
-        view_name: str,
-        keys: pa.Array,
-        event_ts: pa.Array,
-        created_ts: pa.Array | None,
-        blobs: pa.Array,
-        *,
-        overwrite: bool = False,
-    ) -> None:
-        # COPY data straight from Arrow (no Python object per row), unless a key repeats
+        keys, event_ts, created_ts, blobs = batch_columns(batch)
         try:
-            data = (
-                _core.pg_copy_rows(keys, event_ts, created_ts, blobs)
-                if len(keys) >= COPY_ROWS
-                else None
-            )
+            if batch.num_rows < COPY_ROWS:
+                # a small write (push): ONE upsert statement, its arrays built from at most
+                # COPY_ROWS - 1 rows (a COPY would take the table lock and 4 round trips)
+                keys, event_ts, created_ts, blobs = _latest_per_key(
+                    keys, event_ts, created_ts, blobs
+                )
+                q = _write_sql(self.schema, table_name(project, view_name))
+                upsert = q.overwrite_arrays if overwrite else q.upsert_arrays
+                arrays = _small_arrays(keys, event_ts, created_ts, blobs)
+                self._write(view_name, lambda conn: conn.execute(upsert, arrays), len(keys))
+                return
+            data = _core.pg_copy_rows(keys, event_ts, created_ts, blobs)
+            if data is None:  # a key repeats: the latest row per key (in Rust), then COPY
+                keys, event_ts, created_ts, blobs = _latest_per_key(
+                    keys, event_ts, created_ts, blobs
+                )
+                data = _core.pg_copy_rows(keys, event_ts, created_ts, blobs)
+                assert data is not None, "rows were reduced to one per key"
         except TypeError as e:
             raise StoreError(f"Postgres online store: write to {view_name!r}: {e}") from None
-        if data is None:
-            super().write_arrays(
-                project, view_name, keys, event_ts, created_ts, blobs, overwrite=overwrite
-            )
-        else:
-            self._copy(project, view_name, data, len(keys), overwrite)
+        self._copy(project, view_name, data, len(keys), overwrite)
 
     def _copy(
         self, project: str, view_name: str, data: bytes, rows: int, overwrite: bool = False
@@ -516,30 +495,6 @@ def _write_sql(schema: str, table: str) -> WriteSql:
     )
 
 
-def _binary_copy(
-    keys: Sequence[bytes],
-    event_ts: Sequence[int],
-    created_ts: Sequence[int],
-    blobs: Sequence[bytes],
-) -> bytes:
-    """The rows (one per key) in COPY's binary format."""
-    import pyarrow as pa
-
-    try:
-        data = _core.pg_copy_rows(
-            pa.array(keys, pa.binary()),
-            pa.array(event_ts, pa.int64()),
-            pa.array(created_ts, pa.int64()),
-            pa.array(blobs, pa.binary()),
-        )
-    except (TypeError, pa.ArrowException):
-        raise StoreError(
-            "keys and values to write must be bytes and timestamps integers (a value is None?)"
-        ) from None
-    assert data is not None, "rows were reduced to one per key"
-    return data
-
-
 def _views_table_exists(conn: psycopg.Connection[Any], schema: str) -> bool:
     row = conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL",
@@ -566,27 +521,38 @@ def _ensure_views_table(conn: psycopg.Connection[Any], schema: str) -> None:
 
 
 def _latest_per_key(
-    keys: Sequence[bytes],
-    event_ts: Sequence[int],
-    created_ts: Sequence[int],
-    blobs: Sequence[bytes],
-) -> tuple[Sequence[bytes], Sequence[int], Sequence[int], Sequence[bytes]]:
+    keys: pa.Array, event_ts: pa.Array, created_ts: pa.Array, blobs: pa.Array
+) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
     """One row per key (an upsert may not touch a row twice): the newest, the later one on a
-    full tie, as if the rows were written one after another."""
-    if len(set(keys)) == len(keys):
+    full tie, as if the rows were written one after another (``_core.latest_per_key``'s
+    tie rules, with a null created time as 0). The arrays as they are when no key repeats."""
+    import pyarrow as pa
+
+    try:
+        cr = created_ts.cast(pa.int64()).fill_null(0)
+        idx = _core.latest_per_key([keys], event_ts.cast(pa.int64()), cr, None, None)
+    except (pa.ArrowException, ValueError) as e:
+        raise TypeError(str(e)) from None
+    if len(idx) == len(keys):
         return keys, event_ts, created_ts, blobs
-    best: dict[bytes, int] = {}
-    for i, k in enumerate(keys):
-        j = best.get(k)
-        if j is None or (event_ts[i], created_ts[i]) >= (event_ts[j], created_ts[j]):
-            best[k] = i
-    idx = sorted(best.values())
-    return (
-        [keys[i] for i in idx],
-        [event_ts[i] for i in idx],
-        [created_ts[i] for i in idx],
-        [blobs[i] for i in idx],
-    )
+    return keys.take(idx), event_ts.take(idx), created_ts.take(idx), blobs.take(idx)
+
+
+def _small_arrays(
+    keys: pa.Array, event_ts: pa.Array, created_ts: pa.Array, blobs: pa.Array
+) -> list[list[Any]]:
+    """The four parameter arrays of the small-write upsert (fewer than ``COPY_ROWS`` rows:
+    psycopg adapts Python lists; Arrow arrays it cannot)."""
+    import pyarrow as pa
+
+    if blobs.null_count or keys.null_count or event_ts.null_count:
+        raise TypeError("keys, event times and values must not be null (a value is None?)")
+    return [
+        keys.to_pylist(),
+        event_ts.cast(pa.int64()).to_pylist(),
+        created_ts.cast(pa.int64()).fill_null(0).to_pylist(),
+        blobs.to_pylist(),
+    ]
 
 
 def _is_connection_error(e: BaseException) -> bool:

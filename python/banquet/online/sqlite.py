@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from banquet import _core
-from banquet.online.base import OnlineStore
+from banquet.online.base import OnlineStore, batch_columns
 
 if TYPE_CHECKING:
     from banquet.config import RepoConfig, SqliteOnlineConfig
@@ -73,39 +73,9 @@ class SqliteOnlineStore(OnlineStore):
         self.native.drop_view(project, view_name)
 
     def write(
-        self,
-        project: str,
-        view_name: str,
-        keys: Sequence[bytes],
-        event_ts: Sequence[int],
-        created_ts: Sequence[int],
-        blobs: Sequence[bytes],
-        *,
-        overwrite: bool = False,
+        self, project: str, view_name: str, batch: pa.RecordBatch, *, overwrite: bool = False
     ) -> None:
-        # Materialize every input first: a failing iterator must fail before the transaction.
-        self.native.write(
-            project,
-            view_name,
-            list(keys),
-            list(event_ts),
-            list(created_ts),
-            list(blobs),
-            overwrite,
-        )
-
-    def write_arrays(
-        self,
-        project: str,
-        view_name: str,
-        keys: pa.Array,
-        event_ts: pa.Array,
-        created_ts: pa.Array | None,
-        blobs: pa.Array,
-        *,
-        overwrite: bool = False,
-    ) -> None:
-        self.native.write_arrays(project, view_name, keys, event_ts, created_ts, blobs, overwrite)
+        self.native.write_arrays(project, view_name, *batch_columns(batch), overwrite)
 
     def read(
         self, project: str, requests: Sequence[tuple[str, Sequence[bytes]]]

@@ -3,57 +3,57 @@
 
 use std::sync::Arc;
 
-use arrow_array::UInt16Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt16Type;
+use arrow_array::{Array, UInt16Array};
 use banquet_core::wire::{resp, slot};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::PyBytes;
 use pyo3_arrow::PyArray;
 
 use crate::codec::to_pyarrow;
-use crate::errors::to_py;
+use crate::errors::KernelTypeError;
 use crate::rows::{rows_error, ArrowRows};
 
-/// `EVALSHA <sha> <n> <prefix+key>... <head>... <stamp+blob>...` for consecutive chunks of
-/// `per_call` rows, concatenated. Returns (the RESP bytes, number of calls).
+/// `EVALSHA <sha> <n> <prefix+key>... <head>... <stamp+blob>...` per call, concatenated,
+/// from Arrow rows (binary keys and blobs, int64 or timestamp[us] times, a null created
+/// time is 0). A call holds at most `per_call` consecutive rows, all of one `groups` value
+/// when given (a uint16 array, one per row: the Redis Cluster slots of rows ordered by
+/// slot). Returns (the RESP bytes, number of calls).
 #[pyfunction]
+#[pyo3(signature = (sha, prefix, head, keys, event_ts, created_ts, blobs, per_call, groups=None))]
 #[allow(clippy::too_many_arguments)]
 fn resp_evalsha<'py>(
     py: Python<'py>,
     sha: &[u8],
     prefix: &[u8],
     head: Vec<Vec<u8>>,
-    keys: &Bound<'py, PyList>,
-    event_ts: Vec<i64>,
-    created_ts: Vec<i64>,
-    blobs: &Bound<'py, PyList>,
+    keys: PyArray,
+    event_ts: PyArray,
+    created_ts: Option<PyArray>,
+    blobs: PyArray,
     per_call: usize,
+    groups: Option<PyArray>,
 ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
-    // The bytes objects stay alive (and immutable) while `keys`/`blobs` hold them, so
-    // their buffers can be read with the GIL released.
-    let keys: Vec<Bound<'py, PyBytes>> = keys
-        .iter()
-        .map(|k| k.cast_into::<PyBytes>().map_err(PyErr::from))
-        .collect::<PyResult<_>>()?;
-    let blobs: Vec<Bound<'py, PyBytes>> = blobs
-        .iter()
-        .map(|b| b.cast_into::<PyBytes>().map_err(PyErr::from))
-        .collect::<PyResult<_>>()?;
-    let key_bytes: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-    let blob_bytes: Vec<&[u8]> = blobs.iter().map(|b| b.as_bytes()).collect();
+    let rows = ArrowRows::new("resp_evalsha", keys, event_ts, created_ts, blobs)?
+        .require_values("resp_evalsha")?;
+    let rows = rows.slices("resp_evalsha")?;
+    let groups = groups.map(|g| g.into_inner().0);
+    let groups: Option<&[u16]> = match &groups {
+        None => None,
+        Some(g) => match g.as_primitive_opt::<UInt16Type>() {
+            Some(g) if g.null_count() == 0 => Some(g.values()),
+            _ => {
+                return Err(KernelTypeError::new_err(format!(
+                    "resp_evalsha: groups must be uint16 without nulls, got {}",
+                    g.data_type()
+                )))
+            }
+        },
+    };
     let (out, calls) = py
-        .detach(|| {
-            resp::evalsha_calls(
-                sha,
-                prefix,
-                &head,
-                &key_bytes,
-                &event_ts,
-                &created_ts,
-                &blob_bytes,
-                per_call,
-            )
-        })
-        .map_err(to_py)?; // unequal lengths, per_call 0: KernelError, a ValueError as before
+        .detach(|| resp::evalsha_calls(sha, prefix, &head, &rows, per_call, groups))
+        .map_err(rows_error)?;
     Ok((PyBytes::new(py, &out), calls))
 }
 
@@ -76,6 +76,17 @@ fn resp_hsetnx<'py>(
         .detach(|| resp::hsetnx_calls(prefix, field, &rows))
         .map_err(rows_error)?;
     Ok(PyBytes::new(py, &out))
+}
+
+/// Where the `n` replies at `buf[pos..]` end when all are integer replies (the write
+/// script's); -1: the buffer ends first; -2: another reply (an error) among them.
+#[pyfunction]
+fn resp_int_replies(buf: &[u8], pos: usize, n: usize) -> i64 {
+    match resp::int_replies(buf, pos, n) {
+        resp::IntReplies::Complete(end) => end as i64,
+        resp::IntReplies::Incomplete => -1,
+        resp::IntReplies::Other => -2,
+    }
 }
 
 /// The Redis Cluster slot of one key (its `{hash tag}` when it has one).
@@ -101,6 +112,7 @@ fn key_slots<'py>(py: Python<'py>, keys: PyArray, prefix: &[u8]) -> PyResult<Bou
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resp_hsetnx, m)?)?;
     m.add_function(wrap_pyfunction!(resp_evalsha, m)?)?;
+    m.add_function(wrap_pyfunction!(resp_int_replies, m)?)?;
     m.add_function(wrap_pyfunction!(key_slot, m)?)?;
     m.add_function(wrap_pyfunction!(key_slots, m)?)?;
     Ok(())

@@ -65,45 +65,6 @@ impl SqliteStore {
         self.inner.release_checkpoints()
     }
 
-    /// Upsert rows given as Python sequences of equal length (`overwrite`: replace stored
-    /// rows even when they are newer).
-    #[pyo3(signature = (project, view, keys, event_ts, created_ts, values, overwrite=false))]
-    #[allow(clippy::too_many_arguments)] // the OnlineStore.write signature, plus `py`
-    fn write(
-        &self,
-        py: Python<'_>,
-        project: &str,
-        view: &str,
-        keys: Vec<PyBackedBytes>,
-        event_ts: Vec<i64>,
-        created_ts: Vec<i64>,
-        values: Vec<Option<PyBackedBytes>>,
-        overwrite: bool,
-    ) -> PyResult<usize> {
-        let n = keys.len();
-        if event_ts.len() != n || created_ts.len() != n || values.len() != n {
-            return Err(PyTypeError::new_err(format!(
-                "write: {n} keys but {} event times, {} created times and {} values",
-                event_ts.len(),
-                created_ts.len(),
-                values.len()
-            )));
-        }
-        run_detached(py, || {
-            self.inner.write_rows(
-                project,
-                view,
-                (0..n).map(|i| Row {
-                    key: &keys[i],
-                    event_ts: event_ts[i],
-                    created_ts: created_ts[i],
-                    value: values[i].as_deref(),
-                }),
-                overwrite,
-            )
-        })
-    }
-
     /// Upsert rows given as Arrow arrays: binary keys and values, event and created times
     /// as int64 or timestamp[us] (a null created time is stored as 0).
     #[pyo3(signature = (project, view, keys, event_ts, created_ts, values, overwrite=false))]

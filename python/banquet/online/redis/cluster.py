@@ -4,9 +4,12 @@ keys to nodes by slot (CRC16 of the key or its ``{hash tag}``, mod 16384)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from banquet._core import key_slot
 from banquet.online.redis.address import hp
@@ -47,6 +50,16 @@ class Topology:
     nodes: list[Node]  # the primaries (one for a single server)
     slots: list[Node | None] | None  # cluster: the node serving each slot; None: one server
 
+    @functools.cached_property
+    def slot_owner(self) -> np.ndarray:
+        """Per slot, the position in ``nodes`` of the node serving it (-1: none)."""
+        served = np.empty(len(self.slots or ()), dtype=object)
+        served[:] = self.slots or ()
+        owner = np.full(len(served), -1, dtype=np.int64)
+        for i, node in enumerate(self.nodes):  # (Node compares by identity, in C)
+            owner[served == node] = i
+        return owner
+
 
 def slot_map(ranges: Sequence[Any], asked: str, node_for: Any) -> Topology:
     """The topology from a ``CLUSTER SLOTS`` reply (``asked``: the host that gave it, for
@@ -80,6 +93,28 @@ def by_node(topo: Topology, key_slots: Sequence[int]) -> list[tuple[Node, list[i
     return list(groups.items())
 
 
+def rows_by_node(
+    topo: Topology, key_slots: np.ndarray, *, by_slot: bool = False
+) -> list[tuple[Node, np.ndarray]]:
+    """The row positions (int64) each cluster node serves, given each row's slot, in row
+    order (``by_slot``: ordered by slot, then row, so one slot's rows are consecutive).
+    Computed in numpy, no Python object per row."""
+    owner = topo.slot_owner[key_slots]
+    if len(owner) and owner.min() < 0:
+        missing = int(key_slots[int(np.argmin(owner))])
+        raise Uncovered(f"no node serves slot {missing}")
+    order = np.lexsort((key_slots, owner)) if by_slot else np.argsort(owner, kind="stable")
+    counts = np.bincount(owner, minlength=len(topo.nodes))
+    out = []
+    lo = 0
+    for i in range(len(counts)):  # per node, not per row
+        count = int(counts[i])
+        if count:
+            out.append((topo.nodes[i], order[lo : lo + count]))
+        lo += count
+    return out
+
+
 def cluster_changing(e: Exception) -> bool:
     """A failed node, a moved slot or a cluster in flux: worth re-reading the slot map."""
     import redis
@@ -98,6 +133,7 @@ __all__ = [
     "Topology",
     "Uncovered",
     "by_node",
+    "rows_by_node",
     "cluster_changing",
     "hp",
     "key_slot",

@@ -50,6 +50,13 @@ class Lease:
         self.replied = True
         return out
 
+    def receive_ints(self, node: Node, replies: int) -> bool:
+        """``Conn.receive_ints`` on ``node``'s connection."""
+        self.node = node
+        out = self.conns[node].receive_ints(replies)
+        self.replied = True
+        return out
+
     def receive_flags(self, node: Node, replies: int) -> bytes | None:
         """``Conn.receive_flags`` on ``node``'s connection."""
         self.node = node

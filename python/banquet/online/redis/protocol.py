@@ -9,10 +9,13 @@ import contextlib
 import hashlib
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from banquet import _core
 from banquet.online.redis.address import RedisAddress, hp
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCRIPT_KEYS = 500  # keys per EVALSHA call: keeps each script run short (Redis is single-threaded)
 
@@ -58,23 +61,18 @@ def bulk(value: bytes) -> bytes:
 def encode_script_calls(
     prefix: bytes,
     head: list[bytes],
-    keys: Sequence[bytes],
-    event_ts: Sequence[int],
-    created_ts: Sequence[int],
-    blobs: Sequence[bytes],
+    keys: pa.Array,
+    event_ts: pa.Array,
+    created_ts: pa.Array | None,
+    blobs: pa.Array,
+    slots: pa.Array | None = None,
 ) -> tuple[bytes, int]:
-    """The write script calls for these rows, ``SCRIPT_KEYS`` rows a call, as one RESP
-    buffer; and the number of calls. Encoded in Rust when the rows come as lists (Python's
-    per-row formatting costs more than Redis takes to run the scripts; wire/resp.rs)."""
+    """The write script calls for these Arrow rows (binary keys and blobs, int64 or
+    timestamp[us] times), ``SCRIPT_KEYS`` rows a call, as one RESP buffer; and the number of
+    calls. With ``slots`` (uint16, one per row, the rows ordered by slot) a call never mixes
+    two slots (a cluster's rule). Encoded in Rust straight from the arrays (wire/resp.rs)."""
     return _core.resp_evalsha(
-        WRITE_SHA,
-        prefix,
-        head,
-        list(keys),
-        list(event_ts),
-        list(created_ts),
-        list(blobs),
-        SCRIPT_KEYS,
+        WRITE_SHA, prefix, head, keys, event_ts, created_ts, blobs, SCRIPT_KEYS, slots
     )
 
 
@@ -152,6 +150,21 @@ class Conn:
         if self.pos == len(self.buf):
             self.buf, self.pos = b"", 0
         return out
+
+    def receive_ints(self, replies: int) -> bool:
+        """Consume ``replies`` integer replies (the write script's), checked in one pass in
+        Rust (``_core.resp_int_replies``); False, with nothing consumed, when another reply
+        (an error) is among them: read them with ``receive``."""
+        while True:
+            end = _core.resp_int_replies(self.buf, self.pos, replies)
+            if end == -2:
+                return False
+            if end >= 0:
+                self.pos = end
+                if self.pos == len(self.buf):
+                    self.buf, self.pos = b"", 0
+                return True
+            self._fill()
 
     def receive_flags(self, replies: int) -> bytes | None:
         """The digits (``b"0"``/``b"1"``) of ``replies`` integer replies of 0 or 1, checked

@@ -4,7 +4,6 @@ layout" and "Redis Cluster"; the package's ``__init__`` sums them up."""
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from banquet import _core
 from banquet.errors import ConfigError, StoreError, StoreUnavailable
-from banquet.online.base import OnlineStore
+from banquet.online.base import OnlineStore, batch_columns
 from banquet.online.redis.address import hp, parse_connection_string
 from banquet.online.redis.cluster import (
     Node,
@@ -21,11 +20,11 @@ from banquet.online.redis.cluster import (
     by_node,
     cluster_changing,
     key_slot,
+    rows_by_node,
     slot_map,
 )
 from banquet.online.redis.connections import Lease, borrowed
 from banquet.online.redis.protocol import (
-    SCRIPT_KEYS,
     WRITE_LUA,
     bulk,
     encode_script_calls,
@@ -33,6 +32,7 @@ from banquet.online.redis.protocol import (
 from banquet.redact import redact_text
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
     import redis
 
@@ -276,132 +276,49 @@ class RedisOnlineStore(OnlineStore):
                     break
 
     def write(
-        self,
-        project: str,
-        view_name: str,
-        keys: Sequence[bytes],
-        event_ts: Sequence[int],
-        created_ts: Sequence[int],
-        blobs: Sequence[bytes],
-        *,
-        overwrite: bool = False,
+        self, project: str, view_name: str, batch: pa.RecordBatch, *, overwrite: bool = False
     ) -> None:
-        if not len(keys):
-            return
-        if self._absent_first and not overwrite:
-            import pyarrow as pa
+        """``HSETNX`` first for hashes without a value for this view (no key ttl, no
+        ``overwrite``), the write script for the rest. Every payload is encoded in Rust from
+        the Arrow columns (taken per node / slot with ``take``): no Python object per row."""
+        import pyarrow as pa
 
-            try:
-                arrays = [
-                    pa.array(keys, pa.binary()),
-                    pa.array(event_ts, pa.int64()),
-                    pa.array(created_ts, pa.int64()),
-                    pa.array(blobs, pa.binary()),
-                ]
-            except (TypeError, pa.ArrowException):
-                raise _not_bytes(view_name) from None
-            self.write_arrays(project, view_name, *arrays)
+        if not batch.num_rows:
             return
-        self._write_scripts(project, view_name, keys, event_ts, created_ts, blobs, overwrite)
+        keys, event_ts, created_ts, blobs = batch_columns(batch)
+        try:
+            ev = event_ts.cast(pa.int64())
+            cr = created_ts.cast(pa.int64())
+        except pa.ArrowException:
+            raise _not_bytes(view_name) from None
+        prefix = _prefix(project)
+        if self._absent_first and not overwrite:  # overwrite: all by script
+            field = view_name.encode()
+            try:
+                left = self._run(
+                    f"write to feature view {view_name!r}",
+                    lambda topo: self._write_absent(topo, prefix, field, keys, ev, cr, blobs),
+                )
+            except TypeError:
+                raise _not_bytes(view_name) from None
+            if not len(left):
+                return
+            # hashes that had a value for this view: the script keeps the newer one
+            idx = pa.array(left)
+            keys, ev, cr, blobs = keys.take(idx), ev.take(idx), cr.take(idx), blobs.take(idx)
+        head = [view_name.encode(), b"%d" % self.key_ttl_seconds, b"1" if overwrite else b"0"]
+        try:
+            self._run(
+                f"write to feature view {view_name!r}",
+                lambda topo: self._write_scripts(topo, prefix, head, keys, ev, cr, blobs),
+            )
+        except TypeError:
+            raise _not_bytes(view_name) from None
 
     @property
     def _absent_first(self) -> bool:
         """Whether writes try ``HSETNX`` first: without a key ttl (HSETNX cannot set one)."""
         return not self.key_ttl_seconds
-
-    def write_arrays(
-        self,
-        project: str,
-        view_name: str,
-        keys: pa.Array,
-        event_ts: pa.Array,
-        created_ts: pa.Array | None,
-        blobs: pa.Array,
-        *,
-        overwrite: bool = False,
-    ) -> None:
-        if not self._absent_first or not len(keys) or overwrite:  # overwrite: all by script
-            super().write_arrays(
-                project, view_name, keys, event_ts, created_ts, blobs, overwrite=overwrite
-            )
-            return
-        import pyarrow as pa
-
-        ev = event_ts.cast(pa.int64())
-        cr = (
-            created_ts.cast(pa.int64())
-            if created_ts is not None
-            else pa.nulls(len(keys), pa.int64())
-        )
-        prefix, field = _prefix(project), view_name.encode()
-        try:
-            left = self._run(
-                f"write to feature view {view_name!r}",
-                lambda topo: self._write_absent(topo, prefix, field, keys, ev, cr, blobs),
-            )
-        except TypeError:
-            raise _not_bytes(view_name) from None
-        if left:  # hashes that had a value for this view: the script keeps the newer one
-            idx = pa.array(left, pa.int64())
-            self._write_scripts(
-                project,
-                view_name,
-                keys.take(idx).to_pylist(),
-                ev.take(idx).to_pylist(),
-                cr.take(idx).fill_null(0).to_pylist(),
-                blobs.take(idx).to_pylist(),
-            )
-
-    def _write_scripts(
-        self,
-        project: str,
-        view_name: str,
-        keys: Sequence[bytes],
-        event_ts: Sequence[int],
-        created_ts: Sequence[int],
-        blobs: Sequence[bytes],
-        overwrite: bool = False,
-    ) -> None:
-        """Write through the script, which keeps the newer of stored and given value (or,
-        with ``overwrite``, the given one)."""
-        prefix = _prefix(project)
-        head = [view_name.encode(), b"%d" % self.key_ttl_seconds, b"1" if overwrite else b"0"]
-        try:
-            if self.cluster:
-                self._run(
-                    f"write to feature view {view_name!r}",
-                    lambda topo: self._write_cluster(
-                        topo, prefix, head, keys, event_ts, created_ts, blobs
-                    ),
-                )
-                return
-        except TypeError:
-            raise _not_bytes(view_name) from None
-
-        def wave(lo: int) -> Callable[[], list[tuple[Node, bytes, int]]]:
-            def encode() -> list[tuple[Node, bytes, int]]:
-                hi = min(lo + KEYS_PER_ROUND_TRIP, len(keys))
-                payload, calls = encode_script_calls(
-                    prefix,
-                    head,
-                    keys[lo:hi],
-                    event_ts[lo:hi],
-                    created_ts[lo:hi],
-                    blobs[lo:hi],
-                )
-                return [(node, payload, calls)]
-
-            return encode
-
-        node = self._topology().nodes[0]
-        waves = [wave(lo) for lo in range(0, len(keys), KEYS_PER_ROUND_TRIP)]
-        try:
-            self._run(
-                f"write to feature view {view_name!r}",
-                lambda _: self._send_scripts([node], waves),
-            )
-        except TypeError:
-            raise _not_bytes(view_name) from None
 
     def _write_absent(
         self,
@@ -412,33 +329,32 @@ class RedisOnlineStore(OnlineStore):
         event_ts: pa.Array,
         created_ts: pa.Array,
         blobs: pa.Array,
-    ) -> list[int]:
+    ) -> np.ndarray:
         """``HSETNX`` per row: writes the rows whose hash holds no value for this view yet
         (nothing stored, so nothing newer to keep: decided by Redis in one native command,
         about a third of what the script costs it per key). Returns the positions left for
-        the script. On a cluster each node gets its own keys (a one-key command needs no
-        slot grouping). Once most keys of the waves read so far had a value (a
-        re-materialization), the remaining waves skip straight to the script."""
+        the script (int64, ascending). On a cluster each node gets its own keys (a one-key
+        command needs no slot grouping). Once most keys of the waves read so far had a
+        value (a re-materialization), the remaining waves skip straight to the script."""
+        import numpy as np
         import pyarrow as pa
 
         # per node: its rows' positions (None: every row, in order) and how many
-        groups: list[tuple[Node, pa.Array | None, int]]
+        groups: list[tuple[Node, np.ndarray | None, int]]
         if self.cluster:
-            slots = _core.key_slots(keys, prefix).to_pylist()
-            groups = [
-                (node, pa.array(idx, pa.int64()), len(idx)) for node, idx in by_node(topo, slots)
-            ]
+            slots = _core.key_slots(keys, prefix).to_numpy()
+            groups = [(node, idx, len(idx)) for node, idx in rows_by_node(topo, slots)]
         else:
             groups = [(topo.nodes[0], None, len(keys))]
         columns = (keys, event_ts, created_ts, blobs)
 
-        def ints(part: pa.Array | range) -> Sequence[int]:
-            return part if isinstance(part, range) else part.to_pylist()
-
-        def attempt(lease: Lease, _: None) -> list[int]:
-            left: list[int] = []
-            sent: deque[pa.Array | range] = deque()  # each payload's positions, in order
+        def attempt(lease: Lease, _: None) -> np.ndarray:
+            left: list[np.ndarray] = []
+            sent: deque[np.ndarray | tuple[int, int]] = deque()  # each payload's positions
             seen = stored = 0  # keys whose replies were read, and how many had a value
+
+            def positions(part: np.ndarray | tuple[int, int]) -> np.ndarray:
+                return np.arange(*part, dtype=np.int64) if isinstance(part, tuple) else part
 
             def wave(lo: int) -> Callable[[], list[tuple[Node, bytes, int]]]:
                 def make() -> list[tuple[Node, bytes, int]]:
@@ -447,14 +363,15 @@ class RedisOnlineStore(OnlineStore):
                         hi = min(lo + KEYS_PER_ROUND_TRIP, size)
                         if lo >= hi:
                             continue
-                        part = range(lo, hi) if idx is None else idx.slice(lo, hi - lo)
+                        part = (lo, hi) if idx is None else idx[lo:hi]
                         if 2 * stored > seen:
-                            left.extend(ints(part))
+                            left.append(positions(part))
                             continue
                         if idx is None:
                             cols = [c.slice(lo, hi - lo) for c in columns]
                         else:
-                            cols = [c.take(part) for c in columns]
+                            take = pa.array(part)
+                            cols = [c.take(take) for c in columns]
                         sent.append(part)
                         batch.append((node, _core.resp_hsetnx(prefix, field, *cols), hi - lo))
                     return batch
@@ -473,64 +390,72 @@ class RedisOnlineStore(OnlineStore):
                         raise next(r for r in replies if isinstance(r, Exception))
                     seen += n
                     if digits.count(b"0"):
-                        at = ints(part)
-                        rejected = [at[i] for i, d in enumerate(digits) if d == 48]
+                        rejected = positions(part)[np.frombuffer(digits, np.uint8) == 48]
                         stored += len(rejected)
-                        left.extend(rejected)
+                        left.append(rejected)
                 return []
 
             longest = max(size for _, _, size in groups)
             waves = [wave(lo) for lo in range(0, longest, KEYS_PER_ROUND_TRIP)]
             _run_waves(lease, (waves, read))
-            left.sort()
-            return left
+            if not left:
+                return np.empty(0, np.int64)
+            return np.sort(np.concatenate(left))
 
         return borrowed(self.address, self.cluster, attempt, None)
 
-    def _write_cluster(
+    def _write_scripts(
         self,
         topo: Topology,
         prefix: bytes,
         head: list[bytes],
-        keys: Sequence[bytes],
-        event_ts: Sequence[int],
-        created_ts: Sequence[int],
-        blobs: Sequence[bytes],
+        keys: pa.Array,
+        event_ts: pa.Array,
+        created_ts: pa.Array,
+        blobs: pa.Array,
     ) -> None:
-        """The keys of one script call must share a slot: one call per slot (per node,
-        all its slots' calls pipelined)."""
-        slots = [key_slot(prefix + k) for k in keys]
-        calls: dict[Node, list[tuple[bytes, int]]] = {}
-        for node, idx in by_node(topo, slots):
-            by_slot: dict[int, list[int]] = {}
-            for i in idx:
-                by_slot.setdefault(slots[i], []).append(i)
-            mine = calls[node] = []
-            for same_slot in by_slot.values():
-                for lo in range(0, len(same_slot), SCRIPT_KEYS):
-                    part = same_slot[lo : lo + SCRIPT_KEYS]
-                    payload, _ = encode_script_calls(  # one call (<= SCRIPT_KEYS rows)
-                        prefix,
-                        head,
-                        [keys[i] for i in part],
-                        [event_ts[i] for i in part],
-                        [created_ts[i] for i in part],
-                        [blobs[i] for i in part],
-                    )
-                    mine.append((payload, len(part)))
-        waves: list[list[tuple[Node, bytes, int]]] = []
-        for node, mine in calls.items():
-            wave, n = 0, 0
-            group: list[bytes] = []
-            for payload, count in mine:
-                group.append(payload)
-                n += count
-                if n >= KEYS_PER_ROUND_TRIP:
-                    _put(waves, wave, (node, b"".join(group), len(group)))
-                    wave, group, n = wave + 1, [], 0
-            if group:
-                _put(waves, wave, (node, b"".join(group), len(group)))
-        self._send_scripts(list(calls), [functools.partial(list, w) for w in waves])
+        """Write through the script, which keeps the newer of stored and given value (or,
+        with ``head``'s overwrite flag, the given one). On a cluster the keys of one script
+        call must share a slot: each node gets its rows ordered by slot (numpy), taken
+        from the arrays, and the encoder starts a new call at each slot change."""
+        import pyarrow as pa
+
+        columns = (keys, event_ts, created_ts, blobs)
+        # per node: its rows (None: every row, in order), their slots, how many
+        groups: list[tuple[Node, pa.Array | None, pa.Array | None, int]]
+        if self.cluster:
+            slots = _core.key_slots(keys, prefix).to_numpy()
+            groups = [
+                (node, pa.array(idx), pa.array(slots[idx]), len(idx))
+                for node, idx in rows_by_node(topo, slots, by_slot=True)
+            ]
+        else:
+            groups = [(topo.nodes[0], None, None, len(keys))]
+
+        def wave(lo: int) -> Callable[[], list[tuple[Node, bytes, int]]]:
+            def encode() -> list[tuple[Node, bytes, int]]:
+                batch = []
+                for node, idx, slots, size in groups:
+                    hi = min(lo + KEYS_PER_ROUND_TRIP, size)
+                    if lo >= hi:
+                        continue
+                    if idx is None:
+                        cols = [c.slice(lo, hi - lo) for c in columns]
+                        part = None
+                    else:
+                        take = idx.slice(lo, hi - lo)
+                        cols = [c.take(take) for c in columns]
+                        part = slots.slice(lo, hi - lo) if slots is not None else None
+                    k, e, c, b = cols
+                    payload, calls = encode_script_calls(prefix, head, k, e, c, b, part)
+                    batch.append((node, payload, calls))
+                return batch
+
+            return encode
+
+        longest = max(size for _, _, _, size in groups)
+        waves = [wave(lo) for lo in range(0, longest, KEYS_PER_ROUND_TRIP)]
+        self._send_scripts([g[0] for g in groups], waves)
 
     def _send_scripts(
         self, nodes: list[Node], waves: Sequence[Callable[[], list[tuple[Node, bytes, int]]]]
@@ -603,12 +528,6 @@ class RedisOnlineStore(OnlineStore):
             client.close()
 
 
-def _put(waves: list[list[T]], i: int, item: T) -> None:
-    while len(waves) <= i:
-        waves.append([])
-    waves[i].append(item)
-
-
 def _not_bytes(view_name: str) -> StoreError:
     return StoreError(
         f"feature view {view_name!r}: keys and values to write must be bytes (a value is None?)"
@@ -660,6 +579,8 @@ def _read_wave(lease: Lease, batch: Batch) -> list[Batch]:
 
     error: Exception | None = None
     for node, _, n in batch:
+        if lease.receive_ints(node, n):  # the usual case: every call answered its count
+            continue
         for r in lease.receive(node, n):
             if isinstance(r, Exception) and error is None:
                 error = r
