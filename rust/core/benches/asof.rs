@@ -4,27 +4,14 @@
 //! filter (`cargo bench -p banquet-core --bench asof -- string`). Thread count follows
 //! `RAYON_NUM_THREADS`.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use arrow_array::{Array, ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use banquet_core::asof::asof_join;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use common::{filter, time, Rng};
 
 const DAY_US: i64 = 86_400_000_000;
 
@@ -92,15 +79,6 @@ struct Case {
     feat_sorted: bool,
 }
 
-/// User + system CPU time of the whole process (all threads), from /proc (Linux only).
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
-}
-
 fn run(c: &Case) {
     let mut rng = Rng(42);
     let e = side(&mut rng, c.n_ent, c.domain, c.key, false, false);
@@ -113,11 +91,7 @@ fn run(c: &Case) {
         c.feat_sorted,
     );
     let iters = if c.n_feat >= 5_000_000 { 5 } else { 9 };
-    let mut times: Vec<Duration> = Vec::with_capacity(iters);
-    let mut matched = 0;
-    let cpu0 = cpu_time();
-    for _ in 0..iters {
-        let t = Instant::now();
+    time(c.name, iters, || {
         let r = asof_join(
             &e.keys,
             &e.ts,
@@ -127,30 +101,14 @@ fn run(c: &Case) {
             c.ttl,
         )
         .unwrap();
-        times.push(t.elapsed());
-        matched = r.len() - r.null_count();
+        let matched = r.len() - r.null_count();
         black_box(r);
-    }
-    let cpu = match (cpu0, cpu_time()) {
-        (Some(a), Some(b)) => format!("{:>7.0} ms", (b - a).as_secs_f64() * 1e3 / iters as f64),
-        _ => "-".to_string(),
-    };
-    times.sort();
-    println!(
-        "{:<36} min {:>7.1} ms  median {:>7.1} ms  cpu/iter {cpu}  ({} of {} matched)",
-        c.name,
-        times[0].as_secs_f64() * 1e3,
-        times[iters / 2].as_secs_f64() * 1e3,
-        matched,
-        c.n_ent
-    );
+        format!("{matched} of {} matched", c.n_ent)
+    });
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let filter = filter();
     let m = 1_000_000;
     let base = Case {
         name: "",
