@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +50,16 @@ def pg_store(tmp_path: Path, **settings: Any) -> PostgresOnlineStore:
         project="gone", online_store=PostgresOnlineConfig(**settings), repo_path=tmp_path
     )
     return PostgresOnlineStore(config)
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server a test started (resumed first if the test paused it): SIGTERM, then
+    SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from store_support import pg_store, redis_store, view
+from store_support import pg_store, redis_store, stop_server, view
 
 from banquet.errors import ConfigError, StoreUnavailable
 from banquet.online.base import rows_batch
@@ -154,14 +154,7 @@ def throwaway_redis(
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_server(proc)
 
 
 @pytest.mark.redis
