@@ -30,8 +30,8 @@ venv: $(VENV)/.deps-stamp ## create .venv with the Python dependencies
 develop: $(EXT_STAMP) ## build the Rust extension (release) into .venv
 
 .PHONY: services services-stop
-services: ## install (if missing) and start local Postgres, Redis and a 3-node Redis Cluster on loopback
-	@scripts/services.sh start
+services: $(VENV)/.deps-stamp ## install (if missing) and start local Postgres, Redis, a 3-node Redis Cluster and an S3 server (moto) on loopback
+	@BANQUET_PYTHON=$(abspath $(PY)) scripts/services.sh start
 services-stop: ## stop the servers `make services` started
 	@scripts/services.sh stop
 

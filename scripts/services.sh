@@ -5,7 +5,7 @@
 #   scripts/services.sh stop   [SERVICE...]   stop the servers this script started (by pid file)
 #   scripts/services.sh status [SERVICE...]   exit 0 if all answer, 3 otherwise
 #
-# SERVICE: pg, redis, cluster (a 3-node Redis Cluster) (default: all of them). Ports and credentials come from services.env
+# SERVICE: pg, redis, cluster (a 3-node Redis Cluster), s3 (moto's S3 server) (default: all of them). Ports and credentials come from services.env
 # (beside this script; override them through the environment). All state lives under
 # $BANQUET_SERVICES_DIR (default: /var/tmp/banquet-services-$UID, outside $HOME, so nothing
 # there needs a permission change), a directory owned by the user running the script:
@@ -14,6 +14,7 @@
 #   pg/postgres.log server log          pg/run   unix socket dir
 #   redis/          redis-PORT.conf (0600: holds requirepass), .pid, .log, working dir
 #   redis-cluster/  the same per cluster node, plus nodes-PORT.conf
+#   s3/             moto-PORT.pid, moto-PORT.log (the S3 server keeps its data in memory)
 # These are disposable test servers (fsync off, no Redis persistence) but not open ones:
 # Postgres asks every TCP and socket login for a password (scram-sha-256; the superuser
 # `postgres` has none and only logs in over the socket as the OS user that owns the server),
@@ -30,7 +31,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-SERVICES=(pg redis cluster)
+SERVICES=(pg redis cluster s3)
 LOOPBACK=127.0.0.1
 SERVICES_DIR="$(realpath -m "${BANQUET_SERVICES_DIR:-/var/tmp/banquet-services-$EUID}")"
 export BANQUET_SERVICES_DIR=$SERVICES_DIR
@@ -653,6 +654,94 @@ cluster_status() {
     echo "cluster: running on $LOOPBACK:${CLUSTER_PORTS[*]} (cluster_state:ok)"
   else
     echo "cluster: nodes answer but cluster_state is not ok"
+    return 3
+  fi
+}
+
+# ---------------------------------------------------------------- S3 (moto)
+
+# An S3-compatible server for the S3 tests: moto's server mode (PyPI `moto[server]`, pinned in
+# requirements-dev.txt, so it runs from the project venv: $BANQUET_PYTHON, default .venv's
+# python). In memory only: a restart loses its buckets, which the tests create themselves.
+# It accepts any access key (no authentication) unless a test turns that on, and a test that
+# does so starts a throwaway server of its own.
+S3_PORT=$BANQUET_S3_PORT
+S3_DIR="$SERVICES_DIR/s3"
+S3_PIDFILE="$S3_DIR/moto-$S3_PORT.pid"
+S3_LOG="$S3_DIR/moto-$S3_PORT.log"
+S3_PYTHON=${BANQUET_PYTHON:-$here/../.venv/bin/python}
+
+s3_packages() { :; } # from PyPI, into the venv (make venv), not from Debian
+
+# s3_ping: an HTTP answer from moto on our port (bash's /dev/tcp: no curl needed).
+s3_ping() {
+  local reply
+  reply=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1" &&
+    printf "GET /moto-api/data.json HTTP/1.0\r\nHost: %s:%s\r\n\r\n" "$0" "$1" >&3 &&
+    head -n1 <&3' "$LOOPBACK" "$S3_PORT" 2>/dev/null) || return 1
+  [[ $reply == HTTP/1.?" 200"* ]]
+}
+s3_pid() { [[ -r $S3_PIDFILE ]] && head -n1 "$S3_PIDFILE"; }
+s3_ours() {
+  local pid
+  pid=$(s3_pid) && pid_matches "$pid" moto.server "-H $LOOPBACK" "-p $S3_PORT"
+}
+
+s3_start() {
+  if s3_ping; then
+    s3_ours || log "s3: using the server already on $LOOPBACK:$S3_PORT (not started by services.sh)"
+    return 0
+  fi
+  local pid
+  if pid=$(s3_pid) && pid_matches "$pid" moto.server "-H $LOOPBACK" "-p $S3_PORT"; then
+    if ! wait_until 20 s3_ping; then
+      show_log "$S3_LOG"
+      die "moto (pid $pid) is running but does not answer on $LOOPBACK:$S3_PORT"
+    fi
+    return 0
+  fi
+  rm -f "$S3_PIDFILE"
+  [[ -x $S3_PYTHON ]] || die "no Python at $S3_PYTHON for the S3 server: run make venv (or set BANQUET_PYTHON)"
+  "$S3_PYTHON" -c 'import moto.server, flask' 2>/dev/null ||
+    die "moto[server] is not installed for $S3_PYTHON: run make venv (requirements-dev.txt pins it)"
+  mkdir -p -m 700 "$S3_DIR"
+  log "s3: starting moto on $LOOPBACK:$S3_PORT"
+  local from
+  from=$(log_size "$S3_LOG")
+  # setsid: its own session, so it outlives this script and a Ctrl-C of make; 9>&-: the lock.
+  (cd "$S3_DIR" && exec setsid "$S3_PYTHON" -m moto.server -H "$LOOPBACK" -p "$S3_PORT" \
+    </dev/null >>"$S3_LOG" 2>&1 9>&-) &
+  echo $! >"$S3_PIDFILE"
+  if ! wait_until 30 s3_ping; then
+    show_log "$S3_LOG" "$from"
+    die "moto did not start on $LOOPBACK:$S3_PORT"
+  fi
+}
+
+s3_stop() {
+  local pid
+  pid=$(s3_pid 2>/dev/null) || { log "s3: not running (no pid file)"; return 0; }
+  if pid_matches "$pid" moto.server "-H $LOOPBACK" "-p $S3_PORT"; then
+    stop_pid moto "$pid" 15 TERM KILL
+  else
+    log "s3: removing stale pid file (pid ${pid:-?} is not our server)"
+  fi
+  rm -f "$S3_PIDFILE"
+}
+
+s3_status() {
+  local pid
+  if s3_ping; then
+    if s3_ours; then
+      echo "s3:    running (pid $(s3_pid)) on $LOOPBACK:$S3_PORT (moto)"
+    else
+      echo "s3:    $LOOPBACK:$S3_PORT answers, but not a server services.sh started"
+    fi
+  elif pid=$(s3_pid 2>/dev/null) && pid_matches "$pid" moto.server "-p $S3_PORT"; then
+    echo "s3:    pid $pid alive but not answering on $LOOPBACK:$S3_PORT"
+    return 3
+  else
+    echo "s3:    not running"
     return 3
   fi
 }
