@@ -329,7 +329,8 @@ def open_banquet_store(repo: Path, memory_limit: str | None):
     try:
         return FeatureStore(repo_path=repo, fs_yaml_file=limited), f"memory_limit {memory_limit}"
     except ConfigError as e:
-        return FeatureStore(repo_path=repo), f"memory_limit {memory_limit} IGNORED ({e})"
+        why = "unknown key" if "unknown key" in str(e) else str(e)
+        return FeatureStore(repo_path=repo), f"memory_limit {memory_limit} IGNORED (config: {why})"
 
 
 def peer_banquet(d: Path, profile: dict | None):
