@@ -677,7 +677,7 @@ s3_packages() { :; } # from PyPI, into the venv (make venv), not from Debian
 s3_ping() {
   local reply
   reply=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1" &&
-    printf "GET /moto-api/data.json HTTP/1.0\r\nHost: %s:%s\r\n\r\n" "$0" "$1" >&3 &&
+    printf "GET /moto-api/ HTTP/1.0\r\nHost: %s:%s\r\n\r\n" "$0" "$1" >&3 &&
     head -n1 <&3' "$LOOPBACK" "$S3_PORT" 2>/dev/null) || return 1
   [[ $reply == HTTP/1.?" 200"* ]]
 }

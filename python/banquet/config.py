@@ -175,6 +175,10 @@ class RepoConfig:
         p = Path(path).expanduser()
         return p if p.is_absolute() else self.repo_path / p
 
+    def location(self, path: str) -> str:
+        """A data source's location: an ``s3://`` URL as it is, else ``resolve(path)``."""
+        return path if path[:5].lower() == "s3://" else str(self.resolve(path))
+
     @staticmethod
     def from_dict(
         data: Any, *, repo_path: Path | str = ".", source: str = CONFIG_FILE
