@@ -1,6 +1,7 @@
 """get_historical_features: the output contract, the point-in-time rules against a brute-force
 reference (hypothesis), and every named edge case, on every offline store (the ``backend``
-fixture: Parquet files, and tables in the local Postgres)."""
+fixture: Parquet files, the same files as objects on the local S3 server, and tables in the
+local Postgres)."""
 
 from __future__ import annotations
 
@@ -49,15 +50,20 @@ H = timedelta(hours=1)
 class Backend:
     """One offline store for a test: ``write`` a named source's rows, ``source`` defines a
     batch source over it, ``store`` opens a FeatureStore on that offline store. Postgres
-    tables live in a schema of this test module run, with a prefix unique to this backend."""
+    tables live in a schema of this test module run, with a prefix unique to this backend; S3
+    objects (written through the S3 API) in a bucket of this module run, with that prefix."""
 
-    def __init__(self, kind: str, root: Path, pg: PgSchema | None = None) -> None:
-        self.kind, self.root, self.pg = kind, root, pg
+    def __init__(
+        self, kind: str, root: Path, pg: PgSchema | None = None, s3: Any | None = None
+    ) -> None:
+        self.kind, self.root, self.pg, self.s3 = kind, root, pg, s3
         self.prefix = f"t{next(_counter)}_"
 
     def write(self, name: str, cols: dict[str, Any]) -> None:
         table = pa.table(cols)
-        if self.pg is None:
+        if self.s3 is not None:
+            self.s3.put_parquet(f"{self.prefix}{name}.parquet", table)
+        elif self.pg is None:
             path = self.root / f"{name}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, path)
@@ -65,12 +71,20 @@ class Backend:
             self.pg.write(self.prefix + name, table)
 
     def drop(self, name: str) -> None:
-        if self.pg is None:
+        if self.s3 is not None:
+            self.s3.delete(f"{self.prefix}{name}.parquet")
+        elif self.pg is None:
             (self.root / f"{name}.parquet").unlink()
         else:
             self.pg.execute(f'DROP TABLE "{self.pg.schema}"."{self.prefix}{name}"')
 
     def source(self, name: str, **kw: Any) -> FileSource | PostgreSQLSource:
+        if self.s3 is not None:
+            path = self.s3.url(f"{self.prefix}{name}.parquet")
+            endpoint = self.s3.endpoint
+            return FileSource(
+                name=kw.pop("source_name", name), path=path, s3_endpoint_override=endpoint, **kw
+            )
         if self.pg is None:
             return FileSource(name=kw.pop("source_name", name), path=f"{name}.parquet", **kw)
         return PostgreSQLSource(name=kw.pop("source_name", name), table=self.prefix + name, **kw)
@@ -133,21 +147,34 @@ class PgSchema:
 _counter = itertools.count()
 
 
+BackendKind = tuple[str, "PgSchema | None", Any]  # (kind, Postgres schema, S3 bucket)
+
+
 @pytest.fixture(
-    scope="module", params=["file", pytest.param("postgres", marks=pytest.mark.postgres)]
+    scope="module", params=["file", "s3", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def backend_kind(request: pytest.FixtureRequest) -> Iterator[tuple[str, PgSchema | None]]:
+def backend_kind(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BackendKind]:
     if request.param == "file":
-        yield "file", None
+        yield "file", None, None
+        return
+    if request.param == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        s3_test_env, bucket_class = request.getfixturevalue("s3_tools")
+        with s3_test_env(tmp_path_factory.mktemp("aws")):
+            bucket = bucket_class(endpoint, f"hist-{uuid.uuid4().hex[:12]}")
+            yield "s3", None, bucket
+            bucket.remove()
         return
     pg = PgSchema(request.getfixturevalue("pg_dsn"))
-    yield "postgres", pg
+    yield "postgres", pg, None
     pg.drop()
 
 
 @pytest.fixture
-def backend(backend_kind: tuple[str, PgSchema | None], tmp_path: Path) -> Backend:
-    return Backend(backend_kind[0], tmp_path, backend_kind[1])
+def backend(backend_kind: BackendKind, tmp_path: Path) -> Backend:
+    return Backend(backend_kind[0], tmp_path, backend_kind[1], backend_kind[2])
 
 
 user = Entity(name="user", join_keys=["user_id"])
@@ -212,10 +239,8 @@ TTLS = {"unbounded": None, "one_hour": H, "three_hours": 3 * H, "zero": timedelt
 
 
 @pytest.fixture(scope="module")
-def prop_backend(
-    backend_kind: tuple[str, PgSchema | None], tmp_path_factory: pytest.TempPathFactory
-) -> Backend:
-    be = Backend(backend_kind[0], tmp_path_factory.mktemp("prop"), backend_kind[1])
+def prop_backend(backend_kind: BackendKind, tmp_path_factory: pytest.TempPathFactory) -> Backend:
+    be = Backend(backend_kind[0], tmp_path_factory.mktemp("prop"), backend_kind[1], backend_kind[2])
     be.write(
         "src",
         {
@@ -232,8 +257,9 @@ def prop_backend(
     return be
 
 
-# Postgres writes a table per example: fewer examples keep the suite fast, same strategies.
-EXAMPLES = {"file": 600, "postgres": 100}
+# Postgres writes a table per example, S3 an object: fewer examples keep the suite fast, same
+# strategies.
+EXAMPLES = {"file": 600, "s3": 40, "postgres": 100}
 
 
 def test_matches_brute_force_reference(prop_backend: Backend) -> None:
@@ -608,7 +634,7 @@ def test_no_timestamp_column(store: FeatureStore) -> None:
 
 def test_source_missing_or_lacking_a_column(store: FeatureStore, backend: Backend) -> None:
     backend.drop("src")
-    missing = SourceFileNotFound if backend.kind == "file" else DataSourceError
+    missing = SourceFileNotFound if backend.kind in ("file", "s3") else DataSourceError
     with pytest.raises(missing, match="src"):
         store.get_historical_features(entity([1], [T0]), ["v:f_int"]).to_arrow()
     backend.write(
