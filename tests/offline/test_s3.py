@@ -345,8 +345,8 @@ def test_an_object_that_is_not_parquet(s3_bucket: Any, tmp_path: Path) -> None:
 
 
 class AuthServer:
-    """A throwaway moto server that checks signatures and IAM policies: ``reader`` may read
-    the bucket, ``stranger`` has no permission at all."""
+    """A throwaway moto server that checks signatures and IAM policies: ``reader`` may do
+    anything with S3, ``viewer`` only read, ``stranger`` nothing at all."""
 
     def __init__(self, tmp: Path) -> None:
         self.port = free_port()
@@ -386,7 +386,7 @@ class AuthServer:
         s3.put_object(Bucket="guarded", Key="data.parquet", Body=buf.getvalue())
         iam = boto3.client("iam", **kw)
         self.keys: dict[str, tuple[str, str]] = {}
-        for name in ("reader", "stranger"):
+        for name in ("reader", "viewer", "stranger"):
             iam.create_user(UserName=name)
             k = iam.create_access_key(UserName=name)["AccessKey"]
             self.keys[name] = (k["AccessKeyId"], k["SecretAccessKey"])
@@ -394,7 +394,9 @@ class AuthServer:
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
         }
-        iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=json.dumps(policy))
+        iam.put_user_policy(UserName="reader", PolicyName="all", PolicyDocument=json.dumps(policy))
+        policy["Statement"][0]["Action"] = ["s3:GetObject", "s3:ListBucket"]  # type: ignore[index]
+        iam.put_user_policy(UserName="viewer", PolicyName="read", PolicyDocument=json.dumps(policy))
         # From now on every request must be signed by a known key and allowed by IAM.
         req = urllib.request.Request(
             f"{self.endpoint}/moto-api/reset-auth",
@@ -439,6 +441,21 @@ def test_denied_access(
     assert "s3://guarded/data.parquet" in str(e.value)
     assert key not in str(e.value) and secret not in str(e.value)
     assert isinstance(e.value, PermissionError)
+
+
+def test_a_push_that_may_not_write(
+    auth_server: AuthServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_tools: Any
+) -> None:
+    key, secret = auth_server.keys["viewer"]
+    with s3_tools[0](tmp_path):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        store = open_store(tmp_path / "r")
+        store.apply(push_views("s3://guarded/events/", auth_server.endpoint))
+        with pytest.raises(SourceAccessDenied) as e:
+            store.push("events_push", pushed([1.0], [0]), to=PushMode.OFFLINE)
+    assert "s3://guarded/events/part-" in str(e.value)
+    assert key not in str(e.value) and secret not in str(e.value)
 
 
 def test_credentials_from_the_environment(
