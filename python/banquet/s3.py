@@ -203,7 +203,8 @@ class S3Target:
 
     @property
     def endpoint(self) -> str:
-        return self.opts.get("endpoint") or "AWS S3"
+        """For messages: an endpoint from AWS_ENDPOINT_URL may carry user info: redacted."""
+        return redact_text(self.opts.get("endpoint") or "AWS S3")
 
     def error(
         self, e: BaseException, doing: str, url: S3Url | str | None = None

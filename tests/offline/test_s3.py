@@ -313,6 +313,18 @@ def test_unreachable_endpoint(s3_bucket: Any, tmp_path: Path) -> None:
     assert_clean(e.value, "s3://some-bucket/x.parquet", dead, "'src'")
 
 
+def test_an_endpoint_from_the_environment_is_redacted_in_messages(
+    s3_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://user:pw4xyz@127.0.0.1:{free_port()}")
+    src = FileSource(name="src", path="s3://b/x.parquet", timestamp_field="event_timestamp")
+    fv = FeatureView(name="v", entities=[user], schema=[Field(name="s", dtype=Float64)], source=src)
+    with pytest.raises(SourceUnreachable) as e:
+        open_store(tmp_path / "r").apply([user, fv])
+    assert_clean(e.value, "s3://b/x.parquet", "user:***@127.0.0.1")
+    assert "pw4xyz" not in str(e.value)
+
+
 def test_missing_bucket(s3_bucket: Any, tmp_path: Path) -> None:
     store = open_store(tmp_path / "r")
     with pytest.raises(SourceFileNotFound) as e:
