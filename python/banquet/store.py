@@ -344,8 +344,6 @@ class FeatureStore(FeastSurface):
         ``to_arrow()``, ``to_polars()`` or ``to_parquet(path)``. ``start_date``/``end_date``
         only matter to Feast without ``entity_df``, which banquet does not support.
         """
-        from banquet.historical import HistoricalJob
-
         if entity_df is None:
             not_supported(
                 "get_historical_features",
@@ -361,9 +359,7 @@ class FeatureStore(FeastSurface):
         from banquet.request import resolve
 
         request = resolve(self.catalog(), features, full_feature_names)
-        if isinstance(entity_df, str):
-            entity_df = self.offline_store.query(entity_df)
-        return HistoricalJob(self.offline_store, request, entity_df)
+        return self.offline_store.historical_job(request, entity_df)
 
     def get_online_features(
         self,
