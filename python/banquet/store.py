@@ -157,17 +157,18 @@ class FeatureStore(FeastSurface):
 
     def plan(
         self,
-        objects: RepoContents | Sequence[Any] | None = None,
+        desired_repo_contents: RepoContents | Sequence[Any] | None = None,
         skip_feature_view_validation: bool = False,
         progress_ctx: Any = None,
         *,
         partial: bool | None = None,
     ) -> Diff:
-        """What ``apply`` would change, writing nothing. Without ``objects``: the repo folder
-        (a full sync); with a list of objects: an additive change, as ``apply`` does.
-        Feast's ``skip_feature_view_validation`` and ``progress_ctx`` are accepted: the
-        sources are always checked, and there is no progress display. Returns one ``Diff``
-        (Feast: a tuple of registry diff, infra diff, infra)."""
+        """What ``apply`` would change, writing nothing. Without ``desired_repo_contents``:
+        the repo folder (a full sync); with a list of objects: an additive change, as
+        ``apply`` does. Feast's ``skip_feature_view_validation`` and ``progress_ctx`` are
+        accepted: sources are always checked, there is no progress display. Returns one
+        ``Diff`` (Feast: a tuple of registry diff, infra diff, infra)."""
+        objects = desired_repo_contents
         if partial is None:
             partial = objects is not None and not isinstance(objects, RepoContents)
         contents = self._contents(objects)
