@@ -5,7 +5,8 @@
 #   scripts/services.sh stop   [SERVICE...]   stop the servers this script started (by pid file)
 #   scripts/services.sh status [SERVICE...]   exit 0 if all answer, 3 otherwise
 #
-# SERVICE: pg, redis, cluster (a 3-node Redis Cluster), s3 (moto's S3 server) (default: all of them). Ports and credentials come from services.env
+# SERVICE: pg, redis, cluster (a 3-node Redis Cluster), s3 (moto's S3 server), spark (a Spark
+# standalone cluster: one master, two workers) (default: all of them). Ports and credentials come from services.env
 # (beside this script; override them through the environment). All state lives under
 # $BANQUET_SERVICES_DIR (default: /var/tmp/banquet-services-$UID, outside $HOME, so nothing
 # there needs a permission change), a directory owned by the user running the script:
@@ -31,7 +32,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-SERVICES=(pg redis cluster s3)
+SERVICES=(pg redis cluster s3 spark)
 LOOPBACK=127.0.0.1
 SERVICES_DIR="$(realpath -m "${BANQUET_SERVICES_DIR:-/var/tmp/banquet-services-$EUID}")"
 export BANQUET_SERVICES_DIR=$SERVICES_DIR
@@ -744,6 +745,108 @@ s3_status() {
     echo "s3:    not running"
     return 3
   fi
+}
+
+# ---------------------------------------------------------------- spark
+# A Spark standalone cluster on loopback for the Spark offline store's tests: one master and two
+# workers (1 core, 1 GiB each), started from pyspark's own launcher (bin/spark-class, which
+# execs java: the pid we record is the JVM's), Java 17 from Debian if missing. Each JVM has its
+# pid file under $SPARK_DIR and is stopped by pid. Executors run the driver's Python
+# (PYSPARK_PYTHON: the tests use the project's venv, which has banquet).
+
+SPARK_PYTHON=${BANQUET_PYTHON:-$here/../.venv/bin/python}
+SPARK_DIR="$SERVICES_DIR/spark"
+SPARK_MASTER_PORT=$BANQUET_SPARK_MASTER_PORT
+SPARK_UI_PORT=$BANQUET_SPARK_UI_PORT
+SPARK_WORKERS=(1 2)
+
+spark_packages() { command -v java >/dev/null || echo openjdk-17-jre-headless; }
+spark_home() { "$SPARK_PYTHON" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))' 2>/dev/null; }
+spark_pidfile() { echo "$SPARK_DIR/$1.pid"; }
+spark_log() { echo "$SPARK_DIR/$1.log"; }
+spark_pid() { [[ -r $(spark_pidfile "$1") ]] && head -n1 "$(spark_pidfile "$1")"; }
+# the JVM's command line names its class and our port (master) or web UI port (worker N)
+spark_ours() {
+  local pid
+  pid=$(spark_pid "$1") || return 1
+  case $1 in
+  master) pid_matches "$pid" org.apache.spark.deploy.master.Master "--port $SPARK_MASTER_PORT" ;;
+  *) pid_matches "$pid" org.apache.spark.deploy.worker.Worker "--webui-port $((SPARK_UI_PORT + ${1#worker}))" ;;
+  esac
+}
+spark_port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$LOOPBACK" "$1" 2>/dev/null; }
+# the master's web UI lists ALIVE workers; all of ours must be there
+spark_workers_alive() {
+  local n
+  n=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1" &&
+    printf "GET /json/ HTTP/1.0\r\nHost: %s:%s\r\n\r\n" "$0" "$1" >&3 && cat <&3' \
+    "$LOOPBACK" "$SPARK_UI_PORT" 2>/dev/null | grep -o '"state" *: *"ALIVE"' | wc -l) || return 1
+  ((n >= ${#SPARK_WORKERS[@]}))
+}
+
+# spark_launch NAME CLASS ARGS...: one JVM in its own session, its pid recorded
+spark_launch() {
+  local name=$1 home
+  shift
+  home=$(spark_home) || die "pyspark is not installed for $SPARK_PYTHON: run make venv"
+  log "spark: starting $name"
+  (cd "$SPARK_DIR" && SPARK_HOME="$home" SPARK_LOCAL_IP=$LOOPBACK SPARK_MASTER_HOST=$LOOPBACK \
+    SPARK_WORKER_DIR="$SPARK_DIR/work" SPARK_LOG_DIR="$SPARK_DIR" PYSPARK_PYTHON="$SPARK_PYTHON" \
+    exec setsid "$home/bin/spark-class" "$@" </dev/null >>"$(spark_log "$name")" 2>&1 9>&-) &
+  echo $! >"$(spark_pidfile "$name")"
+}
+
+spark_start() {
+  [[ -x $SPARK_PYTHON ]] || die "no Python at $SPARK_PYTHON for Spark: run make venv (or set BANQUET_PYTHON)"
+  mkdir -p -m 700 "$SPARK_DIR" "$SPARK_DIR/work"
+  if ! spark_ours master; then
+    spark_port_open "$SPARK_MASTER_PORT" && die "port $SPARK_MASTER_PORT is taken by a process services.sh did not start"
+    spark_launch master org.apache.spark.deploy.master.Master --host "$LOOPBACK" \
+      --port "$SPARK_MASTER_PORT" --webui-port "$SPARK_UI_PORT"
+    if ! wait_until 60 spark_port_open "$SPARK_MASTER_PORT"; then
+      show_log "$(spark_log master)"
+      die "the Spark master did not start on $LOOPBACK:$SPARK_MASTER_PORT"
+    fi
+  fi
+  local i
+  for i in "${SPARK_WORKERS[@]}"; do
+    spark_ours "worker$i" && continue
+    spark_launch "worker$i" org.apache.spark.deploy.worker.Worker --host "$LOOPBACK" \
+      --port "$((SPARK_MASTER_PORT + i))" --webui-port "$((SPARK_UI_PORT + i))" \
+      --cores 1 --memory 1g "$BANQUET_SPARK_MASTER"
+  done
+  if ! wait_until 60 spark_workers_alive; then
+    for i in "${SPARK_WORKERS[@]}"; do show_log "$(spark_log "worker$i")"; done
+    die "the Spark workers did not register with the master"
+  fi
+}
+
+spark_stop() {
+  local name pid i
+  for ((i = ${#SPARK_WORKERS[@]} - 1; i >= -1; i--)); do
+    if ((i >= 0)); then name=worker${SPARK_WORKERS[i]}; else name=master; fi
+    pid=$(spark_pid "$name" 2>/dev/null) || continue
+    if spark_ours "$name"; then
+      stop_pid "spark $name" "$pid" 20 TERM KILL
+    else
+      log "spark: removing stale pid file of $name (pid ${pid:-?} is not ours)"
+    fi
+    rm -f "$(spark_pidfile "$name")"
+  done
+}
+
+spark_status() {
+  local name rc=0
+  for name in master "${SPARK_WORKERS[@]/#/worker}"; do
+    if spark_ours "$name"; then
+      echo "spark: $name running (pid $(spark_pid "$name"))"
+    else
+      echo "spark: $name not running"
+      rc=3
+    fi
+  done
+  ((rc == 0)) && ! spark_workers_alive && { echo "spark: workers not registered"; rc=3; }
+  return "$rc"
 }
 
 # ---------------------------------------------------------------- main

@@ -1,7 +1,7 @@
 """get_historical_features: the output contract, the point-in-time rules against a brute-force
 reference (hypothesis), and every named edge case, on every offline store (the ``backend``
-fixture: Parquet files, the same files as objects on the local S3 server, and tables in the
-local Postgres)."""
+fixture: Parquet files, the same files as objects on the local S3 server, tables in the
+local Postgres, and Parquet files read by the Spark offline store on ``local[2]``)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from banquet import (
     FileSource,
     PostgreSQLSource,
     RepoConfig,
+    SparkSource,
 )
 from banquet.errors import (
     DataSourceError,
@@ -58,6 +59,14 @@ class Backend:
     ) -> None:
         self.kind, self.root, self.pg, self.s3 = kind, root, pg, s3
         self.prefix = f"t{next(_counter)}_"
+        self.stores: list[FeatureStore] = []
+
+    def close(self) -> None:
+        """Close the online stores opened (Spark's: the local Redis, whose sockets would
+        otherwise be left to the garbage collector)."""
+        for s in self.stores:
+            if s._online is not None:
+                s._online.close()
 
     def write(self, name: str, cols: dict[str, Any]) -> None:
         table = pa.table(cols)
@@ -78,7 +87,9 @@ class Backend:
         else:
             self.pg.execute(f'DROP TABLE "{self.pg.schema}"."{self.prefix}{name}"')
 
-    def source(self, name: str, **kw: Any) -> FileSource | PostgreSQLSource:
+    def source(self, name: str, **kw: Any) -> FileSource | PostgreSQLSource | SparkSource:
+        if self.kind == "spark":
+            return SparkSource(name=kw.pop("source_name", name), path=f"{name}.parquet", **kw)
         if self.s3 is not None:
             path = self.s3.url(f"{self.prefix}{name}.parquet")
             endpoint = self.s3.endpoint
@@ -91,18 +102,24 @@ class Backend:
 
     def store(self) -> FeatureStore:
         offline: dict[str, Any] = {"type": "file"}
+        online: dict[str, Any] = {"type": "sqlite", "path": str(self.root / "online.db")}
         if self.pg is not None:
             offline = {"type": "postgres", **self.pg.conn, "db_schema": self.pg.schema}
+        if self.kind == "spark":  # SQLite is refused beside Spark: the local Redis instead
+            offline = {"type": "spark", "spark_conf": SPARK_TEST_CONF}
+            online = {"type": "redis", "connection_string": _redis_connection()}
         cfg = RepoConfig.from_dict(
             {
                 "project": "hist",
                 "registry": str(self.root / f"{self.prefix}registry.db"),
-                "online_store": {"type": "sqlite", "path": str(self.root / "online.db")},
+                "online_store": online,
                 "offline_store": offline,
             },
             repo_path=self.root,
         )
-        return FeatureStore(config=cfg)
+        store = FeatureStore(config=cfg)
+        self.stores.append(store)
+        return store
 
 
 class PgSchema:
@@ -150,14 +167,37 @@ _counter = itertools.count()
 BackendKind = tuple[str, "PgSchema | None", Any]  # (kind, Postgres schema, S3 bucket)
 
 
+SPARK_TEST_CONF = {  # the local[2] session of the test run (tests/spark uses the same)
+    "spark.master": "local[2]",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.driver.host": "127.0.0.1",
+}
+
+
+def _redis_connection() -> str:
+    import os
+
+    host, port = os.environ["BANQUET_REDIS_HOST"], os.environ["BANQUET_REDIS_PORT"]
+    return f"{host}:{port},password={os.environ['BANQUET_REDIS_PASSWORD']}"
+
+
 @pytest.fixture(
-    scope="module", params=["file", "s3", pytest.param("postgres", marks=pytest.mark.postgres)]
+    scope="module",
+    params=[
+        "file",
+        "s3",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("spark", marks=[pytest.mark.spark, pytest.mark.redis]),
+    ],
 )
 def backend_kind(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BackendKind]:
-    if request.param == "file":
-        yield "file", None, None
+    if request.param in ("file", "spark"):
+        yield request.param, None, None
         return
     if request.param == "s3":
         endpoint = request.getfixturevalue("s3_endpoint")
@@ -173,8 +213,10 @@ def backend_kind(
 
 
 @pytest.fixture
-def backend(backend_kind: BackendKind, tmp_path: Path) -> Backend:
-    return Backend(backend_kind[0], tmp_path, backend_kind[1], backend_kind[2])
+def backend(backend_kind: BackendKind, tmp_path: Path) -> Iterator[Backend]:
+    be = Backend(backend_kind[0], tmp_path, backend_kind[1], backend_kind[2])
+    yield be
+    be.close()
 
 
 user = Entity(name="user", join_keys=["user_id"])
@@ -239,7 +281,9 @@ TTLS = {"unbounded": None, "one_hour": H, "three_hours": 3 * H, "zero": timedelt
 
 
 @pytest.fixture(scope="module")
-def prop_backend(backend_kind: BackendKind, tmp_path_factory: pytest.TempPathFactory) -> Backend:
+def prop_backend(
+    backend_kind: BackendKind, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
     be = Backend(backend_kind[0], tmp_path_factory.mktemp("prop"), backend_kind[1], backend_kind[2])
     be.write(
         "src",
@@ -254,12 +298,13 @@ def prop_backend(backend_kind: BackendKind, tmp_path_factory: pytest.TempPathFac
     store = be.store()
     store.apply([user, *views(be, TTLS)])
     be.prop_store = store  # type: ignore[attr-defined]
-    return be
+    yield be
+    be.close()
 
 
 # Postgres writes a table per example, S3 an object: fewer examples keep the suite fast, same
 # strategies.
-EXAMPLES = {"file": 600, "s3": 40, "postgres": 100}
+EXAMPLES = {"file": 600, "s3": 40, "postgres": 100, "spark": 25}  # Spark: 4 jobs an example
 
 
 def test_matches_brute_force_reference(prop_backend: Backend) -> None:

@@ -125,14 +125,12 @@ class SparkRetrievalJob(RetrievalJob):
             table = self._spark_base_arrow()
             return table
         n = self._local.num_rows
-        per_group: list[list[pa.Array]] = []
-        for g in self._request.groups:
+
+        def one(g: ViewGroup) -> list[pa.Array]:
             if g.is_on_demand:
-                per_group.append([])
-                continue
+                return []
             if n == 0:
-                per_group.append([pa.nulls(0, f.dtype.to_arrow()) for f in g.features])
-                continue
+                return [pa.nulls(0, f.dtype.to_arrow()) for f in g.features]
             with spark_errors(f"feature view {g.view.name!r} on Spark"):
                 got = self._view_result(g).toArrow()
             if got.num_rows != n:
@@ -141,12 +139,21 @@ class SparkRetrievalJob(RetrievalJob):
                     f"for {n} entity rows"
                 )
             order = pc.sort_indices(got.column(join.ROW))
-            per_group.append(
-                [
-                    _cast(flat(got.column(join.feature_name(fi))).take(order), f, g)
-                    for fi, f in enumerate(g.features)
-                ]
-            )
+            return [
+                _cast(flat(got.column(join.feature_name(fi))).take(order), f, g)
+                for fi, f in enumerate(g.features)
+            ]
+
+        groups = self._request.groups
+        if sum(not g.is_on_demand for g in groups) > 1:
+            # one Spark job per view, submitted together: the scheduler runs their tasks side
+            # by side (small jobs are mostly scheduling latency)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(len(groups), 8)) as pool:
+                per_group = list(pool.map(one, groups))
+        else:
+            per_group = [one(g) for g in groups]
         return self._assemble(self._local, per_group)
 
     def _assemble(self, entity: pa.Table, per_group: list[list[pa.Array]]) -> pa.Table:

@@ -5,8 +5,8 @@ it an active session (a notebook's, spark-submit's) is used as it is. Two settin
 made, because the results depend on them: the session time zone is UTC (naive timestamps are
 UTC everywhere in banquet) and Arrow is on. On a ``local[...]`` master the Python workers are
 this interpreter unless ``spark.pyspark.python`` / ``PYSPARK_PYTHON`` say otherwise (the
-executors must import banquet); on a cluster that is the cluster's business (README,
-"Running on Spark").
+executors must import banquet); on a cluster, ``spark.pyspark.python`` names the executors'
+interpreter (README, "Running on Spark").
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ def spark_session(conf: dict[str, str]) -> SparkSession:
             builder = SparkSession.builder
             settings = dict(conf)
             master = settings.get("spark.master", "")
-            if (
-                master.startswith("local")
-                and "spark.pyspark.python" not in settings
-                and "PYSPARK_PYTHON" not in os.environ
-            ):
-                # the driver's interpreter picks the workers' from the environment
+            # The executors run the interpreter the driver names in PYSPARK_PYTHON (read
+            # when the context starts): spark.pyspark.python if given, else on a local
+            # master this one (which has banquet).
+            if settings.get("spark.pyspark.python"):
+                os.environ["PYSPARK_PYTHON"] = settings["spark.pyspark.python"]
+            elif master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
                 os.environ["PYSPARK_PYTHON"] = sys.executable
             for key, value in settings.items():
                 builder = builder.config(key, str(value))
