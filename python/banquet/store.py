@@ -127,7 +127,7 @@ class FeatureStore(FeastSurface):
         self._trust.bind(cat.on_demand_feature_views.values())
         return cat
 
-    def refresh_registry(self, state: dict[str, Any] | None = None) -> None:
+    def refresh_registry(self, *, state: dict[str, Any] | None = None) -> None:
         """Re-read the registry now instead of waiting for the cache to expire (or use
         ``state``, a project state the caller has just read)."""
         with self._lock:
