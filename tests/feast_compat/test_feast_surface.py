@@ -296,3 +296,45 @@ def test_unsupported_arguments_raise_naming_them(store: FeatureStore) -> None:
     store.materialize_incremental(T0 + timedelta(days=2), run_async=True)
     store.apply(skip_feature_view_validation=True, no_promote=True)
     assert store.plan(skip_feature_view_validation=True).empty
+
+
+def test_serve_runs_banquets_server(store: FeatureStore) -> None:
+    """`FeatureStore.serve(host, port)` (blocking, as Feast's) in a child process."""
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = (
+        "import sys; from banquet import FeatureStore; "
+        "FeatureStore(repo_path=sys.argv[1]).serve('127.0.0.1', int(sys.argv[2]), workers=1)"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code, str(store.repo_path), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as server:
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    body = json.dumps(
+                        {"features": ["user_profile:age"], "entities": {"user_id": [1]}}
+                    ).encode()
+                    req = urllib.request.Request(
+                        f"http://127.0.0.1:{port}/get-online-features", data=body
+                    )
+                    with urllib.request.urlopen(req, timeout=2) as r:
+                        assert r.status == 200
+                        assert json.loads(r.read())["metadata"]["feature_names"][-1] == "age"
+                        break
+                except OSError:
+                    assert server.poll() is None, "the server exited"
+                    assert time.monotonic() < deadline, "no answer within 60 s"
+                    time.sleep(0.2)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
