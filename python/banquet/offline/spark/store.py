@@ -8,6 +8,7 @@ go through the same session; ``read`` collects the window's rows to the driver a
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from banquet.sources import DataSource
 
 T = TypeVar("T")
+_SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*:/*"  # file:/, file:///, hdfs://, s3a:// ...
 
 
 class SparkOfflineStore(OfflineStore):
@@ -130,8 +132,15 @@ class SparkOfflineStore(OfflineStore):
             return F.monotonically_increasing_id()
         if not files:
             return F.monotonically_increasing_id()
-        ranks = F.create_map(*(x for i, p in enumerate(files) for x in (F.lit(p), F.lit(i))))
-        rank = F.coalesce(ranks[F.col("_metadata.file_path")], F.lit(0)).cast("long")
+        try:  # file sources have the hidden _metadata column; a view over them may not
+            df.select("_metadata.file_path", "_metadata.row_index").schema  # noqa: B018
+        except Exception:
+            return F.monotonically_increasing_id()
+        # inputFiles() says file:///x where _metadata says file:/x: compare without the scheme
+        bare = [re.sub(_SCHEME, "", p) for p in files]
+        ranks = F.create_map(*(x for i, p in enumerate(bare) for x in (F.lit(p), F.lit(i))))
+        path = F.regexp_replace(F.col("_metadata.file_path"), _SCHEME, "")
+        rank = F.coalesce(ranks[path], F.lit(0)).cast("long")
         return F.shiftleft(rank, 40) + F.col("_metadata.row_index")
 
     def query(self, sql: str) -> pa.Table:
