@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_historical import SPARK_TEST_CONF
 
 from banquet import (
     DataSource,
@@ -38,6 +37,7 @@ from banquet.errors import (
     SourceFileNotFound,
 )
 from banquet.types import Float64, Int64, String
+from test_historical import SPARK_TEST_CONF
 
 pytestmark = [pytest.mark.spark, pytest.mark.redis]
 
