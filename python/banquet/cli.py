@@ -42,21 +42,39 @@ def _fail(ctx: click.Context, message: str) -> None:
     "--chdir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Feature repo folder (default: the folder of -f, else the current one).",
+    envvar="FEATURE_REPO_DIR_ENV_VAR",  # Feast's variable
+    help="Feature repo folder (default: the folder of -f, else the current one; "
+    "or $FEATURE_REPO_DIR_ENV_VAR).",
 )
 @click.option(
     "-f",
     "--feature-store-yaml",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Path to feature_store.yaml (default: in the repo folder).",
+    envvar="FEAST_FS_YAML_FILE_PATH",  # Feast's variable
+    help="Path to feature_store.yaml (default: in the repo folder; or $FEAST_FS_YAML_FILE_PATH).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Print full tracebacks on errors.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    default=None,
+    help="Print log messages of this level and above (Feast's option; default: "
+    "warnings and errors only).",
+)
 @click.pass_context
 def cli(
-    ctx: click.Context, chdir: str | None, feature_store_yaml: str | None, verbose: bool
+    ctx: click.Context,
+    chdir: str | None,
+    feature_store_yaml: str | None,
+    verbose: bool,
+    log_level: str | None,
 ) -> None:
     """banquet: define features once, train on history, serve online."""
+    if log_level is not None:
+        import logging
+
+        logging.basicConfig(level=log_level.upper())
     ctx.obj = {
         "repo": Path(chdir) if chdir else None,
         "yaml": feature_store_yaml,
