@@ -154,6 +154,13 @@ def pg_copy_rows(
     """Rows ``(entity_key, event_ts, created_ts, value)`` as Postgres ``COPY (FORMAT BINARY)``
     data (a null created time is 0); None when a key repeats."""
 
+def pg_array_params(
+    keys: ArrowArray, event_ts: ArrowArray, created_ts: ArrowArray | None, values: ArrowArray
+) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """The same rows as four parameters in Postgres' binary array format (``bytea[]``,
+    ``int8[]``, ``int8[]``, ``bytea[]``; a null created time is 0) for one upsert statement;
+    None when a key repeats."""
+
 def resp_hsetnx(
     prefix: bytes,
     field: bytes,
