@@ -280,4 +280,10 @@ class NotSupportedError(BanquetError, NotImplementedError):
     README's "Switching from Feast" section lists them."""
 
 
+class NotSupportedAttribute(NotSupportedError, AttributeError):
+    """A Feast ``FeatureStore`` attribute banquet does not have (``provider``); also an
+    ``AttributeError``, so ``hasattr`` and introspection (``inspect.getmembers``) treat it as
+    absent instead of failing."""
+
+
 __all__ = [name for name, obj in globals().items() if isinstance(obj, type)]

@@ -141,6 +141,13 @@ def test_cache_flags(store: FeatureStore, tmp_repo: MakeRepo) -> None:
     assert store.get_data_source("profiles").name == "profiles"
 
 
+def test_introspection_works(store: FeatureStore) -> None:
+    """`provider` is absent, not an error, for hasattr and inspect (IDEs, pydoc)."""
+    assert not hasattr(store, "provider")
+    names = [n for n, _ in inspect.getmembers(store)]
+    assert "get_online_features" in names and "provider" not in names
+
+
 def test_lookups_of_kinds_banquet_lacks(store: FeatureStore) -> None:
     with pytest.raises(FeatureViewNotFound, match="no stream feature views"):
         store.get_stream_feature_view("x")
