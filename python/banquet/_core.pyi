@@ -69,7 +69,7 @@ def asof_join(
 
 def thread_count() -> int:
     """The number of threads ``asof_join`` uses in this process: ``BANQUET_THREADS`` (0 or
-    unset = one per core, 1 = sequential), read when the process first needs its pool. A
+    unset = one per core, 1 = no pool: on the calling thread), read when the process first needs its pool. A
     process made by ``fork`` builds a pool of its own, so joins keep working in the child. A ``BANQUET_THREADS`` that is not a whole number raises
     ``banquet.errors.ConfigError``."""
 
