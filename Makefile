@@ -36,7 +36,7 @@ venv: $(VENV)/.deps-stamp ## create .venv with the Python dependencies
 develop: $(EXT_STAMP) $(FEAST_STAMP) ## build the Rust extension (release) and banquet-feast into .venv
 
 .PHONY: services services-stop
-services: $(VENV)/.deps-stamp ## install (if missing) and start local Postgres, Redis, a 3-node Redis Cluster and an S3 server (moto) on loopback
+services: $(VENV)/.deps-stamp ## install (if missing) and start local Postgres, Redis, a 3-node Redis Cluster and an S3 server (moto) on loopback, a Kafka broker (Tansu)
 	@BANQUET_PYTHON=$(abspath $(PY)) scripts/services.sh start
 services-stop: ## stop the servers `make services` started
 	@scripts/services.sh stop
