@@ -509,6 +509,8 @@ class FeatureStore(FeastSurface):
 
         if isinstance(allow_registry_cache, PushMode):
             to = allow_registry_cache
+        elif not allow_registry_cache:
+            self._catalog_for(False)  # Feast re-reads the registry first
         with memory_bound(f"push ({push_source_name!r})"):
             push(self, push_source_name, df, to, overwrite)
 

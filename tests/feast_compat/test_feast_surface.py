@@ -243,6 +243,21 @@ def test_feast_positional_order_of_push_and_writes(tmp_repo: MakeRepo) -> None:
     with pytest.raises(DataSourceNotFound):
         fs.push("nope", frame)
 
+    # allow_registry_cache=False: a view another process just fed from the source gets rows
+    from banquet import FeatureView, Field
+    from banquet.types import Int64
+
+    other = FeatureStore(repo_path=repo)
+    w = FeatureView(
+        name="w",
+        entities=[other.get_entity("user")],
+        source=other.get_data_source("pushed"),
+        schema=[Field(name="x", dtype=Int64), Field(name="user_id", dtype=Int64)],
+    )
+    other.apply([w])
+    fs.push("pushed", frame.assign(ts=T0 + timedelta(seconds=2)), False)
+    assert fs.get_online_features(["w:x"], [{"user_id": 1}]).to_dict()["x"] == [5]
+
 
 NOT_SUPPORTED: dict[str, tuple[Any, ...]] = {
     "create_saved_dataset": (None, "n", None),
