@@ -65,15 +65,15 @@ wheel: $(VENV)/.deps-stamp ## build one abi3 wheel (Python >= 3.10) into dist/
 lint: $(EXT_STAMP) ## cargo fmt --check, clippy -D warnings, ruff, mypy --strict, stubtest
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets --quiet -- -D warnings
-	$(VENV)/bin/ruff check python tests benches
-	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/ruff check python tests benches compat
+	$(VENV)/bin/ruff format --check python tests benches compat
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest banquet._core --mypy-config-file scripts/stubtest-mypy.ini \
 		--allowlist scripts/stubtest-allowlist.txt
 fmt: $(VENV)/.deps-stamp ## format Rust and Python
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benches
-	$(VENV)/bin/ruff check --fix python tests benches
+	$(VENV)/bin/ruff format python tests benches compat
+	$(VENV)/bin/ruff check --fix python tests benches compat
 
 .PHONY: bench
 bench: develop services ## whole-path benchmarks against peers (see benches/README.md)
