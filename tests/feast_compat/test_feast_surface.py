@@ -173,6 +173,13 @@ def test_projects(store: FeatureStore, tmp_repo: MakeRepo) -> None:
     store.reset_current_project(token)
     with pytest.raises(NotSupportedError, match="set_current_project"):
         store.set_current_project("other")
+    from dataclasses import replace
+
+    other = FeatureStore(config=replace(store.config, project="other"))  # the same registry
+    other.apply([Entity(name="shop", join_keys=["shop_id"])])
+    assert [p.name for p in store.list_projects()] == ["other", "test_project"]
+    store.delete_project("other")
+    assert [p.name for p in store.list_projects()] == ["test_project"]
     store.delete_project("test_project")
     assert store.list_projects() == [] and store.list_feature_views() == []
 
