@@ -60,10 +60,15 @@ class Repo:
         self.root = root
         self.opened: list[FeatureStore] = []
 
-    def store(self, offline: str = "spark", online: dict[str, Any] | None = None) -> FeatureStore:
+    def store(
+        self,
+        offline: str = "spark",
+        online: dict[str, Any] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> FeatureStore:
         off: dict[str, Any] = {"type": "file"}
         if offline == "spark":
-            off = {"type": "spark", "spark_conf": SPARK_TEST_CONF}
+            off = {"type": "spark", "spark_conf": {**SPARK_TEST_CONF, **(extra or {})}}
         cfg = RepoConfig.from_dict(
             {
                 "project": "sparktest",
@@ -289,7 +294,8 @@ def test_identical_to_the_file_store_over_many_partitions(repo: Repo, hot_share:
                 timestamp_field="event_timestamp",
                 created_timestamp_column="created",
             )
-        s = repo.store(kind)
+        # hot keys: key 0 (half the rows) is split into ~20 time buckets
+        s = repo.store(kind, extra={"banquet.hot_key_rows": "2000" if hot_share else "0"})
         s.apply([user, view(src, "unbounded"), view(src, "ttl", ttl=7 * H)])
         outs.append(s.get_historical_features(entity, refs, full_feature_names=True).to_arrow())
     assert outs[1].num_rows == entity.num_rows
@@ -351,3 +357,25 @@ def test_materialize_reads_through_spark(repo: Repo) -> None:
     got = s.get_online_features(["v:f_int", "v:f_str"], [{"user_id": 1}, {"user_id": 2}])
     assert got.to_dict()["f_int"] == [12, None]
     assert got.to_dict()["f_str"] == ["c", "e"]
+
+
+def test_a_hot_key_is_cut_into_time_buckets(repo: Repo) -> None:
+    from pyspark.sql import functions as F
+
+    from banquet.offline.spark import join
+
+    s = repo.store()
+    spark = s.offline_store.spark  # type: ignore[attr-defined]
+    n = 20_000
+    feats = spark.range(n).select(
+        F.when(F.col("id") % 2 == 0, F.lit(0)).otherwise(F.col("id")).alias(join.key_name(0)),
+        F.timestamp_micros(F.col("id") * 1_000_000).alias(join.TS),
+    )
+    buckets = join.hot_key_buckets(feats, 1, hot_rows=2000)
+    assert buckets is not None
+    rows = buckets.orderBy(join.BUCKET).collect()
+    assert {r[join.key_name(0)] for r in rows} == {0}  # only the key with half the rows
+    assert 8 <= len(rows) <= join.MAX_BUCKETS  # ~10k rows in buckets of ~1000
+    assert rows[0]["lo"] is None and rows[-1]["hi"] is None  # the whole time line covered
+    assert all(a["hi"] == b["lo"] for a, b in zip(rows, rows[1:]))
+    assert join.hot_key_buckets(feats, 1, hot_rows=50_000) is None

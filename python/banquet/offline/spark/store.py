@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from banquet.sources import DataSource
 
 T = TypeVar("T")
+# A key with about this many feature rows or more is split by time across tasks (join.py).
+HOT_KEY_ROWS = 500_000
 _SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*:/*"  # file:/, file:///, hdfs://, s3a:// ...
 
 
@@ -48,6 +50,15 @@ class SparkOfflineStore(OfflineStore):
                 "(spark.master: local[2], ...)"
             )
         self.spark_conf: dict[str, str] = {str(k): str(v) for k, v in conf.items()}
+        # banquet's own settings ride in spark_conf under "banquet." (not passed to Spark)
+        hot = self.spark_conf.get("banquet.hot_key_rows", str(HOT_KEY_ROWS))
+        try:
+            self.hot_key_rows = int(hot)
+        except ValueError:
+            raise ConfigError(
+                f"'offline_store.spark_conf.banquet.hot_key_rows' is {hot!r}; expected a "
+                "number of rows (0 turns hot-key splitting off)"
+            ) from None
         self._session: SparkSession | None = None
 
     @property
