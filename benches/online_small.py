@@ -4,8 +4,8 @@
 
 pg: ``OnlineStore.write`` of 1, 10, 100 and 999 rows (a push; under COPY_ROWS) over stored
 keys with newer events, p50 / p90 of 300 writes (100 for 999 rows).
-redis: ``OnlineStore.read`` of 1 and 100 keys of one view on the Redis Cluster, p50 / p90
-of 2000 reads (after 200 warm-up reads).
+redis: ``OnlineStore.read`` of 1, 100 and 1000 keys of one view on the Redis Cluster, p50 /
+p90 of 2000 reads (500 for 1000 keys; after 200 warm-up reads).
 Waits (up to 2 min) for the machine to be free of compilers first, and prints the load."""
 
 from __future__ import annotations
@@ -104,10 +104,11 @@ def bench_pg(cfg: Any) -> None:
 def bench_redis(cfg: Any) -> None:
     store, project = open_store(cfg)
     try:
-        store.write(project, "v", batch(1000, 1))
-        all_keys = keys(1000).to_pylist()
-        for n in (1, 100):
-            requests = [[("v", all_keys[(i * 7) % 900 : (i * 7) % 900 + n])] for i in range(2200)]
+        store.write(project, "v", batch(2000, 1))
+        all_keys = keys(2000).to_pylist()
+        for n in (1, 100, 1000):
+            reps = 700 if n > 100 else 2200
+            requests = [[("v", all_keys[(i * 7) % 900 : (i * 7) % 900 + n])] for i in range(reps)]
             times = []
             for i, req in enumerate(requests):
                 t = time.perf_counter()
