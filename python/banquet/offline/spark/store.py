@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 
     from banquet.config import RepoConfig
     from banquet.feature_view import FeatureView
+    from banquet.materialize import Window
     from banquet.offline.base import RetrievalJob
     from banquet.request import ResolvedRequest
     from banquet.sources import DataSource
+    from banquet.store import FeatureStore
 
 T = TypeVar("T")
 # A key with about this many feature rows or more is split by time across tasks (join.py).
@@ -157,6 +159,14 @@ class SparkOfflineStore(OfflineStore):
     def query(self, sql: str) -> pa.Table:
         with spark_errors("entity_df query"):
             return self.spark.sql(sql.strip().rstrip(";")).toArrow()
+
+    def materialize_windows(
+        self, store: FeatureStore, windows: list[Window], progress: bool, overwrite: bool
+    ) -> None:
+        """Materialization on the executors (``materialize.py`` of this package)."""
+        from banquet.offline.spark.materialize import materialize_windows
+
+        materialize_windows(store, windows, progress, overwrite)
 
     def historical_job(self, request: ResolvedRequest, entity_df: Any) -> RetrievalJob:
         from banquet.offline.spark.retrieval import SparkRetrievalJob
