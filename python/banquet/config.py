@@ -165,6 +165,23 @@ _OFFLINE: dict[str, type] = {
 
 
 @dataclass(frozen=True)
+class ClientAuthConfig:
+    """Feast's top-level ``auth:``. ``no_auth`` (Feast's template) is accepted and means
+    nothing: banquet's own server is protected by ``feature_server.auth``. Feast's
+    ``kubernetes`` / ``oidc`` are refused (ConfigError naming the replacement)."""
+
+    type: Literal["no_auth"] = "no_auth"
+
+
+@dataclass(frozen=True)
+class BatchEngineConfig:
+    """Feast's ``batch_engine``: ``local`` (materialization in this process) is what banquet
+    does; other engines are refused."""
+
+    type: Literal["local"] = "local"
+
+
+@dataclass(frozen=True)
 class RepoConfig:
     """The parsed ``feature_store.yaml``. ``repo_path`` is the folder it was read from."""
 
@@ -173,7 +190,13 @@ class RepoConfig:
     provider: Literal["local"] = "local"
     online_store: OnlineConfig = field(default_factory=SqliteOnlineConfig)
     offline_store: OfflineConfig = field(default_factory=FileOfflineConfig)
-    entity_key_serialization_version: Literal[3] = 3
+    # 2 (Feast's deprecated form) is accepted: banquet's online store has its own value
+    # format, never read by Feast, and keeps keys as version 3 (README, Switching from Feast)
+    entity_key_serialization_version: Literal[2, 3] = 3
+    auth: ClientAuthConfig = field(default_factory=ClientAuthConfig)
+    batch_engine: BatchEngineConfig = field(default_factory=BatchEngineConfig)
+    # Feast's flag: naive entity_df times are UTC; banquet always reads them so (True only)
+    coerce_tz_aware: Literal[True] = True
     feature_server: FeatureServerConfig = field(default_factory=FeatureServerConfig)
     # Stored on-demand functions run only when trusted (see README "Stored functions"):
     # loaded from this repo's files by this process, pinned here by the SHA-256 of their
@@ -207,6 +230,7 @@ class RepoConfig:
             )
         if isinstance(data.get("registry"), str):
             data["registry"] = {"path": data["registry"]}
+        data = _feast_aliases(data, source)
         data["online_store"] = _pick(
             data.get("online_store"), _ONLINE, "sqlite", source, "online_store"
         )
@@ -233,6 +257,26 @@ class RepoConfig:
                 "starting with a letter"
             )
         return cfg
+
+
+def _feast_aliases(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Feast's spellings of settings banquet has: ``offline_store: dask|duckdb`` is the
+    file store (the same Parquet sources); ``batch_engine: local`` as a string; an
+    ``auth:`` type banquet cannot honour named with its replacement."""
+    off = data.get("offline_store")
+    kind = off if isinstance(off, str) else off.get("type") if isinstance(off, dict) else None
+    if kind in ("dask", "duckdb"):
+        data["offline_store"] = {"type": "file"}
+    if isinstance(data.get("batch_engine"), str):
+        data["batch_engine"] = {"type": data["batch_engine"]}
+    auth = data.get("auth")
+    if isinstance(auth, dict) and auth.get("type") in ("kubernetes", "oidc"):
+        raise ConfigError(
+            f"{source}: 'auth.type' is {auth['type']!r}; banquet does not authenticate with "
+            "Kubernetes or OIDC. Remove 'auth' (or write type: no_auth) and protect `banquet "
+            "serve` with feature_server: {auth: {type: token}}"
+        )
+    return data
 
 
 def load_config(

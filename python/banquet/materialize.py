@@ -259,6 +259,10 @@ def write_encoded(
 
 def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:
     col = flat(col)
+    if field.dtype.document:  # Map / Json / Struct: stored as JSON text (documents.py)
+        from banquet.documents import to_json_text
+
+        return to_json_text(field.dtype, col, f"feature view {view.name!r}: column {field.name!r}")
     target = field.dtype.to_arrow()
     if col.type == target:
         return col

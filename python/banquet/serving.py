@@ -229,6 +229,15 @@ class _Plan:
             for _, column, dtype in sig:
                 if dtype is not None:
                     self.types.setdefault(column, dtype.to_arrow())
+        # Map / Json / Struct outputs: JSON text decoded to Python objects (documents.py)
+        self.documents = [
+            (name, f.dtype)
+            for g in self.groups
+            for name, f in zip(g.names, g.features)
+            if f.dtype.document
+        ]
+        for name, _ in self.documents:
+            self.types.pop(name, None)
         self.on_demand = any(g.is_on_demand for g in request.groups)
 
 
@@ -285,6 +294,11 @@ def get_online_features(
     invalid: dict[str, list[int]] = {}
     for g, ev in zip(plan.groups, evs):
         _drop_unrenderable(g.names, ev, out, invalid)
+    if plan.documents:
+        from banquet.documents import decode
+
+        for name, dtype in plan.documents:
+            out[name] = decode(dtype, out[name])
     for name, scalar in plan.timestamps:  # decoded as UTC microseconds
         vals = out[name]
         out[name] = (
