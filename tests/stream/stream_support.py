@@ -88,6 +88,8 @@ def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 20) ->
             "group.id": f"reader-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            "session.timeout.ms": 3000,  # Tansu assigns after about half of it
+            "heartbeat.interval.ms": 500,
         }
     )
     c.subscribe([topic])
@@ -208,7 +210,9 @@ def make_repo(
         ),
         root / "data" / "tx" / "seed.parquet",
     )
-    FeatureStore(repo_path=root).apply()
+    store = FeatureStore(repo_path=root)
+    store.apply()
+    store.online_store.close()
     return root
 
 
@@ -221,10 +225,13 @@ def online_values(repo: Path, users: list[int]) -> dict[int, tuple[Any, ...]]:
     from banquet import FeatureStore
 
     store = FeatureStore(repo_path=repo)
-    out = store.get_online_features(
-        features=["tx_live:amount", "tx_live:n", "tx_live:label"],
-        entity_rows=[{"user_id": u} for u in users],
-    ).to_dict()
+    try:
+        out = store.get_online_features(
+            features=["tx_live:amount", "tx_live:n", "tx_live:label"],
+            entity_rows=[{"user_id": u} for u in users],
+        ).to_dict()
+    finally:
+        store.online_store.close()
     return {u: (a, n, lab) for u, a, n, lab in zip(users, out["amount"], out["n"], out["label"])}
 
 
@@ -250,7 +257,7 @@ class Ingest:
         opts.setdefault("log_interval", 0)
         self.stop = threading.Event()
         self.result: list[Any] = []
-        store = FeatureStore(repo_path=repo)
+        self.store = store = FeatureStore(repo_path=repo)
         options = IngestOptions(**opts)
 
         def run() -> None:
@@ -266,6 +273,7 @@ class Ingest:
         self.stop.set()
         self.thread.join(30)
         assert not self.thread.is_alive(), "ingest did not stop within 30 s"
+        self.store.online_store.close()
         out = self.result[0]
         if isinstance(out, BaseException):
             raise out
@@ -289,3 +297,14 @@ def ingest_process(repo: Path, *args: str) -> Any:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def redis_conn(url: str) -> str:
+    """``redis://:password@host:port/db`` -> the store's ``host:port,db=N,password=..``."""
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(url)
+    parts = [f"{u.hostname}:{u.port or 6379}", f"db={(u.path or '/0').lstrip('/') or 0}"]
+    if u.password:
+        parts.append(f"password={unquote(u.password)}")
+    return ",".join(parts)

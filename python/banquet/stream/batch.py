@@ -205,4 +205,5 @@ def _merge(view: StreamFeatureView, pieces: list[Prepared]) -> Checked:
 
 
 def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:500] or type(e).__name__
+    text = " ".join(str(e).split()).removesuffix(" Nothing was written")  # (push's wording)
+    return text[:500] or type(e).__name__

@@ -92,7 +92,10 @@ class ViewIngestor:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
-            "session.timeout.ms": 10_000,
+            # Tansu (the test broker) waits about half the session timeout before it hands
+            # out partitions; 6 s still survives a 5 s stall of the heartbeat thread
+            "session.timeout.ms": 6_000,
+            "heartbeat.interval.ms": 1_000,
             "topic.metadata.refresh.interval.ms": 5_000,
             "reconnect.backoff.ms": 100,
             "reconnect.backoff.max.ms": 5_000,
