@@ -121,7 +121,9 @@ class ViewIngestor:
 
     def run(self) -> None:
         try:
-            self.consumer.subscribe([self.topic], on_revoke=self._on_revoke)
+            self.consumer.subscribe(
+                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            )
             timeout = self.opts.linger_ms / 1000.0
             while not self.stop.is_set():
                 msgs = self.consumer.consume(num_messages=self.opts.batch_rows, timeout=timeout)
@@ -214,9 +216,16 @@ class ViewIngestor:
                 del self.pending[key]  # no longer ours: its new owner re-reads (harmless)
             log.warning("view %s: commit failed (%s); will retry", self.view.name, e)
 
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        parts = [(p.topic, p.partition) for p in partitions]
+        self.metrics.assignment(self.view.name, parts, held=True)
+        log.info("view %s: assigned %s", self.view.name, [p for _, p in parts])
+
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         if self.pending:  # every batch is finished before consume() returns: commit it now
             self._commit()
+        parts = [(p.topic, p.partition) for p in partitions]
+        self.metrics.assignment(self.view.name, parts, held=False)
 
     def _on_error(self, err: Any) -> None:
         self.metrics.error(self.view.name, err.name())

@@ -10,6 +10,8 @@
   row when its write returned (includes the producer's own lag);
 * ``banquet_ingest_consumer_lag{feature_view,topic,partition}``: messages behind the end of
   each assigned partition (librdkafka's statistics, refreshed every ``stats_interval``);
+* ``banquet_ingest_assigned_partitions{feature_view,topic,partition}``: 1 for each partition
+  this process holds (the consumer group's assignment);
 * ``banquet_ingest_errors_total{feature_view,kind}``: broker / store errors survived.
 
 Several threads (one per view) update these: one lock, held for a few additions.
@@ -46,6 +48,7 @@ class IngestMetrics:
         self.dead: dict[tuple[str, str], int] = {}
         self.errors: dict[tuple[str, str], int] = {}
         self.lag: dict[tuple[str, str, int], int] = {}
+        self.assigned: dict[tuple[str, str, int], int] = {}
         self.write = {}  # type: dict[str, Histogram]
         self.delay = {}  # type: dict[str, Histogram]
 
@@ -75,6 +78,15 @@ class IngestMetrics:
     def error(self, view: str, kind: str) -> None:
         with self._lock:
             self.errors[(view, kind)] = self.errors.get((view, kind), 0) + 1
+
+    def assignment(self, view: str, parts: list[tuple[str, int]], held: bool) -> None:
+        with self._lock:
+            for topic, part in parts:
+                if held:
+                    self.assigned[(view, topic, part)] = 1
+                else:
+                    self.assigned.pop((view, topic, part), None)
+                    self.lag.pop((view, topic, part), None)
 
     def stats(self, view: str, stats_json: str) -> None:
         """librdkafka's statistics (the ``stats_cb`` JSON): each partition's consumer lag."""
@@ -108,7 +120,8 @@ class IngestMetrics:
 
         def counter(name: str, help_: str, values: dict[Any, int], labels: tuple[str, ...]) -> None:
             out.append(f"# HELP {name} {help_}")
-            out.append(f"# TYPE {name} {'gauge' if name.endswith('lag') else 'counter'}")
+            kind = "counter" if name.endswith("_total") else "gauge"
+            out.append(f"# TYPE {name} {kind}")
             for key, n in sorted(values.items()):
                 key = key if isinstance(key, tuple) else (key,)
                 lab = ",".join(f'{k}="{_esc(str(v))}"' for k, v in zip(labels, key))
@@ -125,6 +138,8 @@ class IngestMetrics:
                     ("feature_view", "error"))  # fmt: skip
             counter("banquet_ingest_errors_total", "Broker or store errors survived.",
                     self.errors, ("feature_view", "kind"))  # fmt: skip
+            counter("banquet_ingest_assigned_partitions", "Partitions this process holds.",
+                    self.assigned, ("feature_view", "topic", "partition"))  # fmt: skip
             counter("banquet_ingest_consumer_lag", "Messages behind the partition's end.",
                     self.lag, ("feature_view", "topic", "partition"))  # fmt: skip
             for name, help_, hists in (
