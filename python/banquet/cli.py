@@ -297,6 +297,25 @@ def materialize(
     )
 
 
+@cli.command("migrate-from-feast")
+@click.argument("source", required=False)
+@click.option(
+    "--materialize",
+    is_flag=True,
+    help="Then load the online store up to now (Feast's online store is not read).",
+)
+@click.pass_context
+def migrate_from_feast(ctx: click.Context, source: str | None, materialize: bool) -> None:
+    """Import a Feast registry: SOURCE is its registry.db, sqlite:///PATH or a
+    postgresql:// URL (default: this repo's registry path)."""
+    from banquet.migrate.command import import_into, summary
+
+    store = _store(ctx)
+    click.echo(f"Imported from Feast: {summary(import_into(store, source))}")
+    if materialize:
+        store.materialize_incremental(datetime.now(timezone.utc), progress=True)
+
+
 @cli.command("materialize-incremental")
 @click.argument("end")
 @click.option("--views", "-v", "views", multiple=True, help="Only this feature view (repeatable).")
