@@ -106,6 +106,18 @@ class PostgresOnlineConfig(PostgresConnConfig, OnlineWriteConfig):
 
 
 @dataclass(frozen=True)
+class RemoteOnlineConfig(OnlineWriteConfig):
+    """``online_store: {type: remote, path: http://host:6566}``: reads go to a feature
+    server (banquet's or Feast's) over HTTP (online/remote.py); ``cert``: a CA file for
+    https."""
+
+    type: Literal["remote"] = "remote"
+    path: str = "http://localhost:6566"
+    cert: str = ""
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class FileOfflineConfig:
     type: Literal["file"] = "file"
 
@@ -150,12 +162,13 @@ class FeatureServerConfig:
     worker_threads: int = 8
 
 
-OnlineConfig = SqliteOnlineConfig | RedisOnlineConfig | PostgresOnlineConfig
+OnlineConfig = SqliteOnlineConfig | RedisOnlineConfig | PostgresOnlineConfig | RemoteOnlineConfig
 OfflineConfig = FileOfflineConfig | PostgresOfflineConfig | SparkOfflineConfig
 _ONLINE: dict[str, type] = {
     "sqlite": SqliteOnlineConfig,
     "redis": RedisOnlineConfig,
     "postgres": PostgresOnlineConfig,
+    "remote": RemoteOnlineConfig,
 }
 _OFFLINE: dict[str, type] = {
     "file": FileOfflineConfig,
