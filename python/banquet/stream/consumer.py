@@ -25,6 +25,7 @@ exits 0.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -99,6 +100,7 @@ class ViewIngestor:
             "topic.metadata.refresh.interval.ms": 5_000,
             "reconnect.backoff.ms": 100,
             "reconnect.backoff.max.ms": 5_000,
+            "max.partition.fetch.bytes": 16 << 20,  # fewer, larger fetches (1 MiB: -30%)
             "statistics.interval.ms": opts.stats_interval_ms,
             "stats_cb": lambda s: metrics.stats(view.name, s),
             **opts.consumer_config,
@@ -113,13 +115,22 @@ class ViewIngestor:
         if dlq is not None:
             _ensure_topic(self.servers, dlq)
         self.dead = DeadLetters(common, dlq, view.name)
-        self.pending: dict[tuple[str, int], int] = {}  # processed, not yet committed
+        self.pending: dict[tuple[str, int], int] = {}  # written, not yet committed
+        self._lock = threading.Lock()  # pending (the writer adds, the consumer commits)
+        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=1)  # batches for the writer
         self.failure: BaseException | None = None
         self.unfinished = 0  # messages consumed but not written when stopped
 
     # --- the loop ---------------------------------------------------------------------------
+    # Two threads per view: this one consumes, decodes and checks batch k+1 while the writer
+    # thread writes batch k (at most one batch waits between them); offsets the writer has
+    # made durable are committed here, after each consume.
 
     def run(self) -> None:
+        writer = threading.Thread(
+            target=self._writer, name=f"banquet-ingest-write-{self.view.name}", daemon=True
+        )
+        writer.start()
         try:
             self.consumer.subscribe(
                 [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
@@ -132,9 +143,11 @@ class ViewIngestor:
                 if self.pending:
                     self._commit()
         except BaseException as e:  # reported by ingest(), which stops the other views
-            self.failure = e
+            self.failure = self.failure or e
             self.stop.set()
         finally:
+            self._jobs.put(None)
+            writer.join()
             try:
                 if self.pending:
                     self._commit()
@@ -155,23 +168,46 @@ class ViewIngestor:
         if not good:
             return
         rows, rejected = self.processor.run([m.value() or b"" for m in good])
-        for r in rejected:
-            self.dead.send(good[r.index], r.reason, r.kind)
+        # a partition's messages come in offset order: the last one seen is the highest
+        offsets = {(m.topic(), m.partition()): m.offset() + 1 for m in good}
+        dead = [(good[r.index], r) for r in rejected]
+        self._jobs.put((rows, dead, len(good), offsets))
+
+    def _writer(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                rows, dead, n, offsets = job
+                if self.unfinished or self.failure is not None:
+                    self.unfinished += n  # an earlier batch was not written: nor is this one
+                    continue
+                self._write_job(rows, dead, n, offsets)
+            except BaseException as e:
+                self.failure = e
+                self.stop.set()
+                if job is not None:
+                    self.unfinished += job[2]
+            finally:
+                self._jobs.task_done()
+
+    def _write_job(
+        self, rows: Checked, dead: list[tuple[Any, Any]], n: int, offsets: dict[Any, int]
+    ) -> None:
+        for msg, r in dead:
+            self.dead.send(msg, r.reason, r.kind)
             self.metrics.dead_letter(self.view.name, r.kind)
         t0 = time.perf_counter()
-        if not self._write(rows):
-            self.unfinished += len(good)
-            return  # stopped while the store was down: nothing committed for this batch
-        write_s = time.perf_counter() - t0
-        if not self.dead.flush(self.stop):
-            self.unfinished += len(good)
+        if not self._write(rows) or not self.dead.flush(self.stop):
+            self.unfinished += n  # stopped while the store was down: nothing committed
             return
-        self.metrics.batch(self.view.name, len(good), rows.rows, write_s, delays_seconds(rows))
-        for m in good:
-            key = (m.topic(), m.partition())
-            nxt = m.offset() + 1
-            if nxt > self.pending.get(key, -1):
-                self.pending[key] = nxt
+        write_s = time.perf_counter() - t0
+        self.metrics.batch(self.view.name, n, rows.rows, write_s, delays_seconds(rows))
+        with self._lock:
+            for key, nxt in offsets.items():
+                if nxt > self.pending.get(key, -1):
+                    self.pending[key] = nxt
 
     def _write(self, rows: Checked) -> bool:
         """Write until it succeeds (backoff), or until asked to stop (False)."""
@@ -205,15 +241,18 @@ class ViewIngestor:
     def _commit(self) -> None:
         from confluent_kafka import KafkaException, TopicPartition
 
-        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(self.pending.items())]
+        with self._lock:
+            taken, self.pending = self.pending, {}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(taken.items())]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
-            self.pending.clear()
         except KafkaException as e:
             self.metrics.error(self.view.name, "commit")
             mine = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-            for key in [k for k in self.pending if k not in mine]:
-                del self.pending[key]  # no longer ours: its new owner re-reads (harmless)
+            with self._lock:  # retry the ones still ours (a newer offset may have come)
+                for key, nxt in taken.items():
+                    if key in mine and nxt > self.pending.get(key, -1):
+                        self.pending[key] = nxt
             log.warning("view %s: commit failed (%s); will retry", self.view.name, e)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
@@ -222,7 +261,8 @@ class ViewIngestor:
         log.info("view %s: assigned %s", self.view.name, [p for _, p in parts])
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        if self.pending:  # every batch is finished before consume() returns: commit it now
+        self._jobs.join()  # the batches in hand are written first, then committed
+        if self.pending:
             self._commit()
         parts = [(p.topic, p.partition) for p in partitions]
         self.metrics.assignment(self.view.name, parts, held=False)
