@@ -101,6 +101,7 @@ class ViewIngestor:
             "reconnect.backoff.ms": 100,
             "reconnect.backoff.max.ms": 5_000,
             "max.partition.fetch.bytes": 16 << 20,  # fewer, larger fetches (1 MiB: -30%)
+            "fetch.wait.max.ms": 100,  # a quiet partition's fetch returns within the linger
             "statistics.interval.ms": opts.stats_interval_ms,
             "stats_cb": lambda s: metrics.stats(view.name, s),
             **opts.consumer_config,
@@ -117,6 +118,7 @@ class ViewIngestor:
         self.dead = DeadLetters(common, dlq, view.name)
         self.pending: dict[tuple[str, int], int] = {}  # written, not yet committed
         self._lock = threading.Lock()  # pending (the writer adds, the consumer commits)
+        self.assigned: set[tuple[str, int]] = set()  # the partitions this consumer holds
         self._jobs: queue.Queue[Any] = queue.Queue(maxsize=1)  # batches for the writer
         self.failure: BaseException | None = None
         self.unfinished = 0  # messages consumed but not written when stopped
@@ -157,19 +159,27 @@ class ViewIngestor:
                 log.warning("view %s: closing the consumer: %s", self.view.name, e)
 
     def _handle(self, msgs: list[Any]) -> None:
-        good = []
-        for m in msgs:
-            err = m.error()
-            if err is None:
-                good.append(m)
-            else:
-                log.warning("view %s: consumer error: %s", self.view.name, err)
-                self.metrics.error(self.view.name, err.name())
-        if not good:
-            return
+        good = msgs
+        if any(m.error() is not None for m in msgs):
+            good = []
+            for m in msgs:
+                err = m.error()
+                if err is None:
+                    good.append(m)
+                else:
+                    log.warning("view %s: consumer error: %s", self.view.name, err)
+                    self.metrics.error(self.view.name, err.name())
+            if not good:
+                return
         rows, rejected = self.processor.run([m.value() or b"" for m in good])
-        # a partition's messages come in offset order: the last one seen is the highest
-        offsets = {(m.topic(), m.partition()): m.offset() + 1 for m in good}
+        # a partition's messages come in offset order: its last one has the highest offset
+        offsets: dict[tuple[str, int], int] = {}
+        for m in reversed(good):
+            key = (m.topic(), m.partition())
+            if key not in offsets:
+                offsets[key] = m.offset() + 1
+                if len(offsets) == len(self.assigned):
+                    break  # every partition seen
         dead = [(good[r.index], r) for r in rejected]
         self._jobs.put((rows, dead, len(good), offsets))
 
@@ -257,6 +267,7 @@ class ViewIngestor:
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         parts = [(p.topic, p.partition) for p in partitions]
+        self.assigned.update(parts)
         self.metrics.assignment(self.view.name, parts, held=True)
         log.info("view %s: assigned %s", self.view.name, [p for _, p in parts])
 
@@ -265,6 +276,7 @@ class ViewIngestor:
         if self.pending:
             self._commit()
         parts = [(p.topic, p.partition) for p in partitions]
+        self.assigned.difference_update(parts)
         self.metrics.assignment(self.view.name, parts, held=False)
 
     def _on_error(self, err: Any) -> None:

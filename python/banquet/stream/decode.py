@@ -48,6 +48,11 @@ class Decoder:
             [pa.field(src.source_column(f.name), f.dtype.to_arrow()) for f in fields]
         )
         self.keep_other_fields = view.stream_udf is not None  # the udf may read any message field
+        times = [n for n in (self.ts_name, self.created_name) if n and n not in self.schema.names]
+        self.schema_numeric_times = pa.schema(
+            [*self.schema, *(pa.field(n, pa.float64()) for n in times)]
+        )
+        self._numeric_times = True
         self.avro_schema: Any = None
         if isinstance(src.message_format, AvroFormat):
             import fastavro
@@ -71,16 +76,29 @@ class Decoder:
 
         if any(not v for v in values):
             raise SchemaMismatch("empty message (no JSON object)")
-        data = b"\n".join(v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values)
-        table = pj.read_json(
-            io.BytesIO(data),
-            read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(data) + 1)),
-            parse_options=pj.ParseOptions(
-                explicit_schema=self.schema,
-                # infer: the time fields' type is not declared (ISO text or seconds)
-                unexpected_field_behavior="infer",
-            ),
-        )
+        data = b"\n".join(values)
+        if data.count(b"\n") != len(values) - 1 or b"\r" in data:  # a multi-line message
+            data = b"\n".join(v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values)
+        read = pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(data) + 1))
+        # Two ways to read: the time fields declared as numbers (seconds; the other fields
+        # ignored unless a udf reads them: ~1.5x faster), or inferred (ISO text). The one
+        # that worked last goes first.
+        for attempt, numeric in enumerate((self._numeric_times, not self._numeric_times)):
+            schema = self.schema_numeric_times if numeric else self.schema
+            parse = pj.ParseOptions(
+                explicit_schema=schema,
+                unexpected_field_behavior=(
+                    "infer" if self.keep_other_fields or not numeric else "ignore"
+                ),
+            )
+            try:
+                table = pj.read_json(io.BytesIO(data), read_options=read, parse_options=parse)
+            except pa.ArrowInvalid:
+                if attempt:
+                    raise
+                continue
+            self._numeric_times = numeric
+            break
         if table.num_rows != len(values):
             raise SchemaMismatch(
                 f"{len(values)} message(s) held {table.num_rows} JSON objects; each message "
