@@ -84,13 +84,20 @@ def _check_shape(dtype: BanquetType, value: Any, where: str, row: int) -> None:
 
 def decode(dtype: BanquetType, values: list[Any]) -> list[Any]:
     """Stored JSON text -> Python objects (None stays None)."""
+    return normalize(dtype, values)
+
+
+def normalize(dtype: BanquetType, values: list[Any]) -> list[Any]:
+    """Values as served: JSON text parsed (a remote server's Json values arrive as text, its
+    Map / Struct values as objects), a Map's keys sorted, a Struct's in field order."""
     fields = getattr(dtype, "fields", None)
     out: list[Any] = []
-    for text in values:
-        if text is None:
+    for v in values:
+        if v is None:
             out.append(None)
             continue
-        v = json.loads(text)
+        if isinstance(v, str):
+            v = json.loads(v)
         if dtype.name == "map" and isinstance(v, dict):
             v = {k: v[k] for k in sorted(v)}
         elif fields is not None and isinstance(v, dict):

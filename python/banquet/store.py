@@ -379,7 +379,10 @@ class FeatureStore(FeastSurface):
             )
         if self.config.online_store.type == "remote":  # a feature server answers (remote.py)
             return self.online_store.get_online_features(  # type: ignore[attr-defined,no-any-return]
-                features, entity_rows, full_feature_names
+                resolve(self.catalog(), features, full_feature_names),
+                features,
+                entity_rows,
+                full_feature_names,
             )
         # imported at module level: an import statement here costs ~2 us per call
         return _get_online_features(

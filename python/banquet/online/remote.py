@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from banquet.config import RepoConfig
     from banquet.feature_service import FeatureService
     from banquet.feature_view import FeatureView
+    from banquet.request import ResolvedRequest
     from banquet.serving import OnlineResponse
 
 
@@ -71,10 +72,15 @@ class RemoteOnlineStore(OnlineStore):
 
     def get_online_features(
         self,
+        request: ResolvedRequest,
         features: Sequence[str] | FeatureService,
         entity_rows: Any,
         full_feature_names: bool,
     ) -> OnlineResponse:
+        """One request to the server; the answer in banquet's column order (entity columns,
+        then the features as requested) with Map / Json / Struct values as Python objects
+        (the registry's types say which)."""
+        from banquet.documents import normalize
         from banquet.feature_service import FeatureService
         from banquet.serving import OnlineResponse, entity_columns
 
@@ -100,7 +106,24 @@ class RemoteOnlineStore(OnlineStore):
                 f"feature server {self.url} answered with JSON that is not a "
                 f"get-online-features response ({type(e).__name__}: {e})"
             ) from None
-        return OnlineResponse(columns, {}, rows)  # type: ignore[arg-type]
+        wanted = set(request.names)
+        order = [n for n in names if n not in wanted] + [n for n in request.names if n in columns]
+        by_name = {r[0][0]: r for r in rows}
+        documents = {
+            name: f.dtype
+            for g in request.groups
+            for name, f in zip(g.names, g.features)
+            if f.dtype.document and name in columns
+        }
+        for name, dtype in documents.items():
+            columns[name] = normalize(dtype, columns[name])
+        resp = OnlineResponse(
+            {n: columns[n] for n in order},
+            {},
+            [by_name[n] for n in order],
+        )
+        resp.json_names = tuple(n for n, t in documents.items() if t.name == "json")
+        return resp
 
     def _post(self, route: str, body: dict[str, Any]) -> Any:
         req = urllib.request.Request(
