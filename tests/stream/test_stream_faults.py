@@ -115,6 +115,40 @@ def test_restart_mid_stream_loses_and_duplicates_nothing(
     assert len(set(keys)) == len(keys) == len(events)
 
 
+def test_killed_mid_stream_loses_nothing(tmp_path: Path, kafka: str, topic: Any) -> None:
+    """SIGKILL between writes and commits: the next process re-reads what was not committed;
+    the online values end the same (newer event wins, replays change nothing)."""
+    t = topic(2)
+    repo = make_repo(tmp_path / "r", t, kafka)
+    users, rounds = 200, 15
+    now = time.time()
+    events = [event(u, now - 1000 + r, float(r), r) for r in range(rounds) for u in range(users)]
+    port = _free_port()
+    first = ingest_process(repo, "--batch-rows", "300", "--metrics-port", str(port))
+    produce(kafka, t, events[:users])
+    wait_for(
+        lambda: _value(_metrics(port), "banquet_ingest_rows_written_total") > 0, 40, "first rows"
+    )
+    sender = threading.Thread(
+        target=lambda: [
+            (produce(kafka, t, events[i : i + users]), time.sleep(0.1))
+            for i in range(users, len(events), users)
+        ]
+    )
+    sender.start()
+    time.sleep(0.7)
+    first.kill()
+    first.communicate()
+    second = ingest_process(repo, "--metrics-port", "0")
+    sender.join()
+    try:
+        want = {u: (float(rounds - 1), rounds - 1, "x") for u in range(users)}
+        wait_for(lambda: online_values(repo, list(range(users))) == want, 60, "every value")
+    finally:
+        code, err = _stop(second)
+    assert code == 0, err
+
+
 def test_two_processes_share_the_partitions(tmp_path: Path, kafka: str, topic: Any) -> None:
     t = topic(4)
     repo = make_repo(tmp_path / "r", t, kafka)
