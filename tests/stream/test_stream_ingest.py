@@ -165,3 +165,27 @@ def _free_port() -> int:
 def _metrics(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         return str(r.read().decode())
+
+
+def test_udf_from_the_repo_runs_in_banquet_ingest(tmp_path: Path, kafka: str, topic: Any) -> None:
+    """The command (a new process) trusts the udf because the feature repo defines it."""
+    import signal
+
+    from stream_support import ingest_process
+
+    t = topic(1)
+    udf = """
+    def double_amount(df):
+        df["amount"] = df["amount"] * 2
+        return df
+    """
+    repo = make_repo(tmp_path / "r", t, kafka, udf=udf)
+    produce(kafka, t, [event(u, time.time(), 1.25) for u in range(3)])
+    proc = ingest_process(repo, "--metrics-port", "0")
+    try:
+        want = {u: (2.5, 0, "x") for u in range(3)}
+        wait_for(lambda: online_values(repo, [0, 1, 2]) == want, 40, "doubled values")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
