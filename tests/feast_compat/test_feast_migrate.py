@@ -140,3 +140,34 @@ def test_protowire_reader() -> None:
     for bad in (b"\x08", b"\x12\x05ab", b"\x0b", b"\x00\x01"):
         with pytest.raises(RegistryCorrupt):
             parse(bad)
+
+
+@pytest.mark.postgres
+def test_migrate_from_a_feast_postgres_registry(repo: Path, pg_dsn: str) -> None:
+    """Feast's SQL registry tables in Postgres (a schema of their own here, reached through
+    the URL's search_path), one protobuf per row, imported by migrate-from-feast."""
+    import uuid
+
+    import psycopg
+
+    schema = f"feast_{uuid.uuid4().hex[:8]}"
+    blobs = blobs_from_file(FEAST_DB.read_bytes())["demo"]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            for table, column in SQL_TABLES.items():
+                conn.execute(
+                    f"CREATE TABLE {schema}.{table} (name TEXT, project_id TEXT, {column} BYTEA)"
+                )
+                for i, blob in enumerate(blobs.get(table, [])):
+                    conn.execute(
+                        f"INSERT INTO {schema}.{table} VALUES (%s, 'demo', %s)", (str(i), blob)
+                    )
+            sep = "&" if "?" in pg_dsn else "?"
+            url = f"{pg_dsn}{sep}options=-csearch_path%3D{schema}"
+            result = CliRunner().invoke(cli, ["-c", str(repo), "migrate-from-feast", url])
+            assert result.exit_code == 0, result.output
+            assert "project 'demo': 14 objects" in result.output
+            _check_imported(FeatureStore(repo_path=repo))
+        finally:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
