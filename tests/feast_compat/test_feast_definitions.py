@@ -174,3 +174,24 @@ def test_feast_yaml_keys() -> None:
         RepoConfig.from_dict({"project": "p", "auth": {"type": "oidc"}})
     with pytest.raises(ConfigError, match="batch_engine.type"):
         RepoConfig.from_dict({"project": "p", "batch_engine": {"type": "spark.engine"}})
+
+
+def test_feast_paths_of_the_new_names() -> None:
+    from feast import ConflictPolicy as FeastPolicy
+    from feast import LabelView as FeastLabelView
+    from feast import Project as FeastProject
+    from feast.feature_logging import LoggingConfig as FeastLoggingConfig
+    from feast.infra.offline_stores.file_source import FileLoggingDestination as FeastDest
+    from feast.labeling.conflict_policy import ConflictPolicy as PolicyPath
+    from feast.labeling.label_view import LabelView as LabelViewPath
+    from feast.types import Json as FeastJson
+    from feast.types import Map as FeastMap
+    from feast.types import Struct as FeastStruct
+
+    from banquet.project import Project
+
+    assert FeastLabelView is LabelViewPath is LabelView
+    assert FeastPolicy is PolicyPath is ConflictPolicy
+    assert FeastProject is Project and FeastLoggingConfig is LoggingConfig
+    assert FeastDest is FileLoggingDestination
+    assert (FeastMap, FeastJson, FeastStruct) == (Map, Json, Struct)
