@@ -81,6 +81,15 @@ def test_feast_registry_db_is_imported_at_first_read(repo: Path) -> None:
     _check_imported(store)
     assert (repo / "data" / "registry.db.feast").read_bytes() == FEAST_DB.read_bytes()
     assert (repo / "data" / "registry.db").read_bytes()[:1] == b"{"  # banquet's now
+    # recorded as banquet's apply records them: a whole view without a feature list, an
+    # on-demand view's sources views first (Feast's map has no order)
+    dump = store.registry_dump()
+    assert dump["feature_services"]["driver_activity_v2"]["features"][0] == {
+        "view": "driver_hourly_stats"
+    }
+    sources = dump["on_demand_feature_views"]["transformed_conv_rate_fresh"]["sources"]
+    assert sources[0] == {"feature_view": {"view": "driver_hourly_stats_fresh"}}
+    assert sources[1]["request_source"]["name"] == "vals_to_add"
     # served after one materialization, no apply
     store.materialize_incremental(end_date=datetime.now(timezone.utc))
     got = store.get_online_features(

@@ -237,12 +237,14 @@ def _view(blob: bytes, entities: dict[str, Entity], label: bool) -> FeatureView:
     )
 
 
-def _projection(p: Msg) -> dict[str, Any]:
+def _projection(p: Msg, views: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {"view": p.str(1)}
     if p.str(3):
         record["alias"] = p.str(3)
     feats = [f.str(1) for f in p.msgs(2)]
-    if feats:
+    view = views.get(p.str(1))
+    every = [f.name for f in view.features] if view is not None else None
+    if feats and feats != every:  # Feast lists every feature; banquet records a subset only
         record["features"] = feats
     if p.map(4):
         record["join_key_map"] = p.map(4)
@@ -285,11 +287,14 @@ def _on_demand(blob: bytes, views: dict[str, FeatureView]) -> OnDemandFeatureVie
         elif src.has(3):
             proj = src.msg(3)
             assert proj is not None
-            sources.append({"feature_view": _projection(proj)})
+            sources.append({"feature_view": _projection(proj, views)})
         else:
             fv = src.msg(1)
             fv_spec = fv.msg(1) if fv is not None else None
             sources.append({"feature_view": {"view": fv_spec.str(1) if fv_spec else ""}})
+    # Feast keeps sources in a protobuf map (no order): views first, then request sources,
+    # as definitions usually list them
+    sources.sort(key=lambda s: "request_source" in s)
     transformation = spec.msg(10)
     udf = transformation.msg(1) if transformation is not None else None
     if udf is None:
@@ -316,7 +321,7 @@ def _service(blob: bytes, views: dict[str, Any]) -> FeatureService:
     spec = Msg(blob).msg(1) or Msg(b"")
     record = {
         "name": spec.str(1),
-        "features": [_projection(p) for p in spec.msgs(3)],
+        "features": [_projection(p, views) for p in spec.msgs(3)],
         "description": spec.str(5),
         "tags": spec.map(4),
         "owner": spec.str(6),
