@@ -309,11 +309,12 @@ def test_cache_reuses_the_catalog_until_the_version_changes(sql_repo: Path) -> N
     def expire() -> None:  # as if the ttl had passed
         reader.catalog().loaded_at -= reader.config.registry.cache_ttl_seconds + 1
 
-    assert reader.list_feature_views() == []
+    # allow_cache=True: the cached catalog (Feast's default, False, re-reads every call)
+    assert reader.list_feature_views(allow_cache=True) == []
     FeatureStore(repo_path=sql_repo).apply()
-    assert reader.list_feature_views() == []  # still cached
+    assert reader.list_feature_views(allow_cache=True) == []  # still cached
     expire()
-    assert len(reader.list_feature_views()) == 2  # the version changed: re-read
+    assert len(reader.list_feature_views(allow_cache=True)) == 2  # version changed: re-read
     catalog = reader.catalog()
     expire()
     assert reader.catalog() is catalog  # expired, but the version is the same: kept
