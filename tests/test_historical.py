@@ -51,9 +51,13 @@ class Backend:
     batch source over it, ``store`` opens a FeatureStore on that offline store. Postgres
     tables live in a schema of this test module run, with a prefix unique to this backend."""
 
-    def __init__(self, kind: str, root: Path, pg: PgSchema | None = None) -> None:
+    def __init__(
+        self, kind: str, root: Path, pg: PgSchema | None = None, memory_limit: str | None = None
+    ) -> None:
         self.kind, self.root, self.pg = kind, root, pg
         self.prefix = f"t{next(_counter)}_"
+        # a tiny memory_limit forces the partitioned join that spills to disk
+        self.memory_limit = memory_limit
 
     def write(self, name: str, cols: dict[str, Any]) -> None:
         table = pa.table(cols)
@@ -79,6 +83,9 @@ class Backend:
         offline: dict[str, Any] = {"type": "file"}
         if self.pg is not None:
             offline = {"type": "postgres", **self.pg.conn, "db_schema": self.pg.schema}
+        if self.memory_limit is not None:
+            offline["memory_limit"] = self.memory_limit
+            offline["spill_dir"] = str(self.root / "spill")
         cfg = RepoConfig.from_dict(
             {
                 "project": "hist",
@@ -211,11 +218,19 @@ entity_rows = st.lists(st.tuples(st.integers(1, 5), hours), max_size=15)
 TTLS = {"unbounded": None, "one_hour": H, "three_hours": 3 * H, "zero": timedelta(0)}
 
 
+@pytest.fixture(scope="module", params=["in_memory", "spilled"])
+def join_mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def prop_backend(
-    backend_kind: tuple[str, PgSchema | None], tmp_path_factory: pytest.TempPathFactory
+    backend_kind: tuple[str, PgSchema | None],
+    join_mode: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Backend:
-    be = Backend(backend_kind[0], tmp_path_factory.mktemp("prop"), backend_kind[1])
+    limit = "64" if join_mode == "spilled" else None  # bytes: every non-empty view spills
+    be = Backend(backend_kind[0], tmp_path_factory.mktemp("prop"), backend_kind[1], limit)
     be.write(
         "src",
         {
@@ -233,14 +248,19 @@ def prop_backend(
 
 
 # Postgres writes a table per example: fewer examples keep the suite fast, same strategies.
+# The spilled join writes a few dozen files per view and example: fewer examples too.
 EXAMPLES = {"file": 600, "postgres": 100}
+SPILLED_EXAMPLES = {"file": 150, "postgres": 40}
 
 
 def test_matches_brute_force_reference(prop_backend: Backend) -> None:
+    """The in-memory join and the partitioned join that spills (``memory_limit`` 64 bytes:
+    every view goes to disk in 16 partitions) both match the brute-force reference."""
     store: FeatureStore = prop_backend.prop_store  # type: ignore[attr-defined]
+    spilled = prop_backend.memory_limit is not None
 
     @settings(
-        max_examples=EXAMPLES[prop_backend.kind],
+        max_examples=(SPILLED_EXAMPLES if spilled else EXAMPLES)[prop_backend.kind],
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
@@ -274,6 +294,8 @@ def check_against_reference(
     out = store.get_historical_features(entity_df, refs, full_feature_names=True).to_arrow()
     assert out.num_rows == len(entity)
     assert out.column_names == ["user_id", "event_timestamp", *(r.replace(":", "__") for r in refs)]
+    if be.memory_limit is not None:  # every spill file is gone afterwards
+        assert not any((be.root / "spill").glob("*")), list((be.root / "spill").glob("*"))
     for view, ttl in TTLS.items():
         want = reference(entity, rows, ttl)
         for f in ("f_int", "f_str"):
