@@ -181,7 +181,7 @@ def test_spill_files_are_removed_after_an_error(repo: Path) -> None:
     ).to_arrow_batches()
     next(it)
     assert any(spill.iterdir())
-    it.close()
+    it.close()  # type: ignore[attr-defined]  # a generator
     assert not any(spill.iterdir())
 
 
