@@ -72,12 +72,18 @@ class OfflineStore(abc.ABC):
         order, restricted to ``[start_us, end_us]`` and, with ``entity_keys`` (arrays aligned
         with ``view.join_keys``, cast to the join types), to rows whose key tuple occurs among
         them (a null key never matches). This default reads everything with ``read_view``
-        and filters; stores that can skip rows while reading override it."""
+        and filters; stores that can skip rows while reading override it. When the filter
+        would drop under 1/8 of the rows it is skipped (the copy costs more than it saves):
+        the extra rows' keys match no entity row, so no join can tell."""
+        import pyarrow.compute as pc
+
         rows = self.read_view(view, features, start_us, end_us)
         table = rows.table
-        if entity_keys is not None and view.join_keys:  # entityless: every row can match
+        if entity_keys is not None and view.join_keys and table.num_rows:
             with memory_bound(f"filtering feature view {view.name!r} by the entity keys"):
-                table = table.filter(key_mask(view.join_keys, rows.keys, entity_keys))
+                mask = key_mask(view.join_keys, rows.keys, entity_keys)
+                if (pc.sum(mask).as_py() or 0) < table.num_rows - table.num_rows // 8:
+                    table = table.filter(mask)
         return table.to_reader()
 
     def append(self, source: DataSource, rows: pa.Table) -> None:
