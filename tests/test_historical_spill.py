@@ -193,13 +193,13 @@ from test_historical_spill import FEATURES, entity_rows, open_store, write_sourc
 root = Path({root!r})
 store = open_store(root, "int", memory_limit="64KiB", spill_dir={spill!r})
 print("ready", flush=True)
-store.get_historical_features(entity_rows(300_000, 200_000), FEATURES, full_feature_names=True).to_arrow()
+store.get_historical_features(entity_rows(150_000, 100_000), FEATURES, full_feature_names=True).to_arrow()
 print("finished", flush=True)
 """
 
 
 def test_spill_files_are_removed_on_ctrl_c(tmp_path: Path) -> None:
-    write_sources(tmp_path, 600_000, 200_000)
+    write_sources(tmp_path, 300_000, 100_000)
     spill = tmp_path / "spill-int"
     code = INTERRUPTED.format(
         tests=str(Path(__file__).parent), root=str(tmp_path), spill=str(spill)

@@ -27,7 +27,7 @@ from banquet.entity_data import flat
 from banquet.errors import BanquetError, InvalidTimestamp, SchemaMismatch, ValueOutOfRange
 from banquet.offline.base import view_rows
 from banquet.offline.join import FAN_OUT
-from banquet.offline.spill import Partitioner, SpillDir, default_memory_limit
+from banquet.offline.spill import Partitioner, SpillDir, default_memory_limit, flush_bytes
 from banquet.online.base import rows_batch
 from banquet.progress import Progress
 from banquet.registry.base import current_storage
@@ -219,7 +219,14 @@ class SpilledWinners:
         )
         if self._parts is None:
             n = FAN_OUT if self.n_keys else 1
-            self._parts = Partitioner(self.spill, view.name, keyed.schema, self.n_keys, n)
+            self._parts = Partitioner(
+                self.spill,
+                view.name,
+                keyed.schema,
+                self.n_keys,
+                n,
+                flush_bytes=flush_bytes(self.budget, n),
+            )
         self._parts.add(keyed)
         self.rows += batch.num_rows
 

@@ -32,6 +32,7 @@ from banquet.offline.base import view_rows
 from banquet.offline.spill import (
     Partitioner,
     SpillDir,
+    flush_bytes,
     iter_file,
     one_batch,
     read_file,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 FAN_OUT = 16
 MAX_SPLITS = 4  # levels of re-partitioning; one hot key cannot be split at all
 MIN_SPLIT_BYTES = 1 << 20  # a smaller partition is joined as it is (splitting costs more)
+RESULT_BATCH_ROWS = 8192  # rows per batch of a partition's result file
 ROW_ID = pa.uint32()
 
 
@@ -250,7 +252,12 @@ class _FeatureSpill:
         if self._parts is None:
             self._schema = nb.schema
             self._parts = Partitioner(
-                self.spill, f"{self.view.name}-features", nb.schema, self.n_keys, FAN_OUT
+                self.spill,
+                f"{self.view.name}-features",
+                nb.schema,
+                self.n_keys,
+                FAN_OUT,
+                flush_bytes=flush_bytes(self.budget.free(), FAN_OUT),
             )
         self._parts.add(nb)
 
@@ -306,7 +313,10 @@ class _FeatureSpill:
             entity, features, self.n_keys, self.has_created, self.view.ttl_us
         )
         out = self.spill.new_file(f"{self.view.name}-result")
-        write_file(out, schema, [pa.RecordBatch.from_arrays(joined.columns, schema=schema)])
+        joined = pa.RecordBatch.from_arrays(joined.columns, schema=schema)
+        # small batches: the merge holds one batch per result file at a time
+        step = RESULT_BATCH_ROWS
+        write_file(out, schema, [joined.slice(i, step) for i in range(0, joined.num_rows, step)])
         return [out]
 
     def _split(

@@ -25,8 +25,15 @@ import pyarrow.compute as pc
 
 from banquet import _core
 
-# Each partition's pending rows are written once they pass this many bytes.
+# Each partition's pending rows are written once they pass this many bytes (at most; callers
+# pass less under a small memory limit: all partitions' pending rows are held at once).
 FLUSH_BYTES = 4 << 20
+
+
+def flush_bytes(budget: int, n: int) -> int:
+    """The pending bytes per partition that keep ``n`` partitions' buffers near a quarter
+    of ``budget`` (64 KiB at least: smaller writes cost more than they save)."""
+    return max(64 << 10, min(FLUSH_BYTES, budget // (4 * n)))
 
 
 def default_memory_limit() -> int:
@@ -116,8 +123,10 @@ class Partitioner:
         n: int,
         seed: int = 0,
         null_to: int | None = None,
+        flush_bytes: int = FLUSH_BYTES,
     ) -> None:
         self.schema, self.n_keys, self.n, self.seed, self.null_to = schema, n_keys, n, seed, null_to
+        self.flush_bytes = flush_bytes
         self.paths = [spill.new_file(f"{stem}-p{p}") for p in range(n)]
         self.bytes = [0] * n  # written and pending, per partition
         self.rows = [0] * n
@@ -149,7 +158,7 @@ class Partitioner:
         self._pending_bytes[p] += size
         self.bytes[p] += size
         self.rows[p] += piece.num_rows
-        if self._pending_bytes[p] >= FLUSH_BYTES:
+        if self._pending_bytes[p] >= self.flush_bytes:
             self._flush(p)
 
     def _flush(self, p: int) -> None:
