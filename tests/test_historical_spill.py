@@ -284,3 +284,39 @@ def test_memory_limit_sizes() -> None:
         RepoConfig.from_dict({"project": "p", "offline_store": {"memory_limit": "lots"}})
     with pytest.raises(ConfigError, match="unknown key 'offline_store.memory'"):
         RepoConfig.from_dict({"project": "p", "offline_store": {"memory": "1GiB"}})
+
+
+def test_default_scan_view_semi_join(tmp_path: Path) -> None:
+    """The default ``scan_view`` keeps the rows whose key occurs among the entity keys; when
+    a strided sample shows nearly every row would be kept, it skips the filter (the extra
+    rows can match nothing)."""
+    n = 300_000
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array(np.arange(n) % 50_000),
+                "city": pa.array(["c0"] * n),
+                "event_timestamp": pa.array(np.full(n, T0_US)).cast(UTC_US),
+                "created": pa.array(np.full(n, T0_US)).cast(UTC_US),
+                "x": pa.array(np.ones(n)),
+                "s": pa.array(["v"] * n),
+            }
+        ),
+        tmp_path / "a.parquet",
+    )
+    pq.write_table(pq.read_table(tmp_path / "a.parquet"), tmp_path / "b.parquet")
+    store = open_store(tmp_path, "scan")
+    view = store.get_feature_view("va")
+    few = [pa.array([3, 7, None, 3], pa.int64())]
+    got = store.offline_store.scan_view(view, view.features, None, None, entity_keys=few)
+    table = got.read_all()
+    assert table.num_rows == 12  # 6 rows per key, null never matches
+    assert set(table.column("user_id").to_pylist()) == {3, 7}
+    assert table.column_names == ["user_id", "event_timestamp", "created", "x", "s"]
+    most = [pa.array(np.arange(49_000), pa.int64())]
+    kept = store.offline_store.scan_view(view, view.features, None, None, entity_keys=most)
+    assert kept.read_all().num_rows == n  # 98% would be kept: not filtered
+    two = store.get_feature_view("vb")  # two keys, one a string
+    keys = [pa.array([3, 4], pa.int64()), pa.array(["c0", "c9"])]
+    rows = store.offline_store.scan_view(two, two.features, None, None, entity_keys=keys)
+    assert rows.read_all().column("user_id").to_pylist() == [3] * 6
