@@ -79,8 +79,9 @@ class OfflineStore(abc.ABC):
         them (a null key never matches). This default reads everything with ``read_view``
         and filters; stores that can skip rows while reading override it. When the filter
         would drop under 1/8 of the rows (or a strided sample of ``SAMPLE_ROWS`` rows keeps
-        over 90%) it is skipped: the copy costs more than it saves, and the extra rows' keys
-        match no entity row, so no join can tell."""
+        over 90%), or when there are at least a quarter as many entity rows as feature rows,
+        it is skipped: it would cost more than it saves, and the extra rows' keys match no
+        entity row, so no join can tell."""
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -88,7 +89,10 @@ class OfflineStore(abc.ABC):
         rows = self.read_view(view, features, start_us, end_us)
         table = rows.table
         n = table.num_rows
-        if entity_keys is not None and view.join_keys and n:
+        # as many entity rows as a quarter of the feature rows: the hash set of their keys
+        # costs about what the filter could save; no filter then
+        wanted = entity_keys is not None and view.join_keys and n
+        if wanted and entity_keys is not None and len(entity_keys[0]) < n // 4:
             with memory_bound(f"filtering feature view {view.name!r} by the entity keys"):
                 if n > 4 * SAMPLE_ROWS:  # a strided sample first: most rows kept -> no mask
                     at = pa.array(np.arange(0, n, n // SAMPLE_ROWS, dtype=np.int64))
