@@ -324,7 +324,7 @@ def prop_backend(
 
 # Postgres writes a table per example, S3 an object: fewer examples keep the suite fast, same
 # strategies.
-EXAMPLES = {"file": 600, "s3": 40, "postgres": 100, "spark": 25}  # Spark: 4 jobs an example
+EXAMPLES = {"file": 600, "s3": 40, "postgres": 100, "spark": 12}  # Spark: 4 jobs an example
 # The spilled join writes a few dozen files per view and example: fewer examples too.
 SPILLED_EXAMPLES = {"file": 150, "s3": 20, "postgres": 40}
 

@@ -286,4 +286,9 @@ class NotSupportedAttribute(NotSupportedError, AttributeError):
     absent instead of failing."""
 
 
+class StreamError(BanquetError):
+    """``banquet ingest`` cannot run: no stream view to ingest, the Kafka client is not
+    installed, or the broker refused the consumer's settings; the message names the fix."""
+
+
 __all__ = [name for name, obj in globals().items() if isinstance(obj, type)]

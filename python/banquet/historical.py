@@ -157,7 +157,7 @@ class HistoricalJob(RetrievalJob):
 def _declared(g: ViewGroup, f: Field, taken: pa.Array) -> pa.Array:
     """A joined feature column in its declared type (or ``SchemaMismatch``)."""
     target = f.dtype.to_arrow()
-    if taken.type == target:
+    if taken.type == target or f.dtype.document:  # documents: as the source
         return taken
     try:
         return taken.cast(target)

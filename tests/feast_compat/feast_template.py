@@ -2,16 +2,14 @@
 written for banquet from the template's structure, not its text: the same driver statistics
 source, entity, feature views (batch and push-fed), on-demand view over a request source,
 feature services, push source, `feature_store.yaml`, data shape and workflow script, all
-through the `feast` import name and command.
-
-Left out until banquet provides them (issue #16, Deliver 2; their owner adds them here):
-`Project`, `LabelView`/`ConflictPolicy` and its label source, feature logging
-(`LoggingConfig`, `FileLoggingDestination`), the `Map`/`Json`/`Struct` fields,
-`enable_validation=`, `version=` and the yaml's `auth:` block.
+through the `feast` import name and command. Like Feast 0.67's it also holds a `Project`,
+`Map`/`Json`/`Struct` features, `enable_validation=`/`version=`, a feature service with a
+`LoggingConfig`, a `LabelView` over a push source (`ConflictPolicy`) and the yaml's `auth:`.
 """
 
 from __future__ import annotations
 
+import json
 import textwrap
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +23,9 @@ online_store:
     type: sqlite
     path: data/online_store.db
 entity_key_serialization_version: 3
+# no authentication (Feast's default)
+auth:
+    type: no_auth
 """
 
 DEFINITIONS = '''\
@@ -34,9 +35,24 @@ from datetime import timedelta
 
 import pandas as pd
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, RequestSource
+from feast import (
+    ConflictPolicy,
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    LabelView,
+    Project,
+    PushSource,
+    RequestSource,
+)
+from feast.feature_logging import LoggingConfig
+from feast.infra.offline_stores.file_source import FileLoggingDestination
 from feast.on_demand_feature_view import on_demand_feature_view
-from feast.types import Float32, Float64, Int64
+from feast.types import Float32, Float64, Int64, Json, Map, String, Struct
+
+project = Project(name="{project}", description="driver statistics")
 
 driver = Entity(name="driver", join_keys=["driver_id"])
 
@@ -51,6 +67,9 @@ STATS = [
     Field(name="conv_rate", dtype=Float32),
     Field(name="acc_rate", dtype=Float32),
     Field(name="avg_daily_trips", dtype=Int64, description="trips a day, on average"),
+    Field(name="driver_metadata", dtype=Map, description="key-value pairs"),
+    Field(name="driver_config", dtype=Json, description="a JSON document"),
+    Field(name="driver_profile", dtype=Struct({{"name": String, "age": String}})),
 ]
 
 driver_stats_fv = FeatureView(
@@ -60,7 +79,9 @@ driver_stats_fv = FeatureView(
     schema=STATS,
     online=True,
     source=driver_stats_source,
-    tags={"team": "driver_performance"},
+    tags={{"team": "driver_performance"}},
+    enable_validation=True,
+    version="latest",
 )
 
 input_request = RequestSource(
@@ -86,6 +107,7 @@ def transformed_conv_rate(inputs: pd.DataFrame) -> pd.DataFrame:
 driver_activity_v1 = FeatureService(
     name="driver_activity_v1",
     features=[driver_stats_fv[["conv_rate"]], transformed_conv_rate],
+    logging_config=LoggingConfig(destination=FileLoggingDestination(path="data")),
 )
 driver_activity_v2 = FeatureService(
     name="driver_activity_v2", features=[driver_stats_fv, transformed_conv_rate]
@@ -102,7 +124,8 @@ driver_stats_fresh_fv = FeatureView(
     schema=STATS,
     online=True,
     source=driver_stats_push_source,
-    tags={"team": "driver_performance"},
+    tags={{"team": "driver_performance"}},
+    version="latest",
 )
 
 
@@ -123,11 +146,36 @@ def transformed_conv_rate_fresh(inputs: pd.DataFrame) -> pd.DataFrame:
 driver_activity_v3 = FeatureService(
     name="driver_activity_v3", features=[driver_stats_fresh_fv, transformed_conv_rate_fresh]
 )
+
+# human labels, pushed as they arrive; the newest label wins
+driver_quality_labels = LabelView(
+    name="driver_quality_labels",
+    entities=[driver],
+    schema=[
+        Field(name="is_reliable", dtype=Int64),
+        Field(name="quality_score", dtype=Float32),
+        Field(name="reviewer_notes", dtype=String),
+        Field(name="labeler", dtype=String),
+    ],
+    source=PushSource(
+        name="driver_quality_labels_push",
+        batch_source=FileSource(
+            name="driver_quality_labels_batch",
+            path="data/driver_quality_labels.parquet",
+            timestamp_field="event_timestamp",
+        ),
+    ),
+    labeler_field="labeler",
+    conflict_policy=ConflictPolicy.LAST_WRITE_WINS,
+    description="quality labels per driver",
+    tags={{"feast.io/field-role:is_reliable": "label"}},
+)
 '''
 
 WORKFLOW = '''\
 """The example's workflow: apply, train, materialize, serve, push, serve again, tear down."""
 
+import json
 import subprocess
 from datetime import datetime
 
@@ -166,6 +214,9 @@ def main():
             "conv_rate": [1.0],
             "acc_rate": [1.0],
             "avg_daily_trips": [1000],
+            "driver_metadata": [{"vehicle_type": "truck", "rating": "5.0"}],
+            "driver_config": [json.dumps({"max_distance_km": 500, "preferred_zones": ["north"]})],
+            "driver_profile": [{"name": "driver_1001_updated", "age": "30"}],
         }
     )
     store.push("driver_stats_push_source", event, to=PushMode.ONLINE_AND_OFFLINE)
@@ -213,6 +264,9 @@ def online(store, features=None):
     if features is None:
         features = [
             "driver_hourly_stats:acc_rate",
+            "driver_hourly_stats:driver_metadata",
+            "driver_hourly_stats:driver_config",
+            "driver_hourly_stats:driver_profile",
             "transformed_conv_rate:conv_rate_plus_val1",
             "transformed_conv_rate:conv_rate_plus_val2",
         ]
@@ -234,7 +288,7 @@ def write_template(parent: Path, project: str = "my_project") -> Path:
     repo = parent / project / "feature_repo"
     (repo / "data").mkdir(parents=True)
     (repo / "feature_store.yaml").write_text(YAML.format(project=project))
-    (repo / "feature_definitions.py").write_text(DEFINITIONS)
+    (repo / "feature_definitions.py").write_text(DEFINITIONS.format(project=project))
     (repo / "test_workflow.py").write_text(textwrap.dedent(WORKFLOW))
     (repo / "__init__.py").write_text("")
     # 15 days of hourly rows per driver up to the last whole hour, as the template's data
@@ -253,5 +307,27 @@ def write_template(parent: Path, project: str = "my_project") -> Path:
         }
     )
     frame["created"] = pd.Timestamp(end, tz="UTC")
+    vehicles, zones = ["sedan", "suv", "truck"], ["north", "south", "east", "west"]
+    frame["driver_metadata"] = [
+        {"vehicle_type": vehicles[i % 3], "rating": f"{3 + (i % 20) / 10:.1f}"} for i in range(n)
+    ]
+    frame["driver_config"] = [
+        json.dumps({"max_distance_km": 10 + i % 190, "preferred_zones": zones[i % 4 :][:2]})
+        for i in range(n)
+    ]
+    frame["driver_profile"] = [
+        {"name": f"driver_{d}", "age": str(20 + i % 40)} for i, d in enumerate(frame["driver_id"])
+    ]
     frame.to_parquet(repo / "data" / "driver_stats.parquet")
+    # the label view's source: no labels yet (as feast init writes it)
+    pd.DataFrame(
+        {
+            "driver_id": pd.Series([], dtype="int64"),
+            "is_reliable": pd.Series([], dtype="int64"),
+            "quality_score": pd.Series([], dtype="float32"),
+            "reviewer_notes": pd.Series([], dtype="object"),
+            "labeler": pd.Series([], dtype="object"),
+            "event_timestamp": pd.Series([], dtype="datetime64[ns]"),
+        }
+    ).to_parquet(repo / "data" / "driver_quality_labels.parquet")
     return repo

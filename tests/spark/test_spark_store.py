@@ -349,14 +349,67 @@ def test_entity_key_checks_run_before_any_job(repo: Repo) -> None:
         s.get_historical_features(ENTITY.drop(["event_timestamp"]), ["v:f_int"])
 
 
-def test_materialize_reads_through_spark(repo: Repo) -> None:
-    write_small(repo.root)
-    s = repo.store()
-    s.apply([user, view(path_source())])
-    s.materialize(T0 - H, T0 + 3 * H)
-    got = s.get_online_features(["v:f_int", "v:f_str"], [{"user_id": 1}, {"user_id": 2}])
-    assert got.to_dict()["f_int"] == [12, None]
-    assert got.to_dict()["f_str"] == ["c", "e"]
+def _online(kind: str) -> dict[str, Any]:
+    e = os.environ
+    if kind == "redis":
+        return _redis()
+    if kind == "redis_cluster":
+        nodes = e["BANQUET_REDIS_CLUSTER_NODES"]
+        conn = f"{nodes},password={e['BANQUET_REDIS_PASSWORD']}"
+        return {"type": "redis", "redis_type": "redis_cluster", "connection_string": conn}
+    return {
+        "type": "postgres",
+        "host": e["BANQUET_PG_HOST"],
+        "port": int(e["BANQUET_PG_PORT"]),
+        "database": e["BANQUET_PG_DB"],
+        "user": e["BANQUET_PG_USER"],
+        "password": e["BANQUET_PG_PASSWORD"],
+    }
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("online", ["redis", "redis_cluster", "postgres"])
+def test_materialize_on_the_executors(tmp_path: Path, online: str) -> None:
+    """Each task writes its keys' latest rows straight to the online store; the values read
+    back equal an in-process materialization's, and a second run (a retried task writes the
+    same rows again) changes nothing."""
+    import uuid
+
+    _random_data(tmp_path, 30_000, 2000, 0.1, seed=5)
+    results = []
+    for kind in ("file", "spark"):
+        cls: Any = FileSource if kind == "file" else SparkSource
+        src = cls(
+            name="src",
+            path="data",
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created",
+        )
+        off: dict[str, Any] = {"type": "file"}
+        if kind == "spark":
+            off = {"type": "spark", "spark_conf": SPARK_TEST_CONF}
+        cfg = RepoConfig.from_dict(
+            {
+                "project": f"m{uuid.uuid4().hex[:10]}",
+                "registry": str(tmp_path / f"registry-{kind}.db"),
+                "online_store": _online(online),
+                "offline_store": off,
+            },
+            repo_path=tmp_path,
+        )
+        s = FeatureStore(config=cfg)
+        try:
+            s.apply([user, view(src)])
+            for _ in range(2 if kind == "spark" else 1):
+                s.materialize(T0 - H, T0 + 150 * H)
+            assert s._registry.read(s.project)["materializations"]["v"]  # recorded
+            rows = [{"user_id": k} for k in range(2000)]
+            results.append(s.get_online_features(["v:f_int", "v:f_str"], rows).to_dict())
+        finally:
+            s.teardown()
+            s.online_store.close()
+    assert results[1] == results[0]
+    assert sum(v is not None for v in results[1]["f_str"]) > 1500
 
 
 def test_a_hot_key_is_cut_into_time_buckets(repo: Repo) -> None:
@@ -379,3 +432,19 @@ def test_a_hot_key_is_cut_into_time_buckets(repo: Repo) -> None:
     assert rows[0]["lo"] is None and rows[-1]["hi"] is None  # the whole time line covered
     assert all(a["hi"] == b["lo"] for a, b in zip(rows, rows[1:]))
     assert join.hot_key_buckets(feats, 1, hot_rows=50_000) is None
+
+
+def test_materialize_refuses_future_rows_before_any_task_writes(repo: Repo) -> None:
+    from banquet.errors import InvalidTimestamp
+
+    write_small(repo.root)
+    far = datetime(2200, 1, 1, tzinfo=timezone.utc)
+    table = pq.read_table(repo.root / "src.parquet")
+    table = table.set_column(1, "event_timestamp", pa.array([T0, T0, T0, T0, far], UTC_US))
+    pq.write_table(table, repo.root / "src.parquet")
+    s = repo.store()
+    s.apply([user, view(path_source())])
+    with pytest.raises(InvalidTimestamp, match="Nothing of this view was written"):
+        s.materialize(T0 - H, datetime(2201, 1, 1, tzinfo=timezone.utc))
+    assert not s._registry.read(s.project)["materializations"].get("v")
+    s.teardown()

@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 
     from banquet.config import RepoConfig
     from banquet.feature_view import FeatureView
+    from banquet.materialize import Window
     from banquet.offline.base import RetrievalJob
     from banquet.request import ResolvedRequest
     from banquet.sources import DataSource
+    from banquet.store import FeatureStore
 
 T = TypeVar("T")
 # A key with about this many feature rows or more is split by time across tasks (join.py).
@@ -147,16 +149,30 @@ class SparkOfflineStore(OfflineStore):
             df.select("_metadata.file_path", "_metadata.row_index").schema  # noqa: B018
         except Exception:
             return F.monotonically_increasing_id()
-        # inputFiles() says file:///x where _metadata says file:/x: compare without the scheme
-        bare = [re.sub(_SCHEME, "", p) for p in files]
-        ranks = F.create_map(*(x for i, p in enumerate(bare) for x in (F.lit(p), F.lit(i))))
-        path = F.regexp_replace(F.col("_metadata.file_path"), _SCHEME, "")
-        rank = F.coalesce(ranks[path], F.lit(0)).cast("long")
+        # inputFiles() says file:///x where _metadata says file:/x: the map holds both
+        # spellings (a lookup per row; a regexp per row doubled the scan's time)
+        spellings: dict[str, int] = {}
+        for i, p in enumerate(files):
+            m = re.match(_SCHEME, p)
+            rest = p[m.end() :] if m else p
+            scheme = p[: m.end()].rstrip("/") if m else ""
+            for variant in (p, f"{scheme}/{rest}", f"{scheme}//{rest}", f"{scheme}///{rest}"):
+                spellings.setdefault(variant, i)
+        ranks = F.create_map(*(x for p, i in spellings.items() for x in (F.lit(p), F.lit(i))))
+        rank = F.coalesce(ranks[F.col("_metadata.file_path")], F.lit(0)).cast("long")
         return F.shiftleft(rank, 40) + F.col("_metadata.row_index")
 
     def query(self, sql: str) -> pa.Table:
         with spark_errors("entity_df query"):
             return self.spark.sql(sql.strip().rstrip(";")).toArrow()
+
+    def materialize_windows(
+        self, store: FeatureStore, windows: list[Window], progress: bool, overwrite: bool
+    ) -> None:
+        """Materialization on the executors (``materialize.py`` of this package)."""
+        from banquet.offline.spark.materialize import materialize_windows
+
+        materialize_windows(store, windows, progress, overwrite)
 
     def historical_job(self, request: ResolvedRequest, entity_df: Any) -> RetrievalJob:
         from banquet.offline.spark.retrieval import SparkRetrievalJob
