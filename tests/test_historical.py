@@ -55,11 +55,18 @@ class Backend:
     objects (written through the S3 API) in a bucket of this module run, with that prefix."""
 
     def __init__(
-        self, kind: str, root: Path, pg: PgSchema | None = None, s3: Any | None = None
+        self,
+        kind: str,
+        root: Path,
+        pg: PgSchema | None = None,
+        s3: Any | None = None,
+        memory_limit: str | None = None,
     ) -> None:
         self.kind, self.root, self.pg, self.s3 = kind, root, pg, s3
         self.prefix = f"t{next(_counter)}_"
         self.stores: list[FeatureStore] = []
+        # a tiny memory_limit forces the partitioned join that spills to disk
+        self.memory_limit = memory_limit
 
     def close(self) -> None:
         """Close the online stores opened (Spark's: the local Redis, whose sockets would
@@ -108,6 +115,9 @@ class Backend:
         if self.kind == "spark":  # SQLite is refused beside Spark: the local Redis instead
             offline = {"type": "spark", "spark_conf": SPARK_TEST_CONF}
             online = {"type": "redis", "connection_string": _redis_connection()}
+        if self.memory_limit is not None:
+            offline["memory_limit"] = self.memory_limit
+            offline["spill_dir"] = str(self.root / "spill")
         cfg = RepoConfig.from_dict(
             {
                 "project": "hist",
@@ -280,11 +290,21 @@ entity_rows = st.lists(st.tuples(st.integers(1, 5), hours), max_size=15)
 TTLS = {"unbounded": None, "one_hour": H, "three_hours": 3 * H, "zero": timedelta(0)}
 
 
+@pytest.fixture(scope="module", params=["in_memory", "spilled"])
+def join_mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def prop_backend(
-    backend_kind: BackendKind, tmp_path_factory: pytest.TempPathFactory
+    backend_kind: BackendKind, join_mode: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Backend]:
-    be = Backend(backend_kind[0], tmp_path_factory.mktemp("prop"), backend_kind[1], backend_kind[2])
+    if join_mode == "spilled" and backend_kind[0] == "spark":
+        pytest.skip("Spark partitions the join itself; memory_limit is the local stores'")
+    limit = "64" if join_mode == "spilled" else None  # bytes: every non-empty view spills
+    be = Backend(
+        backend_kind[0], tmp_path_factory.mktemp("prop"), backend_kind[1], backend_kind[2], limit
+    )
     be.write(
         "src",
         {
@@ -305,13 +325,18 @@ def prop_backend(
 # Postgres writes a table per example, S3 an object: fewer examples keep the suite fast, same
 # strategies.
 EXAMPLES = {"file": 600, "s3": 40, "postgres": 100, "spark": 12}  # Spark: 4 jobs an example
+# The spilled join writes a few dozen files per view and example: fewer examples too.
+SPILLED_EXAMPLES = {"file": 150, "s3": 20, "postgres": 40}
 
 
 def test_matches_brute_force_reference(prop_backend: Backend) -> None:
+    """The in-memory join and the partitioned join that spills (``memory_limit`` 64 bytes:
+    every view goes to disk in 16 partitions) both match the brute-force reference."""
     store: FeatureStore = prop_backend.prop_store  # type: ignore[attr-defined]
+    spilled = prop_backend.memory_limit is not None
 
     @settings(
-        max_examples=EXAMPLES[prop_backend.kind],
+        max_examples=(SPILLED_EXAMPLES if spilled else EXAMPLES)[prop_backend.kind],
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
@@ -345,6 +370,8 @@ def check_against_reference(
     out = store.get_historical_features(entity_df, refs, full_feature_names=True).to_arrow()
     assert out.num_rows == len(entity)
     assert out.column_names == ["user_id", "event_timestamp", *(r.replace(":", "__") for r in refs)]
+    if be.memory_limit is not None:  # every spill file is gone afterwards
+        assert not any((be.root / "spill").glob("*")), list((be.root / "spill").glob("*"))
     for view, ttl in TTLS.items():
         want = reference(entity, rows, ttl)
         for f in ("f_int", "f_str"):

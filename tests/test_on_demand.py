@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -587,3 +588,28 @@ def test_plan_apply_remove_and_definition_checks(tmp_repo: MakeRepo) -> None:
     with pytest.raises(DefinitionError, match="has no join keys"):
         only_odfv.with_join_key_map({"a": "b"})
     FeatureService(name="s", features=[only_odfv[["y"]]])  # accepted like a view projection
+
+
+def test_historical_on_demand_over_the_spilled_join(store: FeatureStore, tmp_path: Path) -> None:
+    """With a tiny ``memory_limit`` the views are joined partition by partition and the
+    output is assembled in chunks of 1024 rows: the on-demand views run per chunk and the
+    result is the in-memory one."""
+    import dataclasses
+
+    from banquet.config import FileOfflineConfig
+
+    refs = ["pandas_odfv:spend_ratio", "activity:clicks", "python_odfv:total", "one_row:half"]
+    entity = pd.concat([_entity_df()] * 1000, ignore_index=True)  # 3000 rows: 3 chunks
+    entity["amount"] = np.arange(len(entity), dtype=float)
+    want = store.get_historical_features(entity, refs).to_arrow()
+    cfg = store.config
+    assert isinstance(cfg.offline_store, FileOfflineConfig)
+    offline = dataclasses.replace(
+        cfg.offline_store, memory_limit="64", spill_dir=str(tmp_path / "spill")
+    )
+    tiny = FeatureStore(config=dataclasses.replace(cfg, offline_store=offline))
+    job = tiny.get_historical_features(entity, refs)
+    batches = list(job.to_arrow_batches())
+    assert len(batches) == 3
+    assert pa.Table.from_batches(batches).equals(want)
+    assert not any((tmp_path / "spill").iterdir())

@@ -67,6 +67,33 @@ def asof_join(
     and must have the same types on both sides (else ``KernelError``);
     unsupported column types raise ``KernelTypeError``, a negative ``ttl_us`` ``KernelError``."""
 
+# --- partition: hash partitioning and the per-partition join (a public building block) -----
+
+def partition_ids(keys: list[ArrowArray], n: int, seed: int = 0) -> pa.UInt32Array:
+    """One partition id (``uint32``, ``0..n``) per row from the hash of its key columns
+    (the one key hash of every kernel: equal keys, compared as they serialize, share a
+    partition whatever their layout: int32 and int64, string and large_string, a timestamp
+    by its whole second). ``seed`` changes the split (to re-partition a partition). A row
+    with a null key gets ``n``; with no key columns every row gets 0. ``n`` must be in
+    ``1..2**32-1`` (else ``KernelError``)."""
+
+def partition_order(ids: ArrowArray, n: int) -> tuple[pa.UInt32Array, list[int]]:
+    """The stable order grouping rows by partition id (``uint32`` ids, at most ``n``) and the
+    ``n + 2`` offsets: partition ``p``'s rows are ``order[offsets[p]:offsets[p + 1]]`` in
+    input order; ids equal to ``n`` (null keys) come last."""
+
+def join_partition(
+    entity: Any, features: Any, n_keys: int, has_created: bool, ttl_us: int | None
+) -> pa.RecordBatch:
+    """The point-in-time join of one key partition. ``entity``: a record batch
+    ``[k1..kn, ts, row_id]`` (``row_id`` of any type, passed through); ``features``: a record
+    batch ``[k1..kn, ts, created (if has_created), f1..fm]`` (key types pairwise equal to the
+    entity side's; row order matters: on a full tie the later row wins). Returns
+    ``[row_id, f1..fm]``, one row per entity row in entity order, with the values of the
+    feature row ``asof_join`` picks (same rules; nulls when none). Any object exporting
+    ``__arrow_c_array__`` as a struct (a ``pyarrow.RecordBatch``) is accepted. Wrong column
+    counts raise ``KernelError``."""
+
 def thread_count() -> int:
     """The number of threads ``asof_join`` uses in this process: ``BANQUET_THREADS`` (0 or
     unset = one per core, 1 = no pool: on the calling thread), read when the process first needs its pool. A

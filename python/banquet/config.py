@@ -118,12 +118,34 @@ class RemoteOnlineConfig(OnlineWriteConfig):
 
 
 @dataclass(frozen=True)
-class FileOfflineConfig:
+class OfflineMemoryConfig:
+    """Settings every offline store shares: how much memory a historical join or a
+    materialization's read may hold before it partitions its rows by key and spills them to
+    Arrow IPC files in ``spill_dir``.
+
+    ``memory_limit``: bytes as a number, or ``"512MiB"``, ``"2GiB"``, ``"2GB"``; ``null``
+    (default): a quarter of the machine's memory (or of the cgroup's limit, if lower).
+    ``spill_dir``: where the spill files go (default: the system temp folder)."""
+
+    memory_limit: str | None = None
+    spill_dir: str | None = None
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        from banquet.offline.spill import default_memory_limit
+
+        if self.memory_limit is None:
+            return default_memory_limit()
+        return parse_size(self.memory_limit)
+
+
+@dataclass(frozen=True)
+class FileOfflineConfig(OfflineMemoryConfig):
     type: Literal["file"] = "file"
 
 
 @dataclass(frozen=True)
-class PostgresOfflineConfig(PostgresConnConfig):
+class PostgresOfflineConfig(PostgresConnConfig, OfflineMemoryConfig):
     type: Literal["postgres"] = "postgres"
 
 
@@ -258,6 +280,12 @@ class RepoConfig:
                 parse_duration(skew)
             except ValueError as e:
                 raise ConfigError(f"{source}: 'online_store.max_future_skew' {e}") from None
+        limit = getattr(cfg.offline_store, "memory_limit", None)
+        if limit is not None:
+            try:
+                parse_size(limit)
+            except ValueError as e:
+                raise ConfigError(f"{source}: 'offline_store.memory_limit' {e}") from None
         for h in cfg.trusted_functions:
             if not re.fullmatch(r"[0-9a-f]{64}", h):
                 raise ConfigError(
@@ -343,6 +371,26 @@ def parse_duration(text: str | float) -> float:
             f"is {text!r}; expected a duration such as 3600, '90s', '15m', '6h' or '2d', or null"
         )
     return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]i?B|B)?\s*", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in ``4096``, ``"512MiB"``, ``"2GiB"``, ``"2GB"`` (KiB/MiB/GiB/TiB: powers of 1024,
+    KB/MB/GB/TB: of 1000); ``ValueError`` for anything else or for zero."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        m = _SIZE.fullmatch(str(text))
+        value = -1.0 if m is None else float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
+    if value < 1:
+        raise ValueError(
+            f"is {text!r}; expected a size such as 4294967296, '512MiB', '2GiB' or '2GB', or null"
+        )
+    return int(value)
 
 
 # --- validation machinery ------------------------------------------------------------------

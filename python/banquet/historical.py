@@ -1,27 +1,32 @@
 """Point-in-time correct training sets.
 
-For each feature view in the request: the offline store reads the needed columns of rows in
-``[min entity ts - ttl, max entity ts]``; the Rust kernel ``asof_join`` finds, for every
-entity row, the matching feature row; ``take`` gathers the features. The output keeps every
+For each feature view in the request: the offline store scans the needed columns of rows in
+``[min entity ts - ttl, max entity ts]`` whose keys occur among the entity rows
+(``OfflineStore.scan_view``); ``offline.join`` joins them, in memory with the Rust kernel
+``asof_join`` + ``take`` while they fit in ``offline_store.memory_limit``, else partitioned by
+key and spilled to disk (the output then streams out chunk by chunk). The output keeps every
 entity column unchanged and first, one row per entity row in input order, then the features
 in request order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from banquet import _core, types
+from banquet import types
 from banquet._memory import memory_bound
 from banquet.entity_data import flat, key_column, timestamp_column, to_table, utc_us
 from banquet.errors import FeatureNameCollisionError, SchemaMismatch
 from banquet.offline.base import RetrievalJob
+from banquet.offline.join import Budget, MemoryResult, SpilledResult, ViewResult, join_view
+from banquet.offline.spill import SpillDir, default_memory_limit
 from banquet.request import ResolvedRequest, ViewGroup
 
 if TYPE_CHECKING:
+    from banquet.field import Field
     from banquet.offline.base import OfflineStore
 
 
@@ -55,20 +60,86 @@ class HistoricalJob(RetrievalJob):
     def to_arrow(self) -> pa.Table:
         if self._result is None:
             rows = self._entity.num_rows
-            with memory_bound(f"get_historical_features ({rows} entity rows)"):
-                self._result = self._run()
+            bound = memory_bound(f"get_historical_features ({rows} entity rows)")
+            with bound, self._spill_dir() as spill:
+                results = self._join_views(spill)
+                if all(not isinstance(r, SpilledResult) for r in results):
+                    self._result = self._assemble(0, rows, results)
+                else:
+                    parts = [self._assemble(lo, hi, results) for lo, hi in self._chunks()]
+                    self._result = pa.concat_tables(parts)
         return self._result
 
-    def _run(self) -> pa.Table:
+    def to_arrow_batches(self) -> Iterator[pa.RecordBatch]:
+        """The result as record batches in entity row order, computed as they are consumed:
+        a join that spilled to disk streams its output without holding it whole (the spill
+        files go when the iteration ends, is closed or fails)."""
+        if self._result is not None:
+            yield from _batches(self._result)
+            return
+        rows = self._entity.num_rows
+        bound = memory_bound(f"get_historical_features ({rows} entity rows)")
+        with bound, self._spill_dir() as spill:
+            results = self._join_views(spill)
+            spilled = any(isinstance(r, SpilledResult) for r in results)
+            for lo, hi in self._chunks() if spilled else [(0, rows)]:
+                yield from _batches(self._assemble(lo, hi, results))
+
+    def _spill_dir(self) -> SpillDir:
+        cfg = self._store.config
+        parent = getattr(cfg.offline_store, "spill_dir", None)
+        return SpillDir(str(cfg.resolve(parent)) if parent else None)
+
+    def _budget(self) -> Budget:
+        limit = getattr(self._store.config.offline_store, "memory_limit_bytes", None)
+        return Budget(limit if limit is not None else default_memory_limit())
+
+    def _chunks(self) -> list[tuple[int, int]]:
+        """Entity-row ranges of the streamed output: a few MiB of keys each, at least 1024
+        rows (or all of them when fewer)."""
+        n = self._entity.num_rows
+        step = max(1024, min(1 << 20, self._budget().limit // 512))
+        return [(lo, min(lo + step, n)) for lo in range(0, n, step)] or [(0, 0)]
+
+    def _join_views(self, spill: SpillDir) -> list[ViewResult | None]:
+        """Each non-on-demand group's features (raw source types) for every entity row."""
         entity = self._entity
         ts = utc_us(entity.column(self._ts_col), f"entity_df column {self._ts_col!r}")
         ts = ts.combine_chunks() if isinstance(ts, pa.ChunkedArray) else ts
-        per_group: list[list[pa.Array]] = []
+        budget = self._budget()
+        budget.used += ts.nbytes
+        out: list[ViewResult | None] = []
         for g in self._request.groups:
             if g.is_on_demand:
-                per_group.append([])  # filled below, once the inputs exist
-            else:
-                per_group.append(self._join_view(g, entity, ts))
+                out.append(None)  # computed from the joined inputs, per output chunk
+                continue
+            view = g.view
+            where = _where(g)
+            keys = [
+                flat(
+                    key_column(entity, view.entity_column(k), _join_dtype(view.key_dtype(k)), where)
+                )
+                for k in view.join_keys
+            ]
+            res = join_view(self._store, view, g.features, keys, ts, budget, spill)
+            if isinstance(res, MemoryResult):
+                budget.used += res.nbytes
+            out.append(res)
+        return out
+
+    def _assemble(self, lo: int, hi: int, results: list[ViewResult | None]) -> pa.Table:
+        """Entity rows ``lo..hi`` with their features: the entity columns unchanged, then the
+        features in request order (cast to the declared types), on-demand views applied."""
+        entity = self._entity
+        if lo != 0 or hi != entity.num_rows:
+            entity = entity.slice(lo, hi - lo)
+        per_group: list[list[pa.Array]] = []
+        for g, res in zip(self._request.groups, results):
+            if res is None:
+                per_group.append([])
+                continue
+            cols = res.rows(lo, hi)
+            per_group.append([_declared(g, f, c) for f, c in zip(g.features, cols)])
         columns = [per_group[gi][fi] for gi, fi in self._request.columns if per_group[gi]]
         names = [
             n for (gi, _), n in zip(self._request.columns, self._request.names) if per_group[gi]
@@ -82,56 +153,35 @@ class HistoricalJob(RetrievalJob):
             out = apply_historical(out, self._request, per_group)
         return out
 
-    def _join_view(self, g: ViewGroup, entity: pa.Table, ts: pa.Array) -> list[pa.Array]:
-        view = g.view
-        source = view.batch_source
-        where = _where(g)
-        keys = view.join_keys
-        entity_keys = [
-            flat(key_column(entity, view.entity_column(k), _join_dtype(view.key_dtype(k)), where))
-            for k in keys
-        ]
-        ttl = view.ttl_us
-        if len(ts) and ts.null_count < len(ts):
-            lo_hi = pc.min_max(ts)
-            hi = lo_hi["max"].value
-            lo = None if ttl is None else lo_hi["min"].value - ttl
-        else:
-            lo = hi = 0  # nothing can match: read an empty range
-        rows = self._store.read_view(view, g.features, lo, hi)
-        table = rows.table
-        pairs = [_as_int64_if_widths_differ(ek, rk) for ek, rk in zip(entity_keys, rows.keys)]
-        idx = _core.asof_join(
-            [e for e, _ in pairs], ts, [r for _, r in pairs], rows.event_ts, rows.created_ts, ttl
-        )
-        out = []
-        for f in g.features:
-            values = flat(table.column(f.name))  # take on one chunk is ~2x faster than on many
-            target = f.dtype.to_arrow()
-            taken = values.take(idx)
-            if taken.type != target and not f.dtype.document:  # documents: as the source
-                try:
-                    taken = taken.cast(target)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    raise SchemaMismatch(
-                        f"{where}: source column {source.source_column(f.name)!r} has type "
-                        f"{values.type}, which does not convert to the declared {f.dtype}"
-                    ) from None
-            out.append(taken)
-        return out
+
+def _declared(g: ViewGroup, f: Field, taken: pa.Array) -> pa.Array:
+    """A joined feature column in its declared type (or ``SchemaMismatch``)."""
+    target = f.dtype.to_arrow()
+    if taken.type == target or f.dtype.document:  # documents: as the source
+        return taken
+    try:
+        return taken.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        source = g.view.batch_source
+        raise SchemaMismatch(
+            f"{_where(g)}: source column {source.source_column(f.name)!r} has type "
+            f"{taken.type}, which does not convert to the declared {f.dtype}"
+        ) from None
+
+
+def _batches(table: pa.Table) -> Iterator[pa.RecordBatch]:
+    """A table's rows as batches; one empty batch for an empty table (so the schema is
+    always seen)."""
+    batches = table.to_batches()
+    if not batches:
+        batches = [pa.RecordBatch.from_pylist([], schema=table.schema)]
+    yield from batches
 
 
 def _join_dtype(dtype: types.BanquetType | None) -> types.BanquetType | None:
     """Integer keys join as int64: an entity key held as ``bigint`` meets a source's
     ``integer`` column, and a value past int32 simply matches nothing (no cast error)."""
     return types.Int64 if dtype is not None and dtype.name == "int32" else dtype
-
-
-def _as_int64_if_widths_differ(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """Integer keys of different widths (``integer`` vs ``bigint``) both joined as int64."""
-    if a.type != b.type and pa.types.is_integer(a.type) and pa.types.is_integer(b.type):
-        return a.cast(pa.int64()), b.cast(pa.int64())
-    return a, b
 
 
 def _where(g: ViewGroup) -> str:

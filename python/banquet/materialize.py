@@ -11,6 +11,8 @@ the finished views' intervals are recorded together at the end.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +25,9 @@ import pyarrow.types as pat
 from banquet import _core
 from banquet.entity_data import flat
 from banquet.errors import BanquetError, InvalidTimestamp, SchemaMismatch, ValueOutOfRange
+from banquet.offline.base import view_rows
+from banquet.offline.join import FAN_OUT
+from banquet.offline.spill import Partitioner, SpillDir, default_memory_limit, flush_bytes
 from banquet.online.base import rows_batch
 from banquet.progress import Progress
 from banquet.registry.base import current_storage
@@ -110,29 +115,79 @@ def materialize_windows(
                 ThreadPoolExecutor(1, thread_name_prefix="banquet-read") as reader,
                 ThreadPoolExecutor(1, thread_name_prefix="banquet-sync") as syncer,
             ):
-                ahead: Future[Winners] | None = None
-                for i, w in enumerate(windows):
-                    current = ahead.result() if ahead is not None else latest_rows(store, w)
-                    last = i + 1 == len(windows)
-                    if not last:
-                        ahead = reader.submit(latest_rows, store, windows[i + 1])
-                    write_winners(store, current, progress, overwrite)
-                    done.append(w)
-                    if not last:
-                        # this view's rows reach the disk while the next is written (the
-                        # final sync below then has less to do; it also reports errors)
-                        syncer.submit(store.online_store.sync)
+                ahead: Future[Winners | SpilledWinners] | None = None
+                try:
+                    for i, w in enumerate(windows):
+                        current = ahead.result() if ahead is not None else latest_rows(store, w)
+                        ahead = None
+                        last = i + 1 == len(windows)
+                        if not last:
+                            ahead = reader.submit(latest_rows, store, windows[i + 1])
+                        if isinstance(current, SpilledWinners):
+                            write_spilled(store, current, progress, overwrite)
+                        else:
+                            write_winners(store, current, progress, overwrite)
+                        done.append(w)
+                        if not last:
+                            # this view's rows reach the disk while the next is written (the
+                            # final sync below then has less to do; it also reports errors)
+                            syncer.submit(store.online_store.sync)
+                finally:  # a view read ahead but never written: its spill files go too
+                    if ahead is not None:
+                        pending: Winners | SpilledWinners | None = None
+                        with contextlib.suppress(BaseException):
+                            pending = ahead.result()
+                        if isinstance(pending, SpilledWinners):
+                            pending.close()
         finally:
             if done:
                 store.online_store.sync()  # durable before the registry says so
                 record_intervals(store, done)
 
 
-def latest_rows(store: FeatureStore, w: Window) -> Winners:
+def latest_rows(store: FeatureStore, w: Window) -> Winners | SpilledWinners:
     """Read a view's window from the offline store, keep the latest row per key and encode
-    the first batch."""
+    the first batch. A window whose rows pass ``offline_store.memory_limit`` is spilled to
+    disk by key partition instead (``SpilledWinners``: reduced partition by partition as it
+    is written)."""
     view = w.view
-    rows = store.offline_store.read_view(view, view.features, w.start_us, w.end_us)
+    cfg = store.config.offline_store
+    free = getattr(cfg, "memory_limit_bytes", None) or default_memory_limit()
+    reader = store.offline_store.scan_view(view, view.features, w.start_us, w.end_us)
+    held: list[pa.RecordBatch] = []
+    held_bytes = 0
+    spilled: SpilledWinners | None = None
+    try:
+        for batch in reader:
+            if spilled is not None:
+                spilled.add(batch)
+                continue
+            held.append(batch)
+            held_bytes += batch.nbytes
+            if held_bytes > free // 2:
+                parent = getattr(cfg, "spill_dir", None)
+                spill = SpillDir(str(store.config.resolve(parent)) if parent else None)
+                spilled = SpilledWinners(store, w, spill, free)
+                for b in held:
+                    spilled.add(b)
+                held = []
+        if spilled is not None:
+            spilled.finish()
+            return spilled
+    except BaseException:
+        if spilled is not None:
+            spilled.close()
+        raise
+    finally:
+        reader.close()
+    table = pa.Table.from_batches(held, schema=reader.schema)
+    return reduce_rows(store, w, view_rows(view, table))
+
+
+def reduce_rows(store: FeatureStore, w: Window, rows: ViewRows) -> Winners:
+    """The latest row per key of ``rows`` (all rows of a key are among them), checked, in
+    serialized-key order, the first batch encoded."""
+    view = w.view
     check_source_times(store, w, rows)
     idx = _core.latest_per_key(rows.keys, rows.event_ts, rows.created_ts, w.start_us, w.end_us)
     # Winners in serialized-key order: stores keyed by a B-tree (SQLite, Postgres) insert
@@ -143,6 +198,78 @@ def latest_rows(store: FeatureStore, w: Window) -> Winners:
     if len(win.idx):
         win.first = win.encoded(0)
     return win
+
+
+class SpilledWinners:
+    """A view's window larger than the memory limit: its rows hash-partitioned by key into
+    Arrow IPC files (every row of a key in one partition, in source order, so the latest
+    row per key of each partition is the view's); the time checks run on every batch
+    before anything is written, as on the in-memory path."""
+
+    def __init__(self, store: FeatureStore, w: Window, spill: SpillDir, budget: int) -> None:
+        self.store, self.window, self.spill, self.budget = store, w, spill, budget
+        self.n_keys = len(w.view.join_keys)
+        self.rows = 0
+        self._parts: Partitioner | None = None
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        view = self.window.view
+        rows = view_rows(view, batch)
+        check_source_times(self.store, self.window, rows)
+        # the typed keys first (what the partition hash reads), then the source columns
+        keyed = pa.RecordBatch.from_arrays(
+            [*rows.keys, *(flat(c) for c in rows.table.columns)],
+            names=[*(f"__key{i}" for i in range(self.n_keys)), *rows.table.column_names],
+        )
+        if self._parts is None:
+            n = FAN_OUT if self.n_keys else 1
+            self._parts = Partitioner(
+                self.spill,
+                view.name,
+                keyed.schema,
+                self.n_keys,
+                n,
+                flush_bytes=flush_bytes(self.budget, n),
+            )
+        self._parts.add(keyed)
+        self.rows += batch.num_rows
+
+    def finish(self) -> None:
+        if self._parts is not None:
+            self._parts.finish()
+
+    def partitions(self) -> Iterator[Winners]:
+        """Each partition's winners, read and reduced one partition at a time."""
+        if self._parts is None:
+            return
+        view = self.window.view
+        for p in range(self._parts.n):
+            table = self._parts.read(p)
+            table = table.drop_columns([f"__key{i}" for i in range(self.n_keys)])
+            self._parts.paths[p].unlink()  # read: its disk space can go
+            if table.num_rows:
+                yield reduce_rows(self.store, self.window, view_rows(view, table))
+
+    def close(self) -> None:
+        if self._parts is not None:
+            self._parts.close()
+        self.spill.close()
+
+
+def write_spilled(
+    store: FeatureStore, spilled: SpilledWinners, progress: bool, overwrite: bool = False
+) -> int:
+    """Write a spilled view partition by partition; returns the number of keys written."""
+    n = 0
+    try:
+        label = f"{spilled.window.view.name} (spilled, by partition)"
+        with Progress(label, spilled.rows, enabled=progress) as bar:
+            for win in spilled.partitions():
+                n += write_winners(store, win, progress=False, overwrite=overwrite)
+                bar.advance(len(win.rows.event_ts))
+    finally:
+        spilled.close()
+    return n
 
 
 def check_source_times(store: FeatureStore, w: Window, rows: ViewRows) -> None:

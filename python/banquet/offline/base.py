@@ -17,6 +17,8 @@ from banquet.errors import SourceColumnMissing
 from banquet.field import Field
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandas as pd
     import pyarrow as pa
 
@@ -24,6 +26,10 @@ if TYPE_CHECKING:
     from banquet.feature_view import FeatureView
     from banquet.request import ResolvedRequest
     from banquet.sources import DataSource
+
+
+# Rows of the strided sample the default scan_view checks before building a full key mask.
+SAMPLE_ROWS = 65_536
 
 
 class OfflineStore(abc.ABC):
@@ -51,27 +57,52 @@ class OfflineStore(abc.ABC):
     ) -> ViewRows:
         """A view's rows in ``[start_us, end_us]``: the needed source columns only, renamed by
         the source's field_mapping, keys cast to the join keys' types, timestamps UTC µs."""
-        from banquet.entity_data import flat, key_column, utc_us
-
         source = view.batch_source
-        created = source.created_timestamp_column
-        wanted = [*view.join_keys, source.timestamp_field, *([created] if created else [])]
-        wanted += [f.name for f in features]
-        columns = list(dict.fromkeys(source.source_column(n) for n in wanted))
+        columns = view_source_columns(view, features)
         with memory_bound(f"reading feature view {view.name!r} from source {source.name!r}"):
             table = self.read(source, columns, start_us, end_us)
             mapping = source.field_mapping
             table = table.rename_columns([mapping.get(n, n) for n in table.column_names])
-            where = f"source {source.name!r}"
-            created_ts = (
-                flat(utc_us(table.column(created), f"{where} created")) if created else None
-            )
-            return ViewRows(
-                table=table,
-                keys=[flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys],
-                event_ts=flat(utc_us(table.column(source.timestamp_field), f"{where} timestamp")),
-                created_ts=created_ts,
-            )
+            return view_rows(view, table, source)
+
+    def scan_view(
+        self,
+        view: FeatureView,
+        features: list[Field],
+        start_us: int | None,
+        end_us: int | None,
+        entity_keys: list[pa.Array] | None = None,
+    ) -> pa.RecordBatchReader:
+        """The columns of ``read_view(...).table`` as a stream of batches, in the source's row
+        order, restricted to ``[start_us, end_us]`` and, with ``entity_keys`` (arrays aligned
+        with ``view.join_keys``, cast to the join types), to rows whose key tuple occurs among
+        them (a null key never matches). This default reads everything with ``read_view``
+        and filters; stores that can skip rows while reading override it. When the filter
+        would drop under 1/8 of the rows (or a strided sample of ``SAMPLE_ROWS`` rows keeps
+        over 90%), or when there are at least a quarter as many entity rows as feature rows,
+        it is skipped: it would cost more than it saves, and the extra rows' keys match no
+        entity row, so no join can tell."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        rows = self.read_view(view, features, start_us, end_us)
+        table = rows.table
+        n = table.num_rows
+        # as many entity rows as a quarter of the feature rows: the hash set of their keys
+        # costs about what the filter could save; no filter then
+        wanted = entity_keys is not None and view.join_keys and n
+        if wanted and entity_keys is not None and len(entity_keys[0]) < n // 4:
+            with memory_bound(f"filtering feature view {view.name!r} by the entity keys"):
+                if n > 4 * SAMPLE_ROWS:  # a strided sample first: most rows kept -> no mask
+                    at = pa.array(np.arange(0, n, n // SAMPLE_ROWS, dtype=np.int64))
+                    sample = key_mask(view.join_keys, [k.take(at) for k in rows.keys], entity_keys)
+                    if (pc.sum(sample).as_py() or 0) > 0.9 * len(at):
+                        return table.to_reader()
+                mask = key_mask(view.join_keys, rows.keys, entity_keys)
+                if (pc.sum(mask).as_py() or 0) < n - n // 8:
+                    table = table.filter(mask)
+        return table.to_reader()
 
     def append(self, source: DataSource, rows: pa.Table) -> None:
         """Add rows to a batch source (an offline push)."""
@@ -139,6 +170,80 @@ class ViewRows:
     created_ts: pa.Array | None
 
 
+def view_source_columns(view: FeatureView, features: list[Field]) -> list[str]:
+    """The source columns a view read needs, in output order: the join keys, the timestamp
+    field, the created column if any, then ``features`` (each once)."""
+    source = view.batch_source
+    created = source.created_timestamp_column
+    wanted = [*view.join_keys, source.timestamp_field, *([created] if created else [])]
+    wanted += [f.name for f in features]
+    return list(dict.fromkeys(source.source_column(n) for n in wanted))
+
+
+def view_rows(
+    view: FeatureView, table: pa.Table | pa.RecordBatch, source: DataSource | None = None
+) -> ViewRows:
+    """The typed key and timestamp columns of a view's rows (columns already renamed by the
+    field mapping): keys cast to the join keys' types, timestamps UTC µs, each one array.
+    ``read_view`` and the batch-wise paths share this one normalization."""
+    import pyarrow as pa
+
+    from banquet.entity_data import flat, key_column, utc_us
+
+    source = source or view.batch_source
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    created = source.created_timestamp_column
+    where = f"source {source.name!r}"
+    created_ts = flat(utc_us(table.column(created), f"{where} created")) if created else None
+    return ViewRows(
+        table=table,
+        keys=[flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys],
+        event_ts=flat(utc_us(table.column(source.timestamp_field), f"{where} timestamp")),
+        created_ts=created_ts,
+    )
+
+
+def key_mask(names: list[str], keys: list[pa.Array], entity_keys: list[pa.Array]) -> pa.Array:
+    """A boolean per row of ``keys``: its key tuple occurs among ``entity_keys``' tuples,
+    compared as keys serialize (integers of any width, a timestamp by its whole second);
+    a null key never matches. ``keys`` holds at least one column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from banquet import _core
+
+    def widened(cols: list[pa.Array]) -> list[pa.Array]:
+        return [c.cast(pa.int64()) if pa.types.is_integer(c.type) else c for c in cols]
+
+    def valid(cols: list[pa.Array]) -> pa.Array | None:
+        mask = None
+        for c in cols:
+            if c.null_count:
+                v = pc.is_valid(c)
+                mask = v if mask is None else pc.and_(mask, v)
+        return mask
+
+    import numpy as np
+
+    n = len(keys[0])
+    fk, ek = widened(keys), widened(entity_keys)
+    ev = valid(ek)
+    if ev is not None:
+        ek = [c.filter(ev) for c in ek]
+    if len(fk) == 1 and fk[0].type == ek[0].type and not pa.types.is_timestamp(fk[0].type):
+        hit = pc.is_in(fk[0], value_set=ek[0])  # a null is not in the set
+        return pc.fill_null(hit, False)
+    fv = valid(fk)
+    fk_valid = [c.filter(fv) for c in fk] if fv is not None else fk
+    fb = _core.serialize_entity_keys(names, fk_valid)
+    eb = _core.serialize_entity_keys(names, ek)
+    hit = pc.is_in(fb, value_set=eb)
+    if fv is None:
+        return hit
+    return pc.replace_with_mask(pa.array(np.zeros(n, dtype=bool)), fv, hit)
+
+
 class RetrievalJob(abc.ABC):
     """A lazy result: nothing runs until one of the ``to_*`` methods is called."""
 
@@ -158,7 +263,24 @@ class RetrievalJob(abc.ABC):
             raise ImportError("to_polars() needs polars: pip install polars") from None
         return pl.from_arrow(self.to_arrow())
 
+    def to_arrow_batches(self) -> Iterator[pa.RecordBatch]:
+        """The result as record batches, in row order (at least one, maybe empty)."""
+        import pyarrow as pa
+
+        table = self.to_arrow()
+        yield from table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
+
     def to_parquet(self, path: str) -> None:
+        """Write the result to one Parquet file, batch by batch as ``to_arrow_batches``
+        yields them (a join that spilled to disk is never held whole)."""
         import pyarrow.parquet as pq
 
-        pq.write_table(self.to_arrow(), path)
+        writer = None
+        try:
+            for batch in self.to_arrow_batches():
+                if writer is None:
+                    writer = pq.ParquetWriter(path, batch.schema)
+                writer.write_batch(batch)
+        finally:
+            if writer is not None:
+                writer.close()

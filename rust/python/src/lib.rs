@@ -13,6 +13,7 @@ mod errors;
 mod gil;
 mod keys;
 mod online;
+mod partition;
 mod pgcopy;
 mod resp;
 mod rows;
@@ -27,6 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     asof::register(m)?;
     codec::register(m)?;
     online::register(m)?;
+    partition::register(m)?;
     pgcopy::register(m)?;
     resp::register(m)?;
     sqlite::register(m)?;

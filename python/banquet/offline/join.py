@@ -1,0 +1,351 @@
+"""The point-in-time join of one feature view, in memory or partitioned on disk.
+
+``join_view`` streams the view's rows from ``OfflineStore.scan_view`` (already cut to the
+time window and, by the semi-join, to the entity rows' keys). While the rows read fit in the
+request's memory budget it holds them and runs the whole as-of kernel once (the fastest
+way: the kernel is parallel and partitions internally). Past the budget it switches to the
+partitioned join: the rows held so far and every later batch are hash-partitioned by join
+key into Arrow IPC files (``spill.Partitioner``), the entity rows (keys, timestamp, row id)
+likewise, and each partition is joined on its own by ``_core.join_partition`` (the same
+kernel: one rule, one implementation), its result (row id, features) written sorted by row
+id. A partition still too large for the budget is split again with another hash seed.
+``SpilledResult`` then hands out the features of consecutive entity-row ranges by merging the
+partitions' sorted results, so the final output streams in input order without ever being
+held whole.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from banquet import _core
+from banquet.entity_data import flat
+from banquet.offline.base import view_rows
+from banquet.offline.spill import (
+    Partitioner,
+    SpillDir,
+    flush_bytes,
+    iter_file,
+    one_batch,
+    read_file,
+    write_file,
+)
+from banquet.progress import Progress
+
+if TYPE_CHECKING:
+    from banquet.feature_view import FeatureView
+    from banquet.field import Field
+    from banquet.offline.base import OfflineStore
+
+# Partitions of a first spill; a partition found too large when joined is split again.
+FAN_OUT = 16
+MAX_SPLITS = 4  # levels of re-partitioning; one hot key cannot be split at all
+MIN_SPLIT_BYTES = 1 << 20  # a smaller partition is joined as it is (splitting costs more)
+RESULT_BATCH_ROWS = 8192  # rows per batch of a partition's result file
+ROW_ID = pa.uint32()
+
+
+@dataclass
+class Budget:
+    """The memory a request may hold (``offline_store.memory_limit``) and what it holds."""
+
+    limit: int
+    used: int = 0
+
+    def free(self) -> int:
+        return max(self.limit - self.used, 0)
+
+
+class MemoryResult:
+    """A view joined in memory: one array per feature, one row per entity row."""
+
+    def __init__(self, columns: list[pa.Array]) -> None:
+        self.columns = columns
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.columns)
+
+    def rows(self, lo: int, hi: int) -> list[pa.Array]:
+        if not self.columns or (lo == 0 and hi == len(self.columns[0])):
+            return self.columns
+        return [c.slice(lo, hi - lo) for c in self.columns]
+
+
+class _Run:
+    """A cursor over one result file (row id, features), sorted by row id."""
+
+    def __init__(self, path: Path) -> None:
+        self._batches = iter_file(path)
+        self._cur: pa.RecordBatch | None = None
+        self._ids = np.empty(0, np.uint32)
+        self._pos = 0
+
+    def until(self, hi: int) -> list[pa.RecordBatch]:
+        """The next rows whose row id is below ``hi``."""
+        out: list[pa.RecordBatch] = []
+        while True:
+            if self._cur is None or self._pos >= self._cur.num_rows:
+                self._cur = next(self._batches, None)
+                self._pos = 0
+                if self._cur is None:
+                    return out
+                self._ids = self._cur.column(0).to_numpy()
+            end = int(np.searchsorted(self._ids, hi, side="left"))
+            if end > self._pos:
+                out.append(self._cur.slice(self._pos, end - self._pos))
+                self._pos = end
+            if end < self._cur.num_rows:
+                return out
+
+
+class SpilledResult:
+    """A view joined partition by partition: its features for consecutive entity-row ranges,
+    merged from the partitions' result files (each sorted by row id)."""
+
+    def __init__(self, runs: list[Path], schema: pa.Schema) -> None:
+        self._runs = [_Run(p) for p in runs]
+        self._schema = schema
+        self._next = 0
+
+    def rows(self, lo: int, hi: int) -> list[pa.Array]:
+        if lo != self._next:
+            raise AssertionError(f"spilled rows are read in order: asked {lo}, at {self._next}")
+        self._next = hi
+        pieces = [b for run in self._runs for b in run.until(hi)]
+        table = pa.Table.from_batches(pieces, schema=self._schema)
+        if table.num_rows != hi - lo:
+            raise AssertionError(f"rows {lo}..{hi}: {table.num_rows} joined rows")
+        ids = flat(table.column(0)).to_numpy().astype(np.int64) - lo
+        where = np.empty(hi - lo, np.int64)
+        where[ids] = np.arange(hi - lo, dtype=np.int64)  # row lo + i is at where[i]
+        order = pa.array(where)
+        return [flat(table.column(i)).take(order) for i in range(1, table.num_columns)]
+
+
+ViewResult = MemoryResult | SpilledResult
+
+
+def window(ts: pa.Array, ttl: int | None) -> tuple[int | None, int | None]:
+    """The feature rows any entity row can match: ``[min ts - ttl, max ts]``."""
+    if len(ts) and ts.null_count < len(ts):
+        lo_hi = pc.min_max(ts)
+        hi = lo_hi["max"].value
+        lo = None if ttl is None else lo_hi["min"].value - ttl
+        return lo, hi
+    return 0, 0  # nothing can match: read an empty range
+
+
+def join_view(
+    store: OfflineStore,
+    view: FeatureView,
+    features: list[Field],
+    entity_keys: list[pa.Array],
+    ts: pa.Array,
+    budget: Budget,
+    spill: SpillDir,
+) -> ViewResult:
+    """The view's features (raw source types, in ``features`` order) for every entity row."""
+    ttl = view.ttl_us
+    lo, hi = window(ts, ttl)
+    reader = store.scan_view(view, features, lo, hi, entity_keys=entity_keys)
+    held: list[pa.RecordBatch] = []
+    held_bytes = 0
+    parts: _FeatureSpill | None = None
+    try:
+        for batch in reader:
+            if parts is not None:
+                parts.add(batch)
+                continue
+            held.append(batch)
+            held_bytes += batch.nbytes
+            if held_bytes > budget.free() // 2:
+                parts = _FeatureSpill(view, features, entity_keys, spill, budget)
+                for b in held:
+                    parts.add(b)
+                held = []
+        if parts is None:
+            table = pa.Table.from_batches(held, schema=reader.schema)
+            return _join_in_memory(view, features, entity_keys, ts, table)
+        parts.finish()
+        return parts.join(ts)
+    finally:
+        if parts is not None:
+            parts.close()
+        reader.close()
+
+
+def _join_in_memory(
+    view: FeatureView,
+    features: list[Field],
+    entity_keys: list[pa.Array],
+    ts: pa.Array,
+    table: pa.Table,
+) -> MemoryResult:
+    rows = view_rows(view, table)
+    pairs = [_as_int64_if_widths_differ(ek, rk) for ek, rk in zip(entity_keys, rows.keys)]
+    idx = _core.asof_join(
+        [e for e, _ in pairs],
+        ts,
+        [r for _, r in pairs],
+        rows.event_ts,
+        rows.created_ts,
+        view.ttl_us,
+    )
+    # take on one chunk is ~2x faster than on many
+    return MemoryResult([flat(rows.table.column(f.name)).take(idx) for f in features])
+
+
+def _as_int64_if_widths_differ(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Integer keys of different widths (``integer`` vs ``bigint``) both joined as int64."""
+    if a.type != b.type and pa.types.is_integer(a.type) and pa.types.is_integer(b.type):
+        return a.cast(pa.int64()), b.cast(pa.int64())
+    return a, b
+
+
+def _widen(a: pa.Array) -> pa.Array:
+    return a.cast(pa.int64()) if pa.types.is_integer(a.type) and a.type != pa.int64() else a
+
+
+class _FeatureSpill:
+    """One view's partitioned join: feature batches in, sorted result files out."""
+
+    def __init__(
+        self,
+        view: FeatureView,
+        features: list[Field],
+        entity_keys: list[pa.Array],
+        spill: SpillDir,
+        budget: Budget,
+    ) -> None:
+        self.view, self.features, self.spill, self.budget = view, features, spill, budget
+        self.entity_keys = [_widen(k) for k in entity_keys]
+        self.n_keys = len(entity_keys)
+        self.has_created = bool(view.batch_source.created_timestamp_column)
+        self._parts: Partitioner | None = None
+        self._schema: pa.Schema | None = None
+
+    def _normalized(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``[k0.., ts, created?, f0..]``: keys typed (integers as int64), times UTC µs."""
+        rows = view_rows(self.view, batch)
+        cols = [_widen(k) for k in rows.keys] + [rows.event_ts]
+        names = [f"k{i}" for i in range(self.n_keys)] + ["ts"]
+        if rows.created_ts is not None:
+            cols.append(rows.created_ts)
+            names.append("created")
+        cols += [flat(rows.table.column(f.name)) for f in self.features]
+        names += [f"f{i}" for i in range(len(self.features))]
+        return pa.RecordBatch.from_arrays(cols, names=names)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0 and self._parts is not None:
+            return
+        nb = self._normalized(batch)
+        if self._parts is None:
+            self._schema = nb.schema
+            self._parts = Partitioner(
+                self.spill,
+                f"{self.view.name}-features",
+                nb.schema,
+                self.n_keys,
+                FAN_OUT,
+                flush_bytes=flush_bytes(self.budget.free(), FAN_OUT),
+            )
+        self._parts.add(nb)
+
+    def finish(self) -> None:
+        if self._parts is not None:
+            self._parts.finish()
+
+    def close(self) -> None:
+        if self._parts is not None:
+            self._parts.close()
+
+    def join(self, ts: pa.Array) -> SpilledResult:
+        assert self._parts is not None and self._schema is not None
+        n = len(ts)
+        entity = pa.RecordBatch.from_arrays(
+            [*self.entity_keys, ts, pa.array(np.arange(n, dtype=np.uint32))],
+            names=[*(f"k{i}" for i in range(self.n_keys)), "ts", "row_id"],
+        )
+        # null keys match nothing: their rows still need an output row, in any partition
+        eparts = Partitioner(
+            self.spill, f"{self.view.name}-entity", entity.schema, self.n_keys, FAN_OUT, null_to=0
+        )
+        try:
+            for start in range(0, n, 1 << 20):
+                eparts.add(entity.slice(start, 1 << 20))
+            eparts.finish()
+        finally:
+            eparts.close()
+        fparts = self._parts
+        out_fields = [entity.schema.field("row_id")] + [
+            self._schema.field(f"f{i}").with_nullable(True) for i in range(len(self.features))
+        ]
+        out_schema = pa.schema(out_fields)
+        runs: list[Path] = []
+        interactive = sys.stderr.isatty()
+        label = f"{self.view.name}: joining {FAN_OUT} partitions"
+        with Progress(label, FAN_OUT, enabled=interactive) as bar:
+            for p in range(FAN_OUT):
+                runs += self._join_part(eparts.paths[p], fparts.paths[p], out_schema, 0)
+                bar.advance(1)
+        return SpilledResult(runs, out_schema)
+
+    def _join_part(self, epath: Path, fpath: Path, schema: pa.Schema, depth: int) -> list[Path]:
+        size = epath.stat().st_size + fpath.stat().st_size
+        part_budget = max(self.budget.free() // 3, 1)
+        if size > part_budget and size > MIN_SPLIT_BYTES and depth < MAX_SPLITS:
+            return self._split(epath, fpath, schema, depth, size, part_budget)
+        entity = one_batch(read_file(epath))
+        if entity.num_rows == 0:
+            return []
+        features = one_batch(read_file(fpath))
+        joined = _core.join_partition(
+            entity, features, self.n_keys, self.has_created, self.view.ttl_us
+        )
+        out = self.spill.new_file(f"{self.view.name}-result")
+        joined = pa.RecordBatch.from_arrays(joined.columns, schema=schema)
+        # small batches: the merge holds one batch per result file at a time
+        step = RESULT_BATCH_ROWS
+        write_file(out, schema, [joined.slice(i, step) for i in range(0, joined.num_rows, step)])
+        return [out]
+
+    def _split(
+        self, epath: Path, fpath: Path, schema: pa.Schema, depth: int, size: int, budget: int
+    ) -> list[Path]:
+        k = min(max(math.ceil(2 * size / budget), 2), 64)
+        seed = depth + 1
+        subs = []
+        for path, stem, null_to in ((epath, "entity", 0), (fpath, "features", None)):
+            with pa.OSFile(str(path), "rb") as source:
+                reader = pa.ipc.open_stream(source)
+                parts = Partitioner(
+                    self.spill,
+                    f"{self.view.name}-{stem}",
+                    reader.schema,
+                    self.n_keys,
+                    k,
+                    seed=seed,
+                    null_to=null_to,
+                )
+                try:
+                    for b in reader:
+                        parts.add(b)
+                    parts.finish()
+                finally:
+                    parts.close()
+            subs.append(parts)
+            path.unlink()  # its rows now live in the sub-partitions
+        runs: list[Path] = []
+        for p in range(k):
+            runs += self._join_part(subs[0].paths[p], subs[1].paths[p], schema, depth + 1)
+        return runs
