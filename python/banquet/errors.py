@@ -132,6 +132,16 @@ class SourceColumnMissing(DataSourceError, SchemaMismatch):
     pass
 
 
+class SourceAccessDenied(DataSourceError, PermissionError):
+    """The data source's storage (an S3 bucket or object) refused access with the credentials
+    in use; the message names the path (``s3://bucket/key``), never the credentials."""
+
+
+class SourceUnreachable(DataSourceError, ConnectionError):
+    """The data source's storage endpoint (an S3 endpoint) cannot be reached; the message names
+    the path and the endpoint. The operation can be retried."""
+
+
 class RequestDataNotFound(EntityDataError):
     """An on-demand feature needs a request field that was not provided."""
 
