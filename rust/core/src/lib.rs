@@ -10,6 +10,7 @@ pub mod keys;
 pub mod latest;
 pub mod mem;
 pub mod ord;
+pub mod scan;
 pub mod sqlite;
 pub mod values;
 pub mod wire;
