@@ -25,13 +25,19 @@ $(EXT_STAMP): $(VENV)/.deps-stamp $(RUST_SRC)
 	$(VENV)/bin/maturin develop --release --quiet
 	@touch $@
 
+# banquet-feast (compat/feast): `import feast` and the `feast` command, editable (pure Python)
+FEAST_STAMP := $(VENV)/.feast-stamp
+$(FEAST_STAMP): $(VENV)/.deps-stamp compat/feast/pyproject.toml compat/feast/_build/banquet_feast_backend.py
+	$(PIP) install -q --no-deps --no-index -e compat/feast
+	@touch $@
+
 .PHONY: venv develop
 venv: $(VENV)/.deps-stamp ## create .venv with the Python dependencies
-develop: $(EXT_STAMP) ## build the Rust extension (release) into .venv
+develop: $(EXT_STAMP) $(FEAST_STAMP) ## build the Rust extension (release) and banquet-feast into .venv
 
 .PHONY: services services-stop
-services: ## install (if missing) and start local Postgres, Redis and a 3-node Redis Cluster on loopback
-	@scripts/services.sh start
+services: $(VENV)/.deps-stamp ## install (if missing) and start local Postgres, Redis, a 3-node Redis Cluster and an S3 server (moto) on loopback
+	@BANQUET_PYTHON=$(abspath $(PY)) scripts/services.sh start
 services-stop: ## stop the servers `make services` started
 	@scripts/services.sh stop
 

@@ -124,11 +124,28 @@ class ChildRun:
     elapsed_s: float  # wall time of the whole child, imports included
 
 
+def _rss_of(pid: int) -> float:
+    """Resident memory of process ``pid`` in MiB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def run_child(
-    cmd: list[str], timeout_s: float, log: Path | None = None, env: dict | None = None
+    cmd: list[str],
+    timeout_s: float,
+    log: Path | None = None,
+    env: dict | None = None,
+    rss_cap_mb: float | None = None,
 ) -> ChildRun:
-    """Run ``cmd`` in its own process group, kill the group after ``timeout_s``. The child's
-    stdout/stderr go to ``log``; its result is the last line starting with RESULT_TAG."""
+    """Run ``cmd`` in its own process group, kill the group after ``timeout_s`` (or once its
+    resident memory passes ``rss_cap_mb``: the machine is shared, a runaway peer must not
+    bring the kernel's OOM killer onto others). The child's stdout/stderr go to ``log``; its
+    result is the last line starting with RESULT_TAG."""
     log = log or Path(os.devnull)
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -137,6 +154,7 @@ def run_child(
             cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
         timed_out = False
+        over_cap = 0.0
         status = None
         rusage = None
         while True:
@@ -145,6 +163,9 @@ def run_child(
                 break
             if time.monotonic() - t0 > timeout_s:
                 timed_out = True
+            elif rss_cap_mb is not None and _rss_of(proc.pid) > rss_cap_mb:
+                over_cap = _rss_of(proc.pid)
+            if timed_out or over_cap:
                 os.killpg(proc.pid, signal.SIGKILL)  # this child's own group only
                 _, status, rusage = os.wait4(proc.pid, 0)
                 break
@@ -159,6 +180,9 @@ def run_child(
             result = json.loads(line[len(RESULT_TAG) :])
     if timed_out:
         return ChildRun(False, None, f"timed out after {timeout_s:.0f}s", maxrss, elapsed)
+    if over_cap:
+        why = f"killed at {over_cap:.0f} MB resident (over the {rss_cap_mb:.0f} MB cap) after {elapsed:.0f}s"
+        return ChildRun(False, None, why, maxrss, elapsed)
     if proc.returncode != 0 or result is None:
         tail = [ln for ln in text.strip().splitlines() if not ln.startswith(RESULT_TAG)][-3:]
         why = f"exit {proc.returncode}" + (
@@ -166,6 +190,24 @@ def run_child(
         )
         return ChildRun(False, result, why[:400], maxrss, elapsed)
     return ChildRun(True, result, "", maxrss, elapsed)
+
+
+def git_commit() -> str:
+    """The repo's HEAD commit (short), "+dirty" when tracked files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--", "rust", "python"],
+            capture_output=True,
+        ).returncode
+        return head + (" (+ uncommitted changes under rust/ or python/)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def report(result: dict) -> None:

@@ -5,17 +5,25 @@ feature row with the same ``user_id`` and ``entity_ts - ttl <= feature_ts <= ent
 (both inclusive); the latest ``feature_ts`` wins, ties go to the larger ``created``; one row
 per entity row, in input order; nulls when nothing matches. View A has a 7-day ttl, view B 30.
 
-Peers: banquet (this repo's venv), polars ``join_asof``, DuckDB ``ASOF JOIN``, pandas
-``merge_asof`` and Feast 0.67 on its ``duckdb`` offline store (all from benches/.venv-peers).
-Each run is its own subprocess; the child times itself from the first Parquet read to the
-final Arrow table and reports its peak RSS (VmHWM, read before it writes its output). The
-parent checks every output against banquet's, row for row, and banquet's against a small
-numpy oracle.
+Sizes are named by feature rows per view x entity rows (issue #14): 1Mx10k, 1Mx1M, 10Mx10k,
+10Mx1M, 10Mx10M. The feature data has one distinct user id per 10 feature rows (100k keys at
+1M rows, 1M at 10M), so 10k entity rows touch ~9% of the history at 1M and ~1% at 10M: the
+sizes with few entity rows measure whether an engine keeps only the rows of the asked keys.
+The older names (quick, 1m = 1Mx1M, 10m = 10M rows x 1M entity rows over only 100k keys)
+still generate the data of the earlier runs.
+
+Peers: banquet (this repo's venv), polars ``join_asof``, DuckDB ``ASOF JOIN`` and Feast 0.67
+on its ``duckdb`` offline store (all from benches/.venv-peers; pandas ``merge_asof`` on
+request with --peers). Each run is its own subprocess; the child times itself from the first
+Parquet read to the final Arrow table and reports its peak RSS (VmHWM, read before it writes
+its output). The parent checks every output against banquet's, row for row, and banquet's
+against a small numpy oracle.
 
     python3 -m venv benches/.venv-peers && benches/.venv-peers/bin/pip install -r benches/requirements.txt
     .venv/bin/python benches/historical.py --quick              # 100k smoke run
-    .venv/bin/python benches/historical.py --sizes 1m,10m       # the published sizes
-    .venv/bin/python benches/historical.py --sizes 1m --profile # where banquet's time goes
+    .venv/bin/python benches/historical.py --repeat 3 --repeat-at 10Mx10M=1   # issue #14 sizes
+    .venv/bin/python benches/historical.py --sizes 1Mx1M --profile  # where banquet's time goes
+    .venv/bin/python benches/historical.py --sizes 10Mx10k --peers banquet --memory-limit 64MiB
 """
 
 from __future__ import annotations
@@ -43,13 +51,26 @@ SPAN_DAYS = 90
 # size -> (entity rows, feature rows per view, distinct user ids in the feature data)
 SIZES = {
     "quick": (100_000, 100_000, 10_000),
+    # issue #14: feature rows per view x entity rows; one key per 10 feature rows
+    "1Mx10k": (10_000, 1_000_000, 100_000),
+    "1Mx1M": (1_000_000, 1_000_000, 100_000),
+    "10Mx10k": (10_000, 10_000_000, 1_000_000),
+    "10Mx1M": (1_000_000, 10_000_000, 1_000_000),
+    "10Mx10M": (10_000_000, 10_000_000, 1_000_000),
+    # the earlier runs' sizes (benches/README.md before #14): entity rows x feature rows
     "1m": (1_000_000, 1_000_000, 100_000),
     "10m": (1_000_000, 10_000_000, 100_000),
 }
+ISSUE_SIZES = ["1Mx10k", "1Mx1M", "10Mx10k", "10Mx1M", "10Mx10M"]
+
+
+def _n(x: int) -> str:
+    return f"{x // 1_000_000}M" if x % 1_000_000 == 0 else f"{x // 1000}k"
+
+
 SIZE_LABEL = {
-    "quick": "100k entity rows x 2 views x 100k feature rows",
-    "1m": "1M entity rows x 2 views x 1M feature rows",
-    "10m": "1M entity rows x 2 views x 10M feature rows",
+    s: f"{_n(f)} feature rows/view x {_n(e)} entity rows ({_n(k)} keys; 2 views x 5 features)"
+    for s, (e, f, k) in SIZES.items()
 }
 
 # (view name, file, ttl in days, [(feature, arrow type name)])
@@ -82,6 +103,7 @@ VIEWS = [
 FEATURE_REFS = [f"{v}:{f}" for v, _, _, feats in VIEWS for f, _ in feats]
 FEATURES = [f for _, _, _, feats in VIEWS for f, _ in feats]
 PEERS = ["banquet", "polars", "duckdb", "pandas", "feast"]
+DEFAULT_PEERS = ["banquet", "polars", "duckdb", "feast"]  # the issue's peers
 COUNTRIES = [
     "US",
     "DE",
@@ -284,11 +306,37 @@ def _preimport(*names: str) -> None:
             importlib.import_module(n)
 
 
+MEMORY_LIMIT: str | None = None  # --memory-limit of the banquet child
+BANQUET_NOTES: list[str] = []
+
+
+def open_banquet_store(repo: Path, memory_limit: str | None):
+    """The feature store of ``repo``; with ``memory_limit``, from a copy of its
+    feature_store.yaml with ``offline_store.memory_limit`` set. A banquet whose config does
+    not know the key (before issue #14) rejects it: then the store opens without it and the
+    returned note says the limit was ignored (detected by trying, not by version)."""
+    from banquet import FeatureStore
+    from banquet.errors import ConfigError
+
+    if memory_limit is None:
+        return FeatureStore(repo_path=repo), ""
+    text = (repo / "feature_store.yaml").read_text()
+    marker = "offline_store:\n  type: file\n"
+    if marker not in text:
+        raise SystemExit(f"{repo}/feature_store.yaml: no file offline store to limit")
+    limited = repo / "feature_store.memory_limit.yaml"
+    limited.write_text(text.replace(marker, f"{marker}  memory_limit: {memory_limit}\n"))
+    try:
+        return FeatureStore(repo_path=repo, fs_yaml_file=limited), f"memory_limit {memory_limit}"
+    except ConfigError as e:
+        why = "unknown key" if "unknown key" in str(e) else str(e)
+        return FeatureStore(repo_path=repo), f"memory_limit {memory_limit} IGNORED (config: {why})"
+
+
 def peer_banquet(d: Path, profile: dict | None):
     import pyarrow.parquet as pq
 
     import banquet
-    from banquet import FeatureStore
 
     _preimport(
         "pyarrow.dataset",
@@ -297,7 +345,10 @@ def peer_banquet(d: Path, profile: dict | None):
         "banquet.request",
         "banquet.entity_data",
     )
-    store = FeatureStore(repo_path=repo_dir(d.name, "banquet"))
+    store, note = open_banquet_store(repo_dir(d.name, "banquet"), MEMORY_LIMIT)
+    if profile is not None and note:
+        profile[f"note: {note}"] = 0.0
+    BANQUET_NOTES.append(note)
     store.catalog()  # the registry is read once per process, like a long-lived store
     store.offline_store  # noqa: B018 (opened on first use)
     if profile is not None:
@@ -378,6 +429,10 @@ def _instrument_banquet(timers: dict) -> None:
 
 
 def peer_polars(d: Path, profile: dict | None):
+    """As the issue writes it: read, semi-join on the entity keys, sort by
+    ``(event_timestamp, created)``, ``join_asof(by=key, strategy="backward", tolerance=ttl)``.
+    No de-duplication pass: a backward search takes the last of the rows with an equal
+    timestamp, which after the sort is the one with the largest ``created``."""
     from datetime import timedelta
 
     import polars as pl
@@ -385,19 +440,16 @@ def peer_polars(d: Path, profile: dict | None):
     def run():
         entity = pl.read_parquet(d / "entity.parquet").with_row_index("_row")
         lo, hi = entity["event_timestamp"].min(), entity["event_timestamp"].max()
-        keys = entity["user_id"].unique().implode()
+        keys = entity.lazy().select("user_id").unique()
         out = entity.lazy().sort("event_timestamp")
         for _, fname, ttl_days, feats in VIEWS:
             ttl = timedelta(days=ttl_days)
             features = (
                 pl.scan_parquet(d / fname)
                 .select("user_id", "event_timestamp", "created", *(f for f, _ in feats))
-                .filter(
-                    pl.col("event_timestamp").is_between(lo - ttl, hi),
-                    pl.col("user_id").is_in(keys),
-                )
+                .filter(pl.col("event_timestamp").is_between(lo - ttl, hi))
+                .join(keys, on="user_id", how="semi")
                 .sort("event_timestamp", "created")
-                .unique(subset=["user_id", "event_timestamp"], keep="last", maintain_order=True)
                 .drop("created")
             )
             out = out.join_asof(
@@ -414,6 +466,10 @@ def peer_polars(d: Path, profile: dict | None):
 
 
 def peer_duckdb(d: Path, profile: dict | None):
+    """As the issue writes it: ``ASOF LEFT JOIN`` on the key and a ``{ts, created}`` struct
+    (structs compare field by field: the latest timestamp, then the latest created; the entity
+    side probes with ``created = infinity``), the feature scan filtered by
+    ``user_id IN (SELECT user_id FROM e)`` and the entity rows' time range."""
     import duckdb
 
     _preimport("zoneinfo", "sysconfig")
@@ -424,18 +480,16 @@ def peer_duckdb(d: Path, profile: dict | None):
         lo, hi = con.sql(
             f"SELECT min(event_timestamp), max(event_timestamp) FROM {ent}"
         ).fetchall()[0]
-        # One ordering key per row, (event timestamp, created) packed into a HUGEINT, so the
-        # ASOF match is the latest timestamp and, among equal ones, the latest created.
-        # An entity row probes with (its timestamp, the largest possible created).
         ctes, selects, joins = [], [], []
         for i, (_, fname, ttl_days, feats) in enumerate(VIEWS):
             cols = ", ".join(f for f, _ in feats)
             ctes.append(
                 f"f{i} AS (SELECT user_id, event_timestamp AS ts, "
-                f"epoch_us(event_timestamp)::HUGEINT * 18446744073709551616 + epoch_us(created) AS ord, {cols} "
+                f"{{'ts': event_timestamp, 'created': created}} AS ord, {cols} "
                 f"FROM read_parquet('{d / fname}') "
                 f"WHERE event_timestamp BETWEEN TIMESTAMPTZ '{lo.isoformat()}' - INTERVAL {ttl_days} DAY "
-                f"AND TIMESTAMPTZ '{hi.isoformat()}')"
+                f"AND TIMESTAMPTZ '{hi.isoformat()}' "
+                "AND user_id IN (SELECT user_id FROM e))"
             )
             # The ttl: the ASOF match is the latest row at or before the entity time; if even
             # that one is older than ttl, nothing matches. (Written into the ON clause instead,
@@ -445,7 +499,7 @@ def peer_duckdb(d: Path, profile: dict | None):
             joins.append(f"ASOF LEFT JOIN f{i} ON e.user_id = f{i}.user_id AND e.ord >= f{i}.ord")
         sql = (
             "WITH e AS (SELECT user_id, event_timestamp, file_row_number, "
-            "epoch_us(event_timestamp)::HUGEINT * 18446744073709551616 + 18446744073709551615 AS ord "
+            "{'ts': event_timestamp, 'created': TIMESTAMPTZ 'infinity'} AS ord "
             f"FROM {ent}), "
             + ", ".join(ctes)
             + f" SELECT e.user_id, e.event_timestamp, {', '.join(selects)} FROM e "
@@ -578,9 +632,11 @@ def checksum(table) -> str:
             np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=np.uint8).tobytes()
         )
         if pa.types.is_string(col.type):
-            filled = pc.fill_null(col, "")
-            h.update(pc.binary_length(filled).to_numpy().tobytes())
-            h.update(b"".join(s.encode() for s in filled.to_pylist()))
+            filled = pc.fill_null(col, "").cast(pa.large_string())
+            offsets = np.frombuffer(filled.buffers()[1], dtype=np.int64)
+            offsets = offsets[filled.offset : filled.offset + len(filled) + 1]
+            h.update(np.diff(offsets).tobytes())
+            h.update(filled.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]])
         else:
             if pa.types.is_timestamp(col.type):
                 col = col.cast(pa.int64())
@@ -592,6 +648,8 @@ def checksum(table) -> str:
 def child_main(args) -> None:
     import pyarrow.parquet as pq
 
+    global MEMORY_LIMIT
+    MEMORY_LIMIT = args.memory_limit
     d = size_dir(args.size)
     profile: dict | None = {} if args.profile else None
     run, version = PEER_FNS[args.peer](d, profile)
@@ -616,6 +674,7 @@ def child_main(args) -> None:
         "checksum": checksum(canon),
         "threads": os.cpu_count(),
         "imported_during_run": imported,
+        "config_note": "; ".join(n for n in BANQUET_NOTES if n),
     }
     if profile is not None:
         result["profile"] = profile
@@ -713,8 +772,11 @@ def run_size(size: str, peers: list[str], args, info: dict) -> dict:
             )
             if not r.ok:
                 failures[peer] = f"setup (apply) failed: {r.error}"
+    for peer in peers:
+        if (peer, size) in args.skip:
+            failures[peer] = f"skipped at this size (--skip): {args.skip[peer, size]}"
     runs: dict[str, list[dict]] = {p: [] for p in peers}
-    for rep in range(args.repeat):
+    for rep in range(args.repeat_at.get(size, args.repeat)):
         for peer in peers:
             if peer in failures:
                 continue
@@ -737,9 +799,11 @@ def run_size(size: str, peers: list[str], args, info: dict) -> dict:
             ]
             if args.profile and peer == "banquet":
                 cmd.append("--profile")
+            if args.memory_limit and peer == "banquet":
+                cmd += ["--memory-limit", args.memory_limit]
             for f in (out_dir / f"{peer}.parquet",):
                 f.unlink(missing_ok=True)
-            r = C.run_child(cmd, args.timeout, log_dir / f"{peer}.log")
+            r = C.run_child(cmd, args.timeout, log_dir / f"{peer}.log", rss_cap_mb=args.rss_cap_mb)
             busy = bool(busy_before or C.busy_processes())
             if not r.ok:
                 failures[peer] = r.error
@@ -752,6 +816,8 @@ def run_size(size: str, peers: list[str], args, info: dict) -> dict:
                 + ("  (compiler was running)" if busy else ""),
                 flush=True,
             )
+            if res.get("config_note") and rep == 0:
+                print(f"  {peer:8} config: {res['config_note']}", flush=True)
             if res.get("imported_during_run"):
                 print(
                     f"  {peer:8} note: imported during the timed run: {res['imported_during_run'][:8]}"
@@ -837,12 +903,91 @@ def summarize(res: dict, peers: list[str]) -> str:
         right={2, 3, 4, 5, 6},
     )
     notes = [f"- {p}: {why}" for p, why in failures.items() if p in peers]
+    line = target_line(res, peers)
+    if line:
+        notes.insert(0, f"- {line}")
     notes += [f"- {p}: {v}" for p in peers for v in (runs.get(p) or [{}])[0].get("verify", [])]
     if any(best(p) and best(p)["busy"] for p in peers):
         notes.append(
             "- * a compiler (cargo/rustc/maturin) was running during this, the fastest, run"
         )
     return table + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def _best(res: dict, peer: str) -> dict | None:
+    rs = res["runs"].get(peer) or []
+    return min(rs, key=lambda r: r["wall_s"]) if rs else None
+
+
+def target_numbers(res: dict, peers: list[str]) -> dict | None:
+    """banquet against the fastest and the leanest peer that ran (the issue's targets:
+    at least 2x faster than the fastest, peak RSS at most the lowest peer's)."""
+    base = _best(res, "banquet")
+    others = [(p, _best(res, p)) for p in peers if p != "banquet" and _best(res, p)]
+    if base is None or not others:
+        return None
+    fast_p, fast = min(others, key=lambda pb: pb[1]["wall_s"])
+    lean_p, lean = min(
+        ((p, max(r["peak_mb"] for r in res["runs"][p])) for p, _ in others), key=lambda x: x[1]
+    )
+    peak = max(r["peak_mb"] for r in res["runs"]["banquet"])
+    return {
+        "banquet_s": base["wall_s"],
+        "fastest_peer": fast_p,
+        "fastest_s": fast["wall_s"],
+        "speedup": fast["wall_s"] / base["wall_s"],
+        "banquet_peak_mb": peak,
+        "leanest_peer": lean_p,
+        "leanest_peak_mb": lean,
+    }
+
+
+def target_line(res: dict, peers: list[str]) -> str:
+    t = target_numbers(res, peers)
+    if t is None:
+        return ""
+    speed_ok = "met" if t["speedup"] >= 2 else "NOT met"
+    mem_ok = "met" if t["banquet_peak_mb"] <= t["leanest_peak_mb"] else "NOT met"
+    return (
+        f"banquet {t['banquet_s']:.2f} s vs the fastest peer ({t['fastest_peer']}, "
+        f"{t['fastest_s']:.2f} s): {t['speedup']:.2f}x (target >= 2x: {speed_ok}); peak RSS "
+        f"{t['banquet_peak_mb']:.0f} MB vs the lowest peer's ({t['leanest_peer']}, "
+        f"{t['leanest_peak_mb']:.0f} MB) (target <=: {mem_ok})"
+    )
+
+
+def overview(results: list[dict], peers: list[str]) -> str:
+    """One line per size: banquet against the fastest and the leanest peer."""
+    rows = []
+    for res in results:
+        t = target_numbers(res, peers)
+        if t is None:
+            rows.append([res["size"], "-", "-", "-", "-", "-", "-"])
+            continue
+        rows.append(
+            [
+                res["size"],
+                f"{t['banquet_s']:.2f}",
+                f"{t['fastest_peer']} {t['fastest_s']:.2f}",
+                f"{t['speedup']:.2f}x" + ("" if t["speedup"] >= 2 else " (< 2x)"),
+                f"{t['banquet_peak_mb']:.0f}",
+                f"{t['leanest_peer']} {t['leanest_peak_mb']:.0f}",
+                "yes" if t["banquet_peak_mb"] <= t["leanest_peak_mb"] else "no",
+            ]
+        )
+    return C.markdown_table(
+        [
+            "size (feature rows/view x entity rows)",
+            "banquet s",
+            "fastest peer s",
+            "peer s / banquet s",
+            "banquet peak MB",
+            "lowest peer peak MB",
+            "banquet <= lowest",
+        ],
+        rows,
+        right={1, 2, 3, 4, 5},
+    )
 
 
 def profile_lines(res: dict) -> list[str]:
@@ -898,6 +1043,15 @@ def print_profile(res: dict) -> None:
 
 def parent_main(args) -> None:
     sizes = ["quick"] if args.quick else [s.strip() for s in args.sizes.split(",") if s.strip()]
+    args.repeat_at = _size_map(args.repeat_at, "--repeat-at", int)
+    skip: dict[tuple[str, str], str] = {}
+    for item in args.skip:
+        what, _, why = item.partition(":")
+        peer, _, size = what.partition("@")
+        if peer not in PEER_FNS or size not in SIZES:
+            sys.exit(f"--skip {item!r}: expected PEER@SIZE[:reason]")
+        skip[peer, size] = why or "no reason given"
+    args.skip = skip
     for s in sizes:
         if s not in SIZES:
             sys.exit(f"unknown size {s!r}; choose from {', '.join(SIZES)}")
@@ -910,6 +1064,7 @@ def parent_main(args) -> None:
     info = C.machine_info()
     print(f"machine: {C.machine_line(info)}")
     print(f"command: {' '.join(sys.argv)}")
+    print(f"commit: {C.git_commit()}")
     results = []
     for size in sizes:
         print(f"\n== {SIZE_LABEL[size]} ==", flush=True)
@@ -922,6 +1077,8 @@ def parent_main(args) -> None:
     print(
         f"Date: {info['date']}. Machine: {info['nproc']} cores ({info['cpu']}), {info['ram']} RAM.\n"
     )
+    if len(results) > 1:
+        print(overview(results, peers) + "\n")
     for res in results:
         print(f"**{SIZE_LABEL[res['size']]}**\n")
         print(summarize(res, peers))
@@ -935,6 +1092,16 @@ def parent_main(args) -> None:
         sys.exit(2)
 
 
+def _size_map(items: list[str], flag: str, conv) -> dict:
+    out = {}
+    for item in items:
+        size, _, value = item.partition("=")
+        if size not in SIZES or not value:
+            sys.exit(f"{flag} {item!r}: expected SIZE=VALUE with SIZE one of {', '.join(SIZES)}")
+        out[size] = conv(value)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -945,15 +1112,48 @@ def main() -> None:
     ch.add_argument("--size", required=True, choices=list(SIZES))
     ch.add_argument("--out")
     ch.add_argument("--profile", action="store_true")
+    ch.add_argument("--memory-limit")
     st = sub.add_parser("setup", help="(internal) write and apply a feature repo")
     st.add_argument("--peer", required=True, choices=["banquet", "feast"])
     st.add_argument("--size", required=True, choices=list(SIZES))
     ap.add_argument(
-        "--sizes", default="1m,10m", help="comma list of: " + ", ".join(SIZES) + " (default 1m,10m)"
+        "--sizes",
+        default=",".join(ISSUE_SIZES),
+        help="comma list of: " + ", ".join(SIZES) + " (default: the issue's five)",
     )
     ap.add_argument("--quick", action="store_true", help="only the 100k smoke size")
-    ap.add_argument("--peers", default=",".join(PEERS), help="comma list (default all)")
+    ap.add_argument(
+        "--peers",
+        default=",".join(DEFAULT_PEERS),
+        help=f"comma list of {', '.join(PEERS)} (default: {', '.join(DEFAULT_PEERS)})",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="runs per peer; the fastest is reported")
+    ap.add_argument(
+        "--repeat-at",
+        action="append",
+        default=[],
+        metavar="SIZE=N",
+        help="runs per peer at one size (e.g. 10Mx10M=1), overrides --repeat there",
+    )
+    ap.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="PEER@SIZE[:reason]",
+        help="leave a peer out at one size; the reason is printed in the table's notes",
+    )
+    ap.add_argument(
+        "--memory-limit",
+        help="banquet's offline_store.memory_limit (e.g. 2GiB); ignored, and said so, by a "
+        "banquet whose config does not know the key",
+    )
+    ap.add_argument(
+        "--rss-cap-mb",
+        type=float,
+        default=16_000,
+        help="kill a peer whose resident memory passes this (MB; default 16000), so one peer "
+        "cannot take the shared machine down; reported as a failure",
+    )
     ap.add_argument("--timeout", type=float, default=600, help="seconds per peer run (default 600)")
     ap.add_argument("--profile", action="store_true", help="time banquet's stages")
     ap.add_argument("--no-wait", action="store_true", help="don't wait for running compilers")

@@ -5,7 +5,8 @@
 #   scripts/services.sh stop   [SERVICE...]   stop the servers this script started (by pid file)
 #   scripts/services.sh status [SERVICE...]   exit 0 if all answer, 3 otherwise
 #
-# SERVICE: pg, redis, cluster (a 3-node Redis Cluster) (default: all of them). Ports and credentials come from services.env
+# SERVICE: pg, redis, cluster (a 3-node Redis Cluster), s3 (moto's S3 server), spark (a Spark
+# standalone cluster: one master, two workers) (default: all of them). Ports and credentials come from services.env
 # (beside this script; override them through the environment). All state lives under
 # $BANQUET_SERVICES_DIR (default: /var/tmp/banquet-services-$UID, outside $HOME, so nothing
 # there needs a permission change), a directory owned by the user running the script:
@@ -14,6 +15,7 @@
 #   pg/postgres.log server log          pg/run   unix socket dir
 #   redis/          redis-PORT.conf (0600: holds requirepass), .pid, .log, working dir
 #   redis-cluster/  the same per cluster node, plus nodes-PORT.conf
+#   s3/             moto-PORT.pid, moto-PORT.log (the S3 server keeps its data in memory)
 # These are disposable test servers (fsync off, no Redis persistence) but not open ones:
 # Postgres asks every TCP and socket login for a password (scram-sha-256; the superuser
 # `postgres` has none and only logs in over the socket as the OS user that owns the server),
@@ -30,7 +32,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-SERVICES=(pg redis cluster)
+SERVICES=(pg redis cluster s3 spark)
 LOOPBACK=127.0.0.1
 SERVICES_DIR="$(realpath -m "${BANQUET_SERVICES_DIR:-/var/tmp/banquet-services-$EUID}")"
 export BANQUET_SERVICES_DIR=$SERVICES_DIR
@@ -655,6 +657,196 @@ cluster_status() {
     echo "cluster: nodes answer but cluster_state is not ok"
     return 3
   fi
+}
+
+# ---------------------------------------------------------------- S3 (moto)
+
+# An S3-compatible server for the S3 tests: moto's server mode (PyPI `moto[server]`, pinned in
+# requirements-dev.txt, so it runs from the project venv: $BANQUET_PYTHON, default .venv's
+# python). In memory only: a restart loses its buckets, which the tests create themselves.
+# It accepts any access key (no authentication) unless a test turns that on, and a test that
+# does so starts a throwaway server of its own.
+S3_PORT=$BANQUET_S3_PORT
+S3_DIR="$SERVICES_DIR/s3"
+S3_PIDFILE="$S3_DIR/moto-$S3_PORT.pid"
+S3_LOG="$S3_DIR/moto-$S3_PORT.log"
+S3_PYTHON=${BANQUET_PYTHON:-$here/../.venv/bin/python}
+
+s3_packages() { :; } # from PyPI, into the venv (make venv), not from Debian
+
+# s3_ping: an HTTP answer from moto on our port (bash's /dev/tcp: no curl needed).
+s3_ping() {
+  local reply
+  reply=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1" &&
+    printf "GET /moto-api/ HTTP/1.0\r\nHost: %s:%s\r\n\r\n" "$0" "$1" >&3 &&
+    head -n1 <&3' "$LOOPBACK" "$S3_PORT" 2>/dev/null) || return 1
+  [[ $reply == HTTP/1.?" 200"* ]]
+}
+s3_pid() { [[ -r $S3_PIDFILE ]] && head -n1 "$S3_PIDFILE"; }
+s3_ours() {
+  local pid
+  pid=$(s3_pid) && pid_matches "$pid" moto.server "-H $LOOPBACK" "-p $S3_PORT"
+}
+
+s3_start() {
+  if s3_ping; then
+    s3_ours || log "s3: using the server already on $LOOPBACK:$S3_PORT (not started by services.sh)"
+    return 0
+  fi
+  local pid
+  if pid=$(s3_pid) && pid_matches "$pid" moto.server "-H $LOOPBACK" "-p $S3_PORT"; then
+    if ! wait_until 20 s3_ping; then
+      show_log "$S3_LOG"
+      die "moto (pid $pid) is running but does not answer on $LOOPBACK:$S3_PORT"
+    fi
+    return 0
+  fi
+  rm -f "$S3_PIDFILE"
+  [[ -x $S3_PYTHON ]] || die "no Python at $S3_PYTHON for the S3 server: run make venv (or set BANQUET_PYTHON)"
+  "$S3_PYTHON" -c 'import moto.server, flask' 2>/dev/null ||
+    die "moto[server] is not installed for $S3_PYTHON: run make venv (requirements-dev.txt pins it)"
+  mkdir -p -m 700 "$S3_DIR"
+  log "s3: starting moto on $LOOPBACK:$S3_PORT"
+  local from
+  from=$(log_size "$S3_LOG")
+  # setsid: its own session, so it outlives this script and a Ctrl-C of make; 9>&-: the lock.
+  (cd "$S3_DIR" && exec setsid "$S3_PYTHON" -m moto.server -H "$LOOPBACK" -p "$S3_PORT" \
+    </dev/null >>"$S3_LOG" 2>&1 9>&-) &
+  echo $! >"$S3_PIDFILE"
+  if ! wait_until 30 s3_ping; then
+    show_log "$S3_LOG" "$from"
+    die "moto did not start on $LOOPBACK:$S3_PORT"
+  fi
+}
+
+s3_stop() {
+  local pid
+  pid=$(s3_pid 2>/dev/null) || { log "s3: not running (no pid file)"; return 0; }
+  if pid_matches "$pid" moto.server "-H $LOOPBACK" "-p $S3_PORT"; then
+    stop_pid moto "$pid" 15 TERM KILL
+  else
+    log "s3: removing stale pid file (pid ${pid:-?} is not our server)"
+  fi
+  rm -f "$S3_PIDFILE"
+}
+
+s3_status() {
+  local pid
+  if s3_ping; then
+    if s3_ours; then
+      echo "s3:    running (pid $(s3_pid)) on $LOOPBACK:$S3_PORT (moto)"
+    else
+      echo "s3:    $LOOPBACK:$S3_PORT answers, but not a server services.sh started"
+    fi
+  elif pid=$(s3_pid 2>/dev/null) && pid_matches "$pid" moto.server "-p $S3_PORT"; then
+    echo "s3:    pid $pid alive but not answering on $LOOPBACK:$S3_PORT"
+    return 3
+  else
+    echo "s3:    not running"
+    return 3
+  fi
+}
+
+# ---------------------------------------------------------------- spark
+# A Spark standalone cluster on loopback for the Spark offline store's tests: one master and two
+# workers (1 core, 1 GiB each), started from pyspark's own launcher (bin/spark-class, which
+# execs java: the pid we record is the JVM's), Java 17 from Debian if missing. Each JVM has its
+# pid file under $SPARK_DIR and is stopped by pid. Executors run the driver's Python
+# (PYSPARK_PYTHON: the tests use the project's venv, which has banquet).
+
+SPARK_PYTHON=${BANQUET_PYTHON:-$here/../.venv/bin/python}
+SPARK_DIR="$SERVICES_DIR/spark"
+SPARK_MASTER_PORT=$BANQUET_SPARK_MASTER_PORT
+SPARK_UI_PORT=$BANQUET_SPARK_UI_PORT
+SPARK_WORKERS=(1 2)
+
+spark_packages() { command -v java >/dev/null || echo openjdk-17-jre-headless; }
+spark_home() { "$SPARK_PYTHON" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))' 2>/dev/null; }
+spark_pidfile() { echo "$SPARK_DIR/$1.pid"; }
+spark_log() { echo "$SPARK_DIR/$1.log"; }
+spark_pid() { [[ -r $(spark_pidfile "$1") ]] && head -n1 "$(spark_pidfile "$1")"; }
+# the JVM's command line names its class and our port (master) or web UI port (worker N)
+spark_ours() {
+  local pid
+  pid=$(spark_pid "$1") || return 1
+  case $1 in
+  master) pid_matches "$pid" org.apache.spark.deploy.master.Master "--port $SPARK_MASTER_PORT" ;;
+  *) pid_matches "$pid" org.apache.spark.deploy.worker.Worker "--webui-port $((SPARK_UI_PORT + ${1#worker}))" ;;
+  esac
+}
+spark_port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$LOOPBACK" "$1" 2>/dev/null; }
+# the master's web UI lists ALIVE workers; all of ours must be there
+spark_workers_alive() {
+  local n
+  n=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1" &&
+    printf "GET /json/ HTTP/1.0\r\nHost: %s:%s\r\n\r\n" "$0" "$1" >&3 && cat <&3' \
+    "$LOOPBACK" "$SPARK_UI_PORT" 2>/dev/null | grep -o '"state" *: *"ALIVE"' | wc -l) || return 1
+  ((n >= ${#SPARK_WORKERS[@]}))
+}
+
+# spark_launch NAME CLASS ARGS...: one JVM in its own session, its pid recorded
+spark_launch() {
+  local name=$1 home
+  shift
+  home=$(spark_home) || die "pyspark is not installed for $SPARK_PYTHON: run make venv"
+  log "spark: starting $name"
+  (cd "$SPARK_DIR" && SPARK_HOME="$home" SPARK_LOCAL_IP=$LOOPBACK SPARK_MASTER_HOST=$LOOPBACK \
+    SPARK_WORKER_DIR="$SPARK_DIR/work" SPARK_LOG_DIR="$SPARK_DIR" PYSPARK_PYTHON="$SPARK_PYTHON" \
+    exec setsid "$home/bin/spark-class" "$@" </dev/null >>"$(spark_log "$name")" 2>&1 9>&-) &
+  echo $! >"$(spark_pidfile "$name")"
+}
+
+spark_start() {
+  [[ -x $SPARK_PYTHON ]] || die "no Python at $SPARK_PYTHON for Spark: run make venv (or set BANQUET_PYTHON)"
+  mkdir -p -m 700 "$SPARK_DIR" "$SPARK_DIR/work"
+  if ! spark_ours master; then
+    spark_port_open "$SPARK_MASTER_PORT" && die "port $SPARK_MASTER_PORT is taken by a process services.sh did not start"
+    spark_launch master org.apache.spark.deploy.master.Master --host "$LOOPBACK" \
+      --port "$SPARK_MASTER_PORT" --webui-port "$SPARK_UI_PORT"
+    if ! wait_until 60 spark_port_open "$SPARK_MASTER_PORT"; then
+      show_log "$(spark_log master)"
+      die "the Spark master did not start on $LOOPBACK:$SPARK_MASTER_PORT"
+    fi
+  fi
+  local i
+  for i in "${SPARK_WORKERS[@]}"; do
+    spark_ours "worker$i" && continue
+    spark_launch "worker$i" org.apache.spark.deploy.worker.Worker --host "$LOOPBACK" \
+      --port "$((SPARK_MASTER_PORT + i))" --webui-port "$((SPARK_UI_PORT + i))" \
+      --cores 1 --memory 1g "$BANQUET_SPARK_MASTER"
+  done
+  if ! wait_until 60 spark_workers_alive; then
+    for i in "${SPARK_WORKERS[@]}"; do show_log "$(spark_log "worker$i")"; done
+    die "the Spark workers did not register with the master"
+  fi
+}
+
+spark_stop() {
+  local name pid i
+  for ((i = ${#SPARK_WORKERS[@]} - 1; i >= -1; i--)); do
+    if ((i >= 0)); then name=worker${SPARK_WORKERS[i]}; else name=master; fi
+    pid=$(spark_pid "$name" 2>/dev/null) || continue
+    if spark_ours "$name"; then
+      stop_pid "spark $name" "$pid" 20 TERM KILL
+    else
+      log "spark: removing stale pid file of $name (pid ${pid:-?} is not ours)"
+    fi
+    rm -f "$(spark_pidfile "$name")"
+  done
+}
+
+spark_status() {
+  local name rc=0
+  for name in master "${SPARK_WORKERS[@]/#/worker}"; do
+    if spark_ours "$name"; then
+      echo "spark: $name running (pid $(spark_pid "$name"))"
+    else
+      echo "spark: $name not running"
+      rc=3
+    fi
+  done
+  ((rc == 0)) && ! spark_workers_alive && { echo "spark: workers not registered"; rc=3; }
+  return "$rc"
 }
 
 # ---------------------------------------------------------------- main

@@ -248,3 +248,130 @@ def tmp_repo(tmp_path: Path) -> Callable[..., Path]:
 # ---------------------------------------------------------------------------------------------
 # (end of the feature repos section)
 # ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# S3: the local S3-compatible server (moto) from `make services` (BANQUET_TEST_S3_ENDPOINT).
+# `s3_env` points the AWS settings of this process at it (throwaway keys, no ~/.aws files);
+# `s3_bucket` is a fresh bucket with helpers that write objects through the S3 API (boto3).
+# ---------------------------------------------------------------------------------------------
+
+import contextlib  # noqa: E402
+import io  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+S3_TEST_KEYS = {"AWS_ACCESS_KEY_ID": "AKIATESTBANQUET00001", "AWS_SECRET_ACCESS_KEY": "s3cr3t-t3st"}
+
+
+@contextlib.contextmanager
+def s3_test_env(tmp: Path) -> Iterator[None]:
+    """The AWS environment the S3 tests run under: the test keys, a region, and no profile or
+    endpoint of the machine's (the credentials/config files point into ``tmp``)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in (
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_DEFAULT_REGION",
+        ):
+            mp.delenv(name, raising=False)
+        for name, value in S3_TEST_KEYS.items():
+            mp.setenv(name, value)
+        mp.setenv("AWS_REGION", "us-east-1")
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp / "aws-credentials"))
+        mp.setenv("AWS_CONFIG_FILE", str(tmp / "aws-config"))
+        yield
+
+
+class S3Bucket:
+    """A bucket on the test server; ``put_parquet`` / ``put`` write through the S3 API."""
+
+    def __init__(self, endpoint: str, name: str) -> None:
+        import boto3
+
+        self.endpoint, self.name = endpoint, name
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=S3_TEST_KEYS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_TEST_KEYS["AWS_SECRET_ACCESS_KEY"],
+        )
+        self.client.create_bucket(Bucket=name)
+
+    def url(self, key: str = "") -> str:
+        return f"s3://{self.name}/{key}"
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.name, Key=key, Body=body)
+
+    def put_parquet(self, key: str, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        self.put(key, buf.getvalue())
+
+    def get_parquet(self, key: str) -> Any:
+        import pyarrow.parquet as pq
+
+        body = self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+        return pq.read_table(io.BytesIO(body))
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.name, Prefix=prefix
+        )
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.name, Key=key)
+
+    def remove(self) -> None:
+        for key in self.keys():
+            self.delete(key)
+        self.client.delete_bucket(Bucket=self.name)
+
+
+@pytest.fixture(scope="session")
+def s3_tools() -> tuple[Callable[[Path], contextlib.AbstractContextManager[None]], type[S3Bucket]]:
+    """(s3_test_env, S3Bucket) for fixtures of wider scope than ``s3_bucket``."""
+    return s3_test_env, S3Bucket
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """URL of the local S3 server (BANQUET_TEST_S3_ENDPOINT), checked to answer."""
+    import urllib.error
+    import urllib.request
+
+    endpoint = os.environ.get("BANQUET_TEST_S3_ENDPOINT", "")
+    error = None if endpoint else "BANQUET_TEST_S3_ENDPOINT is not set"
+    if endpoint:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=5).close()
+        except (OSError, urllib.error.URLError) as e:
+            error = str(e)
+    if error is not None:
+        pytest.fail(
+            f"S3 server at {endpoint} does not answer: {_START_HINT} ({error})", pytrace=False
+        )
+    return endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, tmp_path: Path) -> Iterator[S3Bucket]:
+    """A fresh bucket, with this process's AWS settings pointed at the test server."""
+    import uuid as _uuid
+
+    with s3_test_env(tmp_path):
+        bucket = S3Bucket(s3_endpoint, f"banquet-{_uuid.uuid4().hex[:16]}")
+        yield bucket
+        bucket.remove()
+
+
+# ---------------------------------------------------------------------------------------------
+# (end of the S3 section)
+# ---------------------------------------------------------------------------------------------

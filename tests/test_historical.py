@@ -1,6 +1,7 @@
 """get_historical_features: the output contract, the point-in-time rules against a brute-force
 reference (hypothesis), and every named edge case, on every offline store (the ``backend``
-fixture: Parquet files, and tables in the local Postgres)."""
+fixture: Parquet files, the same files as objects on the local S3 server, tables in the
+local Postgres, and Parquet files read by the Spark offline store on ``local[2]``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from banquet import (
     FileSource,
     PostgreSQLSource,
     RepoConfig,
+    SparkSource,
 )
 from banquet.errors import (
     DataSourceError,
@@ -49,15 +51,28 @@ H = timedelta(hours=1)
 class Backend:
     """One offline store for a test: ``write`` a named source's rows, ``source`` defines a
     batch source over it, ``store`` opens a FeatureStore on that offline store. Postgres
-    tables live in a schema of this test module run, with a prefix unique to this backend."""
+    tables live in a schema of this test module run, with a prefix unique to this backend; S3
+    objects (written through the S3 API) in a bucket of this module run, with that prefix."""
 
-    def __init__(self, kind: str, root: Path, pg: PgSchema | None = None) -> None:
-        self.kind, self.root, self.pg = kind, root, pg
+    def __init__(
+        self, kind: str, root: Path, pg: PgSchema | None = None, s3: Any | None = None
+    ) -> None:
+        self.kind, self.root, self.pg, self.s3 = kind, root, pg, s3
         self.prefix = f"t{next(_counter)}_"
+        self.stores: list[FeatureStore] = []
+
+    def close(self) -> None:
+        """Close the online stores opened (Spark's: the local Redis, whose sockets would
+        otherwise be left to the garbage collector)."""
+        for s in self.stores:
+            if s._online is not None:
+                s._online.close()
 
     def write(self, name: str, cols: dict[str, Any]) -> None:
         table = pa.table(cols)
-        if self.pg is None:
+        if self.s3 is not None:
+            self.s3.put_parquet(f"{self.prefix}{name}.parquet", table)
+        elif self.pg is None:
             path = self.root / f"{name}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, path)
@@ -65,30 +80,46 @@ class Backend:
             self.pg.write(self.prefix + name, table)
 
     def drop(self, name: str) -> None:
-        if self.pg is None:
+        if self.s3 is not None:
+            self.s3.delete(f"{self.prefix}{name}.parquet")
+        elif self.pg is None:
             (self.root / f"{name}.parquet").unlink()
         else:
             self.pg.execute(f'DROP TABLE "{self.pg.schema}"."{self.prefix}{name}"')
 
-    def source(self, name: str, **kw: Any) -> FileSource | PostgreSQLSource:
+    def source(self, name: str, **kw: Any) -> FileSource | PostgreSQLSource | SparkSource:
+        if self.kind == "spark":
+            return SparkSource(name=kw.pop("source_name", name), path=f"{name}.parquet", **kw)
+        if self.s3 is not None:
+            path = self.s3.url(f"{self.prefix}{name}.parquet")
+            endpoint = self.s3.endpoint
+            return FileSource(
+                name=kw.pop("source_name", name), path=path, s3_endpoint_override=endpoint, **kw
+            )
         if self.pg is None:
             return FileSource(name=kw.pop("source_name", name), path=f"{name}.parquet", **kw)
         return PostgreSQLSource(name=kw.pop("source_name", name), table=self.prefix + name, **kw)
 
     def store(self) -> FeatureStore:
         offline: dict[str, Any] = {"type": "file"}
+        online: dict[str, Any] = {"type": "sqlite", "path": str(self.root / "online.db")}
         if self.pg is not None:
             offline = {"type": "postgres", **self.pg.conn, "db_schema": self.pg.schema}
+        if self.kind == "spark":  # SQLite is refused beside Spark: the local Redis instead
+            offline = {"type": "spark", "spark_conf": SPARK_TEST_CONF}
+            online = {"type": "redis", "connection_string": _redis_connection()}
         cfg = RepoConfig.from_dict(
             {
                 "project": "hist",
                 "registry": str(self.root / f"{self.prefix}registry.db"),
-                "online_store": {"type": "sqlite", "path": str(self.root / "online.db")},
+                "online_store": online,
                 "offline_store": offline,
             },
             repo_path=self.root,
         )
-        return FeatureStore(config=cfg)
+        store = FeatureStore(config=cfg)
+        self.stores.append(store)
+        return store
 
 
 class PgSchema:
@@ -133,21 +164,59 @@ class PgSchema:
 _counter = itertools.count()
 
 
+BackendKind = tuple[str, "PgSchema | None", Any]  # (kind, Postgres schema, S3 bucket)
+
+
+SPARK_TEST_CONF = {  # the local[2] session of the test run (tests/spark uses the same)
+    "spark.master": "local[2]",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.driver.host": "127.0.0.1",
+}
+
+
+def _redis_connection() -> str:
+    import os
+
+    host, port = os.environ["BANQUET_REDIS_HOST"], os.environ["BANQUET_REDIS_PORT"]
+    return f"{host}:{port},password={os.environ['BANQUET_REDIS_PASSWORD']}"
+
+
 @pytest.fixture(
-    scope="module", params=["file", pytest.param("postgres", marks=pytest.mark.postgres)]
+    scope="module",
+    params=[
+        "file",
+        "s3",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("spark", marks=[pytest.mark.spark, pytest.mark.redis]),
+    ],
 )
-def backend_kind(request: pytest.FixtureRequest) -> Iterator[tuple[str, PgSchema | None]]:
-    if request.param == "file":
-        yield "file", None
+def backend_kind(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BackendKind]:
+    if request.param in ("file", "spark"):
+        yield request.param, None, None
+        return
+    if request.param == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        s3_test_env, bucket_class = request.getfixturevalue("s3_tools")
+        with s3_test_env(tmp_path_factory.mktemp("aws")):
+            bucket = bucket_class(endpoint, f"hist-{uuid.uuid4().hex[:12]}")
+            yield "s3", None, bucket
+            bucket.remove()
         return
     pg = PgSchema(request.getfixturevalue("pg_dsn"))
-    yield "postgres", pg
+    yield "postgres", pg, None
     pg.drop()
 
 
 @pytest.fixture
-def backend(backend_kind: tuple[str, PgSchema | None], tmp_path: Path) -> Backend:
-    return Backend(backend_kind[0], tmp_path, backend_kind[1])
+def backend(backend_kind: BackendKind, tmp_path: Path) -> Iterator[Backend]:
+    be = Backend(backend_kind[0], tmp_path, backend_kind[1], backend_kind[2])
+    yield be
+    be.close()
 
 
 user = Entity(name="user", join_keys=["user_id"])
@@ -213,9 +282,9 @@ TTLS = {"unbounded": None, "one_hour": H, "three_hours": 3 * H, "zero": timedelt
 
 @pytest.fixture(scope="module")
 def prop_backend(
-    backend_kind: tuple[str, PgSchema | None], tmp_path_factory: pytest.TempPathFactory
-) -> Backend:
-    be = Backend(backend_kind[0], tmp_path_factory.mktemp("prop"), backend_kind[1])
+    backend_kind: BackendKind, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    be = Backend(backend_kind[0], tmp_path_factory.mktemp("prop"), backend_kind[1], backend_kind[2])
     be.write(
         "src",
         {
@@ -229,11 +298,13 @@ def prop_backend(
     store = be.store()
     store.apply([user, *views(be, TTLS)])
     be.prop_store = store  # type: ignore[attr-defined]
-    return be
+    yield be
+    be.close()
 
 
-# Postgres writes a table per example: fewer examples keep the suite fast, same strategies.
-EXAMPLES = {"file": 600, "postgres": 100}
+# Postgres writes a table per example, S3 an object: fewer examples keep the suite fast, same
+# strategies.
+EXAMPLES = {"file": 600, "s3": 40, "postgres": 100, "spark": 25}  # Spark: 4 jobs an example
 
 
 def test_matches_brute_force_reference(prop_backend: Backend) -> None:
@@ -608,7 +679,7 @@ def test_no_timestamp_column(store: FeatureStore) -> None:
 
 def test_source_missing_or_lacking_a_column(store: FeatureStore, backend: Backend) -> None:
     backend.drop("src")
-    missing = SourceFileNotFound if backend.kind == "file" else DataSourceError
+    missing = SourceFileNotFound if backend.kind in ("file", "s3") else DataSourceError
     with pytest.raises(missing, match="src"):
         store.get_historical_features(entity([1], [T0]), ["v:f_int"]).to_arrow()
     backend.write(

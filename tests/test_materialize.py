@@ -1,5 +1,6 @@
 """Materialization into the embedded (SQLite) online store: what lands in the online store is
-the latest row per key in the window, computed here independently in plain Python."""
+the latest row per key in the window, computed here independently in plain Python. The main
+checks run twice (``events_store``): the source in the repo folder, and on the local S3 server."""
 
 from __future__ import annotations
 
@@ -143,6 +144,31 @@ def make_store(
     return store
 
 
+MakeStore = Callable[[list[dict[str, Any]]], FeatureStore]
+
+
+@pytest.fixture(params=["file", "s3"])
+def events_store(request: pytest.FixtureRequest, tmp_repo: MakeRepo) -> MakeStore:
+    """``make_store`` with the events either in the repo's folder or as an object on the local
+    S3 server (written through the S3 API): the shared checks run on both."""
+    if request.param == "file":
+        return lambda rows: make_store(tmp_repo, rows)
+    bucket = request.getfixturevalue("s3_bucket")
+
+    def on_s3(rows: list[dict[str, Any]]) -> FeatureStore:
+        at = f'path="{bucket.url("events.parquet")}", s3_endpoint_override="{bucket.endpoint}"'
+        repo = tmp_repo({"features.py": FEATURES.replace('path="data/events.parquet"', at)})
+        local = repo / "data" / "events.parquet"
+        write_rows(local, rows)
+        bucket.put("events.parquet", local.read_bytes())
+        local.unlink()  # only the S3 object can be read
+        store = FeatureStore(repo_path=repo)
+        store.apply()
+        return store
+
+    return on_s3
+
+
 def stored(
     store: FeatureStore, view_name: str
 ) -> dict[int, tuple[int, int | None, dict[str, Any]]]:
@@ -205,9 +231,9 @@ def intervals(store: FeatureStore) -> dict[str, list[list[int]]]:
 START, END = BASE + timedelta(hours=10), BASE + timedelta(hours=40)
 
 
-def test_materialize_matches_latest_per_key(tmp_repo: MakeRepo) -> None:
+def test_materialize_matches_latest_per_key(events_store: MakeStore) -> None:
     rows = make_rows()
-    store = make_store(tmp_repo, rows)
+    store = events_store(rows)
     store.materialize(START, END, ["stats"])
 
     want = latest(rows, START, END)
@@ -238,7 +264,7 @@ def test_materialize_matches_latest_per_key(tmp_repo: MakeRepo) -> None:
     assert raw_table(store, "recent") == []  # only the named view
 
 
-def test_window_is_inclusive_on_both_ends(tmp_repo: MakeRepo) -> None:
+def test_window_is_inclusive_on_both_ends(events_store: MakeStore) -> None:
     t = BASE + timedelta(hours=5)
     rows = [
         {"user_id": 1, "event_timestamp": t, "created": None, "a": 1, "b": None, "c": None},
@@ -267,7 +293,7 @@ def test_window_is_inclusive_on_both_ends(tmp_repo: MakeRepo) -> None:
             "c": None,
         },
     ]
-    store = make_store(tmp_repo, rows)
+    store = events_store(rows)
     store.materialize(t, t + timedelta(hours=1), ["stats"])
     assert {k: v[2]["a"] for k, v in stored(store, "stats").items()} == {1: 1, 2: 2}
     # start == end is a valid one-instant window
@@ -309,17 +335,17 @@ def test_start_after_end_is_refused(tmp_repo: MakeRepo) -> None:
     assert intervals(store) == {}
 
 
-def test_empty_window(tmp_repo: MakeRepo) -> None:
-    store = make_store(tmp_repo, make_rows())
+def test_empty_window(events_store: MakeStore) -> None:
+    store = events_store(make_rows())
     far = BASE + timedelta(days=100)
     store.materialize(far, far + timedelta(days=1))
     assert stored(store, "stats") == {} and stored(store, "recent") == {}
     assert set(intervals(store)) == {"stats", "recent"}
 
 
-def test_rematerializing_is_idempotent(tmp_repo: MakeRepo) -> None:
+def test_rematerializing_is_idempotent(events_store: MakeStore) -> None:
     rows = make_rows()
-    store = make_store(tmp_repo, rows)
+    store = events_store(rows)
     store.materialize(START, END)
     first = {v: raw_table(store, v) for v in ("stats", "recent")}
     assert first["stats"]
@@ -331,9 +357,9 @@ def test_rematerializing_is_idempotent(tmp_repo: MakeRepo) -> None:
     assert intervals(store)["stats"] == [[to_us(START), to_us(END)]]
 
 
-def test_older_event_never_replaces_newer(tmp_repo: MakeRepo) -> None:
+def test_older_event_never_replaces_newer(events_store: MakeStore) -> None:
     rows = make_rows()
-    store = make_store(tmp_repo, rows)
+    store = events_store(rows)
     late = (BASE + timedelta(hours=30), BASE + timedelta(hours=60))
     early = (BASE, BASE + timedelta(hours=29))
     store.materialize(*late, ["stats"])
@@ -384,9 +410,9 @@ def test_same_event_time_larger_created_wins_across_runs(
 # --- materialize_incremental ---------------------------------------------------------------------
 
 
-def test_materialize_incremental(tmp_repo: MakeRepo) -> None:
+def test_materialize_incremental(events_store: MakeStore) -> None:
     rows = make_rows()
-    store = make_store(tmp_repo, rows)
+    store = events_store(rows)
     end1 = BASE + timedelta(hours=30)
     store.materialize_incremental(end1)
     ttl = timedelta(hours=10)

@@ -729,11 +729,16 @@ def test_get_names_what_is_registered(tmp_repo: MakeRepo) -> None:
 def test_registry_cache_and_refresh(tmp_repo: MakeRepo) -> None:
     repo = tmp_repo()
     reader = _store(repo)
-    assert reader.list_feature_views() == []  # cached for registry.cache_ttl_seconds
+    # allow_cache=True: cached for registry.cache_ttl_seconds
+    assert reader.list_feature_views(allow_cache=True) == []
     _store(repo).apply()
-    assert reader.list_feature_views() == []
+    assert reader.list_feature_views(allow_cache=True) == []
     reader.refresh_registry()
-    assert len(reader.list_feature_views()) == 2
+    assert len(reader.list_feature_views(allow_cache=True)) == 2
+    _store(repo).apply([Entity(name="extra", join_keys=["extra_id"])])
+    assert "extra" not in [e.name for e in reader.list_entities(allow_cache=True)]
+    # Feast's default, allow_cache=False, reads the registry again
+    assert "extra" in [e.name for e in reader.list_entities()]
 
 
 def test_registry_dump(tmp_repo: MakeRepo) -> None:

@@ -11,6 +11,7 @@ from banquet.entity import Entity
 from banquet.feature_service import FeatureService
 from banquet.feature_view import FeatureView
 from banquet.field import Feature, Field
+from banquet.offline.spark.source import SparkSource
 from banquet.on_demand import OnDemandFeatureView, on_demand_feature_view
 from banquet.sources import DataSource, FileSource, PostgreSQLSource, PushSource, RequestSource
 from banquet.store import FeatureStore
@@ -30,6 +31,7 @@ __all__ = [
     "PushSource",
     "RepoConfig",
     "RequestSource",
+    "SparkSource",
     "ValueType",
     "__version__",
     "on_demand_feature_view",

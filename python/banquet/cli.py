@@ -145,13 +145,10 @@ def functions(ctx: click.Context) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def teardown(ctx: click.Context, yes: bool) -> None:
-    """Delete the project's online data and registry records."""
+    """Delete the project's online data and registry records (asks first when run at a
+    terminal; scripts run it without asking, as Feast's does)."""
     store = _store(ctx)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise click.UsageError(
-                "teardown deletes data; pass --yes to confirm when not at a terminal"
-            )
+    if not yes and sys.stdin.isatty():
         click.confirm(
             f"Delete all online data and registry records of project {store.project!r}?", abort=True
         )
@@ -178,6 +175,23 @@ def _lister(kind: str, columns: list[tuple[str, Any]]) -> click.Command:
 
     _list.help = f"List the registered {kind.replace('_', ' ')}."
     return _list
+
+
+def _describer(kind: str) -> click.Command:
+    label = kind[:-1].replace("_", " ") if kind != "entities" else "entity"
+
+    @click.command("describe")
+    @click.argument("name")
+    @click.pass_context
+    def _describe(ctx: click.Context, name: str) -> None:
+        import yaml
+
+        store = _store(ctx)
+        obj = store.catalog().get(kind, name)  # unknown name: a NotFoundError naming the known
+        click.echo(yaml.safe_dump(obj.to_dict(), sort_keys=False, default_flow_style=False))
+
+    _describe.help = f"Print the registered {label} NAME (its registry record, as YAML)."
+    return _describe
 
 
 _GROUPS = {
@@ -228,6 +242,7 @@ _GROUPS = {
 for _kind, _cols in _GROUPS.items():
     _g = click.Group(_kind.replace("_", "-"), help=f"Inspect registered {_kind.replace('_', ' ')}.")
     _g.add_command(_lister(_kind, _cols))
+    _g.add_command(_describer(_kind))
     cli.add_command(_g)
 
 
@@ -275,21 +290,32 @@ def materialize_incremental(ctx: click.Context, end: str, views: tuple[str, ...]
     )
 
 
-@cli.command()
+# Feast's flags: -h is --host here (only --help shows the help), as in `feast serve`.
+@cli.command(context_settings={"help_option_names": ["--help"]})
 @click.option(
     "--host",
+    "-h",
     default="127.0.0.1",
     show_default=True,
     help="Address to listen on (loopback by default; 0.0.0.0 listens on every interface).",
 )
 @click.option("--port", "-p", default=6566, show_default=True, type=int, help="Port.")
 @click.option(
+    "--type",
+    "-t",
+    "type_",
+    default="http",
+    show_default=True,
+    type=click.Choice(["http"], case_sensitive=False),
+    help="Server type (Feast's flag; only http is served).",
+)
+@click.option(
     "--workers",
     "-w",
     default=1,
     show_default=True,
-    type=click.IntRange(1),
-    help="Worker processes.",
+    type=click.IntRange(-1),
+    help="Worker processes (-1: one per CPU core).",
 )
 @click.option(
     "--registry-ttl-sec",
@@ -302,17 +328,45 @@ def materialize_incremental(ctx: click.Context, end: str, views: tuple[str, ...]
     "feature_server.registry_ttl_sec, 5; 0 never re-reads).",
 )
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
+@click.option("--no-access-log", is_flag=True, help="No request log (the default).")
+@click.option("--worker-connections", type=int, help="Accepted for Feast; uvicorn's default.")
+@click.option("--max-requests", type=int, help="Accepted for Feast; workers are not recycled.")
+@click.option("--max-requests-jitter", type=int, help="Accepted for Feast; no effect.")
+@click.option("--keep-alive-timeout", type=int, help="Accepted for Feast; uvicorn's default.")
+@click.option("--metrics", "-m", is_flag=True, help="Accepted for Feast: /metrics is always on.")
+@click.option("--key", "-k", "tls_key", help="TLS key: not supported (use a TLS proxy).")
+@click.option("--cert", "-c", "tls_cert", help="TLS certificate: not supported.")
 @click.pass_context
 def serve(
     ctx: click.Context,
     host: str,
     port: int,
+    type_: str,
     workers: int,
     registry_ttl_sec: float | None,
     access_log: bool,
+    no_access_log: bool,
+    worker_connections: int | None,
+    max_requests: int | None,
+    max_requests_jitter: int | None,
+    keep_alive_timeout: int | None,
+    metrics: bool,
+    tls_key: str | None,
+    tls_cert: str | None,
 ) -> None:
     """Run the feature server (Feast's HTTP endpoints) for this repo."""
+    import os
+
     from banquet.server.run import serve as run
+
+    if tls_key or tls_cert:
+        raise click.UsageError(
+            "TLS (--key/--cert) is not served by banquet; put a TLS-terminating proxy in front"
+        )
+    if workers == 0:
+        raise click.BadParameter("0 workers; pass 1 or more, or -1 for one per CPU core")
+    if workers == -1:
+        workers = os.cpu_count() or 1
 
     run(
         ctx.obj["repo"],
@@ -321,7 +375,7 @@ def serve(
         port=port,
         workers=workers,
         registry_ttl_sec=registry_ttl_sec,
-        access_log=access_log,
+        access_log=access_log and not no_access_log,
     )
 
 

@@ -116,6 +116,15 @@ class PostgresOfflineConfig(PostgresConnConfig):
 
 
 @dataclass(frozen=True)
+class SparkOfflineConfig:
+    """``offline_store: {type: spark, spark_conf: {spark.master: ..., ...}}`` (Feast's names);
+    without ``spark_conf`` an active SparkSession is used."""
+
+    type: Literal["spark"] = "spark"
+    spark_conf: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class ServerAuthConfig:
     """``feature_server.auth``: ``no_auth`` (default) or ``token`` (bearer tokens, read at
     server start from the environment variable ``tokens_env``, comma-separated)."""
@@ -142,13 +151,17 @@ class FeatureServerConfig:
 
 
 OnlineConfig = SqliteOnlineConfig | RedisOnlineConfig | PostgresOnlineConfig
-OfflineConfig = FileOfflineConfig | PostgresOfflineConfig
+OfflineConfig = FileOfflineConfig | PostgresOfflineConfig | SparkOfflineConfig
 _ONLINE: dict[str, type] = {
     "sqlite": SqliteOnlineConfig,
     "redis": RedisOnlineConfig,
     "postgres": PostgresOnlineConfig,
 }
-_OFFLINE: dict[str, type] = {"file": FileOfflineConfig, "postgres": PostgresOfflineConfig}
+_OFFLINE: dict[str, type] = {
+    "file": FileOfflineConfig,
+    "postgres": PostgresOfflineConfig,
+    "spark": SparkOfflineConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -174,6 +187,10 @@ class RepoConfig:
         """A path from the config, relative to the repo folder unless absolute."""
         p = Path(path).expanduser()
         return p if p.is_absolute() else self.repo_path / p
+
+    def location(self, path: str) -> str:
+        """A data source's location: an ``s3://`` URL as it is, else ``resolve(path)``."""
+        return path if path[:5].lower() == "s3://" else str(self.resolve(path))
 
     @staticmethod
     def from_dict(

@@ -226,4 +226,58 @@ class ResourceExhausted(BanquetError, MemoryError):
     the size it needed. Nothing was written; retry with less data per call or more memory."""
 
 
+# --- Feast's names -----------------------------------------------------------------------
+# Code written against Feast catches ``feast.errors.X``: each of Feast's names is an alias of
+# the class banquet raises for the same failure, or (where banquet had none) a subclass.
+
+FeastError = BanquetError
+FeastObjectNotFoundException = NotFoundError
+EntityNotFoundException = EntityNotFound
+FeatureViewNotFoundException = FeatureViewNotFound
+FeatureServiceNotFoundException = FeatureServiceNotFound
+DataSourceNotFoundException = DataSourceNotFound
+DataSourceObjectNotFoundException = DataSourceNotFound
+PushSourceNotFoundException = DataSourceNotFound
+RequestDataNotFoundInEntityDfException = RequestDataNotFound
+RequestDataNotFoundInEntityRowsException = RequestDataNotFound
+FeastEntityDFMissingColumnsError = MissingJoinKeyError
+EntityDFNotDateTime = TimestampColumnError
+RegistryInferenceFailure = DefinitionError
+
+
+class OnDemandFeatureViewNotFound(FeatureViewNotFound):
+    """``get_on_demand_feature_view`` found no on-demand view of that name."""
+
+
+OnDemandFeatureViewNotFoundException = OnDemandFeatureViewNotFound
+
+
+class ProjectNotFound(NotFoundError):
+    """The registry holds no project of that name."""
+
+
+ProjectNotFoundException = ProjectNotFound
+
+
+class SavedDatasetNotFound(NotFoundError):
+    """No saved dataset of that name (banquet keeps none: saved datasets are not supported)."""
+
+
+class ValidationReferenceNotFound(NotFoundError):
+    """No validation reference of that name (banquet keeps none)."""
+
+
+class PermissionNotFound(NotFoundError):
+    """No permission of that name (banquet's registry holds no permissions)."""
+
+
+PermissionNotFoundException = PermissionNotFound
+
+
+class NotSupportedError(BanquetError, NotImplementedError):
+    """A Feast ``FeatureStore`` method or argument that needs a service banquet does not have
+    (vector search, saved datasets, the UI ...); the message names the method and why. The
+    README's "Switching from Feast" section lists them."""
+
+
 __all__ = [name for name, obj in globals().items() if isinstance(obj, type)]

@@ -94,7 +94,9 @@ class DataSource:
 class FileSource(DataSource):
     """A Parquet file, or a directory of Parquet files (a partitioned dataset).
 
-    A relative ``path`` is read relative to the feature repository.
+    A relative ``path`` is read relative to the feature repository. ``path`` may be an S3 URL
+    (``s3://bucket/key.parquet`` or ``s3://bucket/prefix/``); ``s3_endpoint_override`` (Feast's
+    name) then points at an S3-compatible server instead of AWS (``http://127.0.0.1:9000``).
     """
 
     kind = "file"
@@ -108,12 +110,14 @@ class FileSource(DataSource):
         created_timestamp_column: str = "",
         field_mapping: dict[str, str] | None = None,
         file_format: str = "parquet",
+        s3_endpoint_override: str | None = None,
         description: str = "",
         tags: dict[str, str] | None = None,
         owner: str = "",
     ) -> None:
         if not isinstance(path, str) or not path:
             raise DefinitionError(f"FileSource {name!r}: path must be a non-empty string")
+        endpoint = _check_endpoint(name or path, path, s3_endpoint_override)
         if str(file_format).lower() != "parquet":
             raise DefinitionError(
                 f"FileSource {name or path!r}: only Parquet is supported, got {file_format!r}"
@@ -128,9 +132,12 @@ class FileSource(DataSource):
             owner=owner,
         )
         self.path = path
+        self.s3_endpoint_override = endpoint
 
     def to_dict(self) -> dict[str, Any]:
-        return drop_empty({**self._common(), "path": self.path})
+        return drop_empty(
+            {**self._common(), "path": self.path, "s3_endpoint_override": self.s3_endpoint_override}
+        )
 
 
 class PostgreSQLSource(DataSource):
@@ -251,6 +258,35 @@ class RequestSource(DataSource):
                 "owner": self.owner,
             }
         )
+
+
+def _check_endpoint(where: str, path: str, endpoint: str | None) -> str:
+    """``s3_endpoint_override``: an http(s) URL or host[:port], only beside an s3:// path, and
+    never with credentials in it (they come from the environment or an AWS profile)."""
+    if endpoint is None or endpoint == "":
+        return ""
+    if not isinstance(endpoint, str) or any(c.isspace() for c in endpoint):
+        raise DefinitionError(
+            f"FileSource {where!r}: s3_endpoint_override must be a URL such as "
+            "'http://127.0.0.1:9000'"
+        )
+    if not path[:5].lower() == "s3://":
+        raise DefinitionError(
+            f"FileSource {where!r}: s3_endpoint_override is set but path {path!r} is not an "
+            "s3:// URL; remove it or use an s3://bucket/key path"
+        )
+    scheme, sep, rest = endpoint.partition("://")
+    if sep and scheme.lower() not in ("http", "https"):
+        raise DefinitionError(
+            f"FileSource {where!r}: s3_endpoint_override must start with http:// or https://, "
+            f"not {scheme}://"
+        )
+    if "@" in (rest if sep else endpoint).split("/", 1)[0]:
+        raise DefinitionError(
+            f"FileSource {where!r}: s3_endpoint_override must not hold credentials; they come "
+            "from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or an AWS profile"
+        )
+    return endpoint
 
 
 def _name_from_path(path: str) -> str:

@@ -36,7 +36,7 @@ from banquet.registry.base import (
 from banquet.repo import Diff, RepoContents, apply_diff, diff, load_repo
 from banquet.request import resolve
 from banquet.serving import get_online_features as _get_online_features
-from banquet.sources import DataSource
+from banquet.store_feast import FeastSurface, not_supported
 from banquet.trust import TrustPolicy
 
 if TYPE_CHECKING:
@@ -53,14 +53,17 @@ class PushMode(enum.Enum):
     ONLINE_AND_OFFLINE = 3
 
 
-class FeatureStore:
-    """Entry point: ``FeatureStore(repo_path=".")`` or ``FeatureStore(config=RepoConfig(...))``."""
+class FeatureStore(FeastSurface):
+    """Entry point: ``FeatureStore(repo_path=".")`` or ``FeatureStore(config=RepoConfig(...))``.
+    Every public method and parameter of Feast 0.67's ``FeatureStore`` exists; the ones
+    beyond the core are in ``store_feast.py``."""
 
     def __init__(
         self,
         repo_path: str | Path | None = None,
         config: RepoConfig | None = None,
         fs_yaml_file: str | Path | None = None,
+        embedding_provider: Any = None,
     ) -> None:
         if config is not None and (repo_path is not None or fs_yaml_file is not None):
             raise ConfigError(
@@ -70,6 +73,8 @@ class FeatureStore:
             config = load_config(repo_path, fs_yaml_file)
         self.config = config
         self.repo_path = config.repo_path
+        self._fs_yaml_file = fs_yaml_file
+        self._embedding_provider = embedding_provider
         self._registry: Registry = open_registry(config)
         self._trust = TrustPolicy(config)  # which stored on-demand functions may run
         self._catalog: Catalog | None = None
@@ -122,7 +127,7 @@ class FeatureStore:
         self._trust.bind(cat.on_demand_feature_views.values())
         return cat
 
-    def refresh_registry(self, state: dict[str, Any] | None = None) -> None:
+    def refresh_registry(self, *, state: dict[str, Any] | None = None) -> None:
         """Re-read the registry now instead of waiting for the cache to expire (or use
         ``state``, a project state the caller has just read)."""
         with self._lock:
@@ -151,10 +156,19 @@ class FeatureStore:
     # --- apply / plan / teardown ---------------------------------------------------------
 
     def plan(
-        self, objects: RepoContents | Sequence[Any] | None = None, *, partial: bool | None = None
+        self,
+        desired_repo_contents: RepoContents | Sequence[Any] | None = None,
+        skip_feature_view_validation: bool = False,
+        progress_ctx: Any = None,
+        *,
+        partial: bool | None = None,
     ) -> Diff:
-        """What ``apply`` would change, writing nothing. Without ``objects``: the repo folder
-        (a full sync); with a list of objects: an additive change, as ``apply`` does."""
+        """What ``apply`` would change, writing nothing. Without ``desired_repo_contents``:
+        the repo folder (a full sync); with a list of objects: an additive change, as
+        ``apply`` does. Feast's ``skip_feature_view_validation`` and ``progress_ctx`` are
+        accepted: sources are always checked, there is no progress display. Returns one
+        ``Diff`` (Feast: a tuple of registry diff, infra diff, infra)."""
+        objects = desired_repo_contents
         if partial is None:
             partial = objects is not None and not isinstance(objects, RepoContents)
         contents = self._contents(objects)
@@ -164,14 +178,17 @@ class FeatureStore:
         self,
         objects: RepoContents | Sequence[Any] | Any | None = None,
         objects_to_delete: Sequence[Any] | None = None,
-        *,
         partial: bool = True,
+        skip_feature_view_validation: bool = False,
+        no_promote: bool = False,
     ) -> Diff:
         """Register definitions and create their online storage.
 
         ``objects`` may be a list of definitions (added or updated; nothing else is removed
         unless listed in ``objects_to_delete``), or None to sync the whole repo folder
         (objects no longer defined are removed), as ``banquet apply`` does.
+        ``skip_feature_view_validation`` and ``no_promote`` (Feast's, for view versions) are
+        accepted and change nothing: sources are always checked, nothing is versioned.
         """
         if objects is None:
             partial = False
@@ -313,34 +330,53 @@ class FeatureStore:
 
     def get_historical_features(
         self,
-        entity_df: Any,
-        features: Sequence[str] | FeatureService,
+        entity_df: Any = None,
+        features: Sequence[str] | FeatureService = (),
         full_feature_names: bool = False,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        filter_by_created_timestamp: bool = False,
     ) -> RetrievalJob:
         """A point-in-time correct training set: for every entity row, each feature's latest
         value at or before the row's timestamp (within the view's ttl).
 
         ``entity_df``: pandas/polars DataFrame, pyarrow Table, anything exporting Arrow, or
         (on the Postgres offline store) a SQL query. Returns a lazy job: call ``to_df()``,
-        ``to_arrow()``, ``to_polars()`` or ``to_parquet(path)``.
+        ``to_arrow()``, ``to_polars()`` or ``to_parquet(path)``. ``start_date``/``end_date``
+        only matter to Feast without ``entity_df``, which banquet does not support.
         """
-        from banquet.historical import HistoricalJob
+        if entity_df is None:
+            not_supported(
+                "get_historical_features",
+                "retrieval without entity_df (a time range only) is not supported; pass "
+                "entity_df with the join keys and event_timestamp",
+            )
+        if filter_by_created_timestamp:
+            not_supported(
+                "get_historical_features",
+                "filter_by_created_timestamp=True is not supported (created timestamps "
+                "only break ties between equal event times)",
+            )
         from banquet.request import resolve
 
         request = resolve(self.catalog(), features, full_feature_names)
-        if isinstance(entity_df, str):
-            entity_df = self.offline_store.query(entity_df)
-        return HistoricalJob(self.offline_store, request, entity_df)
+        return self.offline_store.historical_job(request, entity_df)
 
     def get_online_features(
         self,
         features: Sequence[str] | FeatureService,
         entity_rows: Any,
         full_feature_names: bool = False,
+        include_feature_view_version_metadata: bool = False,
     ) -> OnlineResponse:
         """The latest values of ``features`` for ``entity_rows`` (a list of dicts or a dict of
         columns), with a status per value. Values older than the view's ttl come back as
         None with status OUTSIDE_MAX_AGE."""
+        if include_feature_view_version_metadata:
+            not_supported(
+                "get_online_features",
+                "include_feature_view_version_metadata=True: feature views have no versions",
+            )
         # imported at module level: an import statement here costs ~2 us per call
         return _get_online_features(
             self, resolve(self.catalog(), features, full_feature_names), entity_rows
@@ -353,6 +389,11 @@ class FeatureStore:
         start_date: datetime,
         end_date: datetime,
         feature_views: Sequence[str] | None = None,
+        disable_event_timestamp: bool = False,
+        full_feature_names: bool = False,
+        version: str | None = None,
+        force: bool = False,
+        run_async: bool = False,
         *,
         progress: bool = False,
         overwrite: bool = False,
@@ -360,9 +401,11 @@ class FeatureStore:
         """Load the latest values with event times in ``[start_date, end_date]`` into the
         online store, then record the interval in the registry. ``overwrite=True``: each
         key's row replaces the stored one even when that one is newer (corrects a value
-        written with a wrong, future event time)."""
+        written with a wrong, future event time). Feast's ``full_feature_names``, ``force``
+        and ``run_async`` change nothing here (as in Feast without a remote server)."""
         from banquet.materialize import Window, materialize_windows, to_us
 
+        _check_materialize_args("materialize", version, disable_event_timestamp)
         start_us, end_us = to_us(start_date), to_us(end_date)
         if start_us > end_us:
             raise InvalidArgument(
@@ -377,13 +420,19 @@ class FeatureStore:
         self,
         end_date: datetime,
         feature_views: Sequence[str] | None = None,
+        full_feature_names: bool = False,
+        version: str | None = None,
+        force: bool = False,
+        run_async: bool = False,
         *,
         progress: bool = False,
     ) -> None:
         """Materialize each view from where its last materialization ended (or, the first
-        time, from ``end_date - ttl``, or from the beginning for views without ttl)."""
+        time, from ``end_date - ttl``, or from the beginning for views without ttl).
+        Feast's ``full_feature_names``, ``force`` and ``run_async`` change nothing here."""
         from banquet.materialize import Window, materialize_windows, to_us
 
+        _check_materialize_args("materialize_incremental", version, False)
         end_us = to_us(end_date)
         # Read the intervals fresh, not from the cache: another process may have just run.
         recorded = self._registry.read(self.project)["materializations"]
@@ -414,15 +463,30 @@ class FeatureStore:
         return views
 
     def write_to_online_store(
-        self, feature_view_name: str, df: Any, *, overwrite: bool = False
+        self,
+        feature_view_name: str,
+        df: Any = None,
+        inputs: Any = None,
+        allow_registry_cache: bool = True,
+        transform_on_write: bool = True,
+        *,
+        overwrite: bool = False,
     ) -> None:
         """Write rows (join keys, the timestamp field, features) straight to the online store.
         The whole frame is checked against the view's schema and the write checks (keys,
         event times, value ranges) before anything is written. ``overwrite=True``: each
-        key's row replaces the stored one even when that one is newer."""
+        key's row replaces the stored one even when that one is newer. ``inputs`` (Feast's):
+        the rows as a dict of columns or a frame, when ``df`` is None. ``transform_on_write``
+        changes nothing: feature views have no write-time transformation."""
         from banquet.push import write_online
 
-        view = self.get_feature_view(feature_view_name)
+        if df is None:
+            df = inputs
+        if df is None:
+            raise InvalidArgument(
+                f"write_to_online_store({feature_view_name!r}): pass the rows as df= (or inputs=)"
+            )
+        view = self.get_feature_view(feature_view_name, allow_registry_cache)
         with memory_bound(f"write_to_online_store ({feature_view_name!r})"):
             write_online(self, view, df, overwrite)
 
@@ -430,49 +494,23 @@ class FeatureStore:
         self,
         push_source_name: str,
         df: Any,
+        allow_registry_cache: bool | PushMode = True,
         to: PushMode = PushMode.ONLINE,
+        transform_on_write: bool = True,
         *,
         overwrite: bool = False,
     ) -> None:
         """Send rows to every view fed by the push source: to the online store, to the batch
         source (offline), or both. ``overwrite=True``: online, each key's row replaces the
-        stored one even when that one is newer."""
+        stored one even when that one is newer. Feast's parameter order; a ``PushMode``
+        passed third (banquet's earlier order) still means ``to``. ``transform_on_write``
+        changes nothing: feature views have no write-time transformation."""
         from banquet.push import push
 
+        if isinstance(allow_registry_cache, PushMode):
+            to = allow_registry_cache
         with memory_bound(f"push ({push_source_name!r})"):
             push(self, push_source_name, df, to, overwrite)
-
-    # --- listing -------------------------------------------------------------------------
-
-    def list_entities(self, tags: dict[str, str] | None = None) -> list[Entity]:
-        return _tagged(self.catalog().entities.values(), tags)
-
-    def list_feature_views(self, tags: dict[str, str] | None = None) -> list[FeatureView]:
-        return _tagged(self.catalog().feature_views.values(), tags)
-
-    def list_on_demand_feature_views(self, tags: dict[str, str] | None = None) -> list[Any]:
-        return _tagged(self.catalog().on_demand_feature_views.values(), tags)
-
-    def list_feature_services(self, tags: dict[str, str] | None = None) -> list[FeatureService]:
-        return _tagged(self.catalog().feature_services.values(), tags)
-
-    def list_data_sources(self, tags: dict[str, str] | None = None) -> list[DataSource]:
-        return _tagged(self.catalog().data_sources.values(), tags)
-
-    def get_entity(self, name: str) -> Entity:
-        return self.catalog().get("entities", name)  # type: ignore[no-any-return]
-
-    def get_feature_view(self, name: str) -> FeatureView:
-        return self.catalog().get("feature_views", name)  # type: ignore[no-any-return]
-
-    def get_on_demand_feature_view(self, name: str) -> Any:
-        return self.catalog().get("on_demand_feature_views", name)
-
-    def get_feature_service(self, name: str) -> FeatureService:
-        return self.catalog().get("feature_services", name)  # type: ignore[no-any-return]
-
-    def get_data_source(self, name: str) -> DataSource:
-        return self.catalog().get("data_sources", name)  # type: ignore[no-any-return]
 
     def registry_dump(self) -> dict[str, Any]:
         """The project's registry records as JSON-able data."""
@@ -495,8 +533,14 @@ def _kind(obj: Any) -> str:
     return kind
 
 
-def _tagged(objs: Any, tags: dict[str, str] | None) -> list[Any]:
-    out = list(objs)
-    if tags:
-        out = [o for o in out if all(o.tags.get(k) == v for k, v in tags.items())]
-    return sorted(out, key=lambda o: o.name)
+def _check_materialize_args(
+    method: str, version: str | None, disable_event_timestamp: bool
+) -> None:
+    if version is not None:
+        not_supported(method, f"version={version!r}: feature views have no versions")
+    if disable_event_timestamp:
+        not_supported(
+            method,
+            "disable_event_timestamp=True (storing every row with the current time) is not "
+            "supported: the newest event per key is stored with its own time",
+        )

@@ -16,6 +16,10 @@ def open_offline_store(config: RepoConfig) -> OfflineStore:
         from banquet.offline.postgres import PostgresOfflineStore
 
         return PostgresOfflineStore(config)
+    if kind == "spark":
+        from banquet.offline.spark.store import SparkOfflineStore
+
+        return SparkOfflineStore(config)
     from banquet.offline.file import FileOfflineStore
 
     return FileOfflineStore(config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from banquet import types
 from banquet._memory import memory_bound
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from banquet.config import RepoConfig
     from banquet.feature_view import FeatureView
+    from banquet.request import ResolvedRequest
     from banquet.sources import DataSource
 
 
@@ -89,6 +90,15 @@ class OfflineStore(abc.ABC):
             f"entity_df is a SQL string, which the {self.config.offline_store.type!r} offline "
             "store cannot run; pass a DataFrame or use offline_store type 'postgres'"
         )
+
+    def historical_job(self, request: ResolvedRequest, entity_df: Any) -> RetrievalJob:
+        """The lazy job of ``get_historical_features`` (a SQL string runs through ``query``);
+        a store that joins elsewhere (Spark) returns its own job."""
+        from banquet.historical import HistoricalJob
+
+        if isinstance(entity_df, str):
+            entity_df = self.query(entity_df)
+        return HistoricalJob(self, request, entity_df)
 
     def check_view(self, config: RepoConfig, fv: FeatureView) -> None:
         """At apply: the source must hold every column the view reads; join keys without a

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from banquet import s3
 from banquet.errors import DataSourceError, SchemaMismatch, SourceColumnMissing, SourceFileNotFound
 from banquet.offline.base import OfflineStore
 from banquet.sources import FileSource
@@ -25,9 +26,17 @@ class FileOfflineStore(OfflineStore):
             )
         return self.config.resolve(source.path)
 
+    def _where(self, source: DataSource) -> str:
+        """The source's location for messages: its s3:// URL, or the resolved local path."""
+        if isinstance(source, FileSource):
+            return self.config.location(source.path)
+        return str(self._path(source))  # (raises: not a FileSource)
+
     def dataset(self, source: DataSource) -> pds.Dataset:
         import pyarrow.dataset as ds
 
+        if (on_s3 := s3.target(source, self.config)) is not None:
+            return s3.dataset(on_s3)
         path = self._path(source)
         if not path.exists():
             raise SourceFileNotFound(
@@ -44,9 +53,14 @@ class FileOfflineStore(OfflineStore):
     def source_schema(self, source: DataSource) -> pa.Schema | None:
         from banquet.sources import PushSource
 
-        if not self._path(source.batch).exists() and isinstance(source, PushSource):
+        if isinstance(source, PushSource) and not self._exists(source.batch):
             return None
         return self.dataset(source.batch).schema
+
+    def _exists(self, source: DataSource) -> bool:
+        if (on_s3 := s3.target(source, self.config)) is not None:
+            return s3.exists(on_s3)
+        return self._path(source).exists()
 
     def read(
         self,
@@ -63,7 +77,7 @@ class FileOfflineStore(OfflineStore):
         missing = [c for c in columns if c not in names]
         if missing:
             raise SourceColumnMissing(
-                f"source {source.name!r} ({self._path(source)}) has no column {missing[0]!r}; "
+                f"source {source.name!r} ({self._where(source)}) has no column {missing[0]!r}; "
                 f"its columns are {sorted(names)}"
             )
         ts_field = dataset.schema.field(source.timestamp_field)
@@ -82,8 +96,10 @@ class FileOfflineStore(OfflineStore):
                 return dataset.to_table(columns=columns, use_threads=True)
             return _scan_window(dataset, columns, cond, source.timestamp_field, *bounds)
         except (OSError, ValueError) as e:
+            if (on_s3 := s3.target(source, self.config)) is not None:
+                raise on_s3.error(e, "reading") from None
             raise DataSourceError(
-                f"source {source.name!r}: reading {self._path(source)} failed: {e}"
+                f"source {source.name!r}: reading {self._where(source)} failed: {e}"
             ) from None
 
     def append(self, source: DataSource, rows: pa.Table) -> None:
@@ -94,21 +110,13 @@ class FileOfflineStore(OfflineStore):
 
         from banquet.push import new_part_name
 
+        if (on_s3 := s3.target(source, self.config)) is not None:
+            s3.append(on_s3, rows)
+            return
         path = self._path(source)
         if path.is_file():
             existing = pq.read_table(path)
-            missing = [c for c in existing.column_names if c not in rows.column_names]
-            if missing:
-                raise SchemaMismatch(
-                    f"pushed rows lack column(s) {missing} of source {source.name!r} ({path}); "
-                    "add them to the frame (None values are fine)"
-                )
-            try:
-                rows = rows.select(existing.column_names).cast(existing.schema)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-                raise SchemaMismatch(
-                    f"pushed rows do not fit source {source.name!r} ({path}): {e}"
-                ) from None
+            rows = fit_rows(rows, existing.schema, source.name, str(path))
             tmp = path.with_name(f".{path.name}.{new_part_name()}")
             pq.write_table(pa.concat_tables([existing, rows]), tmp)
             tmp.replace(path)
@@ -121,6 +129,24 @@ class FileOfflineStore(OfflineStore):
         tmp = path / f".{new_part_name()}"
         pq.write_table(rows, tmp)
         tmp.replace(path / tmp.name[1:])
+
+
+def fit_rows(rows: pa.Table, schema: pa.Schema, source_name: str, where: str) -> pa.Table:
+    """Pushed ``rows`` in a single-file source's column order and types, or SchemaMismatch."""
+    import pyarrow as pa
+
+    missing = [c for c in schema.names if c not in rows.column_names]
+    if missing:
+        raise SchemaMismatch(
+            f"pushed rows lack column(s) {missing} of source {source_name!r} ({where}); "
+            "add them to the frame (None values are fine)"
+        )
+    try:
+        return rows.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise SchemaMismatch(
+            f"pushed rows do not fit source {source_name!r} ({where}): {e}"
+        ) from None
 
 
 def _scan_window(

@@ -47,7 +47,7 @@ class RegistryRefresher:
                         f"the registry no longer holds project {self.store.project!r} "
                         "(deleted or torn down); serving the last good copy"
                     )
-                self.store.refresh_registry(state)
+                self.store.refresh_registry(state=state)
                 self.version, self.last_updated = version, state.get("last_updated")
         except Exception as e:  # any failure: keep the last good catalog, report unhealthy
             if self.healthy or self.problem != str(e):

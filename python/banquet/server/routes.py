@@ -41,7 +41,9 @@ def get_online_features(server: FeatureServer, body: bytes) -> Reply:
         )
     store = server.store
     wanted: list[str] | FeatureService = (
-        store.get_feature_service(service_name) if service_name is not None else features  # type: ignore[assignment]
+        store.get_feature_service(service_name, allow_cache=True)
+        if service_name is not None
+        else features  # type: ignore[assignment]
     )
     _check_size(server, wanted, req.get("entities"))  # before any per-value work or store call
     entities = payload.columns(req, "entities", scalars_only=True)
@@ -86,14 +88,14 @@ def push(server: FeatureServer, body: bytes) -> bytes:
     if to not in _PUSH_MODES:
         raise bad_request(f"field 'to' must be one of {sorted(_PUSH_MODES)}, got {to!r}")
     store = server.store
-    source = store.get_data_source(name)  # type: ignore[arg-type]
+    source = store.catalog().get("data_sources", name)  # type: ignore[arg-type]
     if not isinstance(source, PushSource):
         raise bad_request(
             f"data source {name!r} is a {type(source).__name__}, not a push source",
             "NotAPushSource",
         )
     overwrite = payload.boolean(req, "overwrite", False)
-    views = [v for v in store.list_feature_views() if v.source.name == name]
+    views = [v for v in store.list_feature_views(allow_cache=True) if v.source.name == name]
     frame = payload.frame(df, views)
     store.push(name, frame, to=PushMode[_PUSH_MODES[to]], overwrite=overwrite)  # type: ignore[arg-type]
     return NULL
@@ -104,7 +106,7 @@ def write_to_online_store(server: FeatureServer, body: bytes) -> bytes:
     name = payload.string(req, "feature_view_name")
     df = payload.columns(req, "df", scalars_only=False)
     overwrite = payload.boolean(req, "overwrite", False)
-    view = server.store.get_feature_view(name)  # type: ignore[arg-type]
+    view = server.store.get_feature_view(name, allow_registry_cache=True)  # type: ignore[arg-type]
     server.store.write_to_online_store(view.name, payload.frame(df, [view]), overwrite=overwrite)
     return NULL
 
@@ -132,7 +134,8 @@ def materialize_incremental(server: FeatureServer, body: bytes) -> bytes:
 def _online_views(server: FeatureServer, req: dict[str, Any]) -> list[str] | None:
     names = payload.strings(req, "feature_views")
     for name in names or []:
-        if not server.store.get_feature_view(name).online:  # unknown names: 404
+        view = server.store.get_feature_view(name, allow_registry_cache=True)  # unknown: 404
+        if not view.online:
             raise bad_request(f"feature view {name!r} has online=False; it cannot be materialized")
     return names
 

@@ -1,0 +1,3 @@
+"""Feast's ``feast.infra`` package (its stores' import paths)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Feast's ``feast.infra.offline_stores.contrib``."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Feast-compatible import path (see banquet.infra)."""
