@@ -16,6 +16,7 @@ mod online;
 mod pgcopy;
 mod resp;
 mod rows;
+mod scan;
 mod sqlite;
 mod threads;
 
@@ -29,6 +30,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     online::register(m)?;
     pgcopy::register(m)?;
     resp::register(m)?;
+    scan::register(m)?;
     sqlite::register(m)?;
     threads::register(m)?;
     Ok(())

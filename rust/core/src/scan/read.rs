@@ -159,7 +159,10 @@ fn read_columns(
     let batches: Vec<RecordBatch> = reader
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| bad(&e))?;
-    let batch = arrow_select::concat::concat_batches(&schema, &batches)?;
+    let batch = match batches.len() {
+        1 => batches.into_iter().next().expect("one batch"),
+        _ => arrow_select::concat::concat_batches(&schema, &batches)?,
+    };
     Ok(schema
         .fields()
         .iter()

@@ -77,9 +77,6 @@ impl Store {
         if let Some(v) = opts.get("session_token") {
             b = b.with_token(v);
         }
-        if let Some(v) = opts.get("allow_http") {
-            b = b.with_allow_http(v == "true");
-        }
         // Fail in seconds, not after object_store's default three minutes of retries: an
         // unreachable endpoint is reported, the caller decides whether to retry.
         let retry = RetryConfig {
@@ -91,7 +88,10 @@ impl Store {
             max_retries: 2,
             retry_timeout: Duration::from_secs(20),
         };
+        // (allow_http lives in the client options: set it here, not on the builder, where
+        // with_client_options would reset it)
         let client = ClientOptions::new()
+            .with_allow_http(opts.get("allow_http").is_some_and(|v| v == "true"))
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(120));
         let inner = b
