@@ -36,7 +36,7 @@ venv: $(VENV)/.deps-stamp ## create .venv with the Python dependencies
 develop: $(EXT_STAMP) $(FEAST_STAMP) ## build the Rust extension (release) and banquet-feast into .venv
 
 .PHONY: services services-stop
-services: $(VENV)/.deps-stamp ## install (if missing) and start local Postgres, Redis, a 3-node Redis Cluster and an S3 server (moto) on loopback
+services: $(VENV)/.deps-stamp ## install (if missing) and start local Postgres, Redis, a 3-node Redis Cluster and an S3 server (moto) on loopback, a Kafka broker (Tansu)
 	@BANQUET_PYTHON=$(abspath $(PY)) scripts/services.sh start
 services-stop: ## stop the servers `make services` started
 	@scripts/services.sh stop
@@ -65,15 +65,15 @@ wheel: $(VENV)/.deps-stamp ## build one abi3 wheel (Python >= 3.10) into dist/
 lint: $(EXT_STAMP) ## cargo fmt --check, clippy -D warnings, ruff, mypy --strict, stubtest
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets --quiet -- -D warnings
-	$(VENV)/bin/ruff check python tests benches
-	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/ruff check python tests benches compat
+	$(VENV)/bin/ruff format --check python tests benches compat
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest banquet._core --mypy-config-file scripts/stubtest-mypy.ini \
 		--allowlist scripts/stubtest-allowlist.txt
 fmt: $(VENV)/.deps-stamp ## format Rust and Python
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benches
-	$(VENV)/bin/ruff check --fix python tests benches
+	$(VENV)/bin/ruff format python tests benches compat
+	$(VENV)/bin/ruff check --fix python tests benches compat
 
 .PHONY: bench
 bench: develop services ## whole-path benchmarks against peers (see benches/README.md)

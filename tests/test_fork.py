@@ -68,6 +68,9 @@ _SCRIPT = textwrap.dedent(
 
     expected = join()
     print("threads", _core.thread_count(), flush=True)
+    # rayon's workers are named banquet-<i>: how many this process started
+    comms = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    print("pool threads", sum(c.startswith("banquet-") and c[8:].isdigit() for c in comms), flush=True)
     mode = sys.argv[2]
     if mode == "os.fork":
         pid = os.fork()
@@ -116,13 +119,17 @@ def _run(tmp_path: Path, mode: str, threads: str | None) -> list[str]:
 def test_child_of_a_fork_runs_a_historical_join(tmp_path: Path, mode: str) -> None:
     lines = _run(tmp_path, mode, threads="4")
     assert "threads 4" in lines
+    assert "pool threads 4" in lines
     assert "child 0" in lines  # finished, with the parent's result
     assert "parent True" in lines  # the parent's pool still works after the fork
 
 
 def test_banquet_threads_1_runs_sequentially(tmp_path: Path) -> None:
+    """1 = no pool: the join ran on the calling thread and no worker thread was started
+    (the 4-thread run above, the same join, counts 4)."""
     lines = _run(tmp_path, "os.fork", threads="1")
     assert "threads 1" in lines
+    assert "pool threads 0" in lines
     assert "child 0" in lines and "parent True" in lines
 
 

@@ -304,7 +304,7 @@ def prop_backend(
 
 # Postgres writes a table per example, S3 an object: fewer examples keep the suite fast, same
 # strategies.
-EXAMPLES = {"file": 600, "s3": 40, "postgres": 100, "spark": 25}  # Spark: 4 jobs an example
+EXAMPLES = {"file": 600, "s3": 40, "postgres": 100, "spark": 12}  # Spark: 4 jobs an example
 
 
 def test_matches_brute_force_reference(prop_backend: Backend) -> None:

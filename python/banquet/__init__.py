@@ -15,6 +15,7 @@ from banquet.offline.spark.source import SparkSource
 from banquet.on_demand import OnDemandFeatureView, on_demand_feature_view
 from banquet.sources import DataSource, FileSource, PostgreSQLSource, PushSource, RequestSource
 from banquet.store import FeatureStore
+from banquet.stream import KafkaSource, StreamFeatureView
 from banquet.types import ValueType
 
 __all__ = [
@@ -26,12 +27,14 @@ __all__ = [
     "FeatureView",
     "Field",
     "FileSource",
+    "KafkaSource",
     "OnDemandFeatureView",
     "PostgreSQLSource",
     "PushSource",
     "RepoConfig",
     "RequestSource",
     "SparkSource",
+    "StreamFeatureView",
     "ValueType",
     "__version__",
     "on_demand_feature_view",

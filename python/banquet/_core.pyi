@@ -69,7 +69,7 @@ def asof_join(
 
 def thread_count() -> int:
     """The number of threads ``asof_join`` uses in this process: ``BANQUET_THREADS`` (0 or
-    unset = one per core, 1 = sequential), read when the process first needs its pool. A
+    unset = one per core, 1 = no pool: on the calling thread), read when the process first needs its pool. A
     process made by ``fork`` builds a pool of its own, so joins keep working in the child. A ``BANQUET_THREADS`` that is not a whole number raises
     ``banquet.errors.ConfigError``."""
 
@@ -153,6 +153,13 @@ def pg_copy_rows(
 ) -> bytes | None:
     """Rows ``(entity_key, event_ts, created_ts, value)`` as Postgres ``COPY (FORMAT BINARY)``
     data (a null created time is 0); None when a key repeats."""
+
+def pg_array_params(
+    keys: ArrowArray, event_ts: ArrowArray, created_ts: ArrowArray | None, values: ArrowArray
+) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """The same rows as four parameters in Postgres' binary array format (``bytea[]``,
+    ``int8[]``, ``int8[]``, ``bytea[]``; a null created time is 0) for one upsert statement;
+    None when a key repeats."""
 
 def resp_hsetnx(
     prefix: bytes,

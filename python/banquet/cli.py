@@ -42,21 +42,39 @@ def _fail(ctx: click.Context, message: str) -> None:
     "--chdir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Feature repo folder (default: the folder of -f, else the current one).",
+    envvar="FEATURE_REPO_DIR_ENV_VAR",  # Feast's variable
+    help="Feature repo folder (default: the folder of -f, else the current one; "
+    "or $FEATURE_REPO_DIR_ENV_VAR).",
 )
 @click.option(
     "-f",
     "--feature-store-yaml",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Path to feature_store.yaml (default: in the repo folder).",
+    envvar="FEAST_FS_YAML_FILE_PATH",  # Feast's variable
+    help="Path to feature_store.yaml (default: in the repo folder; or $FEAST_FS_YAML_FILE_PATH).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Print full tracebacks on errors.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    default=None,
+    help="Print log messages of this level and above (Feast's option; default: "
+    "warnings and errors only).",
+)
 @click.pass_context
 def cli(
-    ctx: click.Context, chdir: str | None, feature_store_yaml: str | None, verbose: bool
+    ctx: click.Context,
+    chdir: str | None,
+    feature_store_yaml: str | None,
+    verbose: bool,
+    log_level: str | None,
 ) -> None:
     """banquet: define features once, train on history, serve online."""
+    if log_level is not None:
+        import logging
+
+        logging.basicConfig(level=log_level.upper())
     ctx.obj = {
         "repo": Path(chdir) if chdir else None,
         "yaml": feature_store_yaml,
@@ -279,6 +297,25 @@ def materialize(
     )
 
 
+@cli.command("migrate-from-feast")
+@click.argument("source", required=False)
+@click.option(
+    "--materialize",
+    is_flag=True,
+    help="Then load the online store up to now (Feast's online store is not read).",
+)
+@click.pass_context
+def migrate_from_feast(ctx: click.Context, source: str | None, materialize: bool) -> None:
+    """Import a Feast registry: SOURCE is its registry.db, sqlite:///PATH or a
+    postgresql:// URL (default: this repo's registry path)."""
+    from banquet.migrate.command import import_into, summary
+
+    store = _store(ctx)
+    click.echo(f"Imported from Feast: {summary(import_into(store, source))}")
+    if materialize:
+        store.materialize_incremental(datetime.now(timezone.utc), progress=True)
+
+
 @cli.command("materialize-incremental")
 @click.argument("end")
 @click.option("--views", "-v", "views", multiple=True, help="Only this feature view (repeatable).")
@@ -377,6 +414,76 @@ def serve(
         registry_ttl_sec=registry_ttl_sec,
         access_log=access_log and not no_access_log,
     )
+
+
+@cli.command()
+@click.option(
+    "--views",
+    "views",
+    multiple=True,
+    help="Stream feature view(s) to ingest (repeat, or comma-separated; default: every "
+    "online StreamFeatureView).",
+)
+@click.option("--batch-rows", default=10_000, show_default=True, type=click.IntRange(1),
+              help="Messages per micro-batch (one online write each).")  # fmt: skip
+@click.option("--linger-ms", default=100, show_default=True, type=click.IntRange(0),
+              help="Longest wait to fill a micro-batch.")  # fmt: skip
+@click.option("--to", "to", type=click.Choice(["online", "online_and_offline"]),
+              default="online", show_default=True,
+              help="online_and_offline also appends each batch to the view's batch source.")  # fmt: skip
+@click.option("--dlq-topic", default=None,
+              help="Dead-letter topic (default: <topic>.banquet-dlq).")  # fmt: skip
+@click.option("--no-dlq", is_flag=True, help="Log and skip bad messages instead of a DLQ.")
+@click.option("--bootstrap-servers", default=None,
+              help="Brokers to use instead of each KafkaSource's kafka_bootstrap_servers.")  # fmt: skip
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--metrics-port", default=8890, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the Prometheus /metrics endpoint (0: none).")  # fmt: skip
+@click.option("--log-interval", default=10.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds between progress lines on stderr (0: none).")  # fmt: skip
+@click.pass_context
+def ingest(
+    ctx: click.Context,
+    views: tuple[str, ...],
+    batch_rows: int,
+    linger_ms: int,
+    to: str,
+    dlq_topic: str | None,
+    no_dlq: bool,
+    bootstrap_servers: str | None,
+    metrics_host: str,
+    metrics_port: int,
+    log_interval: float,
+) -> None:
+    """Consume the Kafka topics of stream feature views into the online store (runs until
+    SIGTERM or Ctrl-C, which finish and commit the batch in hand)."""
+    import signal
+    import threading
+
+    from banquet.stream.consumer import IngestOptions
+    from banquet.stream.consumer import ingest as run
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    opts = IngestOptions(
+        views=[n.strip() for v in views for n in v.split(",") if n.strip()],
+        batch_rows=batch_rows,
+        linger_ms=linger_ms,
+        to=to,
+        dlq_topic=dlq_topic,
+        no_dlq=no_dlq,
+        bootstrap_servers=bootstrap_servers,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        log_interval=log_interval,
+    )
+    unfinished = run(_store(ctx), opts, stop)
+    if unfinished:
+        raise click.ClickException(
+            f"stopped with {unfinished} message(s) not written (the online store was failing); "
+            "their offsets were not committed, so the next run reads them again"
+        )
 
 
 def main() -> None:

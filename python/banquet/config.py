@@ -106,6 +106,18 @@ class PostgresOnlineConfig(PostgresConnConfig, OnlineWriteConfig):
 
 
 @dataclass(frozen=True)
+class RemoteOnlineConfig(OnlineWriteConfig):
+    """``online_store: {type: remote, path: http://host:6566}``: reads go to a feature
+    server (banquet's or Feast's) over HTTP (online/remote.py); ``cert``: a CA file for
+    https."""
+
+    type: Literal["remote"] = "remote"
+    path: str = "http://localhost:6566"
+    cert: str = ""
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class FileOfflineConfig:
     type: Literal["file"] = "file"
 
@@ -150,18 +162,36 @@ class FeatureServerConfig:
     worker_threads: int = 8
 
 
-OnlineConfig = SqliteOnlineConfig | RedisOnlineConfig | PostgresOnlineConfig
+OnlineConfig = SqliteOnlineConfig | RedisOnlineConfig | PostgresOnlineConfig | RemoteOnlineConfig
 OfflineConfig = FileOfflineConfig | PostgresOfflineConfig | SparkOfflineConfig
 _ONLINE: dict[str, type] = {
     "sqlite": SqliteOnlineConfig,
     "redis": RedisOnlineConfig,
     "postgres": PostgresOnlineConfig,
+    "remote": RemoteOnlineConfig,
 }
 _OFFLINE: dict[str, type] = {
     "file": FileOfflineConfig,
     "postgres": PostgresOfflineConfig,
     "spark": SparkOfflineConfig,
 }
+
+
+@dataclass(frozen=True)
+class ClientAuthConfig:
+    """Feast's top-level ``auth:``. ``no_auth`` (Feast's template) is accepted and means
+    nothing: banquet's own server is protected by ``feature_server.auth``. Feast's
+    ``kubernetes`` / ``oidc`` are refused (ConfigError naming the replacement)."""
+
+    type: Literal["no_auth"] = "no_auth"
+
+
+@dataclass(frozen=True)
+class BatchEngineConfig:
+    """Feast's ``batch_engine``: ``local`` (materialization in this process) is what banquet
+    does; other engines are refused."""
+
+    type: Literal["local"] = "local"
 
 
 @dataclass(frozen=True)
@@ -173,7 +203,13 @@ class RepoConfig:
     provider: Literal["local"] = "local"
     online_store: OnlineConfig = field(default_factory=SqliteOnlineConfig)
     offline_store: OfflineConfig = field(default_factory=FileOfflineConfig)
-    entity_key_serialization_version: Literal[3] = 3
+    # 2 (Feast's deprecated form) is accepted: banquet's online store has its own value
+    # format, never read by Feast, and keeps keys as version 3 (README, Switching from Feast)
+    entity_key_serialization_version: Literal[2, 3] = 3
+    auth: ClientAuthConfig = field(default_factory=ClientAuthConfig)
+    batch_engine: BatchEngineConfig = field(default_factory=BatchEngineConfig)
+    # Feast's flag: naive entity_df times are UTC; banquet always reads them so (True only)
+    coerce_tz_aware: Literal[True] = True
     feature_server: FeatureServerConfig = field(default_factory=FeatureServerConfig)
     # Stored on-demand functions run only when trusted (see README "Stored functions"):
     # loaded from this repo's files by this process, pinned here by the SHA-256 of their
@@ -207,6 +243,7 @@ class RepoConfig:
             )
         if isinstance(data.get("registry"), str):
             data["registry"] = {"path": data["registry"]}
+        data = _feast_aliases(data, source)
         data["online_store"] = _pick(
             data.get("online_store"), _ONLINE, "sqlite", source, "online_store"
         )
@@ -233,6 +270,26 @@ class RepoConfig:
                 "starting with a letter"
             )
         return cfg
+
+
+def _feast_aliases(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Feast's spellings of settings banquet has: ``offline_store: dask|duckdb`` is the
+    file store (the same Parquet sources); ``batch_engine: local`` as a string; an
+    ``auth:`` type banquet cannot honour named with its replacement."""
+    off = data.get("offline_store")
+    kind = off if isinstance(off, str) else off.get("type") if isinstance(off, dict) else None
+    if kind in ("dask", "duckdb"):
+        data["offline_store"] = {"type": "file"}
+    if isinstance(data.get("batch_engine"), str):
+        data["batch_engine"] = {"type": data["batch_engine"]}
+    auth = data.get("auth")
+    if isinstance(auth, dict) and auth.get("type") in ("kubernetes", "oidc"):
+        raise ConfigError(
+            f"{source}: 'auth.type' is {auth['type']!r}; banquet does not authenticate with "
+            "Kubernetes or OIDC. Remove 'auth' (or write type: no_auth) and protect `banquet "
+            "serve` with feature_server: {auth: {type: token}}"
+        )
+    return data
 
 
 def load_config(

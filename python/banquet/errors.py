@@ -280,4 +280,16 @@ class NotSupportedError(BanquetError, NotImplementedError):
     README's "Switching from Feast" section lists them."""
 
 
+class NotSupportedAttribute(NotSupportedError, AttributeError):
+    """A Feast ``FeatureStore`` attribute banquet does not have (``provider``); also an
+    ``AttributeError``, so ``hasattr`` and introspection (``inspect.getmembers``) treat it as
+    absent instead of failing."""
+
+
+
+class StreamError(BanquetError):
+    """``banquet ingest`` cannot run: no stream view to ingest, the Kafka client is not
+    installed, or the broker refused the consumer's settings; the message names the fix."""
+
+
 __all__ = [name for name, obj in globals().items() if isinstance(obj, type)]

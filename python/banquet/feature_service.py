@@ -7,6 +7,7 @@ from typing import Any
 
 from banquet._naming import check_name, check_tags, drop_empty
 from banquet.errors import DefinitionError
+from banquet.feature_logging import LoggingConfig, warn_not_logged
 from banquet.feature_view import FeatureView, projected
 
 
@@ -21,6 +22,7 @@ class FeatureService:
         description: str = "",
         tags: dict[str, str] | None = None,
         owner: str = "",
+        logging_config: LoggingConfig | None = None,
     ) -> None:
         self.name = check_name("FeatureService", name)
         where = f"FeatureService {name!r}"
@@ -44,6 +46,11 @@ class FeatureService:
         self.description = description
         self.tags = check_tags(where, tags)
         self.owner = owner
+        if logging_config is not None and not isinstance(logging_config, LoggingConfig):
+            raise DefinitionError(f"{where}: logging_config must be a LoggingConfig")
+        self.logging_config = logging_config
+        if logging_config is not None:
+            warn_not_logged(self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return drop_empty(
@@ -53,6 +60,7 @@ class FeatureService:
                 "description": self.description,
                 "tags": self.tags,
                 "owner": self.owner,
+                "logging_config": self.logging_config.to_dict() if self.logging_config else None,
             }
         )
 
@@ -76,6 +84,9 @@ class FeatureService:
             description=d.get("description", ""),
             tags=d.get("tags"),
             owner=d.get("owner", ""),
+            logging_config=LoggingConfig.from_dict(d["logging_config"])
+            if d.get("logging_config")
+            else None,
         )
 
     def __eq__(self, other: object) -> bool:

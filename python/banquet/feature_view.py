@@ -13,6 +13,7 @@ from banquet.entity import Entity
 from banquet.errors import DefinitionError, FeatureNotFound, FeatureViewNotFound
 from banquet.field import Field
 from banquet.sources import DataSource, RequestSource
+from banquet.versions import check_version
 
 
 class Projection:
@@ -155,9 +156,16 @@ class FeatureView(Projectable):
         description: str = "",
         tags: dict[str, str] | None = None,
         owner: str = "",
+        enable_validation: bool = False,
+        version: str = "latest",
     ) -> None:
         self.name = check_name("FeatureView", name)
         where = f"FeatureView {name!r}"
+        # Feast's flags: banquet always checks types when it materializes or pushes
+        # (enable_validation is kept, changes nothing); only the latest definition is
+        # served (version: "latest", or "vN" naming the current generation: versions.py)
+        self.enable_validation = bool(enable_validation)
+        self.version = check_version(where, version)
         if not isinstance(source, DataSource) or isinstance(source, RequestSource):
             raise DefinitionError(
                 f"{where}: source must be a FileSource, PostgreSQLSource or PushSource, "
@@ -291,11 +299,21 @@ class FeatureView(Projectable):
                 "description": self.description,
                 "tags": self.tags,
                 "owner": self.owner,
+                "enable_validation": self.enable_validation or None,
+                "version": None if self.version == "latest" else self.version,
             }
         )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], entities: Mapping[str, Entity]) -> FeatureView:
+        if d.get("label") is not None:  # a LabelView's record (banquet.labeling)
+            from banquet.labeling import LabelView
+
+            return LabelView.from_dict(d, entities)
+        if d.get("stream") is not None:  # a StreamFeatureView's record (banquet.stream)
+            from banquet.stream.view import StreamFeatureView
+
+            return StreamFeatureView.from_dict(d, entities)
         fields = [Field.from_dict(f) for f in d.get("entity_columns", []) + d.get("features", [])]
         return cls(
             name=d["name"],
@@ -308,6 +326,8 @@ class FeatureView(Projectable):
             description=d.get("description", ""),
             tags=d.get("tags"),
             owner=d.get("owner", ""),
+            enable_validation=d.get("enable_validation", False),
+            version=d.get("version", "latest"),
         )
 
     _value_schema: Any = None  # value_schema(), built on first use (copies share it)

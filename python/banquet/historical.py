@@ -109,7 +109,7 @@ class HistoricalJob(RetrievalJob):
             values = flat(table.column(f.name))  # take on one chunk is ~2x faster than on many
             target = f.dtype.to_arrow()
             taken = values.take(idx)
-            if taken.type != target:
+            if taken.type != target and not f.dtype.document:  # documents: as the source
                 try:
                     taken = taken.cast(target)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

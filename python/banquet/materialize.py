@@ -98,6 +98,10 @@ def materialize_windows(
     update is a write + fsync + rename), also when a later view fails. The online store's
     background upkeep waits for the end (``OnlineStore.bulk``). ``overwrite``: the rows
     replace the stored ones even where those are newer (correcting future-dated values)."""
+    on_executors = getattr(store.offline_store, "materialize_windows", None)
+    if on_executors is not None:  # Spark: reduced and written by the executors
+        on_executors(store, windows, progress, overwrite)
+        return
     done: list[Window] = []
     with store.online_store.bulk():
         try:
@@ -255,6 +259,10 @@ def write_encoded(
 
 def _as_type(view: FeatureView, field: Any, col: Any) -> pa.Array:
     col = flat(col)
+    if field.dtype.document:  # Map / Json / Struct: stored as JSON text (documents.py)
+        from banquet.documents import to_json_text
+
+        return to_json_text(field.dtype, col, f"feature view {view.name!r}: column {field.name!r}")
     target = field.dtype.to_arrow()
     if col.type == target:
         return col

@@ -275,7 +275,7 @@ class _Input:
     names: list[str]  # the names the function sees it under
     group: int  # index of the (source view) group in the resolved request
     feature: int  # index of the feature in that group
-    dtype: pa.DataType
+    dtype: pa.DataType | None
 
 
 @dataclass
@@ -304,7 +304,8 @@ def _plans(request: ResolvedRequest) -> list[_GroupPlan]:
             names = [f"{src}__{feature}"]
             if short.count(short_name) == 1 and short_name not in request_names:
                 names.append(short_name)
-            dtype = request.groups[sgi].features[sfi].dtype.to_arrow()
+            bt = request.groups[sgi].features[sfi].dtype
+            dtype = None if bt.document else bt.to_arrow()  # documents: dicts, inferred
             inputs.append(_Input(names, sgi, sfi, dtype))
         plans.append(_GroupPlan(gi, view, inputs, view.request_fields))
     request.on_demand_plans = plans

@@ -15,6 +15,7 @@ from banquet.errors import FeatureNameCollisionError, InvalidFeatureRef
 from banquet.feature_service import FeatureService
 from banquet.field import Field
 from banquet.registry.base import Catalog
+from banquet.versions import check_served, split_ref_view
 
 
 @dataclass
@@ -117,7 +118,9 @@ def _resolve(
             view_name, feature = parts
             known = fields_of.get(view_name)
             if known is None:
-                view = catalog.view(view_name)
+                base, version = split_ref_view(view_name)  # Feast's 'view@vN' (versions.py)
+                view = catalog.view(base)
+                check_served(view, version)
                 known = fields_of[view_name] = (view, {f.name: f for f in view.features})
             view, fields = known
             f = fields.get(feature)

@@ -56,6 +56,7 @@ class OnlineResponse:
         "_invalid",
         "_statuses",
         "_stamps",
+        "json_names",
     )
 
     def __init__(
@@ -77,6 +78,8 @@ class OnlineResponse:
         self._invalid = invalid  # output name -> rows whose stored value was unrenderable
         self._statuses: dict[str, list[str]] | None = None
         self._stamps: dict[str, list[int | None]] | None = None
+        # Json features: the HTTP body carries them as JSON text, as Feast's server does
+        self.json_names: tuple[str, ...] = ()
 
     @property
     def statuses(self) -> dict[str, list[str]]:
@@ -229,6 +232,16 @@ class _Plan:
             for _, column, dtype in sig:
                 if dtype is not None:
                     self.types.setdefault(column, dtype.to_arrow())
+        # Map / Json / Struct outputs: JSON text decoded to Python objects (documents.py)
+        self.documents = [
+            (name, f.dtype)
+            for g in self.groups
+            for name, f in zip(g.names, g.features)
+            if f.dtype.document
+        ]
+        for name, _ in self.documents:
+            self.types.pop(name, None)
+        self.json_names = tuple(n for n, t in self.documents if t.name == "json")
         self.on_demand = any(g.is_on_demand for g in request.groups)
 
 
@@ -285,6 +298,11 @@ def get_online_features(
     invalid: dict[str, list[int]] = {}
     for g, ev in zip(plan.groups, evs):
         _drop_unrenderable(g.names, ev, out, invalid)
+    if plan.documents:
+        from banquet.documents import decode
+
+        for name, dtype in plan.documents:
+            out[name] = decode(dtype, out[name])
     for name, scalar in plan.timestamps:  # decoded as UTC microseconds
         vals = out[name]
         out[name] = (
@@ -315,10 +333,14 @@ def get_online_features(
         out = {**entity, **{name: values[name] for name in request.names if name in values}}
         full = apply_online(out, request, n, values, full)
         out = {**entity, **{name: out[name] for name in request.names}}
-        return OnlineResponse(out, types, list(full), (), now_us, invalid or None)
-    for name in plan.extra:
-        del out[name]
-    return OnlineResponse(out, types, rows, plan.ttls, now_us, invalid or None)
+        resp = OnlineResponse(out, types, list(full), (), now_us, invalid or None)
+    else:
+        for name in plan.extra:
+            del out[name]
+        resp = OnlineResponse(out, types, rows, plan.ttls, now_us, invalid or None)
+    if plan.json_names:
+        resp.json_names = plan.json_names
+    return resp
 
 
 def _read_general(

@@ -377,6 +377,13 @@ class FeatureStore(FeastSurface):
                 "get_online_features",
                 "include_feature_view_version_metadata=True: feature views have no versions",
             )
+        if self.config.online_store.type == "remote":  # a feature server answers (remote.py)
+            return self.online_store.get_online_features(  # type: ignore[attr-defined,no-any-return]
+                resolve(self.catalog(), features, full_feature_names),
+                features,
+                entity_rows,
+                full_feature_names,
+            )
         # imported at module level: an import statement here costs ~2 us per call
         return _get_online_features(
             self, resolve(self.catalog(), features, full_feature_names), entity_rows
@@ -509,6 +516,8 @@ class FeatureStore(FeastSurface):
 
         if isinstance(allow_registry_cache, PushMode):
             to = allow_registry_cache
+        elif not allow_registry_cache:
+            self._catalog_for(False)  # Feast re-reads the registry first
         with memory_bound(f"push ({push_source_name!r})"):
             push(self, push_source_name, df, to, overwrite)
 

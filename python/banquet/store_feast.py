@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from banquet.errors import (
     FeatureViewNotFound,
+    NotSupportedAttribute,
     OnDemandFeatureViewNotFound,
     PermissionNotFound,
     ProjectNotFound,
@@ -108,9 +109,9 @@ class FeastSurface:
 
     @property
     def provider(self) -> NoReturn:
-        not_supported(
-            "provider",
-            "banquet has no provider layer; use store.online_store / store.offline_store",
+        raise NotSupportedAttribute(
+            "FeatureStore.provider: banquet has no provider layer; use store.online_store / "
+            "store.offline_store"
         )
 
     def set_current_project(self, project: str | None) -> contextvars.Token[Any]:

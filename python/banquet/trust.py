@@ -151,6 +151,10 @@ def _load(repo: Path, sig: tuple[tuple[str, int, int], ...]) -> _RepoFunctions:
         for name, view in contents.on_demand_feature_views.items():
             with contextlib.suppress(FunctionNotSerializable):
                 out.hashes[name] = view.udf.sha256
+        for name, view in contents.feature_views.items():  # a StreamFeatureView's udf
+            if getattr(view, "stream_udf", None) is not None:
+                with contextlib.suppress(FunctionNotSerializable):
+                    out.hashes[name] = view.stream_udf.sha256
     except Exception as e:  # a broken repo trusts nothing
         # The refusal may reach an HTTP body: only the kind of failure there, the rest logged.
         out.problem = f"importing its files failed ({type(e).__name__}; see the log)"

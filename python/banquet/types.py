@@ -37,12 +37,18 @@ class ValueType(enum.IntEnum):
     BOOL_LIST = 17
     UNIX_TIMESTAMP_LIST = 18
     NULL = 19
+    MAP = 20
+    JSON = 32
+    STRUCT = 34
 
 
 class BanquetType:
     """A feature type. Compare with ``==``; print with ``str``."""
 
     __slots__ = ("name", "value_type")
+    # Map, Json and Struct values are documents: the online codec keeps them as JSON text
+    # and serving turns them back into Python objects (banquet/documents.py).
+    document = False
 
     def __init__(self, name: str, value_type: ValueType) -> None:
         self.name = name
@@ -71,7 +77,7 @@ class Array(BanquetType):
     __slots__ = ("base",)
 
     def __init__(self, base: BanquetType) -> None:
-        if not isinstance(base, BanquetType) or isinstance(base, Array):
+        if not isinstance(base, BanquetType) or isinstance(base, Array) or base.document:
             raise DefinitionTypeError(
                 f"Array() takes a scalar banquet type such as Int64, got {base!r}; write "
                 "Array(Int64), not Array(Array(...)) or Array('int64')"
@@ -124,10 +130,65 @@ _ARROW: dict[str, Any] = {
 }
 
 
+class _Document(BanquetType):
+    """Map, Json and Struct: stored online as JSON text (``pa.string()``), served as Python
+    objects; historical retrieval returns the source column as it is."""
+
+    __slots__ = ()
+    document = True
+
+    def to_arrow(self) -> pa.DataType:
+        import pyarrow as pa
+
+        return pa.string()
+
+
+class Struct(_Document):
+    """Feast's typed record: ``Struct({"name": String, "age": Int64})`` (scalar or list field
+    types); served as a dict in the declared field order."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, BanquetType]) -> None:
+        if not isinstance(fields, dict) or not fields:
+            raise DefinitionTypeError(
+                f"Struct() takes a non-empty dict of field name -> type, got {fields!r}; write "
+                'Struct({"name": String, "age": Int64})'
+            )
+        for k, t in fields.items():
+            if not isinstance(k, str) or not k or any(c in k for c in ",:<>"):
+                raise DefinitionTypeError(
+                    f"Struct field name {k!r} must be a non-empty string without , : < >"
+                )
+            if not isinstance(t, BanquetType) or t.document:
+                raise DefinitionTypeError(
+                    f"Struct field {k!r}: type must be a scalar banquet type or Array(...), "
+                    f"got {t!r}"
+                )
+        inner = ",".join(f"{k}:{t.name}" for k, t in fields.items())
+        super().__init__(f"struct<{inner}>", ValueType.STRUCT)
+        self.fields = dict(fields)
+
+    def __repr__(self) -> str:
+        return "Struct({" + ", ".join(f"{k!r}: {t!r}" for k, t in self.fields.items()) + "})"
+
+    __str__ = __repr__
+
+
+Map = _Document("map", ValueType.MAP)
+Json = _Document("json", ValueType.JSON)
+_REPR.update(map="Map", json="Json")
+
+
 def from_name(name: str) -> BanquetType:
     """The type a registry name stands for (inverse of ``BanquetType.name``)."""
     if name in SCALARS:
         return SCALARS[name]
+    if name in ("map", "json"):
+        return Map if name == "map" else Json
+    if name.startswith("struct<") and name.endswith(">"):
+        parts = [p.partition(":") for p in name[7:-1].split(",")]
+        return Struct({k: from_name(t) for k, _, t in parts})
     if name.startswith("array<") and name.endswith(">"):
         return Array(from_name(name[6:-1]))
     raise DefinitionError(
@@ -138,6 +199,8 @@ def from_name(name: str) -> BanquetType:
 def from_value_type(vt: ValueType) -> BanquetType:
     """The banquet type for a Feast ``ValueType`` (as used by ``Entity(value_type=...)``)."""
     vt = ValueType(vt)
+    if vt in (ValueType.MAP, ValueType.JSON):
+        return Map if vt == ValueType.MAP else Json
     for t in SCALARS.values():
         if t.value_type == vt:
             return t
@@ -194,7 +257,10 @@ __all__ = [
     "Float64",
     "Int32",
     "Int64",
+    "Json",
+    "Map",
     "String",
+    "Struct",
     "UnixTimestamp",
     "ValueType",
 ]

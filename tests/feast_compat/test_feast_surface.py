@@ -141,6 +141,13 @@ def test_cache_flags(store: FeatureStore, tmp_repo: MakeRepo) -> None:
     assert store.get_data_source("profiles").name == "profiles"
 
 
+def test_introspection_works(store: FeatureStore) -> None:
+    """`provider` is absent, not an error, for hasattr and inspect (IDEs, pydoc)."""
+    assert not hasattr(store, "provider")
+    names = [n for n, _ in inspect.getmembers(store)]
+    assert "get_online_features" in names and "provider" not in names
+
+
 def test_lookups_of_kinds_banquet_lacks(store: FeatureStore) -> None:
     with pytest.raises(FeatureViewNotFound, match="no stream feature views"):
         store.get_stream_feature_view("x")
@@ -166,6 +173,13 @@ def test_projects(store: FeatureStore, tmp_repo: MakeRepo) -> None:
     store.reset_current_project(token)
     with pytest.raises(NotSupportedError, match="set_current_project"):
         store.set_current_project("other")
+    from dataclasses import replace
+
+    other = FeatureStore(config=replace(store.config, project="other"))  # the same registry
+    other.apply([Entity(name="shop", join_keys=["shop_id"])])
+    assert [p.name for p in store.list_projects()] == ["other", "test_project"]
+    store.delete_project("other")
+    assert [p.name for p in store.list_projects()] == ["test_project"]
     store.delete_project("test_project")
     assert store.list_projects() == [] and store.list_feature_views() == []
 
@@ -236,6 +250,21 @@ def test_feast_positional_order_of_push_and_writes(tmp_repo: MakeRepo) -> None:
     with pytest.raises(DataSourceNotFound):
         fs.push("nope", frame)
 
+    # allow_registry_cache=False: a view another process just fed from the source gets rows
+    from banquet import FeatureView, Field
+    from banquet.types import Int64
+
+    other = FeatureStore(repo_path=repo)
+    w = FeatureView(
+        name="w",
+        entities=[other.get_entity("user")],
+        source=other.get_data_source("pushed"),
+        schema=[Field(name="x", dtype=Int64), Field(name="user_id", dtype=Int64)],
+    )
+    other.apply([w])
+    fs.push("pushed", frame.assign(ts=T0 + timedelta(seconds=2)), False)
+    assert fs.get_online_features(["w:x"], [{"user_id": 1}]).to_dict()["x"] == [5]
+
 
 NOT_SUPPORTED: dict[str, tuple[Any, ...]] = {
     "create_saved_dataset": (None, "n", None),
@@ -296,3 +325,45 @@ def test_unsupported_arguments_raise_naming_them(store: FeatureStore) -> None:
     store.materialize_incremental(T0 + timedelta(days=2), run_async=True)
     store.apply(skip_feature_view_validation=True, no_promote=True)
     assert store.plan(skip_feature_view_validation=True).empty
+
+
+def test_serve_runs_banquets_server(store: FeatureStore) -> None:
+    """`FeatureStore.serve(host, port)` (blocking, as Feast's) in a child process."""
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = (
+        "import sys; from banquet import FeatureStore; "
+        "FeatureStore(repo_path=sys.argv[1]).serve('127.0.0.1', int(sys.argv[2]), workers=1)"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code, str(store.repo_path), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as server:
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    body = json.dumps(
+                        {"features": ["user_profile:age"], "entities": {"user_id": [1]}}
+                    ).encode()
+                    req = urllib.request.Request(
+                        f"http://127.0.0.1:{port}/get-online-features", data=body
+                    )
+                    with urllib.request.urlopen(req, timeout=2) as r:
+                        assert r.status == 200
+                        assert json.loads(r.read())["metadata"]["feature_names"][-1] == "age"
+                        break
+                except OSError:
+                    assert server.poll() is None, "the server exited"
+                    assert time.monotonic() < deadline, "no answer within 60 s"
+                    time.sleep(0.2)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

@@ -1,5 +1,5 @@
-"""Redis Cluster: connection string, keys spread over every node, HSETNX per node, a node
-gone is StoreUnavailable."""
+"""Redis Cluster: connection string, keys spread over every node, a read's slots (one call
+from 128 keys), HSETNX per node, a node gone is StoreUnavailable."""
 
 from __future__ import annotations
 
@@ -72,6 +72,41 @@ def test_redis_cluster_spreads_keys_over_every_node(make_backend: Callable[[str]
     ]
     assert len(per_node) == 3 and all(n > 50 for n in per_node) and sum(per_node) == 300
     assert read1(s, p, keys) == keys  # one request, split per node, merged in key order
+
+
+@pytest.mark.parametrize("n", [1, 127, 128, 1000])
+def test_redis_cluster_read_slots_one_call_from_128_keys(
+    make_backend: Callable[[str], Backend], monkeypatch: pytest.MonkeyPatch, n: int
+) -> None:
+    """A read of 128 keys or more computes their slots in one _core.key_slots call (no
+    key_slot per key); fewer, one key_slot each (cheaper below ~150). Same answers."""
+    import banquet.online.redis.store as store_module
+    from banquet import _core
+
+    backend = make_backend("redis_cluster")
+    p = backend.project
+    s = backend.open()
+    keys = [b"r%d" % i for i in range(n)]
+    s.write(p, "v", rows_batch(keys, [1] * n, [0] * n, keys))
+    calls = {"key_slot": 0, "key_slots": 0}
+
+    def count(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def spy(*args: Any) -> Any:
+            calls[name] += 1
+            return real(*args)
+
+        return spy
+
+    monkeypatch.setattr(store_module, "key_slot", count("key_slot", store_module.key_slot))
+    monkeypatch.setattr(_core, "key_slots", count("key_slots", _core.key_slots))
+    ask = [*reversed(keys), b"missing"]
+    assert read1(s, p, ask) == [*reversed(keys), None]
+    # views keyed by different keys: the distinct keys' slots
+    assert s.read(p, [("v", ask), ("w", ask[:1])]) == [[*reversed(keys), None], [None]]
+    if n + 1 >= 128:
+        assert calls == {"key_slot": 0, "key_slots": 2}
+    else:
+        assert calls == {"key_slot": 2 * (n + 1), "key_slots": 0}
 
 
 def test_redis_cluster_new_values_by_hsetnx_per_node(

@@ -1,8 +1,9 @@
 """Every online store writes from Arrow: ``OnlineStore.write`` hands the batch's columns to
-Rust (SQLite's upsert, Redis's HSETNX / script encoders, Postgres's COPY encoder), with no
-Python object per row on the way (issue #13, "One online write").
+Rust (SQLite's upsert, Redis's HSETNX / script encoders, Postgres's COPY encoder and, under
+1000 rows, its binary array parameters), with no Python object per row on the way (issue
+#13, "One online write").
 
-How it is checked, for a 10k-row write in each of a store's write modes (first write, newer
+How it is checked, for a 10k-row write (and Postgres's small writes: 1 and 999 rows) in each of a store's write modes (first write, newer
 rows over stored ones, a repeated key, ``overwrite``, a Redis key ttl): the Rust entry points
 are wrapped to record what they get (Arrow arrays, never lists, and every row reaches one);
 ``pa.array`` refuses a list of more than a few rows; ``ndarray.tolist`` is refused (seen
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 N = 10_000
 BANQUET = str(Path(_core.__file__).resolve().parent)
 LINE_BUDGET = 2_000  # Python lines run in banquet per write: waves and calls, not rows
-ENCODERS = ("resp_hsetnx", "resp_evalsha", "pg_copy_rows", "write_arrays")
+ENCODERS = ("resp_hsetnx", "resp_evalsha", "pg_copy_rows", "pg_array_params", "write_arrays")
+ENTRY_POINTS = (*ENCODERS[:-1], "key_slots", "latest_per_key")
 
 
 class Calls:
@@ -72,7 +74,7 @@ def arrow_only(
     monkeypatch: pytest.MonkeyPatch, store: OnlineStore
 ) -> Iterator[tuple[Calls, list[int]]]:
     calls = Calls()
-    for name in ("resp_hsetnx", "resp_evalsha", "pg_copy_rows", "key_slots", "latest_per_key"):
+    for name in ENTRY_POINTS:
         monkeypatch.setattr(_core, name, calls.wrap(name, getattr(_core, name)))
     if hasattr(store, "native"):
         monkeypatch.setattr(store, "native", Native(store.native, calls))
@@ -135,6 +137,16 @@ def test_every_write_takes_the_arrow_path(
     check_arrow_path(backend, monkeypatch, None)
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("n", [1, 999])
+def test_small_postgres_writes_take_the_arrow_path(
+    make_backend: Callable[[str], Backend], monkeypatch: pytest.MonkeyPatch, n: int
+) -> None:
+    """A push (under 1000 rows) is one upsert statement whose arrays Rust builds
+    (``pg_array_params``), not lists psycopg adapts."""
+    check_arrow_path(make_backend("postgres"), monkeypatch, None, n)
+
+
 @pytest.mark.redis
 @pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
 def test_every_redis_write_with_a_key_ttl_takes_the_arrow_path(
@@ -144,43 +156,61 @@ def test_every_redis_write_with_a_key_ttl_takes_the_arrow_path(
     check_arrow_path(make_backend(kind), monkeypatch, 3600)
 
 
-def check_arrow_path(backend: Backend, monkeypatch: pytest.MonkeyPatch, ttl: int | None) -> None:
+def check_arrow_path(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch, ttl: int | None, n: int = N
+) -> None:
     store = backend.open(**({"key_ttl_seconds": ttl} if ttl else {}))
     p = backend.project
     store.create_view(p, view("v"))
-    keys = keys_array(N)
+    keys = keys_array(n)
     k = keys.to_pylist()  # (outside the checked writes)
+    small = n < 1000  # Postgres: the one-statement upsert, else COPY
+    if backend.kind == "postgres":
+        encoder = "pg_array_params" if small else "pg_copy_rows"
+        unused = "pg_copy_rows" if small else "pg_array_params"
+    else:
+        encoder, unused = ENCODERS[0], ""
 
     with arrow_only(monkeypatch, store) as (calls, _):  # a first write: nothing stored
         store.write(p, "v", batch(keys, 10, None, b"first"))
-    assert calls.rows(*ENCODERS) >= N
+    assert calls.rows(*ENCODERS) >= n
+    if backend.kind == "postgres":
+        assert calls.rows(encoder) == n and not calls.rows(unused)
 
     with arrow_only(monkeypatch, store) as (calls, _):  # newer rows over stored ones
         store.write(p, "v", batch(keys, 20, 0, b"newer"))
-    assert calls.rows(*ENCODERS) >= N
+    assert calls.rows(*ENCODERS) >= n
     if backend.is_redis:
-        assert calls.rows("resp_evalsha") == N  # the script, for every stored key
+        assert calls.rows("resp_evalsha") == n  # the script, for every stored key
 
     with arrow_only(monkeypatch, store) as (calls, _):  # older rows: kept out by the store
         store.write(p, "v", batch(keys, 5, 0, b"older"))
     assert read1(store, p, [k[0], k[-1]]) == [b"newer", b"newer"]
 
     # a repeated key: the newest row wins (Postgres: one row per key, chosen in Rust)
-    dup = pa.concat_arrays([keys, keys.slice(0, 100)])
-    ev = np.full(N + 100, 30, dtype=np.int64)
-    ev[N:] = 31
+    # the first d keys once more (a small write stays under 1000 rows)
+    d = min(100, n)
+    once = n - d if small and n + d >= 1000 else n  # keys written once
+    dup = pa.concat_arrays([keys.slice(0, once), keys.slice(0, d)])
+    m = len(dup)
+    ev = np.full(m, 30, dtype=np.int64)
+    ev[m - d :] = 31
     rows = rows_batch(
         dup,
         pa.array(ev),
-        pa.array(np.zeros(N + 100, dtype=np.int64)),
+        pa.array(np.zeros(m, dtype=np.int64)),
         pa.array(np.where(ev == 31, b"dup", b"once").astype(object), pa.binary()),
     )
     with arrow_only(monkeypatch, store) as (calls, _):
         store.write(p, "v", rows)
-    assert calls.rows(*ENCODERS) >= N
-    assert read1(store, p, [k[0], k[99], k[100], k[-1]]) == [b"dup", b"dup", b"once", b"once"]
+    assert calls.rows(*ENCODERS) >= m - d
+    if backend.kind == "postgres":
+        assert calls.rows("latest_per_key") == m and not calls.rows(unused)
+    assert read1(store, p, [k[0], k[d - 1]]) == [b"dup", b"dup"]
+    if once > d:
+        assert read1(store, p, [k[d], k[once - 1]]) == [b"once", b"once"]
 
     with arrow_only(monkeypatch, store) as (calls, _):  # overwrite: older rows replace
         store.write(p, "v", batch(keys, 1, 0, b"fixed"), overwrite=True)
-    assert calls.rows(*ENCODERS) >= N
+    assert calls.rows(*ENCODERS) >= n
     assert read1(store, p, [k[0], k[-1]]) == [b"fixed", b"fixed"]

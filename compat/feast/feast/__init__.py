@@ -40,4 +40,4 @@ __all__ = [
     "ValueType",
     "__version__",
 ]
-__getattr__ = forward(__name__, "banquet")
+__getattr__ = forward(__name__, "banquet", "banquet.project", "banquet.labeling")

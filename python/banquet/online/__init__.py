@@ -20,6 +20,10 @@ def open_online_store(config: RepoConfig) -> OnlineStore:
         from banquet.online.postgres import PostgresOnlineStore
 
         return PostgresOnlineStore(config)
+    if kind == "remote":
+        from banquet.online.remote import RemoteOnlineStore
+
+        return RemoteOnlineStore(config)
     from banquet.online.sqlite import SqliteOnlineStore
 
     return SqliteOnlineStore(config)

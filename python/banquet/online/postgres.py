@@ -10,7 +10,8 @@ Layout (in ``online_store.db_schema``):
 
 A small write is ONE ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE`` whose
 ``WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)`` keeps the
-newer event, inside Postgres. A large one (binary ``COPY``) runs in one transaction under a
+newer event, inside Postgres; its four arrays are binary parameters built in Rust
+(``_core.pg_array_params``), one round trip. A large one (binary ``COPY``) runs in one transaction under a
 lock that stops other writers of the table: straight into a fresh table, else into a staging
 table, then UPDATE-if-newer and INSERT of the new keys (see ``WriteSql``).
 A read is one statement for every view of a request (``UNION ALL`` of ``entity_key =
@@ -48,6 +49,8 @@ T = TypeVar("T")
 VIEWS_TABLE = "banquet_online_views"
 IN_KEYS = 16  # up to this many keys per view, a read lists them; beyond, one array
 COPY_ROWS = 1000  # from this many rows, stage with COPY; below, one statement with arrays
+_BYTEA_ARRAY_OID = 1001
+_INT8_ARRAY_OID = 1016
 POOL_TIMEOUT_S = 10.0  # waiting for a free pooled connection
 _MAX_IDENT = 63  # Postgres truncates longer identifiers (NAMEDATALEN - 1)
 _TRANSIENT_FATAL = ("the database system is", "too many", "remaining connection slots")
@@ -115,6 +118,7 @@ class PostgresOnlineStore(OnlineStore):
                     min_size=max(0, self.cfg.min_conn),
                     max_size=max(1, self.cfg.max_conn, self.cfg.min_conn),
                     kwargs={"autocommit": True},
+                    configure=_configure,
                     timeout=POOL_TIMEOUT_S,
                     name=f"banquet-online-{self.cfg.host}:{self.cfg.port}",
                     open=False,
@@ -259,15 +263,21 @@ class PostgresOnlineStore(OnlineStore):
         keys, event_ts, created_ts, blobs = batch_columns(batch)
         try:
             if batch.num_rows < COPY_ROWS:
-                # a small write (push): ONE upsert statement, its arrays built from at most
-                # COPY_ROWS - 1 rows (a COPY would take the table lock and 4 round trips)
-                keys, event_ts, created_ts, blobs = _latest_per_key(
-                    keys, event_ts, created_ts, blobs
-                )
+                # a small write (push): ONE upsert statement in one round trip, its four
+                # arrays binary parameters built in Rust (a COPY would take a staging table,
+                # the table lock and 4 round trips)
+                params = _core.pg_array_params(keys, event_ts, created_ts, blobs)
+                if params is None:  # a key repeats: an upsert may not touch a row twice
+                    keys, event_ts, created_ts, blobs = _latest_per_key(
+                        keys, event_ts, created_ts, blobs
+                    )
+                    params = _core.pg_array_params(keys, event_ts, created_ts, blobs)
+                    assert params is not None, "rows were reduced to one per key"
                 q = _write_sql(self.schema, table_name(project, view_name))
                 upsert = q.overwrite_arrays if overwrite else q.upsert_arrays
-                arrays = _small_arrays(keys, event_ts, created_ts, blobs)
-                self._write(view_name, lambda conn: conn.execute(upsert, arrays), len(keys))
+                args = _array_args(params)
+                # one statement in autocommit is its own transaction (no BEGIN / COMMIT trips)
+                self._write(view_name, lambda conn: conn.execute(upsert, args), len(keys), tx=False)
                 return
             data = _core.pg_copy_rows(keys, event_ts, created_ts, blobs)
             if data is None:  # a key repeats: the latest row per key (in Rust), then COPY
@@ -303,18 +313,27 @@ class PostgresOnlineStore(OnlineStore):
         self._write(view_name, work, rows)
 
     def _write(
-        self, view_name: str, work: Callable[[psycopg.Connection[Any]], object], rows: int
+        self,
+        view_name: str,
+        work: Callable[[psycopg.Connection[Any]], object],
+        rows: int,
+        *,
+        tx: bool = True,
     ) -> None:
-        """Run ``work`` (writing ``rows`` rows) in one transaction, with the write's errors
-        typed."""
+        """Run ``work`` (writing ``rows`` rows) in one transaction (``tx=False``: ``work`` is
+        one statement, atomic by itself in autocommit), with the write's errors typed."""
         import psycopg
 
-        def tx(conn: psycopg.Connection[Any]) -> None:
+        def in_tx(conn: psycopg.Connection[Any]) -> None:
             with conn.transaction():
                 work(conn)
 
         try:
-            self._run(f"write to feature view {view_name!r}", tx, max(1.0, rows / 100_000))
+            self._run(
+                f"write to feature view {view_name!r}",
+                in_tx if tx else work,
+                max(1.0, rows / 100_000),
+            )
         except psycopg.errors.UndefinedTable:
             raise _no_table(view_name) from None
         except psycopg.Error as e:
@@ -462,7 +481,7 @@ def _write_sql(schema: str, table: str) -> WriteSql:
     columns = "(entity_key, event_ts, created_ts, value)"
     upsert = (
         "INSERT INTO {t} AS t " + columns + " "
-        "SELECT * FROM unnest(%s::bytea[], %s::int8[], %s::int8[], %s::bytea[]) "
+        "SELECT * FROM unnest(%b::bytea[], %b::int8[], %b::int8[], %b::bytea[]) "
         "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
         "created_ts = excluded.created_ts, value = excluded.value"
     )
@@ -538,21 +557,50 @@ def _latest_per_key(
     return keys.take(idx), event_ts.take(idx), created_ts.take(idx), blobs.take(idx)
 
 
-def _small_arrays(
-    keys: pa.Array, event_ts: pa.Array, created_ts: pa.Array, blobs: pa.Array
-) -> list[list[Any]]:
-    """The four parameter arrays of the small-write upsert (fewer than ``COPY_ROWS`` rows:
-    psycopg adapts Python lists; Arrow arrays it cannot)."""
-    import pyarrow as pa
+class _ByteaArray:
+    """A ``bytea[]`` parameter already in Postgres' binary array format (from Rust)."""
 
-    if blobs.null_count or keys.null_count or event_ts.null_count:
-        raise TypeError("keys, event times and values must not be null (a value is None?)")
-    return [
-        keys.to_pylist(),
-        event_ts.cast(pa.int64()).to_pylist(),
-        created_ts.cast(pa.int64()).fill_null(0).to_pylist(),
-        blobs.to_pylist(),
-    ]
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _Int8Array(_ByteaArray):
+    """An ``int8[]`` parameter already in Postgres' binary array format (from Rust)."""
+
+    __slots__ = ()
+
+
+def _array_args(params: tuple[bytes, bytes, bytes, bytes]) -> list[Any]:
+    keys, event_ts, created_ts, values = params
+    return [_ByteaArray(keys), _Int8Array(event_ts), _Int8Array(created_ts), _ByteaArray(values)]
+
+
+@functools.cache
+def _array_dumpers() -> tuple[type[Any], type[Any]]:
+    """psycopg dumpers passing the Rust-built arrays through as binary parameters."""
+    from psycopg import pq
+    from psycopg.adapt import Dumper
+
+    class ByteaArrayDumper(Dumper):
+        format = pq.Format.BINARY
+        oid = _BYTEA_ARRAY_OID
+
+        def dump(self, obj: _ByteaArray) -> bytes:
+            return obj.data
+
+    class Int8ArrayDumper(ByteaArrayDumper):
+        oid = _INT8_ARRAY_OID
+
+    return ByteaArrayDumper, Int8ArrayDumper
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Each pooled connection, when made: the dumpers of the small write's parameters."""
+    bytea, int8 = _array_dumpers()
+    conn.adapters.register_dumper(_ByteaArray, bytea)
+    conn.adapters.register_dumper(_Int8Array, int8)
 
 
 def _is_connection_error(e: BaseException) -> bool:

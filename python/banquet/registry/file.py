@@ -23,6 +23,8 @@ FORMAT = "banquet-registry/1"
 
 
 class FileRegistry(Registry):
+    _held = False  # this object holds the file lock (update): an import must not re-take it
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
@@ -35,6 +37,8 @@ class FileRegistry(Registry):
             return {"format": FORMAT, "projects": {}}
         except OSError as e:
             raise RegistryError(f"cannot read registry {self.path}: {e}") from None
+        if raw[:1] != b"{" and _is_feast(raw):  # Feast's registry.db: import it once
+            return self._import_feast()
         try:
             doc = json.loads(raw)
         except ValueError as e:
@@ -55,6 +59,23 @@ class FileRegistry(Registry):
             )
         return doc
 
+    def _import_feast(self) -> dict[str, Any]:
+        """Feast's protobuf registry -> banquet's (migrate/feast_registry.py): the original is
+        kept as ``<path>.feast``; under the lock, so one process imports it."""
+        from banquet.migrate import blobs_from_file, states
+
+        with contextlib.ExitStack() as stack:
+            if not self._held:
+                stack.enter_context(self._locked())
+            raw = self.path.read_bytes()
+            if raw[:1] == b"{":  # another process imported it meanwhile
+                return self._load()
+            doc = {"format": FORMAT, "projects": states(blobs_from_file(raw))}
+            backup = self.path.with_name(self.path.name + ".feast")
+            backup.write_bytes(raw)
+            self._write(doc)
+            return doc
+
     def read(self, project: str) -> State:
         state = self._load()["projects"].get(project)
         return check_state(_complete(state), project)
@@ -69,9 +90,11 @@ class FileRegistry(Registry):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(f"{self.path}.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            self._held = True
             try:
                 yield
             finally:
+                self._held = False
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def update(self, project: str, change: Callable[[State], bool]) -> State:
@@ -108,6 +131,12 @@ class FileRegistry(Registry):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _is_feast(raw: bytes) -> bool:
+    from banquet.migrate.feast_registry import is_feast_registry
+
+    return is_feast_registry(raw)
 
 
 def _complete(state: State | None) -> State:

@@ -14,6 +14,7 @@ has such features), and each view's event times are written once for all of its 
 from __future__ import annotations
 
 import base64
+import json
 import math
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,10 @@ def online_response(resp: OnlineResponse) -> bytes:
     converted: dict[int, orjson.Fragment] = {}  # id(a view's event list) -> its JSON
     epochs: orjson.Fragment | None = None
     results = []
+    json_names = resp.json_names
     for name, values in columns.items():
+        if json_names and name in json_names:  # Json features as JSON text, as Feast's
+            values = [None if v is None else json.dumps(v) for v in values]
         status = statuses.get(name)
         ev = stamps.get(name)
         if status is None or ev is None:  # join keys, on-demand outputs

@@ -9,8 +9,14 @@
 //! leave it. In any other process (a forked child) they run inside a pool of that process,
 //! built on its first use; a parent's pool is leaked there, never dropped (dropping it would
 //! signal threads that are not there).
+//!
+//! `BANQUET_THREADS=1` means no pool at all: each calling thread becomes the one worker of a
+//! pool of its own (rayon's `use_current_thread`, built on that thread's first kernel and
+//! kept for its life), so parallel iterators run inline on the calling thread and no thread
+//! is started, in the first process or a forked child.
 
-use std::sync::{Arc, Mutex};
+use std::cell::Cell;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -26,6 +32,14 @@ static GLOBAL: Mutex<Option<Option<u32>>> = Mutex::new(None);
 
 /// A forked child's pool and the process that built it.
 static POOL: Mutex<Option<(u32, Arc<ThreadPool>)>> = Mutex::new(None);
+
+/// `BANQUET_THREADS` as read once in this process (a forked child inherits it).
+static THREADS: OnceLock<usize> = OnceLock::new();
+
+thread_local! {
+    /// With `BANQUET_THREADS=1`: this thread's one-thread pool, whose worker is this thread.
+    static SOLO: Cell<Option<&'static ThreadPool>> = const { Cell::new(None) };
+}
 
 /// Why no pool could be had.
 pub enum PoolError {
@@ -65,6 +79,34 @@ fn wanted() -> Result<usize, PoolError> {
     }
 }
 
+/// [`wanted`], read once (a bad setting is not kept: each call reports it).
+fn threads() -> Result<usize, PoolError> {
+    if let Some(&n) = THREADS.get() {
+        return Ok(n);
+    }
+    let n = wanted()?;
+    Ok(*THREADS.get_or_init(|| n))
+}
+
+/// The calling thread's own one-thread pool (built on its first use, then kept: rayon
+/// leaks a `use_current_thread` pool's registry anyway). Installing into it from this
+/// thread runs the closure inline, and rayon's parallel iterators inside it stay here.
+fn solo() -> Result<&'static ThreadPool, PoolError> {
+    SOLO.with(|slot| {
+        if let Some(pool) = slot.get() {
+            return Ok(pool);
+        }
+        let pool = ThreadPoolBuilder::new()
+            .num_threads(1)
+            .use_current_thread()
+            .build()
+            .map_err(|e| PoolError::Spawn(e.to_string()))?;
+        let pool: &'static ThreadPool = Box::leak(Box::new(pool));
+        slot.set(Some(pool));
+        Ok(pool)
+    })
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -75,7 +117,7 @@ fn global_is_ours(pid: u32) -> Result<bool, PoolError> {
     let mut owner = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
     if owner.is_none() {
         let built = ThreadPoolBuilder::new()
-            .num_threads(wanted()?)
+            .num_threads(threads()?)
             .thread_name(|i| format!("banquet-{i}"))
             .build_global();
         *owner = Some(built.ok().map(|()| pid));
@@ -97,7 +139,7 @@ fn pool() -> Result<Arc<ThreadPool>, PoolError> {
         std::mem::forget(stale);
     }
     let pool = ThreadPoolBuilder::new()
-        .num_threads(wanted()?)
+        .num_threads(threads()?)
         .thread_name(|i| format!("banquet-{i}"))
         .build()
         .map_err(|e| PoolError::Spawn(e.to_string()))?;
@@ -108,12 +150,16 @@ fn pool() -> Result<Arc<ThreadPool>, PoolError> {
 
 /// Runs `f` where this process's rayon work must go: on the calling thread with the global
 /// pool when that pool is this process's (no extra hop), else inside this process's own pool
-/// (one hop). Call it with the GIL released.
+/// (one hop); with `BANQUET_THREADS=1`, inline on the calling thread, no pool thread at all.
+/// Call it with the GIL released.
 pub fn install<T, F>(f: F) -> Result<T, PoolError>
 where
     T: Send,
     F: Send + FnOnce() -> T,
 {
+    if threads()? == 1 {
+        return Ok(solo()?.install(f));
+    }
     if global_is_ours(std::process::id())? {
         return Ok(f());
     }
@@ -124,6 +170,9 @@ where
 #[pyfunction]
 fn thread_count(py: Python<'_>) -> PyResult<usize> {
     let n = py.detach(|| -> Result<usize, PoolError> {
+        if threads()? == 1 {
+            return Ok(1); // the calling thread (no pool is built for this question)
+        }
         if global_is_ours(std::process::id())? {
             return Ok(rayon::current_num_threads());
         }

@@ -10,10 +10,10 @@ sequence number: the last of fully tied rows wins, as in the file store), and th
 ``asof_join`` (GIL released) picks each entity row's feature row; ``take`` gathers the
 features. No Python runs per row. Out comes ``(row id, features...)``, one row per entity row.
 
-Hot keys: a key holding far more rows than a partition should hold is split by time (see
-``hot_keys.py``-free note in ARCHITECTURE.md "Spark"): its entity rows are cut into time
-buckets, each bucket joined in its own partition against the key's feature rows inside the
-bucket plus the one row that wins just before the bucket starts.
+Hot keys (``hot_buckets``): a key holding far more rows than one task should is split by
+time, not salted (salting would copy the key's feature rows into every salt): its rows are
+cut into time buckets, each bucket joined in a partition of its own against the key's
+feature rows inside the bucket plus the one row that wins just before the bucket starts.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def join_view(
         part_cols = keys
     both = ent.unionByName(feat).repartition(*part_cols)
     if hot_buckets is not None:
-        both = both.drop(BUCKET)
+        both = both.drop(BUCKET)  # after the repartition: it only spread the rows
     out_schema = entity.select(ROW).schema
     for f in feats:
         out_schema = out_schema.add(fschema[f])
@@ -98,41 +98,110 @@ def join_view(
 def _split_hot(
     ent: DataFrame, feat: DataFrame, keys: list[str], buckets: DataFrame
 ) -> tuple[DataFrame, DataFrame]:
-    """Give every row a ``BUCKET`` (0 for keys that are not hot) and add, per hot bucket, the
-    key's winning feature row before the bucket's start (the only older row that can still
-    match: any other is ranked below it, and is older, so also out of ttl when it is)."""
+    """Give every row a ``BUCKET`` (0 for keys that are not hot; for a hot key the bucket whose
+    ``[lo, hi)`` holds its time, a null time going to the first) and add to each hot bucket
+    the key's winning feature row before the bucket's start: the only older row that can
+    still match (any other ranks below it and is older, so it is out of ttl whenever the
+    winner is)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    b = buckets.select(*keys, BUCKET, F.col("lo"), F.col("hi"))
+    b = F.broadcast(buckets.select(*keys, BUCKET, "lo", "hi"))
+    ts, lo, hi = F.col(TS), F.col("lo"), F.col("hi")
+    inside = (lo.isNull() | (ts >= lo)) & (hi.isNull() | (ts < hi))
+    keep = F.col(BUCKET).isNull() | F.when(ts.isNull(), lo.isNull()).otherwise(inside)
 
     def bucketed(df: DataFrame) -> DataFrame:
-        j = df.join(F.broadcast(b), on=keys, how="left")
-        inside = (F.col(TS) >= F.col("lo")) & (F.col(TS) < F.col("hi"))
-        j = j.where(F.col(BUCKET).isNull() | inside)
-        return j.withColumn(BUCKET, F.coalesce(F.col(BUCKET), F.lit(0)))
+        j = df.join(b, on=keys, how="left").where(keep)
+        return j.withColumn(BUCKET, F.coalesce(F.col(BUCKET), F.lit(0))).drop("lo", "hi")
 
-    e = bucketed(ent).drop("lo", "hi")
-    f_in = bucketed(feat).drop("lo", "hi")
-    # feature rows of hot keys before each bucket's start: the winner is the max of
-    # (ts, created not null, created, seq) among them
-    hot_feat = feat.join(F.broadcast(b), on=keys, how="inner").where(F.col(TS) < F.col("lo"))
+    e, f = bucketed(ent), bucketed(feat)
+    hot_keys = buckets.select(*keys).distinct()
     rank = F.struct(
         F.col(TS),
         F.col(CREATED).isNotNull(),
         F.coalesce(F.col(CREATED), F.timestamp_micros(F.lit(0))),
         F.col(SEQ),
     )
-    w = Window.partitionBy(*keys, BUCKET)
-    carry = (
-        hot_feat.withColumn("__r", rank)
-        .withColumn("__m", F.max("__r").over(w))
-        .where(F.col("__r") == F.col("__m"))
-        .drop("__r", "__m", "lo", "hi")
+    # each hot bucket's own winner (a row per key and bucket), then for bucket j the best
+    # winner of the buckets before it
+    per_bucket = Window.partitionBy(*keys, BUCKET).orderBy(rank.desc())
+    winners = (
+        f.join(F.broadcast(hot_keys), on=keys, how="left_semi")
+        .where(F.col(TS).isNotNull())
+        .withColumn("__n", F.row_number().over(per_bucket))
+        .where(F.col("__n") == 1)
+        .drop("__n")
+        .withColumn("__rank", rank)
     )
-    # rows outside every bucket of a hot key (before the first bucket's lo) are dropped by
-    # `bucketed`; the carry rows bring the one that matters back
-    return e, f_in.unionByName(carry.select(*f_in.columns))
+    later = buckets.select(*keys, F.col(BUCKET).alias("__to"))
+    best = Window.partitionBy(*keys, "__to").orderBy(F.col("__rank").desc())
+    carry = (
+        winners.join(F.broadcast(later), on=keys)
+        .where(F.col(BUCKET) < F.col("__to"))
+        .withColumn("__n", F.row_number().over(best))
+        .where(F.col("__n") == 1)
+        .withColumn(BUCKET, F.col("__to"))
+        .select(*f.columns)
+    )
+    return e, f.unionByName(carry)
+
+
+def hot_key_buckets(features: DataFrame, nkeys: int, hot_rows: int) -> DataFrame | None:
+    """Time buckets for the keys with about ``hot_rows`` feature rows or more, or None when
+    there are none: ``k0.., BUCKET, lo, hi``, ``ceil(rows / (hot_rows / 2))`` buckets a key
+    (at most ``MAX_BUCKETS``), cut at approximate quantiles of its times. Counted on a sample
+    (about 5,000 rows per ``hot_rows``) so the extra pass reads the keys and times only."""
+    import math
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import IntegerType, StructField, StructType, TimestampType
+
+    keys = [key_name(i) for i in range(nkeys)]
+    fraction = min(1.0, 5000 / max(hot_rows, 1))
+    sample = features.select(*keys, TS)
+    if fraction < 1.0:
+        sample = sample.sample(fraction=fraction, seed=17)
+    sample = sample.cache()
+    try:
+        counts = (
+            sample.groupBy(*keys).count().where(F.col("count") >= hot_rows * fraction).collect()
+        )
+        if not counts:
+            return None
+        hot = features.sparkSession.createDataFrame(
+            [tuple(r[k] for k in keys) for r in counts], features.select(*keys).schema
+        )
+        grid = [i / MAX_BUCKETS for i in range(1, MAX_BUCKETS)]
+        cuts = (
+            sample.join(F.broadcast(hot), on=keys, how="left_semi")
+            .groupBy(*keys)
+            .agg(F.percentile_approx(TS, grid, 1000).alias("q"))
+            .collect()
+        )
+    finally:
+        sample.unpersist()
+    n_of = {tuple(r[k] for k in keys): r["count"] / fraction for r in counts}
+    rows = []
+    for r in cuts:
+        key = tuple(r[k] for k in keys)
+        n = max(2, min(MAX_BUCKETS, math.ceil(n_of.get(key, 0) / max(hot_rows // 2, 1))))
+        q = [t for t in (r["q"] or []) if t is not None]
+        points = sorted({q[round(i * len(q) / n) - 1] for i in range(1, n)} if q else set())
+        bounds = [None, *points, None]
+        rows += [(*key, b, bounds[b], bounds[b + 1]) for b in range(len(bounds) - 1)]
+    schema = StructType(
+        [*features.select(*keys).schema.fields]
+        + [
+            StructField(BUCKET, IntegerType(), False),
+            StructField("lo", TimestampType(), True),
+            StructField("hi", TimestampType(), True),
+        ]
+    )
+    return features.sparkSession.createDataFrame(rows, schema)
+
+
+MAX_BUCKETS = 64
 
 
 def _partition_joiner(

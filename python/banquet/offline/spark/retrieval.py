@@ -314,6 +314,10 @@ class SparkRetrievalJob(RetrievalJob):
                 for fi, f in enumerate(g.features)
             ),
         )
+        hot = None
+        if store.hot_key_rows > 0:
+            with spark_errors(f"{_where(g)}: looking for hot keys"):
+                hot = join.hot_key_buckets(feats, len(view.join_keys), store.hot_key_rows)
         return join.join_view(
             entity,
             feats,
@@ -321,6 +325,7 @@ class SparkRetrievalJob(RetrievalJob):
             len(g.features),
             view.ttl_us,
             bool(created),
+            hot_buckets=hot,
         )
 
 

@@ -54,7 +54,8 @@ def spark_session(conf: dict[str, str]) -> SparkSession:
             elif master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
                 os.environ["PYSPARK_PYTHON"] = sys.executable
             for key, value in settings.items():
-                builder = builder.config(key, str(value))
+                if not key.startswith("banquet."):  # banquet's own settings stay here
+                    builder = builder.config(key, str(value))
             for key, value in _FIXED.items():
                 builder = builder.config(key, value)
             try:

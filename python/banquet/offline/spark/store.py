@@ -8,6 +8,7 @@ go through the same session; ``read`` collects the window's rows to the driver a
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,11 +30,16 @@ if TYPE_CHECKING:
 
     from banquet.config import RepoConfig
     from banquet.feature_view import FeatureView
+    from banquet.materialize import Window
     from banquet.offline.base import RetrievalJob
     from banquet.request import ResolvedRequest
     from banquet.sources import DataSource
+    from banquet.store import FeatureStore
 
 T = TypeVar("T")
+# A key with about this many feature rows or more is split by time across tasks (join.py).
+HOT_KEY_ROWS = 500_000
+_SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*:/*"  # file:/, file:///, hdfs://, s3a:// ...
 
 
 class SparkOfflineStore(OfflineStore):
@@ -46,6 +52,15 @@ class SparkOfflineStore(OfflineStore):
                 "(spark.master: local[2], ...)"
             )
         self.spark_conf: dict[str, str] = {str(k): str(v) for k, v in conf.items()}
+        # banquet's own settings ride in spark_conf under "banquet." (not passed to Spark)
+        hot = self.spark_conf.get("banquet.hot_key_rows", str(HOT_KEY_ROWS))
+        try:
+            self.hot_key_rows = int(hot)
+        except ValueError:
+            raise ConfigError(
+                f"'offline_store.spark_conf.banquet.hot_key_rows' is {hot!r}; expected a "
+                "number of rows (0 turns hot-key splitting off)"
+            ) from None
         self._session: SparkSession | None = None
 
     @property
@@ -130,13 +145,34 @@ class SparkOfflineStore(OfflineStore):
             return F.monotonically_increasing_id()
         if not files:
             return F.monotonically_increasing_id()
-        ranks = F.create_map(*(x for i, p in enumerate(files) for x in (F.lit(p), F.lit(i))))
+        try:  # file sources have the hidden _metadata column; a view over them may not
+            df.select("_metadata.file_path", "_metadata.row_index").schema  # noqa: B018
+        except Exception:
+            return F.monotonically_increasing_id()
+        # inputFiles() says file:///x where _metadata says file:/x: the map holds both
+        # spellings (a lookup per row; a regexp per row doubled the scan's time)
+        spellings: dict[str, int] = {}
+        for i, p in enumerate(files):
+            m = re.match(_SCHEME, p)
+            rest = p[m.end() :] if m else p
+            scheme = p[: m.end()].rstrip("/") if m else ""
+            for variant in (p, f"{scheme}/{rest}", f"{scheme}//{rest}", f"{scheme}///{rest}"):
+                spellings.setdefault(variant, i)
+        ranks = F.create_map(*(x for p, i in spellings.items() for x in (F.lit(p), F.lit(i))))
         rank = F.coalesce(ranks[F.col("_metadata.file_path")], F.lit(0)).cast("long")
         return F.shiftleft(rank, 40) + F.col("_metadata.row_index")
 
     def query(self, sql: str) -> pa.Table:
         with spark_errors("entity_df query"):
             return self.spark.sql(sql.strip().rstrip(";")).toArrow()
+
+    def materialize_windows(
+        self, store: FeatureStore, windows: list[Window], progress: bool, overwrite: bool
+    ) -> None:
+        """Materialization on the executors (``materialize.py`` of this package)."""
+        from banquet.offline.spark.materialize import materialize_windows
+
+        materialize_windows(store, windows, progress, overwrite)
 
     def historical_job(self, request: ResolvedRequest, entity_df: Any) -> RetrievalJob:
         from banquet.offline.spark.retrieval import SparkRetrievalJob
