@@ -108,7 +108,7 @@ fn read_footer(store: &Arc<Store>, object: &Object) -> Result<ArrowReaderMetadat
     let tail = object.size.min(64 * 1024);
     let start = object.size - tail;
     let bytes: Bytes = store
-        .read_ranges(&object.key, &[start..object.size])?
+        .read_ranges(&object.key, std::slice::from_ref(&(start..object.size)))?
         .pop()
         .unwrap_or_default();
     let reader = Fetched::new(store, &object.key, object.size, vec![(start, bytes)]);

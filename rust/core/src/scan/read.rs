@@ -66,7 +66,7 @@ impl Fetched {
             None => self.size,
         };
         self.store
-            .read_ranges(&self.key, &[start..end])
+            .read_ranges(&self.key, std::slice::from_ref(&(start..end)))
             .map_err(|e| ParquetError::External(Box::new(e)))?
             .pop()
             .ok_or_else(|| ParquetError::General("no bytes returned".into()))
@@ -345,7 +345,7 @@ pub(crate) fn read_unit(
     } else {
         let sel = mask
             .as_ref()
-            .map(|m| RowSelection::from_filters(&[m.clone()]));
+            .map(|m| RowSelection::from_filters(std::slice::from_ref(m)));
         let got = read_columns(ds, file, rg, &rest, sel)?;
         if plan.keys.is_some() || need_time {
             plan.stats
