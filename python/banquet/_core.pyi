@@ -276,3 +276,59 @@ class SqliteStore:
         """Per ``(view, keys)``: the stored value per key, None when absent."""
     def query(self, sql: str, params: list[Any] = ...) -> list[tuple[Any, ...]]:
         """Rows of one SQL statement, through this SQLite (for inspection and tests)."""
+
+# --- the Parquet scan (offline file store) ----------------------------------------------------
+# Errors name the path, never credentials: ``SourceFileNotFound`` (no such file, bucket or
+# object), ``SourceAccessDenied``, ``SourceUnreachable`` (an S3 endpoint), ``DataSourceError``
+# (not Parquet, corrupt, a file whose columns do not fit the first file's types). An error
+# met while the reader is being read surfaces as a pyarrow error with that message.
+
+@final
+class ParquetDataset:
+    """A Parquet file, a directory or a hive-partitioned directory (local, or
+    ``s3://bucket/key`` with ``storage_options``: endpoint, region, access_key_id,
+    secret_access_key, session_token, allow_http), listed and its footers read once. Files
+    are read in path order; names starting with ``.`` or ``_`` are skipped."""
+
+    def __new__(
+        cls, path: str, storage_options: dict[str, str] | None = None
+    ) -> ParquetDataset: ...
+    @property
+    def schema(self) -> pa.Schema:
+        """The first file's columns, then the partition columns (int32 when every value is
+        an integer, else string)."""
+    @property
+    def files(self) -> list[str]:
+        """The files, in the order they are read."""
+    def scan(
+        self,
+        columns: list[str],
+        ts_column: str | None = None,
+        lo_us: int | None = None,
+        hi_us: int | None = None,
+        key_columns: list[str] = ...,
+        entity_keys: list[ArrowArray] | None = None,
+        batch_rows: int = 65536,
+    ) -> pa.RecordBatchReader:
+        """Rows of ``columns`` with ``lo_us <= ts_column <= hi_us`` (UTC µs, None: unbounded;
+        a bound in seconds or milliseconds is floored; with no bound a null timestamp is
+        kept), and with ``entity_keys`` only rows whose ``key_columns`` tuple (no null)
+        occurs among the entity keys' tuples (integers compared as int64, any string layout
+        alike). Row groups are pruned by statistics and read in parallel; the non-key,
+        non-timestamp columns are decoded only for surviving rows. Source order kept."""
+
+def scan_parquet(
+    path_or_url: str,
+    columns: list[str],
+    ts_column: str | None = None,
+    lo_us: int | None = None,
+    hi_us: int | None = None,
+    key_columns: list[str] = ...,
+    entity_keys: list[ArrowArray] | None = None,
+    storage_options: dict[str, str] | None = None,
+    batch_rows: int = 65536,
+) -> pa.RecordBatchReader:
+    """``ParquetDataset(path_or_url, storage_options).scan(...)`` in one call."""
+
+def parquet_schema(path_or_url: str, storage_options: dict[str, str] | None = None) -> pa.Schema:
+    """``ParquetDataset(path_or_url, storage_options).schema``."""

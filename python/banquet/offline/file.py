@@ -1,12 +1,23 @@
-"""The default offline store: Parquet files (one file or a directory of files)."""
+"""The default offline store: Parquet files (one file, a directory of files, a hive-partitioned
+directory; local or ``s3://``), read by the Rust scan (``_core.ParquetDataset``: row groups in
+parallel, pruning by statistics, the key semi-join and late materialization). Offline push
+(``append``) writes with pyarrow."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from banquet import s3
-from banquet.errors import DataSourceError, SchemaMismatch, SourceColumnMissing, SourceFileNotFound
+from banquet.errors import (
+    DataSourceError,
+    SchemaMismatch,
+    SourceAccessDenied,
+    SourceColumnMissing,
+    SourceFileNotFound,
+    SourceUnreachable,
+)
 from banquet.offline.base import OfflineStore
 from banquet.sources import FileSource
 
@@ -14,7 +25,13 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.dataset as pds
 
+    from banquet._core import ParquetDataset
+    from banquet.feature_view import FeatureView
+    from banquet.field import Field
     from banquet.sources import DataSource
+
+#: Rows per batch the scan yields.
+BATCH_ROWS = 1 << 16
 
 
 class FileOfflineStore(OfflineStore):
@@ -33,6 +50,7 @@ class FileOfflineStore(OfflineStore):
         return str(self._path(source))  # (raises: not a FileSource)
 
     def dataset(self, source: DataSource) -> pds.Dataset:
+        """The source as a pyarrow dataset (offline push appends through it)."""
         import pyarrow.dataset as ds
 
         if (on_s3 := s3.target(source, self.config)) is not None:
@@ -50,17 +68,94 @@ class FileOfflineStore(OfflineStore):
                 f"source {source.name!r}: cannot read {path} as Parquet: {e}"
             ) from None
 
+    def open(self, source: DataSource) -> ParquetDataset:
+        """The source opened for the Rust scan: its files listed, their footers read."""
+        from banquet._core import ParquetDataset
+
+        on_s3 = s3.target(source, self.config)
+        if on_s3 is not None:
+            try:
+                return ParquetDataset(str(on_s3.url), on_s3.opts)
+            except DataSourceError as e:
+                raise _s3_error(on_s3, e) from None
+        path = self._path(source)
+        if not path.exists():
+            raise SourceFileNotFound(
+                f"source {source.name!r}: {path} does not exist; check the path in the "
+                "FileSource (relative paths are read from the feature repo folder)"
+            )
+        try:
+            return ParquetDataset(str(path))
+        except DataSourceError as e:  # the same class, with the source named
+            raise type(e)(f"source {source.name!r}: {e}") from None
+
     def source_schema(self, source: DataSource) -> pa.Schema | None:
         from banquet.sources import PushSource
 
         if isinstance(source, PushSource) and not self._exists(source.batch):
             return None
-        return self.dataset(source.batch).schema
+        return self.open(source.batch).schema
 
     def _exists(self, source: DataSource) -> bool:
         if (on_s3 := s3.target(source, self.config)) is not None:
             return s3.exists(on_s3)
         return self._path(source).exists()
+
+    def _checked(self, source: DataSource, columns: list[str]) -> ParquetDataset:
+        dataset = self.open(source)
+        names = set(dataset.schema.names)
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise SourceColumnMissing(
+                f"source {source.name!r} ({self._where(source)}) has no column {missing[0]!r}; "
+                f"its columns are {sorted(names)}"
+            )
+        return dataset
+
+    def _scan(
+        self,
+        source: DataSource,
+        dataset: ParquetDataset,
+        columns: list[str],
+        start_us: int | None,
+        end_us: int | None,
+        key_columns: list[str] | None = None,
+        entity_keys: list[pa.Array] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """The scan's batches; every failure a typed error naming the source."""
+        import pyarrow as pa
+
+        on_s3 = s3.target(source, self.config)
+        try:
+            reader = dataset.scan(
+                columns,
+                ts_column=source.timestamp_field,
+                lo_us=start_us,
+                hi_us=end_us,
+                key_columns=key_columns or [],
+                entity_keys=entity_keys,
+                batch_rows=BATCH_ROWS,
+            )
+        except DataSourceError as e:
+            raise (
+                _s3_error(on_s3, e) if on_s3 else type(e)(f"source {source.name!r}: {e}")
+            ) from None
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as e:
+                # an error met inside the stream (a corrupt row group, a file whose columns
+                # do not fit) arrives as a pyarrow error carrying the scan's message
+                msg = str(e).removeprefix("External error: ")
+                err = DataSourceError(msg)
+                if on_s3 is not None:
+                    raise _s3_error(on_s3, err) from None
+                raise DataSourceError(
+                    f"source {source.name!r}: reading {self._where(source)} failed: {msg}"
+                ) from None
+            yield batch
 
     def read(
         self,
@@ -69,38 +164,53 @@ class FileOfflineStore(OfflineStore):
         start_us: int | None,
         end_us: int | None,
     ) -> pa.Table:
-        import pyarrow.dataset as ds
-        import pyarrow.types as pat
+        import pyarrow as pa
 
-        dataset = self.dataset(source)
-        names = set(dataset.schema.names)
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise SourceColumnMissing(
-                f"source {source.name!r} ({self._where(source)}) has no column {missing[0]!r}; "
-                f"its columns are {sorted(names)}"
-            )
-        ts_field = dataset.schema.field(source.timestamp_field)
-        cond = None
-        bounds: list[int | None] = [None, None]
-        for i, (bound, op) in enumerate(((start_us, "ge"), (end_us, "le"))):
-            if bound is None:
-                continue
-            scalar = _ts_scalar(bound, ts_field.type)
-            bounds[i] = scalar.value if pat.is_timestamp(ts_field.type) else None
-            c = ds.field(source.timestamp_field)
-            expr = c >= scalar if op == "ge" else c <= scalar
-            cond = expr if cond is None else cond & expr
-        try:
-            if cond is None:
-                return dataset.to_table(columns=columns, use_threads=True)
-            return _scan_window(dataset, columns, cond, source.timestamp_field, *bounds)
-        except (OSError, ValueError) as e:
-            if (on_s3 := s3.target(source, self.config)) is not None:
-                raise on_s3.error(e, "reading") from None
-            raise DataSourceError(
-                f"source {source.name!r}: reading {self._where(source)} failed: {e}"
-            ) from None
+        dataset = self._checked(source, columns)
+        schema = pa.schema([dataset.schema.field(c) for c in columns])
+        batches = list(self._scan(source, dataset, columns, start_us, end_us))
+        return pa.Table.from_batches(batches, schema=schema)
+
+    def scan_view(
+        self,
+        view: FeatureView,
+        features: list[Field],
+        start_us: int | None,
+        end_us: int | None,
+        entity_keys: list[pa.Array] | None = None,
+    ) -> pa.RecordBatchReader:
+        """The columns of ``read_view(...).table`` (renamed by the source's field_mapping) as
+        batches in source order, in ``[start_us, end_us]``, and, with ``entity_keys`` (one
+        array per join key, cast to the join keys' types), only rows whose key tuple occurs
+        among them: tested in Rust on the key columns before any feature column is decoded."""
+        import pyarrow as pa
+
+        source = view.batch_source
+        created = source.created_timestamp_column
+        wanted = [*view.join_keys, source.timestamp_field, *([created] if created else [])]
+        wanted += [f.name for f in features]
+        columns = list(dict.fromkeys(source.source_column(n) for n in wanted))
+        dataset = self._checked(source, columns)
+        key_columns = [source.source_column(k) for k in view.join_keys]
+        keys = None
+        if entity_keys is not None:
+            keys = [_flat(k) for k in entity_keys]
+            schema = dataset.schema
+            if any(
+                _key_kind(schema.field(c).type) is None
+                or _key_kind(schema.field(c).type) != _key_kind(k.type)
+                for c, k in zip(key_columns, keys, strict=True)
+            ):
+                keys = None  # kinds differ (e.g. string keys in the file): match after the cast
+        mapping = source.field_mapping
+        out = pa.schema([dataset.schema.field(c).with_name(mapping.get(c, c)) for c in columns])
+        batches = self._scan(source, dataset, columns, start_us, end_us, key_columns, keys)
+        renamed: Iterator[pa.RecordBatch] = (
+            pa.RecordBatch.from_arrays(b.columns, schema=out) for b in batches
+        )
+        if entity_keys is not None and keys is None:
+            renamed = _semi_join_after_cast(view, renamed, out, [_flat(k) for k in entity_keys])
+        return pa.RecordBatchReader.from_batches(out, renamed)
 
     def append(self, source: DataSource, rows: pa.Table) -> None:
         """A directory source gets a new Parquet file; a single-file source is rewritten
@@ -149,84 +259,64 @@ def fit_rows(rows: pa.Table, schema: pa.Schema, source_name: str, where: str) ->
         ) from None
 
 
-def _scan_window(
-    dataset: pds.Dataset,
-    columns: list[str],
-    cond: pds.Expression,
-    ts: str,
-    lo: int | None,
-    hi: int | None,
-) -> pa.Table:
-    """``dataset.to_table(filter=cond)``, with the same rows in the same order, but files
-    whose Parquet statistics put every timestamp inside ``[lo, hi]`` (raw values in the
-    column's unit) are read without the filter: evaluating it row by row doubled the read."""
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    runs: list[tuple[bool, list[pds.Fragment]]] = []  # consecutive files, filtered or not
-    for frag in dataset.get_fragments():
-        needs_filter = not _inside(frag, ts, dataset.schema.field(ts).type, lo, hi)
-        if runs and runs[-1][0] == needs_filter:
-            runs[-1][1].append(frag)
-        else:
-            runs.append((needs_filter, [frag]))
-    if len(runs) == 1 and runs[0][0]:
-        return dataset.to_table(columns=columns, filter=cond, use_threads=True)
-    parts = [
-        ds.FileSystemDataset(frags, dataset.schema, dataset.format, dataset.filesystem).to_table(
-            columns=columns, filter=cond if needs_filter else None, use_threads=True
-        )
-        for needs_filter, frags in runs
-    ]
-    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+def _s3_error(on_s3: s3.S3Target, e: DataSourceError) -> DataSourceError:
+    """The scan's typed S3 error in the words of ``s3.S3Target.error`` (which part is
+    missing, the endpoint redacted, no credentials)."""
+    msg = str(e)
+    if isinstance(e, SourceFileNotFound):
+        return on_s3.error(FileNotFoundError(msg), "reading")
+    if isinstance(e, SourceAccessDenied):
+        return on_s3.error(PermissionError(f"ACCESS_DENIED: {msg}"), "reading")
+    if isinstance(e, SourceUnreachable):
+        return on_s3.error(ConnectionError(f"could not connect: {msg}"), "reading")
+    return on_s3.error(e, "reading")
 
 
-def _inside(
-    frag: pds.Fragment, ts: str, unit_type: pa.DataType, lo: int | None, hi: int | None
-) -> bool:
-    """True if the file's statistics show no null timestamp and every row group's raw
-    min/max within the bounds (both must be known: ``None`` means not computable here)."""
+def _flat(a: pa.Array | pa.ChunkedArray) -> pa.Array:
     import pyarrow as pa
 
-    if lo is None or hi is None:
-        return False
-    try:
-        meta = frag.metadata
-    except (AttributeError, OSError, ValueError):
-        return False
-    if meta.num_row_groups == 0:
-        return False
-    try:  # the raw values are in the file's unit, the bounds in the dataset's
-        if meta.schema.to_arrow_schema().field(ts).type != unit_type:
-            return False
-    except (KeyError, ValueError, pa.ArrowException):
-        return False
-    for i in range(meta.num_row_groups):
-        rg = meta.row_group(i)
-        col = next(
-            (rg.column(j) for j in range(rg.num_columns) if rg.column(j).path_in_schema == ts),
-            None,
-        )
-        if col is None or col.physical_type != "INT64":
-            return False  # a partition column, INT96 or a missing column: keep the filter
-        st = col.statistics
-        if st is None or not st.has_min_max or not st.has_null_count or st.null_count != 0:
-            return False
-        if not (lo <= st.min_raw and st.max_raw <= hi):
-            return False
-    return True
+    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
 
 
-def _ts_scalar(us: int, t: pa.DataType) -> pa.Scalar:
-    """A bound in the column's own type, so the filter is pushed into the Parquet scan."""
-    import pyarrow as pa
+def _key_kind(t: pa.DataType) -> str | None:
+    """The class of values a key column holds, as the Rust key set compares them."""
     import pyarrow.types as pat
 
+    if pat.is_dictionary(t):
+        t = t.value_type
+    if pat.is_integer(t):
+        return "int"
+    if pat.is_string(t) or pat.is_large_string(t) or pat.is_string_view(t):
+        return "str"
+    if pat.is_binary(t) or pat.is_large_binary(t) or pat.is_binary_view(t):
+        return "bytes"
     if pat.is_timestamp(t):
-        s = pa.scalar(us, pa.timestamp("us", tz=t.tz and "UTC"))
-        if t.unit in ("s", "ms"):  # round outward so no row inside the window is lost
-            return pa.scalar(s.value // (1_000_000 if t.unit == "s" else 1_000), t)
-        return s.cast(t)
-    if pat.is_date(t):
-        return pa.scalar(us // 86_400_000_000, pa.int32()).cast(t)
-    raise DataSourceError(f"timestamp column has type {t}, expected a timestamp")
+        return "ts"
+    return None
+
+
+def _semi_join_after_cast(
+    view: FeatureView,
+    batches: Iterator[pa.RecordBatch],
+    schema: pa.Schema,
+    entity_keys: list[pa.Array],
+) -> Iterator[pa.RecordBatch]:
+    """The key semi-join for a file whose key columns hold another kind of value than the
+    join keys (the rare case the Rust scan does not compare): each batch's keys are cast the
+    way ``read_view`` casts them, then matched against the entity keys, order kept."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from banquet.entity_data import flat, key_column
+
+    names = [f"k{i}" for i in range(len(entity_keys))]
+    ids = pa.table(dict(zip(names, entity_keys, strict=True))).group_by(names).aggregate([])
+    for batch in batches:
+        table = pa.Table.from_batches([batch], schema=schema)
+        keys = {
+            n: flat(key_column(table, k, view.key_dtype(k), "the file source"))
+            for n, k in zip(names, view.join_keys, strict=True)
+        }
+        probe = pa.table({**keys, "__row": pa.array(range(batch.num_rows), pa.int64())})
+        hit = probe.join(ids, names, join_type="left semi").column("__row")
+        yield batch.take(pc.take(hit, pc.sort_indices(hit)))

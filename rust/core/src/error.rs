@@ -36,6 +36,21 @@ pub enum Error {
         human_bytes(*bytes)
     )]
     ResourceExhausted { operation: String, bytes: usize },
+    /// A data source (file, directory, S3 bucket or object) that does not exist; the
+    /// message names the path.
+    #[error("{0}")]
+    SourceNotFound(String),
+    /// The storage refused access to a data source; the message names the path, never
+    /// the credentials.
+    #[error("{0}")]
+    SourceDenied(String),
+    /// The data source's storage endpoint cannot be reached.
+    #[error("{0}")]
+    SourceUnreachable(String),
+    /// A data source that exists but cannot be read (not Parquet, corrupt, a file whose
+    /// columns do not fit the dataset's schema); the message names the file.
+    #[error("{0}")]
+    Source(String),
     /// An error from arrow-rs itself.
     #[error(transparent)]
     Arrow(#[from] ArrowError),

@@ -121,7 +121,7 @@ fn window_is_inclusive_and_nulls_skip() {
     );
     assert_eq!(
         run(std::slice::from_ref(&k), ts.clone(), None, None, Some(9)),
-        vec![]
+        Vec::<u32>::new()
     );
     assert_eq!(run(&[k], ts, None, None, None), vec![2, 5]);
 }

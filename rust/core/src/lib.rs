@@ -11,6 +11,7 @@ pub mod latest;
 pub mod mem;
 pub mod ord;
 pub mod partition;
+pub mod scan;
 pub mod sqlite;
 pub mod values;
 pub mod wire;

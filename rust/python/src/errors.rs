@@ -10,6 +10,10 @@ pyo3::import_exception!(banquet.errors, KernelTypeError);
 pyo3::import_exception!(banquet.errors, CorruptDataError);
 pyo3::import_exception!(banquet.errors, ResourceExhausted);
 pyo3::import_exception!(banquet.errors, StoreError);
+pyo3::import_exception!(banquet.errors, DataSourceError);
+pyo3::import_exception!(banquet.errors, SourceFileNotFound);
+pyo3::import_exception!(banquet.errors, SourceAccessDenied);
+pyo3::import_exception!(banquet.errors, SourceUnreachable);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -29,6 +33,11 @@ pub fn to_py(err: banquet_core::Error) -> PyErr {
              (and materialize) first"
         )),
         Error::Store(msg) => StoreError::new_err(format!("SQLite online store: {msg}")),
+        // the Parquet scan: each message names the path, never credentials
+        Error::SourceNotFound(msg) => SourceFileNotFound::new_err(msg),
+        Error::SourceDenied(msg) => SourceAccessDenied::new_err(msg),
+        Error::SourceUnreachable(msg) => SourceUnreachable::new_err(msg),
+        Error::Source(msg) => DataSourceError::new_err(msg),
         _ => KernelError::new_err(err.to_string()),
     }
 }

@@ -17,6 +17,7 @@ mod partition;
 mod pgcopy;
 mod resp;
 mod rows;
+mod scan;
 mod sqlite;
 mod threads;
 
@@ -31,6 +32,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     partition::register(m)?;
     pgcopy::register(m)?;
     resp::register(m)?;
+    scan::register(m)?;
     sqlite::register(m)?;
     threads::register(m)?;
     Ok(())

@@ -1,0 +1,381 @@
+//! Reading one row group with late materialization: the key and timestamp columns first,
+//! then the mask (time range AND key in the entity set), then the other columns decoded
+//! for the selected rows only (a Parquet `RowSelection`). Only the byte ranges of the
+//! projected column chunks are fetched.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Date64Type, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use arrow_array::{new_null_array, Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder};
+use arrow_schema::{DataType, TimeUnit};
+use bytes::{Buf, Bytes};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::ProjectionMask;
+use parquet::errors::ParquetError;
+use parquet::file::reader::{ChunkReader, Length};
+
+use super::files::{Dataset, FileEntry};
+use super::prune::{RawBounds, Time};
+use super::store::Store;
+use super::Plan;
+use crate::{Error, Result};
+
+/// A Parquet file's bytes as far as fetched: the reader serves the fetched ranges from
+/// memory and fetches anything else from the store (the footer reader needs that).
+pub struct Fetched {
+    store: Arc<Store>,
+    key: String,
+    size: u64,
+    parts: Vec<(u64, Bytes)>,
+}
+
+impl Fetched {
+    pub fn new(store: &Arc<Store>, key: &str, size: u64, parts: Vec<(u64, Bytes)>) -> Fetched {
+        Fetched {
+            store: Arc::clone(store),
+            key: key.to_string(),
+            size,
+            parts,
+        }
+    }
+
+    fn slice(&self, start: u64, len: Option<usize>) -> parquet::errors::Result<Bytes> {
+        for (at, b) in &self.parts {
+            let end = at + b.len() as u64;
+            // strictly inside: adjacent column chunks share an edge
+            if *at <= start && start < end {
+                let from = (start - at) as usize;
+                let to = match len {
+                    Some(l) if from + l <= b.len() => from + l,
+                    Some(_) => continue,
+                    None => b.len(),
+                };
+                return Ok(b.slice(from..to));
+            }
+        }
+        let end = match len {
+            Some(l) => start + l as u64,
+            None => self.size,
+        };
+        self.store
+            .read_ranges(&self.key, std::slice::from_ref(&(start..end)))
+            .map_err(|e| ParquetError::External(Box::new(e)))?
+            .pop()
+            .ok_or_else(|| ParquetError::General("no bytes returned".into()))
+    }
+}
+
+impl Length for Fetched {
+    fn len(&self) -> u64 {
+        self.size
+    }
+}
+
+impl ChunkReader for Fetched {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(self.slice(start, None)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.slice(start, Some(length))
+    }
+}
+
+/// Where an output column comes from in one file.
+enum Col {
+    File,
+    Partition(usize),
+    Missing,
+}
+
+fn col_source(ds: &Dataset, file: &FileEntry, name: &str) -> Col {
+    if file.meta.schema().index_of(name).is_ok() {
+        return Col::File;
+    }
+    let first_part = ds.schema.fields().len() - ds.n_partitions;
+    match ds.schema.index_of(name) {
+        Ok(i) if i >= first_part => Col::Partition(i - first_part),
+        _ => Col::Missing,
+    }
+}
+
+/// Reads `names` (columns of the file) from row group `rg`, only the rows `selection`
+/// keeps (all when None).
+fn read_columns(
+    ds: &Dataset,
+    file: &FileEntry,
+    rg: usize,
+    names: &[&str],
+    selection: Option<RowSelection>,
+) -> Result<HashMap<String, ArrayRef>> {
+    let meta = file.meta.metadata();
+    let schema_descr = meta.file_metadata().schema_descr();
+    let roots: Vec<usize> = names
+        .iter()
+        .map(|n| {
+            file.meta
+                .schema()
+                .index_of(n)
+                .expect("a column of the file")
+        })
+        .collect();
+    let group = meta.row_group(rg);
+    let ranges: Vec<Range<u64>> = (0..schema_descr.num_columns())
+        .filter(|&leaf| roots.contains(&schema_descr.get_column_root_idx(leaf)))
+        .map(|leaf| {
+            let (start, len) = group.column(leaf).byte_range();
+            start..start + len
+        })
+        .collect();
+    let fetched = ds.store.read_ranges(&file.object.key, &ranges)?;
+    let parts = ranges.iter().map(|r| r.start).zip(fetched).collect();
+    let reader = Fetched::new(&ds.store, &file.object.key, file.object.size, parts);
+    let rows = group.num_rows().max(1) as usize;
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, file.meta.clone())
+        .with_row_groups(vec![rg])
+        .with_projection(ProjectionMask::roots(schema_descr, roots))
+        .with_batch_size(rows);
+    if let Some(sel) = selection {
+        builder = builder.with_row_selection(sel);
+    }
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::Source(format!(
+            "{}: row group {rg} cannot be read: {e}",
+            file.display
+        ))
+    };
+    let reader = builder.build().map_err(|e| bad(&e))?;
+    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    let batches: Vec<RecordBatch> = reader
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| bad(&e))?;
+    let batch = match batches.len() {
+        1 => batches.into_iter().next().expect("one batch"),
+        _ => arrow_select::concat::concat_batches(&schema, &batches)?,
+    };
+    Ok(schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .zip(batch.columns().iter().cloned())
+        .collect())
+}
+
+/// `a` as type `t` (the dataset's), or an error naming the file and the column.
+fn fit(a: ArrayRef, t: &DataType, file: &FileEntry, name: &str) -> Result<ArrayRef> {
+    if a.data_type() == t {
+        return Ok(a);
+    }
+    arrow_cast::cast(&a, t).map_err(|e| {
+        Error::Source(format!(
+            "{}: column {name:?} has type {}, which does not fit the dataset's {t} (the \
+             first file's type): {e}",
+            file.display,
+            a.data_type()
+        ))
+    })
+}
+
+/// `start <= ts <= end` per row (null: false), on raw values of the dataset's type.
+fn time_mask(ts: &ArrayRef, b: RawBounds) -> BooleanBuffer {
+    let lo = b.lo.unwrap_or(i64::MIN);
+    let hi = b.hi.unwrap_or(i64::MAX);
+    let mut out = BooleanBufferBuilder::new(ts.len());
+    let mut push = |vals: &mut dyn Iterator<Item = i64>| {
+        for v in vals {
+            out.append(lo <= v && v <= hi);
+        }
+    };
+    match ts.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => push(
+            &mut ts
+                .as_primitive::<TimestampSecondType>()
+                .values()
+                .iter()
+                .copied(),
+        ),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => push(
+            &mut ts
+                .as_primitive::<TimestampMillisecondType>()
+                .values()
+                .iter()
+                .copied(),
+        ),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => push(
+            &mut ts
+                .as_primitive::<TimestampMicrosecondType>()
+                .values()
+                .iter()
+                .copied(),
+        ),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => push(
+            &mut ts
+                .as_primitive::<TimestampNanosecondType>()
+                .values()
+                .iter()
+                .copied(),
+        ),
+        DataType::Date32 => push(
+            &mut ts
+                .as_primitive::<Date32Type>()
+                .values()
+                .iter()
+                .map(|&v| v as i64),
+        ),
+        DataType::Date64 => push(&mut ts.as_primitive::<Date64Type>().values().iter().copied()),
+        _ => push(&mut std::iter::repeat_n(i64::MIN, 0)),
+    }
+    let mask = out.finish();
+    match ts.logical_nulls() {
+        Some(n) => &mask & n.inner(),
+        None => mask,
+    }
+}
+
+/// A partition column's value repeated `n` times.
+fn repeat(value: &ArrayRef, n: usize) -> Result<ArrayRef> {
+    let idx = arrow_array::UInt32Array::from(vec![0u32; n]);
+    Ok(arrow_select::take::take(value.as_ref(), &idx, None)?)
+}
+
+/// The rows of row group `rg` of file `fi` that `plan` asks for, in file order, in
+/// batches of at most `plan.batch_rows`.
+pub(crate) fn read_unit(
+    ds: &Dataset,
+    plan: &Plan,
+    fi: usize,
+    rg: usize,
+    time: Time,
+) -> Result<Vec<RecordBatch>> {
+    let file = &ds.files[fi];
+    let n_rows = file.meta.metadata().row_group(rg).num_rows() as usize;
+    let need_time = plan.bounds.is_some() && time == Time::Filter;
+    let mut filter_cols: Vec<&str> = Vec::new();
+    if let Some(keys) = &plan.keys {
+        filter_cols.extend(keys.columns.iter().map(String::as_str));
+    }
+    if need_time {
+        let ts = plan
+            .ts
+            .as_ref()
+            .expect("bounds come with a timestamp column");
+        if !filter_cols.contains(&ts.0.as_str()) {
+            filter_cols.push(&ts.0);
+        }
+    }
+    let sources: Vec<Col> = plan
+        .columns
+        .iter()
+        .map(|c| col_source(ds, file, c))
+        .collect();
+
+    // Pass 1: the filter columns, then the mask.
+    let pass1_names: Vec<&str> = filter_cols
+        .iter()
+        .copied()
+        .filter(|c| matches!(col_source(ds, file, c), Col::File))
+        .collect();
+    let mut first = if pass1_names.is_empty() {
+        HashMap::new()
+    } else {
+        read_columns(ds, file, rg, &pass1_names, None)?
+    };
+    let filter_array = |name: &str, first: &HashMap<String, ArrayRef>| -> Result<ArrayRef> {
+        match col_source(ds, file, name) {
+            Col::File => Ok(Arc::clone(&first[name])),
+            Col::Partition(p) => repeat(&file.parts[p], n_rows),
+            Col::Missing => {
+                let t = ds
+                    .schema
+                    .field_with_name(name)
+                    .map(|f| f.data_type().clone());
+                Ok(new_null_array(&t.unwrap_or(DataType::Null), n_rows))
+            }
+        }
+    };
+    let mut mask: Option<BooleanBuffer> = None;
+    if let Some(keys) = &plan.keys {
+        let cols: Vec<ArrayRef> = keys
+            .columns
+            .iter()
+            .map(|c| filter_array(c, &first))
+            .collect::<Result<_>>()?;
+        mask = Some(keys.set.contains(&cols)?);
+    }
+    if need_time {
+        let (name, t) = plan.ts.as_ref().expect("checked above");
+        let ts = fit(filter_array(name, &first)?, t, file, name)?;
+        let m = time_mask(&ts, plan.bounds.expect("checked above"));
+        mask = Some(match mask {
+            Some(k) => &k & &m,
+            None => m,
+        });
+    }
+    let selected = mask.as_ref().map_or(n_rows, |m| m.count_set_bits());
+    if selected == 0 {
+        return Ok(Vec::new());
+    }
+    let mask = mask.filter(|_| selected < n_rows).map(BooleanArray::from);
+    if let Some(m) = &mask {
+        for a in first.values_mut() {
+            *a = arrow_select::filter::filter(a.as_ref(), m)?;
+        }
+    }
+
+    // Pass 2: the other columns of the file, decoded for the selected rows only.
+    let rest: Vec<&str> = plan
+        .columns
+        .iter()
+        .zip(&sources)
+        .filter(|(c, s)| matches!(s, Col::File) && !first.contains_key(c.as_str()))
+        .map(|(c, _)| c.as_str())
+        .collect();
+    let second = if rest.is_empty() {
+        HashMap::new()
+    } else {
+        let sel = mask
+            .as_ref()
+            .map(|m| RowSelection::from_filters(std::slice::from_ref(m)));
+        let got = read_columns(ds, file, rg, &rest, sel)?;
+        if plan.keys.is_some() || need_time {
+            plan.stats
+                .late_rows
+                .fetch_add(selected as u64, Ordering::Relaxed);
+        }
+        got
+    };
+
+    let mut columns = Vec::with_capacity(plan.columns.len());
+    for ((name, src), field) in plan.columns.iter().zip(&sources).zip(plan.schema.fields()) {
+        let a = match src {
+            Col::File => first
+                .get(name)
+                .or_else(|| second.get(name))
+                .cloned()
+                .expect("read above"),
+            Col::Partition(p) => repeat(&file.parts[*p], selected)?,
+            Col::Missing => new_null_array(field.data_type(), selected),
+        };
+        columns.push(fit(a, field.data_type(), file, name)?);
+    }
+    let batch = RecordBatch::try_new_with_options(
+        Arc::clone(&plan.schema),
+        columns,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(selected)),
+    )?;
+    let step = plan.batch_rows.max(1);
+    Ok((0..selected)
+        .step_by(step)
+        .map(|at| batch.slice(at, step.min(selected - at)))
+        .collect())
+}

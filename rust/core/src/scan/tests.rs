@@ -1,0 +1,299 @@
+//! The scan against files written here: pruning, the semi-join, late materialization,
+//! hive partitions, units and order.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray,
+};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+use super::*;
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "banquet-scan-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self, rel: &str) -> String {
+        let p = self.0.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `n` rows: key i, ts = i seconds (µs, UTC), v = i as f64.
+fn table(keys: Vec<i64>, ts_us: Vec<Option<i64>>) -> RecordBatch {
+    let v: Vec<f64> = keys.iter().map(|&k| k as f64).collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("v", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(keys)),
+            Arc::new(TimestampMicrosecondArray::from(ts_us).with_timezone("UTC")),
+            Arc::new(Float64Array::from(v)),
+        ],
+    )
+    .unwrap()
+}
+
+fn write(path: &str, batch: &RecordBatch, rg_rows: usize) {
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rg_rows))
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+fn collect(scan: Scan) -> RecordBatch {
+    let schema = scan.schema();
+    let batches: Vec<RecordBatch> = scan.map(|b| b.unwrap()).collect();
+    arrow_select::concat::concat_batches(&schema, &batches).unwrap()
+}
+
+fn req(columns: &[&str]) -> ScanRequest {
+    ScanRequest {
+        columns: columns.iter().map(|s| s.to_string()).collect(),
+        ts_column: Some("ts".into()),
+        key_columns: vec!["k".into()],
+        ..Default::default()
+    }
+}
+
+fn ints(b: &RecordBatch, col: &str) -> Vec<i64> {
+    b.column_by_name(col)
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec()
+}
+
+#[test]
+fn semi_join_decodes_features_of_surviving_rows_only() {
+    let dir = TempDir::new();
+    let n = 10_000;
+    let keys: Vec<i64> = (0..n).collect();
+    let ts = (0..n).map(|i| Some(i * 1_000_000)).collect();
+    let path = dir.path("one.parquet");
+    write(&path, &table(keys, ts), 100_000);
+    let ds = Arc::new(Dataset::open(&path, None).unwrap());
+    let mut r = req(&["k", "ts", "v"]);
+    r.entity_keys = Some(vec![
+        Arc::new(Int32Array::from(vec![5, 500, 5, 20_000])) as ArrayRef
+    ]);
+    let scan = ds.scan(r).unwrap();
+    let stats = scan.stats();
+    let out = collect(scan);
+    assert_eq!(ints(&out, "k"), vec![5, 500]);
+    assert_eq!(
+        out.column(2)
+            .as_primitive::<arrow_array::types::Float64Type>()
+            .values()
+            .to_vec(),
+        vec![5.0, 500.0]
+    );
+    // the feature column was decoded for the two surviving rows only
+    assert_eq!(stats.late_rows.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn row_groups_are_pruned_by_key_and_time_statistics() {
+    let dir = TempDir::new();
+    let keys: Vec<i64> = (0..4000).collect();
+    let ts = (0..4000).map(|i| Some(i * 1_000_000)).collect();
+    let path = dir.path("rg.parquet");
+    write(&path, &table(keys, ts), 1000); // 4 row groups: keys and times 0-999, 1000-1999 ...
+    let ds = Arc::new(Dataset::open(&path, None).unwrap());
+
+    let mut r = req(&["k", "v"]);
+    r.entity_keys = Some(vec![
+        Arc::new(Int64Array::from(vec![1500, 1501])) as ArrayRef
+    ]);
+    let scan = ds.scan(r).unwrap();
+    let stats = scan.stats();
+    assert_eq!(ints(&collect(scan), "k"), vec![1500, 1501]);
+    assert_eq!(stats.row_groups_pruned.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.row_groups_read.load(Ordering::Relaxed), 1);
+
+    // time: [2500 s, 3000.5 s] touches row groups 2 and 3; row group 3 only at its edge
+    let mut r = req(&["k"]);
+    r.lo_us = Some(2_500_000_000);
+    r.hi_us = Some(3_000_500_000);
+    let scan = ds.scan(r).unwrap();
+    let stats = scan.stats();
+    let got = ints(&collect(scan), "k");
+    assert_eq!(got, (2500..=3000).collect::<Vec<_>>());
+    assert_eq!(stats.row_groups_pruned.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn null_timestamps_are_kept_without_bounds_and_dropped_with_them() {
+    let dir = TempDir::new();
+    let path = dir.path("n.parquet");
+    write(
+        &path,
+        &table(vec![1, 2, 3], vec![Some(0), None, Some(5)]),
+        10,
+    );
+    let ds = Arc::new(Dataset::open(&path, None).unwrap());
+    assert_eq!(
+        ints(&collect(ds.scan(req(&["k"])).unwrap()), "k"),
+        vec![1, 2, 3]
+    );
+    let mut r = req(&["k"]);
+    r.lo_us = Some(i64::MIN / 2);
+    assert_eq!(ints(&collect(ds.scan(r).unwrap()), "k"), vec![1, 3]);
+}
+
+#[test]
+fn files_in_path_order_cast_to_the_first_files_schema_with_hive_columns() {
+    let dir = TempDir::new();
+    write(
+        &dir.path("d/day=2/a.parquet"),
+        &table(vec![20, 21], vec![Some(2), Some(3)]),
+        10,
+    );
+    write(
+        &dir.path("d/day=1/b.parquet"),
+        &table(vec![10], vec![Some(1)]),
+        10,
+    );
+    write(
+        &dir.path("d/day=1/.tmp.parquet"),
+        &table(vec![99], vec![Some(1)]),
+        10,
+    );
+    write(
+        &dir.path("d/_meta/c.parquet"),
+        &table(vec![98], vec![Some(1)]),
+        10,
+    );
+    // a file in milliseconds, no `v`: cast to µs, `v` null
+    let ms = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int32, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+        ])),
+        vec![
+            Arc::new(Int32Array::from(vec![30, 31])),
+            Arc::new(TimestampMillisecondArray::from(vec![1, 9]).with_timezone("UTC")),
+        ],
+    )
+    .unwrap();
+    write(&dir.path("d/day=3/c.parquet"), &ms, 10);
+    let ds = Arc::new(Dataset::open(&dir.path("d"), None).unwrap());
+    assert_eq!(
+        ds.schema.field_with_name("day").unwrap().data_type(),
+        &DataType::Int32
+    );
+    let mut r = req(&["k", "ts", "v", "day"]);
+    r.lo_us = Some(0);
+    r.hi_us = Some(5_000);
+    let out = collect(ds.scan(r).unwrap());
+    assert_eq!(ints(&out, "k"), vec![10, 20, 21, 30]);
+    let day = out
+        .column_by_name("day")
+        .unwrap()
+        .as_primitive::<Int32Type>();
+    assert_eq!(day.values().to_vec(), vec![1, 2, 2, 3]);
+    assert_eq!(out.column_by_name("v").unwrap().null_count(), 1);
+    // the partition column as a semi-join key
+    let mut r = req(&["k"]);
+    r.key_columns = vec!["day".into()];
+    r.entity_keys = Some(vec![Arc::new(Int64Array::from(vec![2])) as ArrayRef]);
+    assert_eq!(ints(&collect(ds.scan(r).unwrap()), "k"), vec![20, 21]);
+}
+
+#[test]
+fn string_and_multi_column_keys() {
+    let dir = TempDir::new();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new("k", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some("b"),
+                None,
+                Some("a"),
+            ])),
+            Arc::new(Int64Array::from(vec![1, 1, 1, 2])),
+            Arc::new(TimestampMicrosecondArray::from(vec![0, 1, 2, 3])),
+        ],
+    )
+    .unwrap();
+    let path = dir.path("s.parquet");
+    write(&path, &batch, 2);
+    let ds = Arc::new(Dataset::open(&path, None).unwrap());
+    let mut r = req(&["s", "k"]);
+    r.key_columns = vec!["s".into(), "k".into()];
+    r.entity_keys = Some(vec![
+        Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
+        Arc::new(Int64Array::from(vec![2, 1])) as ArrayRef,
+    ]);
+    let out = collect(ds.scan(r).unwrap());
+    assert_eq!(ints(&out, "k"), vec![1, 2]);
+    let s: Vec<&str> = out
+        .column(0)
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect();
+    assert_eq!(s, vec!["b", "a"]);
+}
+
+#[test]
+fn missing_paths_and_columns_are_typed_errors() {
+    let dir = TempDir::new();
+    let missing = dir.path("nope.parquet");
+    assert!(
+        matches!(Dataset::open(&missing, None), Err(Error::SourceNotFound(m)) if m.contains("nope.parquet"))
+    );
+    let bad = dir.path("bad.parquet");
+    std::fs::write(&bad, b"this is not parquet at all").unwrap();
+    assert!(
+        matches!(Dataset::open(&bad, None), Err(Error::Source(m)) if m.contains("bad.parquet"))
+    );
+    let ok = dir.path("ok.parquet");
+    write(&ok, &table(vec![1], vec![Some(0)]), 10);
+    let ds = Arc::new(Dataset::open(&ok, None).unwrap());
+    assert!(matches!(ds.scan(req(&["zz"])), Err(Error::Source(m)) if m.contains("\"zz\"")));
+}
