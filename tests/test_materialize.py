@@ -565,14 +565,14 @@ def test_second_view_fails_to_read_first_is_recorded(
     view is written and recorded."""
     store = make_store(tmp_repo, make_rows())
     offline = store.offline_store
-    real = offline.read_view
+    real = offline.scan_view
 
     def fail_recent(view: Any, *args: Any) -> Any:
         if view.name == "recent":
             raise OSError("source unreadable")
         return real(view, *args)
 
-    monkeypatch.setattr(offline, "read_view", fail_recent)
+    monkeypatch.setattr(offline, "scan_view", fail_recent)
     with pytest.raises(OSError, match="source unreadable"):
         store.materialize(START, END, ["stats", "recent"])
     assert intervals(store) == {"stats": [[to_us(START), to_us(END)]]}
@@ -589,7 +589,7 @@ def test_next_view_is_read_while_the_current_one_is_written(
     rows = make_rows()
     store = make_store(tmp_repo, rows)
     offline, online, registry = store.offline_store, store.online_store, store.registry
-    read, write, update = offline.read_view, online.write, registry.update
+    read, write, update = offline.scan_view, online.write, registry.update
     second_read = threading.Event()
     updates: list[str] = []
 
@@ -607,7 +607,7 @@ def test_next_view_is_read_while_the_current_one_is_written(
         updates.append(project)
         return update(project, change)
 
-    monkeypatch.setattr(offline, "read_view", reading)
+    monkeypatch.setattr(offline, "scan_view", reading)
     monkeypatch.setattr(online, "write", writing)
     monkeypatch.setattr(registry, "update", updating)
     store.materialize(START, END, ["stats", "recent"])

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from banquet import s3
 from banquet.errors import (
     DataSourceError,
+    ResourceExhausted,
     SchemaMismatch,
     SourceAccessDenied,
     SourceColumnMissing,
@@ -149,6 +150,8 @@ class FileOfflineStore(OfflineStore):
                 # an error met inside the stream (a corrupt row group, a file whose columns
                 # do not fit) arrives as a pyarrow error carrying the scan's message
                 msg = str(e).removeprefix("External error: ")
+                if msg.startswith("out of memory:"):  # the scan's probe before a wave
+                    raise ResourceExhausted(f"source {source.name!r}: {msg}") from None
                 err = DataSourceError(msg)
                 if on_s3 is not None:
                     raise _s3_error(on_s3, err) from None

@@ -35,7 +35,7 @@ pub use files::Dataset;
 pub use keyset::{KeyRange, KeySet};
 pub use prune::{raw_bounds, RawBounds};
 
-use crate::{Error, Result};
+use crate::{mem, Error, Result};
 
 /// What a scan reads.
 #[derive(Clone, Debug, Default)]
@@ -234,6 +234,21 @@ impl Iterator for Scan {
             let units = &self.units[self.next..end];
             self.next = end;
             let (ds, plan) = (&self.ds, &self.plan);
+            // The Parquet decoders allocate infallibly (a refusal aborts the process), so the
+            // wave's working memory is probed first: compressed pages, the decoded columns and
+            // the filtered copy, with room to spare (x4 the uncompressed size).
+            let bytes: i64 = units
+                .iter()
+                .map(|&(fi, rg, _)| {
+                    let meta = ds.files[fi].meta.metadata().row_group(rg);
+                    meta.total_byte_size().max(0) + meta.compressed_size().max(0)
+                })
+                .sum();
+            let operation = format!("reading {} row group(s) of {}", units.len(), ds.location);
+            if let Err(e) = mem::check(&operation, (bytes as usize).saturating_mul(4)) {
+                self.next = self.units.len();
+                return Some(Err(e));
+            }
             let results: Vec<Result<Vec<RecordBatch>>> = units
                 .par_iter()
                 .map(|&(fi, rg, time)| {
