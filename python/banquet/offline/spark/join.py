@@ -225,17 +225,16 @@ def _partition_joiner(
         feat = table.filter(pc.invert(is_entity))
         if feat.num_rows > 1:  # source order: the last of fully tied rows wins
             feat = feat.take(pc.sort_indices(feat.column(SEQ)))
-        idx = _core.asof_join(
-            [_flat(ent.column(k)) for k in keys],
-            _flat(ent.column(TS)),
-            [_flat(feat.column(k)) for k in keys],
-            _flat(feat.column(TS)),
-            _flat(feat.column(CREATED)) if has_created else None,
-            ttl_us,
+        # the same per-partition kernel as the file store's partitioned join
+        entity = pa.RecordBatch.from_arrays(
+            [_flat(ent.column(c)) for c in (*keys, TS, ROW)], names=[*keys, TS, ROW]
         )
-        cols = [_flat(ent.column(ROW))] + [_flat(feat.column(f)).take(idx) for f in feats]
-        out = pa.Table.from_arrays(cols, names=[ROW, *feats])
-        yield from out.to_batches(max_chunksize=BATCH_ROWS)
+        cols = [*keys, TS, *([CREATED] if has_created else []), *feats]
+        feature = pa.RecordBatch.from_arrays([_flat(feat.column(c)) for c in cols], names=cols)
+        out = _core.join_partition(entity, feature, len(keys), has_created, ttl_us)
+        out = pa.RecordBatch.from_arrays(out.columns, names=[ROW, *feats])
+        for start in range(0, out.num_rows, BATCH_ROWS):
+            yield out.slice(start, BATCH_ROWS)
 
     return join
 
