@@ -30,7 +30,6 @@ import argparse
 import gc
 import json
 import shutil
-import sqlite3
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -209,12 +208,13 @@ def child_materialize(args) -> None:
     store.materialize(start, end)
     wall = time.perf_counter() - t0
     peak = C.rss_mb("VmHWM")
-    con = sqlite3.connect(db)
+    # Through the store's own SQLite, never Python's sqlite3: two SQLite libraries in one
+    # process do not see each other's POSIX locks, so sqlite3 would take the WAL index for
+    # its own and reset it under banquet's background checkpoint (that was the SIGBUS).
     counts = {
-        view: con.execute(f"SELECT count(*) FROM {table_name(PROJECT, view)}").fetchone()[0]
+        view: store.online_store.query(f"SELECT count(*) FROM {table_name(PROJECT, view)}")[0][0]
         for view, _, _, _ in H.VIEWS
     }
-    con.close()
     C.report(
         {"wall_s": wall, "peak_mb": peak, "rss_start_mb": rss_start, "keys": counts, "config": note}
     )
