@@ -237,7 +237,8 @@ def test_online_pandas_and_python_modes(store: FeatureStore) -> None:
         [{"user_id": 2, "amount": 4.0}, {"user_id": 99, "amount": 3}],
     )
     d = resp.to_dict()
-    assert list(d) == ["user_id", "amount", "spend_ratio", "scaled", "bucket", "half"]
+    # as Feast's: the join keys, then the features; the request field is not echoed
+    assert list(d) == ["user_id", "spend_ratio", "scaled", "bucket", "half"]
     # user 2's latest row is (clicks 1, score 0.75); user 99 is unknown.
     assert d["spend_ratio"] == [2.0, None]
     assert d["scaled"] == [7.5, None]
@@ -262,14 +263,12 @@ def test_online_full_names_and_service_mixing_views(store: FeatureStore) -> None
     ).to_dict()
     assert full == {
         "user_id": [1, 2],
-        "amount": [12.0, 4.0],
         "activity__clicks": [5, 1],
         "python_odfv__total": [13, 5],
     }
     resp = store.get_online_features(store.get_feature_service("svc"), rows)
     assert resp.to_dict() == {
         "user_id": [1, 2],
-        "amount": [12.0, 4.0],
         "clicks": [5, 1],
         "spend_ratio": [2.0, 2.0],
         "scaled": [5.0, 7.5],
@@ -396,7 +395,6 @@ def test_function_round_trips_through_the_registry_into_a_fresh_process(
     assert got["repo_modules"] == []  # the function came from the registry, not features.py
     assert got["online"] == {
         "user_id": [2],
-        "amount": [4.0],
         "clicks": [1],
         "spend_ratio": [2.0],
         "scaled": [7.5],
@@ -414,16 +412,15 @@ def test_function_round_trips_through_the_registry_into_a_fresh_process(
         ],
     )
     assert status[0] == 200
-    assert body[0]["metadata"]["feature_names"] == [
+    assert body[0]["metadata"]["feature_names"] == [  # no request field, as Feast's
         "user_id",
-        "amount",
         "clicks",
         "spend_ratio",
         "scaled",
         "total",
     ]
-    assert [r["values"] for r in body[0]["results"]] == [[2], [4.0], [1], [2.0], [7.5], [5]]
-    assert body[0]["results"][4]["statuses"] == ["PRESENT"]
+    assert [r["values"] for r in body[0]["results"]] == [[2], [1], [2.0], [7.5], [5]]
+    assert body[0]["results"][3]["statuses"] == ["PRESENT"]
     assert status[1] == 400
     assert body[1]["error"]["type"] == "RequestDataNotFound"
     assert "'amount'" in body[1]["error"]["message"]

@@ -214,8 +214,11 @@ def test_refs_with_list_of_dicts(store: FeatureStore) -> None:
     assert resp.statuses["score"] == ["PRESENT", "PRESENT", "NULL_VALUE", "NOT_FOUND"]
     us = int(T_NEW.timestamp()) * 1_000_000
     assert resp.event_timestamps["clicks"] == [us, us, us, None]
+    # Feast's shape: each column followed by its event times in whole seconds, 0 for none
     with_ts = resp.to_dict(include_event_timestamps=True)
-    assert with_ts["clicks__ts"] == [us, us, us, None]
+    assert with_ts["clicks__ts"] == [us // 1_000_000] * 3 + [0]
+    assert with_ts["user_id__ts"] == [0, 0, 0, 0]
+    assert list(with_ts)[:3] == ["user_id", "user_id__ts", "clicks"]
 
 
 def test_dict_of_columns_gives_the_same(store: FeatureStore) -> None:
@@ -238,6 +241,7 @@ def test_dict_of_columns_gives_the_same(store: FeatureStore) -> None:
 
 
 def test_output_order_is_entity_columns_then_request_order(store: FeatureStore) -> None:
+    # "note" is no join key: as Feast's, it is not echoed
     resp = store.get_online_features(
         ["fresh:level", "stats:clicks", "pairs:visits", "stats:score"],
         [{"shop_id": 7, "user_id": 1, "note": "x"}],
@@ -245,7 +249,6 @@ def test_output_order_is_entity_columns_then_request_order(store: FeatureStore) 
     assert list(resp.to_dict()) == [
         "shop_id",
         "user_id",
-        "note",
         "level",
         "clicks",
         "visits",
@@ -254,7 +257,6 @@ def test_output_order_is_entity_columns_then_request_order(store: FeatureStore) 
     assert resp.to_dict() == {
         "shop_id": [7],
         "user_id": [1],
-        "note": ["x"],
         "level": [5],
         "clicks": [11],
         "visits": [17],

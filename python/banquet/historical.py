@@ -11,6 +11,7 @@ in request order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ class HistoricalJob(RetrievalJob):
         with memory_bound("get_historical_features (reading entity_df)"):
             self._entity = to_table(entity_df)
         self._ts_col = timestamp_column(self._entity)
+        self._entity = _utc_aware(self._entity, self._ts_col)
         clash = sorted(set(request.names) & set(self._entity.column_names))
         if clash:
             raise FeatureNameCollisionError(
@@ -167,6 +169,30 @@ def _declared(g: ViewGroup, f: Field, taken: pa.Array) -> pa.Array:
             f"{_where(g)}: source column {source.source_column(f.name)!r} has type "
             f"{taken.type}, which does not convert to the declared {f.dtype}"
         ) from None
+
+
+def _utc_aware(entity: pa.Table, name: str) -> pa.Table:
+    """The entity timestamp column as Feast returns it: UTC-aware (naive times are read as
+    UTC, other zones converted to UTC, the same instants), its unit kept; ISO text and dates
+    parsed as the join reads them."""
+    i = entity.schema.get_field_index(name)
+    col = entity.column(i)
+    t = col.type
+    if pa.types.is_timestamp(t):
+        if t.tz == "UTC":
+            return entity
+        col = col.cast(pa.timestamp(t.unit, tz="UTC"))  # naive values are UTC wall times
+    else:
+        col = utc_us(col, f"entity_df column {name!r}")
+    entity = entity.set_column(i, name, col)
+    meta = entity.schema.metadata or {}
+    if b"pandas" in meta:  # else to_pandas() puts the input's zone back from it
+        doc = json.loads(meta[b"pandas"])
+        for c in doc.get("columns", []):
+            if c.get("field_name") == name:
+                c.update(pandas_type="datetimetz", metadata={"timezone": "UTC"})
+        entity = entity.replace_schema_metadata({**meta, b"pandas": json.dumps(doc).encode()})
+    return entity
 
 
 def _batches(table: pa.Table) -> Iterator[pa.RecordBatch]:

@@ -44,6 +44,9 @@ class ResolvedRequest:
     # them: serving's plan (serving._Plan) and the on-demand groups' (on_demand._GroupPlan).
     online_plan: Any = field(default=None, repr=False, compare=False)
     on_demand_plans: Any = field(default=None, repr=False, compare=False)
+    # Entity-row keys an online response echoes, as Feast's: the join keys of the project's
+    # entities and of the requested views (after join_key_map); request fields are not
+    entity_keys: frozenset[str] = frozenset()
 
     def join_key_columns(self) -> list[str]:
         """Entity-row columns the request needs, in first-use order."""
@@ -134,9 +137,13 @@ def _resolve(
             "different feature views); pass full_feature_names=True to name columns "
             "'view__feature', or request only one of them"
         )
-    return ResolvedRequest(
+    resolved = ResolvedRequest(
         groups, columns, names, {gi: refs for gi, refs in inputs.items() if refs}
     )
+    resolved.entity_keys = frozenset(
+        [k for e in catalog.entities.values() for k in e.join_keys] + resolved.join_key_columns()
+    )
+    return resolved
 
 
 def _on_demand_inputs(

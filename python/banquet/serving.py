@@ -37,7 +37,8 @@ INVALID = "INVALID"  # a stored value that cannot be rendered (Feast's status of
 
 
 class OnlineResponse:
-    """Columns in order: the entity columns given, then the features in request order.
+    """Columns in order: the entity rows' join keys, then the features in request order (as
+    Feast's: request fields for on-demand views and other entity-row keys are not echoed).
 
     ``statuses[name]`` holds one of PRESENT, NULL_VALUE (stored, but null), NOT_FOUND,
     OUTSIDE_MAX_AGE (older than the view's ttl; the value is returned as None) or INVALID (a
@@ -108,18 +109,45 @@ class OnlineResponse:
         return self._stamps
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
-        out = dict(self.columns)
-        if include_event_timestamps:
-            for name, ts in self.event_timestamps.items():
-                out[f"{name}__ts"] = ts
+        """The columns as lists. ``include_event_timestamps``: as Feast's, each column is
+        followed by ``name__ts``, its event times in whole Unix seconds, 0 where there is none
+        (join keys, on-demand outputs, values not found)."""
+        if not include_event_timestamps:
+            return dict(self.columns)
+        return self._seconds(self.columns)
+
+    def _seconds(self, columns: Mapping[str, Any]) -> dict[str, Any]:
+        """``columns`` with each one's ``__ts`` column (Unix seconds) after it."""
+        stamps = self.event_timestamps
+        out: dict[str, Any] = {}
+        for name, values in columns.items():
+            out[name] = values
+            ev = stamps.get(name)
+            out[f"{name}__ts"] = (
+                [0] * len(self.columns[name])
+                if ev is None
+                else [0 if e is None else e // 1_000_000 for e in ev]  # floor, as Feast's
+            )
         return out
 
-    def to_arrow(self) -> pa.Table:
+    def to_arrow(self, include_event_timestamps: bool = False) -> pa.Table:
+        """The columns in their declared Arrow types (a Float32 feature stays float32)."""
         types = self._types
-        return pa.table({n: pa.array(v, types.get(n)) for n, v in self.columns.items()})
+        cols: dict[str, Any] = {n: pa.array(v, types.get(n)) for n, v in self.columns.items()}
+        if include_event_timestamps:
+            cols = {
+                n: pa.array(v, pa.int64()) if n not in cols else v
+                for n, v in self._seconds(cols).items()
+            }
+        return pa.table(cols)
 
-    def to_df(self) -> pd.DataFrame:
-        return self.to_arrow().to_pandas()
+    def to_df(self, include_event_timestamps: bool = False) -> pd.DataFrame:
+        """Feast's frame: ``pandas.DataFrame(to_dict(...))``, so pandas infers the dtypes
+        from the Python values as with Feast (a Float32 feature is float64, an integer column
+        holding None float64) and a list feature's cells are Python lists."""
+        import pandas as pd
+
+        return pd.DataFrame(self.to_dict(include_event_timestamps))
 
     def __repr__(self) -> str:
         return f"OnlineResponse({self.columns!r})"
@@ -332,11 +360,18 @@ def get_online_features(
         values = out
         out = {**entity, **{name: values[name] for name in request.names if name in values}}
         full = apply_online(out, request, n, values, full)
-        out = {**entity, **{name: out[name] for name in request.names}}
+        keys = request.entity_keys
+        out = {
+            **{k: v for k, v in entity.items() if k in keys},
+            **{name: out[name] for name in request.names},
+        }
         resp = OnlineResponse(out, types, list(full), (), now_us, invalid or None)
     else:
         for name in plan.extra:
             del out[name]
+        keys = request.entity_keys
+        for name in [k for k in out if k not in plan.outputs and k not in keys]:
+            del out[name]  # an entity-row key that is no join key: Feast does not echo it
         resp = OnlineResponse(out, types, rows, plan.ttls, now_us, invalid or None)
     if plan.json_names:
         resp.json_names = plan.json_names

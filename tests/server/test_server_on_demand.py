@@ -47,7 +47,8 @@ def test_on_demand_features_with_request_fields(server: Server) -> None:
         },
     )
     assert status == 200, body
-    assert body["metadata"]["feature_names"] == ["user_id", "amount", "amount_x_score", "score"]
+    # as Feast's server: the join key and the features, not the request field
+    assert body["metadata"]["feature_names"] == ["user_id", "amount_x_score", "score"]
     got = features_of(body)
     assert got["amount_x_score"]["values"] == [1.0, None]
     assert got["score"]["values"] == [0.5, None]
