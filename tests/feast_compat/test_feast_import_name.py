@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 import banquet
+import banquet.data_format
 import banquet.errors as errors
+import banquet.stream
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPAT = ROOT / "compat" / "feast"
@@ -45,6 +47,17 @@ PATHS = {
         None,
     ),
     "feast.infra.online_stores.sqlite": ("SqliteOnlineStoreConfig", None),
+    "feast.infra.online_stores.remote": ("RemoteOnlineStoreConfig", None),
+    "feast.infra.offline_stores.contrib.spark_offline_store.spark_source": (
+        "SparkSource",
+        None,
+    ),
+    "feast.infra.offline_stores.contrib.spark_offline_store.spark": (
+        "SparkOfflineStoreConfig",
+        None,
+    ),
+    "feast.data_format": ("JsonFormat", banquet.data_format.JsonFormat),
+    "feast.stream_feature_view": ("StreamFeatureView", banquet.stream.StreamFeatureView),
     "feast.infra.online_stores.redis": ("RedisOnlineStoreConfig", None),
     "feast.infra.online_stores.postgres_online_store.postgres": (
         "PostgreSQLOnlineStoreConfig",
@@ -61,6 +74,16 @@ def test_feast_paths_give_banquet_objects(module: str) -> None:
     assert getattr(obj, "__module__", "").startswith("banquet"), (module, name, obj)
     if expected is not None:
         assert obj is expected
+
+
+def test_feast_parquet_format_in_a_file_source() -> None:
+    """Feast's docs write ``FileSource(..., file_format=ParquetFormat())``."""
+    from feast import FileSource
+    from feast.data_format import ParquetFormat
+
+    src = FileSource(path="d.parquet", timestamp_field="ts", file_format=ParquetFormat())
+    assert src.to_dict() == FileSource(path="d.parquet", timestamp_field="ts").to_dict()
+    assert ParquetFormat() == ParquetFormat() and str(ParquetFormat()) == "parquet"
 
 
 def test_feast_comes_from_banquet_feast() -> None:

@@ -1,0 +1,3 @@
+"""Feast's ``...contrib.spark_offline_store``."""
+
+from __future__ import annotations
