@@ -40,7 +40,7 @@ class HistoricalJob(RetrievalJob):
         with memory_bound("get_historical_features (reading entity_df)"):
             self._entity = to_table(entity_df)
         self._ts_col = timestamp_column(self._entity)
-        self._entity = _utc_aware(self._entity, self._ts_col)
+        self._entity = utc_aware_timestamps(self._entity, self._ts_col)
         clash = sorted(set(request.names) & set(self._entity.column_names))
         if clash:
             raise FeatureNameCollisionError(
@@ -171,7 +171,7 @@ def _declared(g: ViewGroup, f: Field, taken: pa.Array) -> pa.Array:
         ) from None
 
 
-def _utc_aware(entity: pa.Table, name: str) -> pa.Table:
+def utc_aware_timestamps(entity: pa.Table, name: str) -> pa.Table:
     """The entity timestamp column as Feast returns it: UTC-aware (naive times are read as
     UTC, other zones converted to UTC, the same instants), its unit kept; ISO text and dates
     parsed as the join reads them."""

@@ -157,8 +157,10 @@ class SparkRetrievalJob(RetrievalJob):
         return self._assemble(self._local, per_group)
 
     def _assemble(self, entity: pa.Table, per_group: list[list[pa.Array]]) -> pa.Table:
+        from banquet.historical import utc_aware_timestamps  # as Feast: UTC-aware
+
         req = self._request
-        out = entity
+        out = utc_aware_timestamps(entity, self._ts_col)
         for (gi, fi), name in zip(req.columns, req.names):
             if per_group[gi]:
                 out = out.append_column(name, per_group[gi][fi])
