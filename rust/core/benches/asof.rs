@@ -1,17 +1,23 @@
-//! Timing harness for `asof_join` (no external bench framework).
+//! Criterion benches of `asof_join` (group `asof_join`): 1M entity rows against 1M or 10M
+//! feature rows, int64 / string / composite keys, with and without ttl and created timestamps.
 //!
-//! `cargo bench -p banquet-core --bench asof` runs every scenario; pass a substring to
-//! filter (`cargo bench -p banquet-core --bench asof -- string`). Thread count follows
-//! `RAYON_NUM_THREADS`.
+//! `cargo bench -p banquet-core --bench asof` runs every scenario (`--benches`: every bench
+//! file; a bare `cargo bench` also builds the unit tests as benches); a regex filters them
+//! (`cargo bench -p banquet-core --bench asof -- string`). Throughput counts entity + feature
+//! rows. Thread count follows `RAYON_NUM_THREADS`; `BANQUET_BENCH_CLOCK=cpu` measures process
+//! CPU time instead of wall time (see benches/common).
 
 mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::{Array, ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use banquet_core::asof::asof_join;
-use common::{filter, time, Rng};
+use common::Rng;
+use criterion::measurement::Measurement;
+use criterion::{Criterion, Throughput};
 
 const DAY_US: i64 = 86_400_000_000;
 
@@ -79,36 +85,7 @@ struct Case {
     feat_sorted: bool,
 }
 
-fn run(c: &Case) {
-    let mut rng = Rng(42);
-    let e = side(&mut rng, c.n_ent, c.domain, c.key, false, false);
-    let f = side(
-        &mut rng,
-        c.n_feat,
-        c.domain,
-        c.key,
-        c.created,
-        c.feat_sorted,
-    );
-    let iters = if c.n_feat >= 5_000_000 { 5 } else { 9 };
-    time(c.name, iters, || {
-        let r = asof_join(
-            &e.keys,
-            &e.ts,
-            &f.keys,
-            &f.ts,
-            f.created.as_ref().map(|a| a as &dyn Array),
-            c.ttl,
-        )
-        .unwrap();
-        let matched = r.len() - r.null_count();
-        black_box(r);
-        format!("{matched} of {} matched", c.n_ent)
-    });
-}
-
-fn main() {
-    let filter = filter();
+fn asof(c: &mut Criterion<impl Measurement>) {
     let m = 1_000_000;
     let base = Case {
         name: "",
@@ -188,10 +165,44 @@ fn main() {
             ..base
         },
     ];
-    println!("rayon threads: {}", rayon::current_num_threads());
-    for c in &cases {
-        if filter.is_empty() || filter.iter().any(|f| c.name.contains(f.as_str())) {
-            run(c);
-        }
+    let mut g = c.benchmark_group("asof_join");
+    for case in &cases {
+        g.throughput(Throughput::Elements((case.n_ent + case.n_feat) as u64));
+        // ~0.2 s per 1M x 1M call on 2 cores, ~10x that against 10M feature rows
+        let typical = Duration::from_millis(if case.n_feat >= 5_000_000 { 2000 } else { 250 });
+        common::size_group(&mut g, typical);
+        // built on first use, so a filtered-out case costs nothing; dropped after its case
+        let mut data: Option<(Side, Side)> = None;
+        g.bench_function(case.name, |b| {
+            let (e, f) = data.get_or_insert_with(|| {
+                let mut rng = Rng(42);
+                let e = side(&mut rng, case.n_ent, case.domain, case.key, false, false);
+                let f = side(
+                    &mut rng,
+                    case.n_feat,
+                    case.domain,
+                    case.key,
+                    case.created,
+                    case.feat_sorted,
+                );
+                (e, f)
+            });
+            b.iter(|| {
+                black_box(
+                    asof_join(
+                        &e.keys,
+                        &e.ts,
+                        &f.keys,
+                        &f.ts,
+                        f.created.as_ref().map(|a| a as &dyn Array),
+                        case.ttl,
+                    )
+                    .unwrap(),
+                )
+            });
+        });
     }
+    g.finish();
 }
+
+common::bench_main!(asof);

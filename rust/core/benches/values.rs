@@ -1,19 +1,30 @@
-//! Timing harness for the online value codec, `encode_values` and `decode_values` (no
-//! external bench framework), in the style of `asof.rs`:
-//! `cargo bench -p banquet-core --bench values [-- filter]`.
+//! Criterion benches of the online value codec: `encode_values` (group `encode`) and
+//! `decode_values` (group `decode`), 1M rows of three view shapes; throughput counts rows.
+//! `cargo bench -p banquet-core --bench values [-- regex]` (see asof.rs for the options).
 
 mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::builder::{Int64Builder, ListBuilder};
 use arrow_array::{
-    Array, ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, BinaryArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
 };
 use arrow_schema::{Field, FieldRef};
 use banquet_core::values::{decode_values, encode_values_with_fields};
-use common::{filter, time, Rng};
+use common::Rng;
+use criterion::measurement::Measurement;
+use criterion::{Criterion, Throughput};
+
+const ROWS: usize = 1_000_000;
+
+const CASES: [(&str, usize, usize, bool); 3] = [
+    ("4 int64 + 4 float64 + string", 4, 4, false),
+    ("1 int64 + string", 1, 0, false),
+    ("2 int64 + 2 float64 + string + list", 2, 2, true),
+];
 
 /// `n` rows of a view: `ints` int64 features, `floats` float64, one string (10% null) and,
 /// with `list`, one list<int64> of 0..8 elements.
@@ -46,41 +57,61 @@ fn view(rng: &mut Rng, n: usize, ints: usize, floats: usize, list: bool) -> Vec<
     cols
 }
 
-fn main() {
-    let filter = filter();
-    let m = 1_000_000;
-    let cases: [(&str, usize, usize, bool); 3] = [
-        ("4 int64 + 4 float64 + string", 4, 4, false),
-        ("1 int64 + string", 1, 0, false),
-        ("2 int64 + 2 float64 + string + list", 2, 2, true),
-    ];
-    println!("encode_values / decode_values, {m} rows");
-    for (name, ints, floats, list) in cases {
-        if !(filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))) {
-            continue;
-        }
-        let mut rng = Rng(42);
-        let cols = view(&mut rng, m, ints, floats, list);
-        let fields: Vec<FieldRef> = cols
-            .iter()
-            .enumerate()
-            .map(|(i, c)| Arc::new(Field::new(format!("f{i}"), c.data_type().clone(), true)))
-            .collect();
-        let ts: ArrayRef = Arc::new(TimestampMicrosecondArray::from_iter_values(
-            (0..m).map(|_| rng.below(1 << 50) as i64),
-        ));
-        let blobs = encode_values_with_fields(&ts, Some(&ts), &cols, &fields).unwrap();
-        let bytes = blobs.value_data().len();
-        time(&format!("encode {name}"), 9, || {
-            let b = encode_values_with_fields(&ts, Some(&ts), &cols, &fields).unwrap();
-            black_box(b);
-            format!("{:.1} MB", bytes as f64 / 1e6)
-        });
-        time(&format!("decode {name}"), 9, || {
-            let (event, _, out) = decode_values(&blobs, &fields).unwrap();
-            let note = format!("{} rows, {} columns", event.len(), out.len());
-            black_box(out);
-            note
+/// One case's input: the value columns, their fields and the event timestamps.
+struct View {
+    cols: Vec<ArrayRef>,
+    fields: Vec<FieldRef>,
+    ts: ArrayRef,
+}
+
+fn make(ints: usize, floats: usize, list: bool) -> View {
+    let mut rng = Rng(42);
+    let cols = view(&mut rng, ROWS, ints, floats, list);
+    let fields = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Arc::new(Field::new(format!("f{i}"), c.data_type().clone(), true)))
+        .collect();
+    let ts = Arc::new(TimestampMicrosecondArray::from_iter_values(
+        (0..ROWS).map(|_| rng.below(1 << 50) as i64),
+    ));
+    View { cols, fields, ts }
+}
+
+fn encode(v: &View) -> BinaryArray {
+    encode_values_with_fields(&v.ts, Some(&v.ts), &v.cols, &v.fields).unwrap()
+}
+
+fn encode_group(c: &mut Criterion<impl Measurement>) {
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    common::size_group(&mut g, Duration::from_millis(150));
+    for (name, ints, floats, list) in CASES {
+        let mut data: Option<View> = None;
+        g.bench_function(name, |b| {
+            let v = data.get_or_insert_with(|| make(ints, floats, list));
+            b.iter(|| black_box(encode(v)));
         });
     }
+    g.finish();
 }
+
+fn decode_group(c: &mut Criterion<impl Measurement>) {
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    common::size_group(&mut g, Duration::from_millis(150));
+    for (name, ints, floats, list) in CASES {
+        let mut data: Option<(View, BinaryArray)> = None;
+        g.bench_function(name, |b| {
+            let (v, blobs) = data.get_or_insert_with(|| {
+                let v = make(ints, floats, list);
+                let blobs = encode(&v);
+                (v, blobs)
+            });
+            b.iter(|| black_box(decode_values(blobs, &v.fields).unwrap()));
+        });
+    }
+    g.finish();
+}
+
+common::bench_main!(encode_group, decode_group);
