@@ -5,7 +5,7 @@ Postgres).
 Per view: the window's rows are repartitioned by a hash of the join keys, so every key's rows
 meet in one task; each task (one ``mapInArrow`` call) puts its rows in source order, runs
 ``_core.latest_per_key`` (the same tie rules as in-process), serializes and encodes the
-winners in Rust, and writes them in batches of ``BATCH_ROWS`` through its own
+winners in Rust, and writes them in batches of ``WRITE_ROWS`` through its own
 ``OnlineStore`` (opened from the repo config, closed at the end). The write keeps the newer
 event on conflict, so a task Spark re-runs (a lost executor, a speculative copy) writes the same
 rows again without harm: the job is idempotent by construction. The registry records the
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from banquet.materialize import Window
     from banquet.offline.spark.store import SparkOfflineStore
     from banquet.store import FeatureStore
+
+# Rows per online write from a task: the store pipelines each write in waves of script / HSETNX
+# calls; a larger batch means fewer write calls (each one HSETNX pass, then a script pass).
+WRITE_ROWS = 250_000
 
 
 def materialize_windows(
@@ -150,22 +154,25 @@ def _partition_writer(
         import pyarrow.compute as pc
 
         from banquet import _core
-        from banquet.materialize import BATCH_ROWS, encode_rows
+        from banquet.materialize import encode_rows
         from banquet.online import open_online_store
         from banquet.online.base import rows_batch
 
         got = list(batches)
         table = pa.Table.from_batches(got) if got else None
+        del got
         written = 0
         if table is not None and table.num_rows:
-            table = table.take(pc.sort_indices(table.column(join.SEQ)))  # source order
+            # source order through one permutation: only the key and time columns are taken
+            # in it; the features are taken once, at the winners' original positions
+            perm = pc.sort_indices(table.column(join.SEQ))
             keys = [
-                _as_key(_flat(table.column(join.key_name(i))), view, k)
+                _as_key(_flat(table.column(join.key_name(i))).take(perm), view, k)
                 for i, k in enumerate(view.join_keys)
             ]
-            ev = _flat(table.column(join.TS))
+            ev = _flat(table.column(join.TS)).take(perm)
             cr = (
-                _flat(table.column(join.CREATED))
+                _flat(table.column(join.CREATED)).take(perm)
                 if view.batch_source.created_timestamp_column
                 else None
             )
@@ -173,26 +180,26 @@ def _partition_writer(
             key_bytes = _core.serialize_entity_keys(view.join_keys, [k.take(idx) for k in keys])
             order = _core.key_order(key_bytes)
             idx, key_bytes = idx.take(order), key_bytes.take(order)
+            at = perm.take(idx)  # the winners' rows in the task's table
+            ev, cr = ev.take(idx), cr.take(idx) if cr is not None else None
+            feats = [_flat(table.column(join.feature_name(j))) for j in range(nfeatures)]
             online = open_online_store(config)
             try:
-                for lo in range(0, len(idx), BATCH_ROWS):
-                    part = idx.slice(lo, BATCH_ROWS)
+                for lo in range(0, len(idx), WRITE_ROWS):
+                    rows = at.slice(lo, WRITE_ROWS)
                     enc = encode_rows(
                         view,
-                        key_bytes.slice(lo, BATCH_ROWS),
-                        ev.take(part),
-                        cr.take(part) if cr is not None else None,
-                        [
-                            _flat(table.column(join.feature_name(j))).take(part)
-                            for j in range(nfeatures)
-                        ],
+                        key_bytes.slice(lo, WRITE_ROWS),
+                        ev.slice(lo, WRITE_ROWS),
+                        cr.slice(lo, WRITE_ROWS) if cr is not None else None,
+                        [f.take(rows) for f in feats],
                     )
                     batch = rows_batch(*enc)
                     if overwrite:
                         online.write(project, view.storage_name, batch, overwrite=True)
                     else:
                         online.write(project, view.storage_name, batch)
-                    written += len(part)
+                    written += len(rows)
             finally:
                 online.close()
         yield pa.RecordBatch.from_arrays([pa.array([written], pa.int64())], names=["written"])
