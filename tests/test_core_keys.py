@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 import struct
+import subprocess
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -134,6 +136,49 @@ def test_bad_arguments():
         _core.serialize_entity_keys(["a", "b"], [pa.array([1]), pa.array([1, 2])])
     with pytest.raises(_core.KernelError, match="twice"):
         _core.serialize_entity_keys(["a", "a"], [pa.array([1]), pa.array([1])])
+
+
+def test_empty_key_is_feasts():
+    # Feast 0.67: serialize_entity_key(EntityKey(join_keys=[], entity_values=[]), 3)
+    out = _core.serialize_entity_keys([], [], rows=2)
+    assert out.type == pa.binary() and out.to_pylist() == [_hex("00000000")] * 2
+    assert _core.serialize_entity_keys([], [], rows=0).to_pylist() == []
+    with pytest.raises(_core.KernelError, match="empty_entity_keys"):
+        _core.serialize_entity_keys([], [])  # no columns, no row count
+    with pytest.raises(_core.KernelError, match="rows=3"):
+        _core.serialize_entity_keys(["k"], [pa.array([1, 2], pa.int64())], rows=3)
+    got = _core.serialize_entity_keys(["k"], [pa.array([1, 2], pa.int64())], rows=2)
+    assert got == _core.serialize_entity_keys(["k"], [pa.array([1, 2], pa.int64())])
+
+
+def test_feast_dummy_entity_key():
+    # Feast 0.67 stores an entity-less view's rows under {"__dummy_id": ""} (a string value)
+    out = _core.serialize_entity_keys(["__dummy_id"], [pa.array([""])])
+    assert out.to_pylist() == [
+        _hex("01000000 02000000 0a000000 5f5f64756d6d795f6964 02000000 00000000")
+    ]
+
+
+PEERS = Path(__file__).resolve().parents[1] / "benches" / ".venv-peers" / "bin" / "python"
+
+
+@pytest.mark.skipif(not PEERS.exists(), reason="no benches/.venv-peers with a real Feast")
+def test_empty_and_dummy_keys_equal_real_feasts():
+    script = (
+        "from feast.infra.key_encoding_utils import serialize_entity_key as s\n"
+        "from feast.protos.feast.types.EntityKey_pb2 import EntityKey as K\n"
+        "from feast.protos.feast.types.Value_pb2 import Value as V\n"
+        "dummy = K(join_keys=['__dummy_id'], entity_values=[V(string_val='')])\n"
+        "print(s(K(), 3).hex(), s(dummy, 3).hex())"
+    )
+    proc = subprocess.run(
+        [str(PEERS), "-c", script], capture_output=True, text=True, timeout=120, cwd="/"
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"the peer venv has no working Feast: {proc.stderr[-300:]}")
+    empty, dummy = (bytes.fromhex(h) for h in proc.stdout.split())
+    assert _core.serialize_entity_keys([], [], rows=1).to_pylist() == [empty]
+    assert _core.serialize_entity_keys(["__dummy_id"], [pa.array([""])]).to_pylist() == [dummy]
 
 
 def test_empty():

@@ -30,13 +30,18 @@ class ArrowSchema(Protocol):
 
 # --- keys: entity-key serialization (Feast v3 bytes) and hashing ---------------------------
 
-def serialize_entity_keys(names: list[str], columns: list[ArrowArray]) -> pa.Array:
+def serialize_entity_keys(
+    names: list[str], columns: list[ArrowArray], rows: int | None = None
+) -> pa.Array:
     """Serialize N entity keys (one column per join key, N rows) to N ``binary`` values,
     byte-for-byte Feast's ``entity_key_serialization_version: 3``. Keys are written sorted
     by name. Column types: int32, int64, string / large_string / string_view, binary /
     large_binary / binary_view, timestamp of any unit (whole seconds in the bytes, rounded
     down). A null key value raises ``KernelError`` naming the column; a duplicate name or
-    mismatched lengths raise ``KernelError``; another column type raises ``KernelTypeError``."""
+    mismatched lengths raise ``KernelError``; another column type raises ``KernelTypeError``.
+    With no join keys: ``rows`` empty keys, Feast's bytes for an ``EntityKey`` without join
+    keys (four zero bytes each: the key count); ``rows`` is then required (given with
+    columns, it must equal their length)."""
 
 def hash_entity_keys(keys: ArrowArray) -> pa.Array:
     """A fast, stable 64-bit hash (``uint64``) of each serialized key (xxh3-64, seed 0; the

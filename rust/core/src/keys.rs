@@ -265,7 +265,9 @@ pub fn serialize_entity_keys(names: &[String], columns: &[ArrayRef]) -> Result<B
     }
     if names.is_empty() {
         return Err(Error::Invalid(
-            "an entity key needs at least one join key column".to_string(),
+            "no join key columns, so no row count: serialize the empty key with \
+             empty_entity_keys(rows)"
+                .to_string(),
         ));
     }
     let rows = columns[0].len();
@@ -342,6 +344,25 @@ pub fn serialize_entity_keys(names: &[String], columns: &[ArrayRef]) -> Result<B
     debug_assert_eq!(data.len(), total);
 
     // SAFETY-free construction: offsets are monotonic by construction.
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    Ok(BinaryArray::new(offsets, Buffer::from_vec(data), None))
+}
+
+/// `rows` copies of the key with no join keys, Feast v3's bytes for an empty `EntityKey`:
+/// just `u32le(0)`, the key count. (Feast's entity-less views store under its dummy key
+/// `{"__dummy_id": ""}` instead, which [`serialize_entity_keys`] writes as Feast does; banquet
+/// stores no key without join keys, so no stored data depends on these bytes.)
+pub fn empty_entity_keys(rows: usize) -> Result<BinaryArray> {
+    const OP: &str = "serializing empty entity keys (empty_entity_keys)";
+    let total = rows.checked_mul(4).filter(|&n| n <= i32::MAX as usize);
+    let Some(total) = total else {
+        return Err(Error::Invalid(format!(
+            "{rows} empty keys take more bytes than a binary array holds (2 GiB)"
+        )));
+    };
+    let data: Vec<u8> = mem::filled(total, 0u8, OP)?;
+    let mut offsets: Vec<i32> = mem::with_capacity(rows + 1, OP)?;
+    offsets.extend((0..=rows).map(|i| (4 * i) as i32));
     let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
     Ok(BinaryArray::new(offsets, Buffer::from_vec(data), None))
 }
@@ -620,6 +641,35 @@ mod tests {
             serialize_entity_keys(&names(&["a"]), &[]),
             Err(Error::Mismatch(_))
         ));
+    }
+
+    #[test]
+    fn empty_key_is_feasts() {
+        // Feast 0.67: serialize_entity_key(EntityKey(), 3) == b"\x00\x00\x00\x00"
+        let out = empty_entity_keys(3).unwrap();
+        assert_eq!(out.len(), 3);
+        for i in 0..3 {
+            assert_eq!(out.value(i), hex("00000000"));
+        }
+        assert_eq!(empty_entity_keys(0).unwrap().len(), 0);
+        assert!(matches!(
+            serialize_entity_keys(&[], &[]),
+            Err(Error::Invalid(m)) if m.contains("empty_entity_keys")
+        ));
+    }
+
+    #[test]
+    fn feast_dummy_entity_key() {
+        // Feast 0.67's key of an entity-less view's rows: {"__dummy_id": ""} (a string)
+        let out = serialize_entity_keys(
+            &names(&["__dummy_id"]),
+            &[Arc::new(StringArray::from(vec![""])) as ArrayRef],
+        )
+        .unwrap();
+        assert_eq!(
+            out.value(0),
+            hex("01000000 02000000 0a000000 5f5f64756d6d795f6964 02000000 00000000")
+        );
     }
 
     #[test]
