@@ -1,8 +1,8 @@
 """The Rust Parquet scan (``_core.ParquetDataset``) against pyarrow's dataset read on one
 Parquet file (default: benches/data/10Mx10k/view_a.parquet, 10M rows x 8 columns, written by
-historical.py): a full read, a time-window read, and a 1% key semi-join (the scan tests the key
-column first and decodes the other columns for surviving rows only; pyarrow filters with
-``isin``). Wall time, best of ``--repeat``; outputs compared row for row.
+historical.py): a full read, a time-window read, a 1% key semi-join, and the semi-join with the time window
+(the scan tests the key column first, then the timestamps of the surviving rows, and decodes
+the other columns for the rows left only; pyarrow filters with ``isin``). Wall time, best of ``--repeat``; outputs compared row for row.
 
     .venv/bin/python benches/scan.py [--path FILE] [--repeat 3]
 """
@@ -69,6 +69,15 @@ def main() -> None:
             "1% key semi-join",
             rust(key_columns=[key], entity_keys=[wanted]),
             lambda: dataset.to_table(columns=cols, filter=ds.field(key).isin(wanted)),
+        ),
+        (
+            "1% keys + time window",
+            rust(key_columns=[key], entity_keys=[wanted], lo_us=lo_us),
+            lambda: dataset.to_table(
+                columns=cols,
+                filter=ds.field(key).isin(wanted)
+                & (ds.field(ts) >= pa.scalar(lo_us, pa.timestamp("us", "UTC")).cast(t_type)),
+            ),
         ),
     ]
     print(f"{'case':<28}{'banquet scan':>14}{'pyarrow':>12}{'speed-up':>10}  rows")

@@ -1,7 +1,8 @@
-//! Reading one row group with late materialization: the key and timestamp columns first,
-//! then the mask (time range AND key in the entity set), then the other columns decoded
-//! for the selected rows only (a Parquet `RowSelection`). Only the byte ranges of the
-//! projected column chunks are fetched.
+//! Reading one row group with late materialization: the key columns first and the
+//! semi-join on them, then the timestamp column decoded for the rows whose key matched only
+//! and the exact time filter, then the other columns decoded for the rows left only (each
+//! step narrows a Parquet `RowSelection`). Only the byte ranges of the projected column
+//! chunks are fetched.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -248,6 +249,35 @@ fn repeat(value: &ArrayRef, n: usize) -> Result<ArrayRef> {
     Ok(arrow_select::take::take(value.as_ref(), &idx, None)?)
 }
 
+/// Cuts the columns read so far (`first`) to the rows `m` keeps (a mask over the
+/// `selected` rows kept so far) and narrows `sel` (over the row group) to them; false when
+/// no row is left.
+fn narrow(
+    m: BooleanBuffer,
+    first: &mut HashMap<String, ArrayRef>,
+    sel: &mut Option<RowSelection>,
+    selected: &mut usize,
+) -> Result<bool> {
+    let count = m.count_set_bits();
+    if count == *selected {
+        return Ok(true);
+    }
+    *selected = count;
+    if count == 0 {
+        return Ok(false);
+    }
+    let m = BooleanArray::from(m);
+    for a in first.values_mut() {
+        *a = arrow_select::filter::filter(a.as_ref(), &m)?;
+    }
+    let now = RowSelection::from_filters(std::slice::from_ref(&m));
+    *sel = Some(match sel.take() {
+        Some(s) => s.and_then(&now),
+        None => now,
+    });
+    Ok(true)
+}
+
 /// The rows of row group `rg` of file `fi` that `plan` asks for, in file order, in
 /// batches of at most `plan.batch_rows`.
 pub(crate) fn read_unit(
@@ -260,75 +290,68 @@ pub(crate) fn read_unit(
     let file = &ds.files[fi];
     let n_rows = file.meta.metadata().row_group(rg).num_rows() as usize;
     let need_time = plan.bounds.is_some() && time == Time::Filter;
-    let mut filter_cols: Vec<&str> = Vec::new();
-    if let Some(keys) = &plan.keys {
-        filter_cols.extend(keys.columns.iter().map(String::as_str));
-    }
-    if need_time {
-        let ts = plan
-            .ts
-            .as_ref()
-            .expect("bounds come with a timestamp column");
-        if !filter_cols.contains(&ts.0.as_str()) {
-            filter_cols.push(&ts.0);
-        }
-    }
     let sources: Vec<Col> = plan
         .columns
         .iter()
         .map(|c| col_source(ds, file, c))
         .collect();
-
-    // Pass 1: the filter columns, then the mask.
-    let pass1_names: Vec<&str> = filter_cols
-        .iter()
-        .copied()
-        .filter(|c| matches!(col_source(ds, file, c), Col::File))
-        .collect();
-    let mut first = if pass1_names.is_empty() {
-        HashMap::new()
-    } else {
-        read_columns(ds, file, rg, &pass1_names, None)?
-    };
-    let filter_array = |name: &str, first: &HashMap<String, ArrayRef>| -> Result<ArrayRef> {
-        match col_source(ds, file, name) {
-            Col::File => Ok(Arc::clone(&first[name])),
-            Col::Partition(p) => repeat(&file.parts[p], n_rows),
-            Col::Missing => {
-                let t = ds
-                    .schema
-                    .field_with_name(name)
-                    .map(|f| f.data_type().clone());
-                Ok(new_null_array(&t.unwrap_or(DataType::Null), n_rows))
+    // A filter column's values for the `n` rows selected so far (`first` holds the file's
+    // columns read so far, already cut to those rows).
+    let filter_array =
+        |name: &str, first: &HashMap<String, ArrayRef>, n: usize| -> Result<ArrayRef> {
+            match col_source(ds, file, name) {
+                Col::File => Ok(Arc::clone(&first[name])),
+                Col::Partition(p) => repeat(&file.parts[p], n),
+                Col::Missing => {
+                    let t = ds
+                        .schema
+                        .field_with_name(name)
+                        .map(|f| f.data_type().clone());
+                    Ok(new_null_array(&t.unwrap_or(DataType::Null), n))
+                }
             }
-        }
-    };
-    let mut mask: Option<BooleanBuffer> = None;
+        };
+    let in_file = |c: &&str| matches!(col_source(ds, file, c), Col::File);
+    // The rows kept so far: None = all of the row group, else a selection of them.
+    let mut sel: Option<RowSelection> = None;
+    let mut selected = n_rows;
+    let mut first: HashMap<String, ArrayRef> = HashMap::new();
+    // Pass 1: the key columns of every row, then the semi-join. Most rows usually fail it,
+    // so it runs before anything else is decoded.
     if let Some(keys) = &plan.keys {
+        let names: Vec<&str> = keys
+            .columns
+            .iter()
+            .map(String::as_str)
+            .filter(in_file)
+            .collect();
+        if !names.is_empty() {
+            first = read_columns(ds, file, rg, &names, None)?;
+        }
         let cols: Vec<ArrayRef> = keys
             .columns
             .iter()
-            .map(|c| filter_array(c, &first))
+            .map(|c| filter_array(c, &first, n_rows))
             .collect::<Result<_>>()?;
-        mask = Some(keys.set.contains(&cols)?);
+        let m = keys.set.contains(&cols)?;
+        if !narrow(m, &mut first, &mut sel, &mut selected)? {
+            return Ok(Vec::new());
+        }
     }
+    // Pass 1b: the timestamps of the rows the keys kept only, then the exact time filter.
     if need_time {
-        let (name, t) = plan.ts.as_ref().expect("checked above");
-        let ts = fit(filter_array(name, &first)?, t, file, name)?;
+        let (name, t) = plan
+            .ts
+            .as_ref()
+            .expect("bounds come with a timestamp column");
+        if in_file(&name.as_str()) && !first.contains_key(name) {
+            let got = read_columns(ds, file, rg, &[name.as_str()], sel.clone())?;
+            first.extend(got);
+        }
+        let ts = fit(filter_array(name, &first, selected)?, t, file, name)?;
         let m = time_mask(&ts, plan.bounds.expect("checked above"));
-        mask = Some(match mask {
-            Some(k) => &k & &m,
-            None => m,
-        });
-    }
-    let selected = mask.as_ref().map_or(n_rows, |m| m.count_set_bits());
-    if selected == 0 {
-        return Ok(Vec::new());
-    }
-    let mask = mask.filter(|_| selected < n_rows).map(BooleanArray::from);
-    if let Some(m) = &mask {
-        for a in first.values_mut() {
-            *a = arrow_select::filter::filter(a.as_ref(), m)?;
+        if !narrow(m, &mut first, &mut sel, &mut selected)? {
+            return Ok(Vec::new());
         }
     }
 
@@ -343,9 +366,6 @@ pub(crate) fn read_unit(
     let second = if rest.is_empty() {
         HashMap::new()
     } else {
-        let sel = mask
-            .as_ref()
-            .map(|m| RowSelection::from_filters(std::slice::from_ref(m)));
         let got = read_columns(ds, file, rg, &rest, sel)?;
         if plan.keys.is_some() || need_time {
             plan.stats

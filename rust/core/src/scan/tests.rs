@@ -128,6 +128,69 @@ fn semi_join_decodes_features_of_surviving_rows_only() {
 }
 
 #[test]
+fn time_filter_after_the_semi_join_matches_a_plain_filter() {
+    // Scattered keys and times over small pages and row groups: the timestamps are decoded
+    // for the rows whose key matched only, and both selections compose over the row group.
+    let dir = TempDir::new();
+    let n: i64 = 20_000;
+    let keys: Vec<i64> = (0..n).map(|i| (i * 7919) % 997).collect();
+    let ts: Vec<Option<i64>> = (0..n)
+        .map(|i| (i % 13 != 0).then_some(((i * 104_729) % 5000) * 1_000_000))
+        .collect();
+    let batch = table(keys.clone(), ts.clone());
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(3000))
+        .set_data_page_row_count_limit(100)
+        .set_write_batch_size(100)
+        .build();
+    let path = dir.path("kt.parquet");
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let ds = Arc::new(Dataset::open(&path, None).unwrap());
+    let wanted: Vec<i64> = (0..997).filter(|k| k % 5 == 1).collect();
+    let (lo, hi) = (1_000_000_000, 3_500_000_000);
+    let mut r = req(&["k", "ts", "v"]);
+    r.entity_keys = Some(vec![Arc::new(Int64Array::from(wanted.clone())) as ArrayRef]);
+    r.lo_us = Some(lo);
+    r.hi_us = Some(hi);
+    let scan = ds.scan(r).unwrap();
+    let stats = scan.stats();
+    let out = collect(scan);
+    let expected: Vec<usize> = (0..n as usize)
+        .filter(|&i| wanted.contains(&keys[i]) && ts[i].is_some_and(|t| lo <= t && t <= hi))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(
+        ints(&out, "k"),
+        expected.iter().map(|&i| keys[i]).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        out.column(1)
+            .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+            .values()
+            .to_vec(),
+        expected.iter().map(|&i| ts[i].unwrap()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        out.column(2)
+            .as_primitive::<arrow_array::types::Float64Type>()
+            .values()
+            .to_vec(),
+        expected.iter().map(|&i| keys[i] as f64).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        stats.late_rows.load(Ordering::Relaxed),
+        expected.len() as u64
+    );
+}
+
+#[test]
 fn row_groups_are_pruned_by_key_and_time_statistics() {
     let dir = TempDir::new();
     let keys: Vec<i64> = (0..4000).collect();
