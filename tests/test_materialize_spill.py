@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -161,3 +162,46 @@ def test_the_online_store_is_read_back_right_after_a_spilled_materialization(
     assert run.returncode == 0, run.stdout + run.stderr
     assert "counted" in run.stdout
     assert not any((tmp_path / "spill").iterdir())
+
+
+def test_views_read_ahead_share_the_memory_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two views are held at once (one written while the next is read ahead): each gets
+    half of memory_limit, so a limit one view fits under alone spills when both run."""
+    import banquet.materialize as m
+
+    write_source(tmp_path / "src.parquet", 60_000, 8_000)
+    plain = open_store(tmp_path, "plain")
+    plain.materialize(START, END)
+    # what the scan of by_user's window holds: its columns, rows in [START, END]
+    src = pq.read_table(
+        tmp_path / "src.parquet", columns=["user_id", "event_timestamp", "created", "x", "n", "s"]
+    )
+    ts = src.column("event_timestamp")
+    one_view = src.filter(
+        pc.and_(pc.greater_equal(ts, pa.scalar(START)), pc.less_equal(ts, pa.scalar(END)))
+    ).nbytes
+    seen: list[tuple[int, bool]] = []
+    real = m.latest_rows
+
+    def spy(store: FeatureStore, w: Any, share: int = 1) -> Any:
+        out = real(store, w, share)
+        seen.append((share, isinstance(out, m.SpilledWinners)))
+        return out
+
+    monkeypatch.setattr(m, "latest_rows", spy)
+    # one view alone stays in memory (under half the limit), two at once spill
+    limit = f"{one_view * 3 // 1024}KiB"
+    spill = tmp_path / "spill"
+    alone = open_store(tmp_path, "alone", memory_limit=limit, spill_dir=str(spill))
+    alone.materialize(START, END, feature_views=["by_user"])
+    assert seen == [(1, False)]
+    seen.clear()
+    both = open_store(tmp_path, "both", memory_limit=limit, spill_dir=str(spill))
+    both.materialize(START, END)
+    assert seen == [(2, True), (2, True)]
+    assert online_rows(alone, "by_user") == online_rows(plain, "by_user")
+    for view in ("by_user", "by_both"):
+        assert online_rows(both, view) == online_rows(plain, view)
+    assert not any(spill.iterdir())

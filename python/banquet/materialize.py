@@ -116,13 +116,18 @@ def materialize_windows(
                 ThreadPoolExecutor(1, thread_name_prefix="banquet-sync") as syncer,
             ):
                 ahead: Future[Winners | SpilledWinners] | None = None
+                # with a read-ahead, two views are held at once (one written, the next
+                # read): each gets half of memory_limit so that their sum follows it
+                share = 2 if len(windows) > 1 else 1
                 try:
                     for i, w in enumerate(windows):
-                        current = ahead.result() if ahead is not None else latest_rows(store, w)
+                        current = (
+                            ahead.result() if ahead is not None else latest_rows(store, w, share)
+                        )
                         ahead = None
                         last = i + 1 == len(windows)
                         if not last:
-                            ahead = reader.submit(latest_rows, store, windows[i + 1])
+                            ahead = reader.submit(latest_rows, store, windows[i + 1], share)
                         if isinstance(current, SpilledWinners):
                             write_spilled(store, current, progress, overwrite)
                         else:
@@ -145,14 +150,15 @@ def materialize_windows(
                 record_intervals(store, done)
 
 
-def latest_rows(store: FeatureStore, w: Window) -> Winners | SpilledWinners:
+def latest_rows(store: FeatureStore, w: Window, share: int = 1) -> Winners | SpilledWinners:
     """Read a view's window from the offline store, keep the latest row per key and encode
-    the first batch. A window whose rows pass ``offline_store.memory_limit`` is spilled to
-    disk by key partition instead (``SpilledWinners``: reduced partition by partition as it
-    is written)."""
+    the first batch. A window whose rows pass its budget (``offline_store.memory_limit``
+    divided by ``share``, the number of views held at once) is spilled to disk by key
+    partition instead (``SpilledWinners``: reduced partition by partition as it is
+    written)."""
     view = w.view
     cfg = store.config.offline_store
-    free = getattr(cfg, "memory_limit_bytes", None) or default_memory_limit()
+    free = (getattr(cfg, "memory_limit_bytes", None) or default_memory_limit()) // max(share, 1)
     reader = store.offline_store.scan_view(view, view.features, w.start_us, w.end_us)
     held: list[pa.RecordBatch] = []
     held_bytes = 0
