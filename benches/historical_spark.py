@@ -120,7 +120,7 @@ def spark_conf(run: str, python: str) -> dict[str, str]:
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.memory": "1g",
+        "spark.driver.memory": "3g",
     }
     if run.endswith("local"):
         conf["spark.master"] = "local[2]"
