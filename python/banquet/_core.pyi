@@ -332,3 +332,39 @@ def scan_parquet(
 
 def parquet_schema(path_or_url: str, storage_options: dict[str, str] | None = None) -> pa.Schema:
     """``ParquetDataset(path_or_url, storage_options).schema``."""
+
+# --- tiles: online aggregation tiles (ARCHITECTURE.md, "Online aggregation tiles") ------------
+
+def tiles_build(
+    keys: ArrowArray,
+    event_ts: ArrowArray,
+    created_ts: ArrowArray | None,
+    values: list[ArrowArray],
+    specs: list[tuple[str, str, int, int]],
+) -> tuple[list[bytes], list[bytes]]:
+    """Rows (``binary`` serialized keys, ``int64`` UTC µs event and created times, one value
+    column per spec: ``int64`` / ``float64`` / ``binary`` for the spec's kind ``"int"`` /
+    ``"float"`` / ``"bytes"``) to one tile blob per distinct key, keys in byte order. A spec
+    is ``(function, kind, window_us, slide_us)``; the slide must divide the window
+    (``KernelError``)."""
+
+def tiles_merge(
+    old: list[bytes | None],
+    new: list[bytes],
+    specs: list[tuple[str, str, int, int]],
+    replace: tuple[int, int] | None = None,
+) -> tuple[list[int], list[bytes]]:
+    """Per row, ``new``'s tiles merged into ``old``'s (None: nothing stored): with
+    ``replace=(lo, hi)`` the tiles lying wholly in ``(lo, hi]`` (and the one holding ``hi``)
+    are replaced (a materialization), else added (pushes); then tiles ending at or before
+    ``newest - window - slide`` are dropped. Returns (newest event time, blob) per row. A
+    blob of another definition raises ``CorruptDataError``."""
+
+def tiles_read(
+    blobs: list[bytes | None], specs: list[tuple[str, str, int, int]], at_us: int
+) -> tuple[list[int | None], list[pa.Array]]:
+    """The aggregates at ``at_us``: per blob its newest event time (None: no blob), and per
+    spec one array over the tiles with ``T - window < end <= T``, ``T = floor(at_us,
+    slide)``: ``int64`` for the counts, an ``int``-kind sum and ``int``-kind min/max/last;
+    ``binary`` for ``bytes``-kind min/max/last; ``float64`` otherwise. Null for a missing
+    blob and for empty windows (counts: 0)."""

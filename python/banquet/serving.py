@@ -213,7 +213,7 @@ class _Plan:
                 for sig in distinct
             ],
             [
-                (g.view.storage_name, distinct[sig], g.view.value_schema(), g.view.ttl_us)
+                (g.view.storage_name, distinct[sig], g.view.value_schema(), _ttl(g))
                 for g, sig in zip(self.groups, self.signatures)
             ],
             # requested features first, then inputs of on-demand views nobody asked for
@@ -222,7 +222,7 @@ class _Plan:
         )
         self.outputs = set(where)
         self.extra = [name for name in where if name not in requested]
-        self.ttls = [g.view.ttl_us for g in self.groups]
+        self.ttls = [_ttl(g) for g in self.groups]
         self.types = {
             name: f.dtype.to_arrow()
             for g in request.groups  # on-demand features included
@@ -243,6 +243,13 @@ class _Plan:
             self.types.pop(name, None)
         self.json_names = tuple(n for n, t in self.documents if t.name == "json")
         self.on_demand = any(g.is_on_demand for g in request.groups)
+        # aggregated views: tile blobs, finished at read time (online/tiles.py)
+        self.aggregated = [i for i, g in enumerate(self.groups) if g.view.is_aggregated]
+
+
+def _ttl(g: ViewGroup) -> int | None:
+    """The ttl applied at read time: none for aggregated views (their window governs)."""
+    return None if g.view.is_aggregated else g.view.ttl_us
 
 
 def _plan(request: ResolvedRequest) -> _Plan:
@@ -287,7 +294,7 @@ def get_online_features(
     plan = _plan(request)
     online = store.online_store
     now_us = time.time_ns() // 1000
-    native = online.fast_reader()
+    native = None if plan.aggregated else online.fast_reader()
     got = (
         plan.core.serve(native, store.project, entity_rows, now_us) if native is not None else None
     )
@@ -358,6 +365,11 @@ def _read_general(
             keys = keys_for[sig] = _serialize(sig, g, cols, typed)
         reads.append((g.view.storage_name, keys))
     blobs = store.online_store.read(store.project, reads) if reads else []
+    if plan.aggregated:
+        from banquet.online.tiles import finish_blobs
+
+        for i in plan.aggregated:
+            blobs[i] = finish_blobs(plan.groups[i].view, blobs[i], now_us)
     types = plan.types
     if typed:
         cols = {c: typed[c].to_pylist() if c in typed else v for c, v in cols.items()}

@@ -194,6 +194,9 @@ class FeatureStore(FeastSurface):
         if objects is None:
             partial = False
         contents = self._contents(objects)
+        from banquet.online.tiles import check_online_views
+
+        check_online_views(contents.feature_views.values())
         desired = contents.records()
         to_delete = {(_kind(o), o.name) for o in objects_to_delete or []}
         listed = objects is not None and not isinstance(objects, RepoContents)

@@ -13,6 +13,7 @@ pub mod ord;
 pub mod partition;
 pub mod scan;
 pub mod sqlite;
+pub mod tiles;
 pub mod values;
 pub mod wire;
 

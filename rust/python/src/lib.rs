@@ -20,6 +20,7 @@ mod rows;
 mod scan;
 mod sqlite;
 mod threads;
+mod tiles;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -35,5 +36,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     scan::register(m)?;
     sqlite::register(m)?;
     threads::register(m)?;
+    tiles::register(m)?;
     Ok(())
 }
