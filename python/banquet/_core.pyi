@@ -67,6 +67,30 @@ def asof_join(
     and must have the same types on both sides (else ``KernelError``);
     unsupported column types raise ``KernelTypeError``, a negative ``ttl_us`` ``KernelError``."""
 
+# --- window: point-in-time windowed aggregation ---------------------------------------------
+
+def window_aggregate(
+    entity_keys: list[ArrowArray],
+    entity_ts: ArrowArray,
+    feature_keys: list[ArrowArray],
+    feature_ts: ArrowArray,
+    feature_created: ArrowArray | None,
+    values: list[ArrowArray],
+    specs: list[tuple[str, int, int, int | None]],
+) -> list[pa.Array]:
+    """One array per spec ``(function, value index, window_us, slide_us or None)``, one row
+    per entity row: ``function`` of ``values[value index]`` over the feature rows of the
+    entity row's key with ``end - window < ts <= end``, ``end`` the entity time (floored to
+    ``slide_us`` on the epoch when given). Keys match as in ``asof_join``; nulls are ignored;
+    an empty window gives 0 for count/count_distinct/approx_count_distinct and null for the
+    rest; a null entity key or time gives null. Outputs: ``int64`` for the counts and the
+    sum of an ``int64`` column, ``float64`` for a ``float64`` sum, mean and stddev (sample,
+    null below two values), and for min/max/last the ``uint32`` index of the winning
+    feature row (take the value from the column). Values: ``int64``/``float64`` for
+    sum/mean/stddev/min/max, ``int64``/string/binary for the distinct counts, any type for
+    count/last. Wrong types raise ``KernelTypeError``, bad specs or an ``int64`` sum
+    overflow ``KernelError``. See ARCHITECTURE.md, "Windowed aggregations"."""
+
 # --- partition: hash partitioning and the per-partition join (a public building block) -----
 
 def partition_ids(keys: list[ArrowArray], n: int, seed: int = 0) -> pa.UInt32Array:

@@ -15,6 +15,7 @@ pub mod scan;
 pub mod sqlite;
 pub mod tiles;
 pub mod values;
+pub mod window;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -21,6 +21,7 @@ mod scan;
 mod sqlite;
 mod threads;
 mod tiles;
+mod window;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -37,5 +38,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sqlite::register(m)?;
     threads::register(m)?;
     tiles::register(m)?;
+    window::register(m)?;
     Ok(())
 }
