@@ -616,3 +616,72 @@ def test_subset_alias_and_time_zones(tmp_path: Path) -> None:
     out = store.get_historical_features(df, feats).to_df()
     assert out["sum_amount_86400s"].tolist() == [7.0, 7.0]
     assert out["count_amount_7200s"].tolist() == [2, 2]  # (00:00, 02:00] holds 01:00 and 02:00
+
+
+@pytest.mark.postgres
+def test_postgres_offline_store_matches_the_reference(tmp_path: Path, pg_dsn: str) -> None:
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    from banquet import PostgreSQLSource
+
+    rows = random_rows(800, 12, seed=5)
+    name = f"aggpg_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+        conn.execute(
+            f'CREATE TABLE "{name}".tx (user_id bigint, ts timestamptz, amount double '
+            "precision, merchant text)"
+        )
+        with conn.cursor().copy(
+            f'COPY "{name}".tx (user_id, ts, amount, merchant) FROM STDIN'
+        ) as cp:
+            for u, t, a, m in zip(
+                rows["user_id"], rows["ts"], rows["amount"], rows["merchant"], strict=True
+            ):
+                when = datetime.fromtimestamp(t / 1e6, tz=timezone.utc)
+                cp.write_row((u, when, a, m))
+    try:
+        d = conninfo_to_dict(pg_dsn)
+        cfg = RepoConfig.from_dict(
+            {
+                "project": "aggpg",
+                "registry": str(tmp_path / "registry.db"),
+                "online_store": {"type": "sqlite", "path": str(tmp_path / "online.db")},
+                "offline_store": {
+                    "type": "postgres",
+                    "host": d.get("host", "127.0.0.1"),
+                    "port": int(str(d.get("port", 5432))),
+                    "database": d.get("dbname"),
+                    "user": d.get("user"),
+                    "password": d.get("password", ""),
+                    "db_schema": name,
+                },
+            },
+            repo_path=tmp_path,
+        )
+        store = FeatureStore(config=cfg)
+        view = BatchFeatureView(
+            name="tx_agg",
+            entities=[USER],
+            source=PostgreSQLSource(name="tx_pg", table="tx", timestamp_field="ts"),
+            schema=[Field(name="amount", dtype=Float64), Field(name="merchant", dtype=String)],
+            aggregations=ALL_AGGS,
+            online=False,
+        )
+        store.apply([USER, view])
+        ent = entity_df(300, 12, seed=6)
+        refs = [f"tx_agg:{a.feature_name}" for a in ALL_AGGS]
+        out = store.get_historical_features(ent, refs).to_arrow()
+        for a in ALL_AGGS:
+            got = out.column(a.feature_name).to_pylist()
+            want = expected(rows, ent, a)
+            bad = [
+                (i, g, w) for i, (g, w) in enumerate(zip(got, want, strict=True)) if not close(g, w)
+            ]
+            assert not bad, (a.feature_name, bad[:5])
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
