@@ -173,10 +173,13 @@ class OnlinePlan:
         sigs: list[tuple[list[str], list[str], list[str]]],
         views: list[tuple[str, int, ArrowSchema, int | None]],
         outputs: list[tuple[str, int, int]],
+        tiles: list[list[tuple[str, str, int, int]] | None] | None = None,
     ) -> OnlinePlan:
         """``sigs``: (join key names, entity column names, banquet kind names: int64, int32,
         string, bytes; others turn ``serve`` off). ``views``: (view name, sig index, value
-        schema, ttl in µs or None). ``outputs``: (name, view index, field index)."""
+        schema, ttl in µs or None). ``outputs``: (name, view index, field index).
+        ``tiles``: per view None, or an aggregated view's tile specs (``tiles_read``): its
+        blobs are tiles, merged at ``now_us`` into the view's aggregate features."""
     def serve(
         self, store: SqliteStore, project: str, entity_rows: Any, now_us: int
     ) -> tuple[dict[str, list[Any]], list[list[int | None]]] | None:

@@ -219,6 +219,8 @@ class _Plan:
             # requested features first, then inputs of on-demand views nobody asked for
             [(name, *where[name]) for name in request.names if name in where]
             + [(name, *w) for name, w in where.items() if name not in requested],
+            # aggregated views: tile blobs, merged in Rust at read time (online/tiles.py)
+            [_tile_specs(g) for g in self.groups],
         )
         self.outputs = set(where)
         self.extra = [name for name in where if name not in requested]
@@ -243,8 +245,14 @@ class _Plan:
             self.types.pop(name, None)
         self.json_names = tuple(n for n, t in self.documents if t.name == "json")
         self.on_demand = any(g.is_on_demand for g in request.groups)
-        # aggregated views: tile blobs, finished at read time (online/tiles.py)
-        self.aggregated = [i for i, g in enumerate(self.groups) if g.view.is_aggregated]
+
+
+def _tile_specs(g: ViewGroup) -> list[tuple[str, str, int, int]] | None:
+    if not g.view.is_aggregated:
+        return None
+    from banquet.online.tiles import specs
+
+    return specs(g.view)
 
 
 def _ttl(g: ViewGroup) -> int | None:
@@ -294,7 +302,7 @@ def get_online_features(
     plan = _plan(request)
     online = store.online_store
     now_us = time.time_ns() // 1000
-    native = None if plan.aggregated else online.fast_reader()
+    native = online.fast_reader()
     got = (
         plan.core.serve(native, store.project, entity_rows, now_us) if native is not None else None
     )
@@ -365,11 +373,6 @@ def _read_general(
             keys = keys_for[sig] = _serialize(sig, g, cols, typed)
         reads.append((g.view.storage_name, keys))
     blobs = store.online_store.read(store.project, reads) if reads else []
-    if plan.aggregated:
-        from banquet.online.tiles import finish_blobs
-
-        for i in plan.aggregated:
-            blobs[i] = finish_blobs(plan.groups[i].view, blobs[i], now_us)
     types = plan.types
     if typed:
         cols = {c: typed[c].to_pylist() if c in typed else v for c, v in cols.items()}

@@ -12,8 +12,8 @@ time is the newest event the tiles hold, so the view's ttl works as for plain fe
   (read, merge in Rust, write back with ``overwrite``): at-least-once (a row written twice
   counts twice; a later materialization of its interval repairs it), and two writers of
   the same key at the same instant can lose one's rows (last write wins).
-* A read merges the tiles covering ``(floor(now, s) - w, floor(now, s)]`` in Rust and hands
-  ordinary value blobs to the usual decode, so serving needs no other change.
+* A read merges the tiles covering ``(floor(now, s) - w, floor(now, s)]`` in Rust, inside
+  ``_core.OnlinePlan`` (the SQLite one-call path included), which gets the views' specs.
 
 Views with an aggregation without ``slide_interval`` cannot be online (refused at apply):
 an exact sliding window would need every event of the window per key.
@@ -173,27 +173,6 @@ def materialize(store: FeatureStore, view: FeatureView, start_us: int | None, en
     columns = {f.name: table.column(f.name) for f in view.source_fields}
     key_bytes, blobs = build(view, rows.keys, rows.event_ts, rows.created_ts, columns)
     write(store, view, key_bytes, blobs, (after, end_us))
-
-
-def finish_blobs(view: FeatureView, blobs: list[bytes | None], at_us: int) -> list[bytes | None]:
-    """Tile blobs -> ordinary value blobs of the view's aggregate features at ``at_us``
-    (None stays None), for the usual decode of online serving."""
-    if not any(b is not None for b in blobs):
-        return blobs
-    stamps, columns = _core.tiles_read(blobs, specs(view), at_us)
-    present = [i for i, s in enumerate(stamps) if s is not None]
-    take = pa.array(present, pa.uint32())
-    typed = [_typed(f, c.take(take)) for f, c in zip(view.features, columns)]
-    encoded = _core.encode_values(
-        pa.array([stamps[i] for i in present], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        None,
-        typed,
-        view.value_schema(),
-    ).to_pylist()
-    out: list[bytes | None] = [None] * len(blobs)
-    for i, b in zip(present, encoded):
-        out[i] = b
-    return out
 
 
 def read_at(

@@ -9,6 +9,7 @@ use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
 use banquet_core::tiles::{self, Func, Kind, Out, TileSet, TileSpec, Val};
+use banquet_core::values::{RowValue, Scalar};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use pyo3_arrow::PyArray;
@@ -16,9 +17,9 @@ use pyo3_arrow::PyArray;
 use crate::codec::to_pyarrow;
 use crate::errors::to_py;
 
-type SpecArg = (String, String, i64, i64);
+pub(crate) type SpecArg = (String, String, i64, i64);
 
-fn specs_of(specs: Vec<SpecArg>) -> PyResult<Vec<TileSpec>> {
+pub(crate) fn specs_of(specs: Vec<SpecArg>) -> PyResult<Vec<TileSpec>> {
     specs
         .into_iter()
         .map(|(f, k, window, slide)| {
@@ -131,8 +132,8 @@ fn tiles_build<'py>(
 #[pyfunction]
 #[pyo3(signature = (old, new, specs, replace=None))]
 fn tiles_merge(
-    old: Vec<Option<Vec<u8>>>,
-    new: Vec<Vec<u8>>,
+    old: Vec<Option<Bound<'_, PyBytes>>>,
+    new: Vec<Bound<'_, PyBytes>>,
     specs: Vec<SpecArg>,
     replace: Option<(i64, i64)>,
 ) -> PyResult<(Vec<i64>, Vec<Vec<u8>>)> {
@@ -140,9 +141,9 @@ fn tiles_merge(
     let mut stamps = Vec::with_capacity(new.len());
     let mut blobs = Vec::with_capacity(new.len());
     for (o, n) in old.iter().zip(&new) {
-        let fresh = tiles::decode(&specs, n).map_err(to_py)?;
+        let fresh = tiles::decode(&specs, n.as_bytes()).map_err(to_py)?;
         let mut set = match o {
-            Some(b) => tiles::decode(&specs, b).map_err(to_py)?,
+            Some(b) => tiles::decode(&specs, b.as_bytes()).map_err(to_py)?,
             None => TileSet::new(specs.len()),
         };
         match replace {
@@ -162,7 +163,7 @@ fn tiles_merge(
 #[pyo3(signature = (blobs, specs, at_us))]
 fn tiles_read<'py>(
     py: Python<'py>,
-    blobs: Vec<Option<Vec<u8>>>,
+    blobs: Vec<Option<Bound<'py, PyBytes>>>,
     specs: Vec<SpecArg>,
     at_us: i64,
 ) -> PyResult<(Vec<Option<i64>>, Bound<'py, PyList>)> {
@@ -172,7 +173,7 @@ fn tiles_read<'py>(
     let mut outs: Vec<Vec<Out>> = vec![Vec::with_capacity(n); specs.len()];
     for b in &blobs {
         let set = match b {
-            Some(b) => Some(tiles::decode(&specs, b).map_err(to_py)?),
+            Some(b) => Some(tiles::decode(&specs, b.as_bytes()).map_err(to_py)?),
             None => None,
         };
         stamps.push(set.as_ref().map(|s| s.newest));
@@ -222,6 +223,54 @@ fn tiles_read<'py>(
         list.append(to_pyarrow(py, arr)?)?;
     }
     Ok((stamps, list))
+}
+
+/// One row of an aggregated view merged at read time: None (no blob) or (newest event
+/// time, one aggregate per spec).
+pub(crate) type Merged = Option<(i64, Vec<Out>)>;
+
+/// `OnlinePlan`'s half: each blob's aggregates at `at_us`.
+pub(crate) fn merge_rows(
+    specs: &[TileSpec],
+    blobs: &arrow_array::BinaryArray,
+    at_us: i64,
+) -> PyResult<Vec<Merged>> {
+    (0..blobs.len())
+        .map(|r| {
+            if blobs.is_null(r) {
+                return Ok(None);
+            }
+            let set = tiles::decode(specs, blobs.value(r)).map_err(to_py)?;
+            let outs = (0..specs.len())
+                .map(|i| tiles::finish(&specs[i], &set.window(specs, i, at_us)))
+                .collect::<banquet_core::Result<Vec<_>>>()
+                .map_err(to_py)?;
+            Ok(Some((set.newest, outs)))
+        })
+        .collect()
+}
+
+/// An aggregate as the value decoder would give it for a field of type `dt`.
+pub(crate) fn row_value<'a>(dt: &DataType, o: &'a Out) -> RowValue<'a> {
+    let int = |x: i64| match dt {
+        DataType::Int32 => Scalar::I32(x as i32),
+        DataType::Timestamp(_, _) => Scalar::Timestamp(x),
+        DataType::Boolean => Scalar::Bool(x != 0),
+        DataType::Float64 => Scalar::F64(x as f64),
+        _ => Scalar::I64(x),
+    };
+    RowValue::Scalar(match o {
+        Out::Null => return RowValue::Null,
+        Out::Int(x) | Out::Val(Val::I(x)) => int(*x),
+        Out::Float(x) | Out::Val(Val::F(x)) => match dt {
+            DataType::Float32 => Scalar::F32(*x as f32),
+            _ => Scalar::F64(*x),
+        },
+        Out::Val(Val::B(b)) => match (dt, std::str::from_utf8(b)) {
+            (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, Ok(s)) => Scalar::Str(s),
+            _ => Scalar::Bin(b),
+        },
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
