@@ -464,6 +464,24 @@ def test_named_edges() -> None:
     assert one("stddev", 10, None, 100, [98, 99]) == pytest.approx(math.sqrt(0.5))
 
 
+def test_stddev_of_equal_values_is_exactly_zero_as_the_window_slides() -> None:
+    # a running sum of squares with removal leaves a residue (sqrt makes it ~1e-8); the
+    # two-stack moments never subtract
+    n = 500
+    got = run_kernel(
+        "stddev",
+        7,
+        None,
+        [pa.array([1] * n)],
+        list(range(n)),
+        [pa.array([1] * n)],
+        list(range(n)),
+        None,
+        pa.array([0.3] * n),
+    )
+    assert set(got[1:]) == {0.0}
+
+
 def test_kernel_errors_are_typed() -> None:
     with pytest.raises(KernelError, match="unknown aggregate function"):
         _core.window_aggregate(

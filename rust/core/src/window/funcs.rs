@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use arrow_array::ArrayRef;
 use arrow_buffer::NullBuffer;
@@ -13,7 +14,6 @@ use rayon::prelude::*;
 use super::hll::SlidingHll;
 use super::layout::Layout;
 use super::{float64, int64, uint32, Function, Spec, Values, OP};
-use crate::asof::NONE;
 use crate::error::{Error, Result};
 use crate::keys::{hash_bytes, hash_fixed, ByteCol};
 use crate::mem;
@@ -42,23 +42,67 @@ impl Valid<'_> {
     }
 }
 
+/// Value columns gathered into the layout's feature order, once per column however many
+/// aggregates read it (the gathers are random reads: the costly part on large inputs).
+#[derive(Default)]
+pub(crate) struct Cache {
+    ints: HashMap<usize, Arc<Vec<i64>>>,
+    floats: HashMap<usize, Arc<Vec<f64>>>,
+    valid: HashMap<usize, Option<Arc<Vec<bool>>>>,
+}
+
+impl Cache {
+    fn ints(&mut self, idx: usize, fperm: &[u32], src: &[i64]) -> Result<Arc<Vec<i64>>> {
+        if let Some(v) = self.ints.get(&idx) {
+            return Ok(Arc::clone(v));
+        }
+        let v = Arc::new(gather(fperm, src)?);
+        self.ints.insert(idx, Arc::clone(&v));
+        Ok(v)
+    }
+
+    fn floats(&mut self, idx: usize, fperm: &[u32], src: &[f64]) -> Result<Arc<Vec<f64>>> {
+        if let Some(v) = self.floats.get(&idx) {
+            return Ok(Arc::clone(v));
+        }
+        let v = Arc::new(gather(fperm, src)?);
+        self.floats.insert(idx, Arc::clone(&v));
+        Ok(v)
+    }
+
+    fn valid(
+        &mut self,
+        idx: usize,
+        fperm: &[u32],
+        nulls: Option<&NullBuffer>,
+    ) -> Result<Option<Arc<Vec<bool>>>> {
+        if let Some(v) = self.valid.get(&idx) {
+            return Ok(v.clone());
+        }
+        let v = match nulls.filter(|n| n.null_count() > 0) {
+            None => None,
+            Some(nb) => {
+                let mut v = mem::filled(fperm.len(), false, OP)?;
+                v.par_iter_mut()
+                    .zip(fperm.par_iter())
+                    .for_each(|(o, &r)| *o = nb.is_valid(r as usize));
+                Some(Arc::new(v))
+            }
+        };
+        self.valid.insert(idx, v.clone());
+        Ok(v)
+    }
+}
+
 pub(crate) fn run(
     lay: &Layout,
     spec: &Spec,
     vals: Values<'_>,
     nulls: Option<&NullBuffer>,
+    cache: &mut Cache,
 ) -> Result<ArrayRef> {
-    let valid_s: Option<Vec<bool>> = match nulls.filter(|n| n.null_count() > 0) {
-        None => None,
-        Some(nb) => {
-            let mut v = mem::filled(lay.fperm.len(), false, OP)?;
-            v.par_iter_mut()
-                .zip(lay.fperm.par_iter())
-                .for_each(|(o, &r)| *o = nb.is_valid(r as usize));
-            Some(v)
-        }
-    };
-    let valid = Valid(valid_s.as_deref());
+    let valid_s = cache.valid(spec.value, &lay.fperm, nulls)?;
+    let valid = Valid(valid_s.as_deref().map(|v| v.as_slice()));
     let overflow = AtomicBool::new(false);
     let fperm = &lay.fperm;
     let out = match (spec.function, vals) {
@@ -75,7 +119,7 @@ pub(crate) fn run(
             uint32(v, ok)
         }
         (Function::Sum | Function::Mean, Values::Int(src)) => {
-            let v_s = gather(fperm, src)?;
+            let v_s = cache.ints(spec.value, fperm, src)?;
             let mean = spec.function == Function::Mean;
             let make = || SumInt {
                 v: &v_s,
@@ -98,7 +142,7 @@ pub(crate) fn run(
             }
         }
         (Function::Sum | Function::Mean, Values::Float(src)) => {
-            let v_s = gather(fperm, src)?;
+            let v_s = cache.floats(spec.value, fperm, src)?;
             let mean = spec.function == Function::Mean;
             let (v, ok) = drive(lay, spec, || SumFloat {
                 v: &v_s,
@@ -110,17 +154,21 @@ pub(crate) fn run(
             float64(v, ok)
         }
         (Function::Stddev, Values::Int(src)) => {
-            let v_s: Vec<f64> = gather(fperm, src)?.into_iter().map(|x| x as f64).collect();
+            let v_s: Vec<f64> = cache
+                .ints(spec.value, fperm, src)?
+                .iter()
+                .map(|&x| x as f64)
+                .collect();
             let (v, ok) = drive(lay, spec, || Stddev::new(&v_s, valid))?;
             float64(v, ok)
         }
         (Function::Stddev, Values::Float(src)) => {
-            let v_s = gather(fperm, src)?;
+            let v_s = cache.floats(spec.value, fperm, src)?;
             let (v, ok) = drive(lay, spec, || Stddev::new(&v_s, valid))?;
             float64(v, ok)
         }
         (Function::Min | Function::Max, Values::Int(src)) => {
-            let v_s = gather(fperm, src)?;
+            let v_s = cache.ints(spec.value, fperm, src)?;
             let max = spec.function == Function::Max;
             let (v, ok) = drive(lay, spec, || Extreme {
                 v: &v_s,
@@ -133,7 +181,7 @@ pub(crate) fn run(
             uint32(v, ok)
         }
         (Function::Min | Function::Max, Values::Float(src)) => {
-            let v_s = gather(fperm, src)?;
+            let v_s = cache.floats(spec.value, fperm, src)?;
             let max = spec.function == Function::Max;
             let (v, ok) = drive(lay, spec, || Extreme {
                 v: &v_s,
@@ -146,7 +194,7 @@ pub(crate) fn run(
             uint32(v, ok)
         }
         (Function::CountDistinct, Values::Int(src)) => {
-            let v_s = gather(fperm, src)?;
+            let v_s = cache.ints(spec.value, fperm, src)?;
             let (v, ok) = drive(lay, spec, || Distinct {
                 get: |j: usize| v_s[j],
                 valid,
@@ -163,9 +211,10 @@ pub(crate) fn run(
             int64(v, ok)
         }
         (Function::ApproxCountDistinct, Values::Int(src)) => {
-            let h_s: Vec<u64> = gather(fperm, src)?
-                .into_iter()
-                .map(|x| hash_int(x as u64))
+            let h_s: Vec<u64> = cache
+                .ints(spec.value, fperm, src)?
+                .iter()
+                .map(|&x| hash_int(x as u64))
                 .collect();
             let (v, ok) = drive(lay, spec, || Approx {
                 h: &h_s,
@@ -518,14 +567,67 @@ impl Acc for SumFloat<'_> {
 
 // ---- stddev ----------------------------------------------------------------------------
 
-/// Welford's running mean and sum of squared deviations, with removal.
-struct Stddev<'a> {
-    v: &'a [f64],
-    valid: Valid<'a>,
+/// Count, mean and sum of squared deviations of finite values (Welford / Chan et al.), plus
+/// the number of non-finite ones.
+#[derive(Clone, Copy, Default)]
+struct Moments {
     n: u64,
     non_finite: u64,
     mean: f64,
     m2: f64,
+}
+
+impl Moments {
+    #[inline]
+    fn push(&mut self, x: f64) {
+        if !x.is_finite() {
+            self.non_finite += 1;
+            return;
+        }
+        self.n += 1;
+        let d = x - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    /// The moments of both sets (Chan et al.'s pairwise combination; no subtraction of
+    /// values, so nothing drifts as the window slides).
+    #[inline]
+    fn merge(&self, o: &Moments) -> Moments {
+        let non_finite = self.non_finite + o.non_finite;
+        if self.n == 0 {
+            return Moments { non_finite, ..*o };
+        }
+        if o.n == 0 {
+            return Moments {
+                non_finite,
+                ..*self
+            };
+        }
+        let n = self.n + o.n;
+        let d = o.mean - self.mean;
+        let (a, b) = (self.n as f64, o.n as f64);
+        Moments {
+            n,
+            non_finite,
+            mean: self.mean + d * b / n as f64,
+            m2: self.m2 + o.m2 + d * d * a * b / n as f64,
+        }
+    }
+}
+
+/// The sample standard deviation over a sliding window as a two-stack queue: the window's
+/// older part keeps suffix moments (rebuilt from the values when it empties, each value
+/// once), the newer part a running total; a window's moments are one merge of the two.
+/// Removal never subtracts, so a window of equal values gives exactly 0.
+struct Stddev<'a> {
+    v: &'a [f64],
+    valid: Valid<'a>,
+    /// Moments of the older part's suffixes: the last entry covers the whole older part
+    /// (from the window's first position), the one before it one position less, and so on.
+    suffix: Vec<Moments>,
+    hi: usize,
+    back: Moments,
 }
 
 impl<'a> Stddev<'a> {
@@ -533,71 +635,54 @@ impl<'a> Stddev<'a> {
         Stddev {
             v,
             valid,
-            n: 0,
-            non_finite: 0,
-            mean: 0.0,
-            m2: 0.0,
+            suffix: Vec::new(),
+            hi: 0,
+            back: Moments::default(),
         }
-    }
-    fn finite_n(&self) -> u64 {
-        self.n - self.non_finite
     }
 }
 
 impl Acc for Stddev<'_> {
     type Out = f64;
     fn add(&mut self, j: usize) {
-        if !self.valid.at(j) {
-            return;
+        if self.valid.at(j) {
+            self.back.push(self.v[j]);
         }
-        self.n += 1;
-        let x = self.v[j];
-        if !x.is_finite() {
-            self.non_finite += 1;
-            return;
-        }
-        let k = self.finite_n() as f64;
-        let d = x - self.mean;
-        self.mean += d / k;
-        self.m2 += d * (x - self.mean);
+        self.hi = j + 1;
     }
     fn remove(&mut self, j: usize) {
-        if !self.valid.at(j) {
-            return;
+        if self.suffix.is_empty() {
+            // the older part is empty: the window is j..hi, all in the newer part; turn it
+            // into suffix moments, newest position first, so `j`'s (the whole) ends on top
+            let mut acc = Moments::default();
+            for p in (j..self.hi).rev() {
+                if self.valid.at(p) {
+                    acc.push(self.v[p]);
+                }
+                self.suffix.push(acc);
+            }
+            self.back = Moments::default();
         }
-        self.n -= 1;
-        let x = self.v[j];
-        if !x.is_finite() {
-            self.non_finite -= 1;
-            return;
-        }
-        let k = self.finite_n();
-        if k == 0 {
-            self.mean = 0.0;
-            self.m2 = 0.0;
-            return;
-        }
-        let d = x - self.mean;
-        self.mean -= d / k as f64;
-        self.m2 -= d * (x - self.mean);
-        if k == 1 {
-            self.m2 = 0.0; // one value has no spread; drop the residue
-        }
+        self.suffix.pop();
     }
     fn emit(&mut self, _: usize, _: usize) -> (f64, bool) {
-        if self.n < 2 {
+        let m = match self.suffix.last() {
+            Some(f) => f.merge(&self.back),
+            None => self.back,
+        };
+        let n = m.n + m.non_finite;
+        if n < 2 {
             (0.0, false)
-        } else if self.non_finite > 0 {
+        } else if m.non_finite > 0 {
             (f64::NAN, true)
         } else {
-            ((self.m2.max(0.0) / (self.n - 1) as f64).sqrt(), true)
+            ((m.m2.max(0.0) / (m.n - 1) as f64).sqrt(), true)
         }
     }
     fn clear(&mut self) {
-        self.n = 0;
-        self.non_finite = 0;
-        self.mean = 0.0;
-        self.m2 = 0.0;
+        self.suffix.clear();
+        self.back = Moments::default();
+        self.hi = 0;
     }
 }
 
@@ -738,6 +823,3 @@ impl Acc for Approx<'_> {
         self.hll.clear();
     }
 }
-
-#[allow(dead_code)]
-const _: u32 = NONE;

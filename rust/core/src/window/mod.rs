@@ -189,12 +189,14 @@ pub fn window_aggregate(
         feature_created,
     )?;
     let mut out = Vec::with_capacity(specs.len());
+    let mut cache = funcs::Cache::default();
     for (s, (spec, vals)) in specs.iter().zip(&cols).enumerate() {
         let nulls = values[spec.value].logical_nulls();
-        let arr = funcs::run(&lay, spec, *vals, nulls.as_ref()).map_err(|e| match e {
-            Error::Invalid(m) => Error::Invalid(format!("spec {s}: {m}")),
-            e => e,
-        })?;
+        let arr =
+            funcs::run(&lay, spec, *vals, nulls.as_ref(), &mut cache).map_err(|e| match e {
+                Error::Invalid(m) => Error::Invalid(format!("spec {s}: {m}")),
+                e => e,
+            })?;
         out.push(arr);
     }
     Ok(out)
