@@ -33,7 +33,8 @@
 //! are monotonic in `T`, flooring included): rows entering are added to and rows leaving
 //! removed from a running state. Sum/mean use an exact `i128` sum for integers and a
 //! Neumaier-compensated sum for floats (non-finite values counted apart, so an infinity
-//! leaving the window does not poison it); stddev uses Welford's update with removal;
+//! leaving the window does not poison it); stddev merges Welford/Chan moments in a two-stack
+//! queue (nothing is subtracted, so no drift);
 //! min/max a monotonic deque; count_distinct a hash multiset; approx_count_distinct a
 //! removable HyperLogLog ([`hll`]). Cost `O(E log E_g + F log F_g)` for the sorts and
 //! `O(E + F)` per spec for the walks; groups run in parallel.
