@@ -240,12 +240,8 @@ pub(crate) fn merge_rows(
             if blobs.is_null(r) {
                 return Ok(None);
             }
-            let set = tiles::decode(specs, blobs.value(r)).map_err(to_py)?;
-            let outs = (0..specs.len())
-                .map(|i| tiles::finish(&specs[i], &set.window(specs, i, at_us)))
-                .collect::<banquet_core::Result<Vec<_>>>()
-                .map_err(to_py)?;
-            Ok(Some((set.newest, outs)))
+            let (newest, outs) = tiles::read_window(specs, blobs.value(r), at_us).map_err(to_py)?;
+            Ok(Some((newest, outs)))
         })
         .collect()
 }

@@ -611,6 +611,39 @@ impl R<'_> {
 
 /// Decode a key's tiles written for `specs` (another definition: `Error::Corrupt`).
 pub fn decode(specs: &[TileSpec], blob: &[u8]) -> Result<TileSet> {
+    let mut set = TileSet::new(specs.len());
+    set.newest = parse(specs, blob, |i, end, p| {
+        set.tiles[i].insert(end, p);
+    })?;
+    Ok(set)
+}
+
+/// The read path: each spec's aggregate over the window of a read at `at`, straight from
+/// the blob (only the window's tiles merged, nothing else kept), and the newest event time.
+pub fn read_window(specs: &[TileSpec], blob: &[u8], at: i64) -> Result<(i64, Vec<Out>)> {
+    let mut acc = vec![Partial::default(); specs.len()];
+    let newest = parse(specs, blob, |i, end, p| {
+        let s = &specs[i];
+        let t = s.window_end(at);
+        if t - s.window < end && end <= t {
+            acc[i].merge(s, &p);
+        }
+    })?;
+    let outs = specs
+        .iter()
+        .zip(&acc)
+        .map(|(s, p)| finish(s, p))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((newest, outs))
+}
+
+/// Walks a blob written for `specs`, handing each tile (spec index, end, partial) to
+/// `visit` in blob order; returns the newest event time.
+fn parse(
+    specs: &[TileSpec],
+    blob: &[u8],
+    mut visit: impl FnMut(usize, i64, Partial),
+) -> Result<i64> {
     let mut r = R { b: blob, pos: 0 };
     if r.take(2)? != MAGIC || r.u8()? != VERSION {
         return Err(corrupt("not a tile blob of a known version"));
@@ -618,9 +651,8 @@ pub fn decode(specs: &[TileSpec], blob: &[u8]) -> Result<TileSet> {
     if r.u8()? as usize != specs.len() {
         return Err(changed());
     }
-    let mut set = TileSet::new(specs.len());
-    set.newest = r.i64()?;
-    for (spec, tiles) in specs.iter().zip(&mut set.tiles) {
+    let newest = r.i64()?;
+    for (i, spec) in specs.iter().enumerate() {
         let (f, k, w, s) = (r.u8()?, r.u8()?, r.i64()?, r.i64()?);
         if f != spec.func.code() || k != spec.kind as u8 || w != spec.window || s != spec.slide {
             return Err(changed());
@@ -669,13 +701,13 @@ pub fn decode(specs: &[TileSpec], blob: &[u8]) -> Result<TileSet> {
                     }
                 }
             }
-            tiles.insert(end, p);
+            visit(i, end, p);
         }
     }
     if r.pos != blob.len() {
         return Err(corrupt("bytes after the last tile"));
     }
-    Ok(set)
+    Ok(newest)
 }
 
 fn changed() -> Error {

@@ -154,3 +154,26 @@ fn another_definition_or_damage_is_corrupt() {
     long.push(0);
     assert!(decode(&specs, &long).is_err());
 }
+
+#[test]
+fn read_window_equals_decode_then_merge() {
+    let specs = [spec(Func::Sum, Kind::Int), spec(Func::Max, Kind::Float)];
+    let mut set = TileSet::new(2);
+    for t in 0..300 {
+        set.add_row(
+            &specs,
+            t,
+            0,
+            vec![Some(Val::I(t % 7)), Some(Val::F((t % 11) as f64))],
+        );
+    }
+    let blob = encode(&specs, &set);
+    let full = decode(&specs, &blob).unwrap();
+    for at in [-5, 0, 9, 10, 150, 299, 400] {
+        let (newest, outs) = read_window(&specs, &blob, at).unwrap();
+        assert_eq!(newest, 299);
+        for (i, s) in specs.iter().enumerate() {
+            assert_eq!(outs[i], finish(s, &full.window(&specs, i, at)).unwrap());
+        }
+    }
+}
