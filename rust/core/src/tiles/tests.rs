@@ -50,7 +50,7 @@ fn tiles_match_brute_force() {
         }
     }
     let set = decode(&specs, &encode(&specs, &set)).unwrap();
-    for at in -80..300 {
+    for at in -80i64..300 {
         let end = at - at.rem_euclid(10);
         let inside: Vec<(usize, i64)> = rows
             .iter()
