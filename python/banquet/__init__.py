@@ -9,7 +9,7 @@ from banquet._core import __version__
 from banquet.config import RepoConfig
 from banquet.entity import Entity
 from banquet.feature_service import FeatureService
-from banquet.feature_view import FeatureView
+from banquet.feature_view import BatchFeatureView, FeatureView
 from banquet.field import Feature, Field
 from banquet.offline.spark.source import SparkSource
 from banquet.on_demand import OnDemandFeatureView, on_demand_feature_view
@@ -19,6 +19,7 @@ from banquet.stream import KafkaSource, StreamFeatureView
 from banquet.types import ValueType
 
 __all__ = [
+    "BatchFeatureView",
     "DataSource",
     "Entity",
     "Feature",

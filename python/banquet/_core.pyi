@@ -72,6 +72,30 @@ def asof_join(
     and must have the same types on both sides (else ``KernelError``);
     unsupported column types raise ``KernelTypeError``, a negative ``ttl_us`` ``KernelError``."""
 
+# --- window: point-in-time windowed aggregation ---------------------------------------------
+
+def window_aggregate(
+    entity_keys: list[ArrowArray],
+    entity_ts: ArrowArray,
+    feature_keys: list[ArrowArray],
+    feature_ts: ArrowArray,
+    feature_created: ArrowArray | None,
+    values: list[ArrowArray],
+    specs: list[tuple[str, int, int, int | None]],
+) -> list[pa.Array]:
+    """One array per spec ``(function, value index, window_us, slide_us or None)``, one row
+    per entity row: ``function`` of ``values[value index]`` over the feature rows of the
+    entity row's key with ``end - window < ts <= end``, ``end`` the entity time (floored to
+    ``slide_us`` on the epoch when given). Keys match as in ``asof_join``; nulls are ignored;
+    an empty window gives 0 for count/count_distinct/approx_count_distinct and null for the
+    rest; a null entity key or time gives null. Outputs: ``int64`` for the counts and the
+    sum of an ``int64`` column, ``float64`` for a ``float64`` sum, mean and stddev (sample,
+    null below two values), and for min/max/last the ``uint32`` index of the winning
+    feature row (take the value from the column). Values: ``int64``/``float64`` for
+    sum/mean/stddev/min/max, ``int64``/string/binary for the distinct counts, any type for
+    count/last. Wrong types raise ``KernelTypeError``, bad specs or an ``int64`` sum
+    overflow ``KernelError``. See ARCHITECTURE.md, "Windowed aggregations"."""
+
 # --- partition: hash partitioning and the per-partition join (a public building block) -----
 
 def partition_ids(keys: list[ArrowArray], n: int, seed: int = 0) -> pa.UInt32Array:
@@ -154,10 +178,13 @@ class OnlinePlan:
         sigs: list[tuple[list[str], list[str], list[str]]],
         views: list[tuple[str, int, ArrowSchema, int | None]],
         outputs: list[tuple[str, int, int]],
+        tiles: list[list[tuple[str, str, int, int]] | None] | None = None,
     ) -> OnlinePlan:
         """``sigs``: (join key names, entity column names, banquet kind names: int64, int32,
         string, bytes; others turn ``serve`` off). ``views``: (view name, sig index, value
-        schema, ttl in µs or None). ``outputs``: (name, view index, field index)."""
+        schema, ttl in µs or None). ``outputs``: (name, view index, field index).
+        ``tiles``: per view None, or an aggregated view's tile specs (``tiles_read``): its
+        blobs are tiles, merged at ``now_us`` into the view's aggregate features."""
     def serve(
         self, store: SqliteStore, project: str, entity_rows: Any, now_us: int
     ) -> tuple[dict[str, list[Any]], list[list[int | None]]] | None:
@@ -337,3 +364,39 @@ def scan_parquet(
 
 def parquet_schema(path_or_url: str, storage_options: dict[str, str] | None = None) -> pa.Schema:
     """``ParquetDataset(path_or_url, storage_options).schema``."""
+
+# --- tiles: online aggregation tiles (ARCHITECTURE.md, "Online aggregation tiles") ------------
+
+def tiles_build(
+    keys: ArrowArray,
+    event_ts: ArrowArray,
+    created_ts: ArrowArray | None,
+    values: list[ArrowArray],
+    specs: list[tuple[str, str, int, int]],
+) -> tuple[list[bytes], list[bytes]]:
+    """Rows (``binary`` serialized keys, ``int64`` UTC µs event and created times, one value
+    column per spec: ``int64`` / ``float64`` / ``binary`` for the spec's kind ``"int"`` /
+    ``"float"`` / ``"bytes"``) to one tile blob per distinct key, keys in byte order. A spec
+    is ``(function, kind, window_us, slide_us)``; the slide must divide the window
+    (``KernelError``)."""
+
+def tiles_merge(
+    old: list[bytes | None],
+    new: list[bytes],
+    specs: list[tuple[str, str, int, int]],
+    replace: tuple[int, int] | None = None,
+) -> tuple[list[int], list[bytes]]:
+    """Per row, ``new``'s tiles merged into ``old``'s (None: nothing stored): with
+    ``replace=(lo, hi)`` the tiles lying wholly in ``(lo, hi]`` (and the one holding ``hi``)
+    are replaced (a materialization), else added (pushes); then tiles ending at or before
+    ``newest - window - slide`` are dropped. Returns (newest event time, blob) per row. A
+    blob of another definition raises ``CorruptDataError``."""
+
+def tiles_read(
+    blobs: list[bytes | None], specs: list[tuple[str, str, int, int]], at_us: int
+) -> tuple[list[int | None], list[pa.Array]]:
+    """The aggregates at ``at_us``: per blob its newest event time (None: no blob), and per
+    spec one array over the tiles with ``T - window < end <= T``, ``T = floor(at_us,
+    slide)``: ``int64`` for the counts, an ``int``-kind sum and ``int``-kind min/max/last;
+    ``binary`` for ``bytes``-kind min/max/last; ``float64`` otherwise. Null for a missing
+    blob and for empty windows (counts: 0)."""

@@ -9,8 +9,14 @@ from typing import Any, TypeVar
 
 from banquet import types
 from banquet._naming import check_name, check_tags, check_unique, drop_empty, ttl_to_us, us_to_ttl
+from banquet.aggregation import Aggregation
 from banquet.entity import Entity
-from banquet.errors import DefinitionError, FeatureNotFound, FeatureViewNotFound
+from banquet.errors import (
+    DefinitionError,
+    FeatureNotFound,
+    FeatureViewNotFound,
+    NotSupportedError,
+)
 from banquet.field import Field
 from banquet.sources import DataSource, RequestSource
 from banquet.versions import check_version
@@ -158,9 +164,10 @@ class FeatureView(Projectable):
         owner: str = "",
         enable_validation: bool = False,
         version: str = "latest",
+        aggregations: Sequence[Aggregation] | None = None,
     ) -> None:
         self.name = check_name("FeatureView", name)
-        where = f"FeatureView {name!r}"
+        where = f"{type(self).__name__} {name!r}"
         # Feast's flags: banquet always checks types when it materializes or pushes
         # (enable_validation is kept, changes nothing); only the latest definition is
         # served (version: "latest", or "vN" naming the current generation: versions.py)
@@ -216,6 +223,11 @@ class FeatureView(Projectable):
         for key, ent in by_key.items():
             if ent.dtype is not None and key not in {c.name for c in self.entity_columns}:
                 self.entity_columns.append(Field(name=key, dtype=ent.dtype))
+        self.aggregations: list[Aggregation] = list(aggregations or [])
+        self._source_fields: list[Field] | None = None
+        if self.aggregations:
+            self._source_fields = self.features
+            self.features = _aggregated_features(where, self.aggregations, self.features)
         self.ttl_us = ttl_to_us(where, ttl)
         self.online = bool(online)
         self.offline = bool(offline)
@@ -237,7 +249,19 @@ class FeatureView(Projectable):
 
     @property
     def schema(self) -> list[Field]:
-        return self.entity_columns + self.features
+        """Entity columns, then the source columns the view reads (as in Feast: for an
+        aggregated view, the columns it aggregates, not the aggregates)."""
+        return self.entity_columns + self.source_fields
+
+    @property
+    def source_fields(self) -> list[Field]:
+        """The source's value columns the view reads: its features, or for an aggregated
+        view the columns its aggregations take."""
+        return self.features if self._source_fields is None else self._source_fields
+
+    @property
+    def is_aggregated(self) -> bool:
+        return bool(self.aggregations)
 
     @property
     def batch_source(self) -> DataSource:
@@ -291,7 +315,10 @@ class FeatureView(Projectable):
                 "name": self.name,
                 "entities": [e.name for e in self.entities],
                 "entity_columns": [f.to_dict() for f in self.entity_columns],
-                "features": [f.to_dict() for f in self.features],
+                # the source columns read (for an aggregated view, the aggregated ones; its
+                # features follow from "aggregations")
+                "features": [f.to_dict() for f in self.source_fields],
+                "aggregations": [a.to_dict() for a in self.aggregations],
                 "source": self.source.to_dict(),
                 "ttl_us": self.ttl_us,
                 "online": self.online,
@@ -314,6 +341,8 @@ class FeatureView(Projectable):
             from banquet.stream.view import StreamFeatureView
 
             return StreamFeatureView.from_dict(d, entities)
+        if d.get("batch") and cls is FeatureView:
+            return BatchFeatureView.from_dict(d, entities)
         fields = [Field.from_dict(f) for f in d.get("entity_columns", []) + d.get("features", [])]
         return cls(
             name=d["name"],
@@ -328,6 +357,7 @@ class FeatureView(Projectable):
             owner=d.get("owner", ""),
             enable_validation=d.get("enable_validation", False),
             version=d.get("version", "latest"),
+            aggregations=[Aggregation.from_dict(a) for a in d.get("aggregations", [])],
         )
 
     _value_schema: Any = None  # value_schema(), built on first use (copies share it)
@@ -344,3 +374,116 @@ class FeatureView(Projectable):
 
     def __repr__(self) -> str:
         return f"FeatureView(name={self.name!r}, features={[f.name for f in self.features]})"
+
+
+def _aggregated_features(
+    where: str, aggregations: list[Aggregation], source_fields: list[Field]
+) -> list[Field]:
+    """The features an aggregated view serves, one per aggregation. As in Feast (whose
+    aggregation step outputs only the keys and the aggregates), such a view serves no plain
+    features: every schema field that is not a join key must be an aggregated column."""
+    by_name = {f.name: f for f in source_fields}
+    out: list[Field] = []
+    for a in aggregations:
+        if not isinstance(a, Aggregation):
+            raise DefinitionError(
+                f"{where}: aggregations must be banquet.aggregation.Aggregation objects, got {a!r}"
+            )
+        col = by_name.get(a.column)
+        if col is None:
+            raise DefinitionError(
+                f"{where}: aggregation {a.feature_name!r} aggregates column {a.column!r}, "
+                f"which the schema does not list; add Field(name={a.column!r}, dtype=...) "
+                "to the schema (it lists the source columns the view aggregates)"
+            )
+        out.append(Field(name=a.feature_name, dtype=a.output_type(col.dtype, where)))
+    check_unique("aggregated feature", where, [f.name for f in out])
+    plain = sorted(set(by_name) - {a.column for a in aggregations})
+    if plain:
+        raise DefinitionError(
+            f"{where}: schema fields {plain} are neither join keys nor aggregated columns; "
+            "a view with aggregations serves only its aggregates (as in Feast). Move plain "
+            "features to another FeatureView on the same source"
+        )
+    return out
+
+
+class BatchFeatureView(FeatureView):
+    """Feast's ``BatchFeatureView``: a ``FeatureView`` over a batch source, usually with
+    ``aggregations``. Transformations (``udf``, ``feature_transformation``) are not
+    supported; use an on-demand view or transform upstream.
+
+    >>> from datetime import timedelta
+    >>> from banquet import BatchFeatureView, Entity, Field, FileSource
+    >>> from banquet.aggregation import Aggregation
+    >>> from banquet.types import Float64
+    >>> user = Entity(name="user", join_keys=["user_id"])
+    >>> src = FileSource(path="tx.parquet", timestamp_field="ts")
+    >>> bfv = BatchFeatureView(name="tx_agg", entities=[user], source=src,
+    ...     schema=[Field(name="amount", dtype=Float64)],
+    ...     aggregations=[Aggregation(column="amount", function="sum",
+    ...                               time_window=timedelta(days=1))])
+    >>> [(f.name, str(f.dtype)) for f in bfv.features]
+    [('sum_amount_86400s', 'Float64')]
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        source: DataSource,
+        schema: Sequence[Field] | None = None,
+        entities: Sequence[Entity] | None = None,
+        aggregations: Sequence[Aggregation] | None = None,
+        ttl: timedelta | None = None,
+        online: bool = True,
+        offline: bool = True,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        owner: str = "",
+        udf: Any = None,
+        udf_string: str = "",
+        feature_transformation: Any = None,
+        mode: str = "python",
+        enable_validation: bool = False,
+        version: str = "latest",
+    ) -> None:
+        if udf is not None or udf_string or feature_transformation is not None:
+            raise NotSupportedError(
+                f"BatchFeatureView {name!r}: udf / feature_transformation are not supported; "
+                "transform upstream of the source or use an on-demand feature view"
+            )
+        super().__init__(
+            name=name,
+            source=source,
+            schema=schema,
+            entities=entities,
+            ttl=ttl,
+            online=online,
+            offline=offline,
+            description=description,
+            tags=tags,
+            owner=owner,
+            enable_validation=enable_validation,
+            version=version,
+            aggregations=aggregations,
+        )
+        self.mode = mode
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["batch"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], entities: Mapping[str, Entity]) -> BatchFeatureView:
+        return super().from_dict({k: v for k, v in d.items() if k != "batch"}, entities)  # type: ignore[return-value]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BatchFeatureView) and super().__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        return f"BatchFeatureView(name={self.name!r}, features={[f.name for f in self.features]})"

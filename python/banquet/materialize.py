@@ -103,6 +103,22 @@ def materialize_windows(
     update is a write + fsync + rename), also when a later view fails. The online store's
     background upkeep waits for the end (``OnlineStore.bulk``). ``overwrite``: the rows
     replace the stored ones even where those are newer (correcting future-dated values)."""
+    tiled = [w for w in windows if w.view.is_aggregated]
+    if tiled:  # online tiles (online/tiles.py), recomputed whole from the source
+        from banquet.online.tiles import materialize as materialize_tiles
+
+        windows = [w for w in windows if not w.view.is_aggregated]
+        done_tiles: list[Window] = []
+        try:
+            for w in tiled:
+                materialize_tiles(store, w.view, w.start_us, w.end_us)
+                done_tiles.append(w)
+        finally:
+            if done_tiles:
+                store.online_store.sync()
+                record_intervals(store, done_tiles)
+        if not windows:
+            return
     on_executors = getattr(store.offline_store, "materialize_windows", None)
     if on_executors is not None:  # Spark: reduced and written by the executors
         on_executors(store, windows, progress, overwrite)

@@ -38,12 +38,13 @@ class Prepared:
         source = view.batch_source
         where = f"rows for feature view {view.name!r}"
         ts_name = source.timestamp_field
-        needed = [*view.join_keys, ts_name, *(f.name for f in view.features)]
+        # an aggregated view takes the columns it aggregates (source_fields), not its outputs
+        needed = [*view.join_keys, ts_name, *(f.name for f in view.source_fields)]
         missing = [c for c in needed if c not in table.column_names]
         if missing:
             raise SchemaMismatch(
                 f"{where} lack column(s) {missing}; the frame must hold the join keys, "
-                f"'{ts_name}' and every feature ({[f.name for f in view.features]})"
+                f"'{ts_name}' and every feature ({[f.name for f in view.source_fields]})"
             )
         self.view = view
         self.keys = [flat(key_column(table, k, view.key_dtype(k), where)) for k in view.join_keys]
@@ -57,7 +58,7 @@ class Prepared:
         )
         check_times(self.event_ts, self.created_ts, where, skew_us)
         self.features = []
-        for f in view.features:
+        for f in view.source_fields:
             col = flat(table.column(f.name))
             target = f.dtype.to_arrow()
             if col.type != target and not f.dtype.document:  # documents: encode_rows
@@ -82,6 +83,11 @@ class Prepared:
             self.features.append(col)
 
     def write_online(self, store: FeatureStore, overwrite: bool = False) -> None:
+        if self.view.is_aggregated:  # every row counts: added to the stored tiles
+            from banquet.online.tiles import add_rows
+
+            add_rows(store, self.view, self.keys, self.event_ts, self.created_ts, self.features)
+            return
         idx = _core.latest_per_key(self.keys, self.event_ts, self.created_ts, None, None)
         write_rows(
             store,
@@ -137,7 +143,7 @@ def _offline_rows(source: PushSource, table: pa.Table, prepared: list[Prepared])
         cols[batch.timestamp_field] = p.event_ts
         if p.created_ts is not None:
             cols[batch.created_timestamp_column] = p.created_ts
-        for f, arr in zip(p.view.features, p.features):
+        for f, arr in zip(p.view.source_fields, p.features):
             cols[reverse.get(f.name, f.name)] = arr
     if not prepared:
         return table
@@ -145,7 +151,7 @@ def _offline_rows(source: PushSource, table: pa.Table, prepared: list[Prepared])
     if created and created not in cols:  # the source has the column: store nulls in it
         cols[created] = pa.nulls(table.num_rows, pa.timestamp("us", tz="UTC"))
     used = {batch.timestamp_field, created} | {n for p in prepared for n in p.view.join_keys}
-    used |= {f.name for p in prepared for f in p.view.features}
+    used |= {f.name for p in prepared for f in p.view.source_fields}
     for name in table.column_names:  # other columns the frame holds (the source may have them)
         if name not in used and name not in cols:
             cols[name] = table.column(name)

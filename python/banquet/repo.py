@@ -304,6 +304,7 @@ def _stored_shape(record: dict[str, Any]) -> tuple[Any, ...]:
         typed(record.get("entity_columns", [])),
         source(record.get("source")),
         bool(record.get("online")),
+        record.get("aggregations"),  # an aggregated view's features and online tiles
     )
 
 

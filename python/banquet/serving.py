@@ -241,16 +241,18 @@ class _Plan:
                 for sig in distinct
             ],
             [
-                (g.view.storage_name, distinct[sig], g.view.value_schema(), g.view.ttl_us)
+                (g.view.storage_name, distinct[sig], g.view.value_schema(), _ttl(g))
                 for g, sig in zip(self.groups, self.signatures)
             ],
             # requested features first, then inputs of on-demand views nobody asked for
             [(name, *where[name]) for name in request.names if name in where]
             + [(name, *w) for name, w in where.items() if name not in requested],
+            # aggregated views: tile blobs, merged in Rust at read time (online/tiles.py)
+            [_tile_specs(g) for g in self.groups],
         )
         self.outputs = set(where)
         self.extra = [name for name in where if name not in requested]
-        self.ttls = [g.view.ttl_us for g in self.groups]
+        self.ttls = [_ttl(g) for g in self.groups]
         self.types = {
             name: f.dtype.to_arrow()
             for g in request.groups  # on-demand features included
@@ -271,6 +273,19 @@ class _Plan:
             self.types.pop(name, None)
         self.json_names = tuple(n for n, t in self.documents if t.name == "json")
         self.on_demand = any(g.is_on_demand for g in request.groups)
+
+
+def _tile_specs(g: ViewGroup) -> list[tuple[str, str, int, int]] | None:
+    if not g.view.is_aggregated:
+        return None
+    from banquet.online.tiles import specs
+
+    return specs(g.view)
+
+
+def _ttl(g: ViewGroup) -> int | None:
+    """The ttl applied at read time: none for aggregated views (their window governs)."""
+    return None if g.view.is_aggregated else g.view.ttl_us
 
 
 def _plan(request: ResolvedRequest) -> _Plan:

@@ -40,6 +40,7 @@ from banquet.store_feast import FeastSurface, not_supported
 from banquet.trust import TrustPolicy
 
 if TYPE_CHECKING:
+    from banquet.audit import AuditReport
     from banquet.offline.base import OfflineStore, RetrievalJob
     from banquet.online.base import OnlineStore
     from banquet.serving import OnlineResponse
@@ -193,6 +194,9 @@ class FeatureStore(FeastSurface):
         if objects is None:
             partial = False
         contents = self._contents(objects)
+        from banquet.online.tiles import check_online_views
+
+        check_online_views(contents.feature_views.values())
         desired = contents.records()
         to_delete = {(_kind(o), o.name) for o in objects_to_delete or []}
         listed = objects is not None and not isinstance(objects, RepoContents)
@@ -520,6 +524,20 @@ class FeatureStore(FeastSurface):
             self._catalog_for(False)  # Feast re-reads the registry first
         with memory_bound(f"push ({push_source_name!r})"):
             push(self, push_source_name, df, to, overwrite)
+
+    def audit(
+        self,
+        sample: int = 100,
+        views: Sequence[str] | None = None,
+        seed: int | None = 0,
+        strict: bool = False,
+    ) -> AuditReport:
+        """Compare a sample of keys per online view between the online store and the offline
+        point-in-time values at the view's materialization watermark; every difference comes
+        back with its key, feature, both values and a reason (``banquet.audit``)."""
+        from banquet.audit import audit
+
+        return audit(self, sample, list(views) if views else None, seed, strict)
 
     def registry_dump(self) -> dict[str, Any]:
         """The project's registry records as JSON-able data."""

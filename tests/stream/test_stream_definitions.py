@@ -14,7 +14,7 @@ from stream_support import AVRO_SCHEMA, make_repo
 
 from banquet import Entity, FeatureStore, Field, FileSource, KafkaSource, StreamFeatureView
 from banquet.data_format import AvroFormat, JsonFormat
-from banquet.errors import DefinitionError, NotSupportedError, SourceColumnMissing
+from banquet.errors import DefinitionError, SourceColumnMissing
 from banquet.feature_view import FeatureView
 from banquet.sources import DataSource, PushSource
 from banquet.types import Float64
@@ -89,7 +89,7 @@ def test_stream_view_errors() -> None:
         StreamFeatureView(name="v", entities=[USER], source=BATCH, schema=fields)
     with pytest.raises(DefinitionError, match="mode must be one of"):
         StreamFeatureView(name="v", entities=[USER], source=kafka(), schema=fields, mode="spark")
-    with pytest.raises(NotSupportedError, match="aggregations"):
+    with pytest.raises(DefinitionError, match="Aggregation objects"):
         StreamFeatureView(
             name="v", entities=[USER], source=kafka(), schema=fields, aggregations=[object()]
         )

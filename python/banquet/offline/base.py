@@ -138,7 +138,7 @@ class OfflineStore(abc.ABC):
         schema = self.source_schema(fv.source)
         if schema is None:
             return
-        needed = [source.timestamp_field, *fv.join_keys, *(f.name for f in fv.features)]
+        needed = [source.timestamp_field, *fv.join_keys, *(f.name for f in fv.source_fields)]
         if source.created_timestamp_column:
             needed.append(source.created_timestamp_column)
         names = set(schema.names)

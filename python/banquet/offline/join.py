@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from banquet import _core
 from banquet.entity_data import flat
+from banquet.offline import window as agg_window
 from banquet.offline.base import view_rows
 from banquet.offline.spill import (
     Partitioner,
@@ -41,6 +42,7 @@ from banquet.offline.spill import (
 from banquet.progress import Progress
 
 if TYPE_CHECKING:
+    from banquet.aggregation import Aggregation
     from banquet.feature_view import FeatureView
     from banquet.field import Field
     from banquet.offline.base import OfflineStore
@@ -153,10 +155,19 @@ def join_view(
     budget: Budget,
     spill: SpillDir,
 ) -> ViewResult:
-    """The view's features (raw source types, in ``features`` order) for every entity row."""
-    ttl = view.ttl_us
-    lo, hi = window(ts, ttl)
-    reader = store.scan_view(view, features, lo, hi, entity_keys=entity_keys)
+    """The view's features (raw source types, in ``features`` order) for every entity row.
+    For an aggregated view: its windowed aggregates (``offline/window.py``), computed from
+    the rows of the widest window before the latest entity time, in memory or per partition
+    as for the plain join (one key partitioning, one budget)."""
+    aggs: list[Aggregation] | None = None
+    read = features
+    reach = view.ttl_us
+    if view.is_aggregated:  # the ttl is ignored: the windows govern
+        aggs = agg_window.requested(view, features)
+        read = agg_window.source_fields(view, aggs)
+        reach = agg_window.max_window_us(aggs)
+    lo, hi = window(ts, reach)
+    reader = store.scan_view(view, read, lo, hi, entity_keys=entity_keys)
     held: list[pa.RecordBatch] = []
     held_bytes = 0
     parts: _FeatureSpill | None = None
@@ -168,12 +179,14 @@ def join_view(
             held.append(batch)
             held_bytes += batch.nbytes
             if held_bytes > budget.free() // 2:
-                parts = _FeatureSpill(view, features, entity_keys, spill, budget)
+                parts = _FeatureSpill(view, read, entity_keys, spill, budget, aggs)
                 for b in held:
                     parts.add(b)
                 held = []
         if parts is None:
             table = pa.Table.from_batches(held, schema=reader.schema)
+            if aggs is not None:
+                return _aggregate_in_memory(view, aggs, entity_keys, ts, table)
             return _join_in_memory(view, features, entity_keys, ts, table)
         parts.finish()
         return parts.join(ts)
@@ -181,6 +194,29 @@ def join_view(
         if parts is not None:
             parts.close()
         reader.close()
+
+
+def _aggregate_in_memory(
+    view: FeatureView,
+    aggs: list[Aggregation],
+    entity_keys: list[pa.Array],
+    ts: pa.Array,
+    table: pa.Table,
+) -> MemoryResult:
+    rows = view_rows(view, table)
+    pairs = [_as_int64_if_widths_differ(ek, rk) for ek, rk in zip(entity_keys, rows.keys)]
+    columns = {a.column: flat(rows.table.column(a.column)) for a in aggs}
+    return MemoryResult(
+        agg_window.aggregate(
+            aggs,
+            columns,
+            [e for e, _ in pairs],
+            ts,
+            [r for _, r in pairs],
+            rows.event_ts,
+            rows.created_ts,
+        )
+    )
 
 
 def _join_in_memory(
@@ -225,8 +261,10 @@ class _FeatureSpill:
         entity_keys: list[pa.Array],
         spill: SpillDir,
         budget: Budget,
+        aggs: list[Aggregation] | None = None,
     ) -> None:
         self.view, self.features, self.spill, self.budget = view, features, spill, budget
+        self.aggs = aggs  # an aggregated view: its aggregates instead of the as-of join
         self.entity_keys = [_widen(k) for k in entity_keys]
         self.n_keys = len(entity_keys)
         self.has_created = bool(view.batch_source.created_timestamp_column)
@@ -287,9 +325,7 @@ class _FeatureSpill:
         finally:
             eparts.close()
         fparts = self._parts
-        out_fields = [entity.schema.field("row_id")] + [
-            self._schema.field(f"f{i}").with_nullable(True) for i in range(len(self.features))
-        ]
+        out_fields = [entity.schema.field("row_id")] + self._out_fields()
         out_schema = pa.schema(out_fields)
         runs: list[Path] = []
         interactive = sys.stderr.isatty()
@@ -309,15 +345,50 @@ class _FeatureSpill:
         if entity.num_rows == 0:
             return []
         features = one_batch(read_file(fpath))
-        joined = _core.join_partition(
-            entity, features, self.n_keys, self.has_created, self.view.ttl_us
-        )
+        if self.aggs is None:
+            joined = _core.join_partition(
+                entity, features, self.n_keys, self.has_created, self.view.ttl_us
+            )
+        else:
+            joined = self._aggregate_part(entity, features, schema)
         out = self.spill.new_file(f"{self.view.name}-result")
         joined = pa.RecordBatch.from_arrays(joined.columns, schema=schema)
         # small batches: the merge holds one batch per result file at a time
         step = RESULT_BATCH_ROWS
         write_file(out, schema, [joined.slice(i, step) for i in range(0, joined.num_rows, step)])
         return [out]
+
+    def _out_fields(self) -> list[pa.Field]:
+        assert self._schema is not None
+        if self.aggs is None:
+            return [
+                self._schema.field(f"f{i}").with_nullable(True) for i in range(len(self.features))
+            ]
+        col_type = {f.name: self._schema.field(f"f{i}").type for i, f in enumerate(self.features)}
+        return [
+            pa.field(f"a{i}", agg_window.output_arrow_type(a, col_type[a.column]))
+            for i, a in enumerate(self.aggs)
+        ]
+
+    def _aggregate_part(
+        self, entity: pa.RecordBatch, features: pa.RecordBatch, schema: pa.Schema
+    ) -> pa.RecordBatch:
+        """One partition's aggregates: (row id, aggregates), in the entity rows' order (by
+        row id, as partitioning kept them)."""
+        assert self.aggs is not None
+        n = self.n_keys
+        columns = {f.name: features.column(f"f{i}") for i, f in enumerate(self.features)}
+        outs = agg_window.aggregate(
+            self.aggs,
+            columns,
+            [entity.column(i) for i in range(n)],
+            entity.column("ts"),
+            [features.column(i) for i in range(n)],
+            features.column("ts"),
+            features.column("created") if self.has_created else None,
+        )
+        typed = [o.cast(t) for o, t in zip(outs, schema.types[1:], strict=True)]
+        return pa.RecordBatch.from_arrays([entity.column("row_id"), *typed], schema=schema)
 
     def _split(
         self, epath: Path, fpath: Path, schema: pa.Schema, depth: int, size: int, budget: int

@@ -138,6 +138,13 @@ class BatchProcessor:
         if not rows.rows:
             return
         assert rows.event_ts is not None
+        if self.view.is_aggregated:  # every row counts: added to the stored tiles
+            from banquet.online.tiles import add_rows
+
+            add_rows(
+                self.store, self.view, rows.keys, rows.event_ts, rows.created_ts, rows.features
+            )
+            return
         idx = _core.latest_per_key(rows.keys, rows.event_ts, rows.created_ts, None, None)
         write_rows(
             self.store,
@@ -161,7 +168,7 @@ class BatchProcessor:
             cols[batch.created_timestamp_column] = (
                 rows.created_ts if rows.created_ts is not None else pa.nulls(rows.rows, UTC_US)
             )
-        for f, arr in zip(self.view.features, rows.features):
+        for f, arr in zip(self.view.source_fields, rows.features):
             cols[reverse.get(f.name, f.name)] = arr
         return pa.table(cols)
 
@@ -199,7 +206,7 @@ def _merge(view: StreamFeatureView, pieces: list[Prepared]) -> Checked:
         keys=[cat([p.keys[i] for p in pieces]) for i in range(len(view.join_keys))],
         event_ts=cat([p.event_ts for p in pieces]),
         created_ts=created,
-        features=[cat([p.features[i] for p in pieces]) for i in range(len(view.features))],
+        features=[cat([p.features[i] for p in pieces]) for i in range(len(view.source_fields))],
         rows=sum(len(p.event_ts) for p in pieces),
     )
 

@@ -17,8 +17,9 @@ from datetime import timedelta
 from typing import Any
 
 from banquet._naming import drop_empty
+from banquet.aggregation import Aggregation
 from banquet.entity import Entity
-from banquet.errors import DefinitionError, NotSupportedError
+from banquet.errors import DefinitionError
 from banquet.feature_view import FeatureView
 from banquet.field import Field
 from banquet.sources import DataSource
@@ -59,7 +60,7 @@ class StreamFeatureView(FeatureView):
         owner: str = "",
         udf: Callable[..., Any] | UserFunction | None = None,
         mode: str = "pandas",
-        aggregations: Sequence[Any] | None = None,
+        aggregations: Sequence[Aggregation] | None = None,
         timestamp_field: str = "",
         udf_string: str = "",
     ) -> None:
@@ -68,11 +69,6 @@ class StreamFeatureView(FeatureView):
             raise DefinitionError(
                 f"{where}: source must be a KafkaSource (for other sources use FeatureView), "
                 f"got {source!r}"
-            )
-        if aggregations:
-            raise NotSupportedError(
-                f"{where}: aggregations (windowed stream aggregation) are not supported; "
-                "compute them in udf over each micro-batch, or upstream of the topic"
             )
         if mode not in MODES:
             raise DefinitionError(
@@ -95,6 +91,7 @@ class StreamFeatureView(FeatureView):
             description=description,
             tags=tags,
             owner=owner,
+            aggregations=aggregations,
         )
         self.mode = mode
         self.udf_string = udf_string or ""
@@ -142,6 +139,7 @@ class StreamFeatureView(FeatureView):
             description=base.description,
             tags=base.tags,
             owner=base.owner,
+            aggregations=base.aggregations,
             udf=udf,
             mode=stream.get("mode", "pandas"),
             udf_string=stream.get("udf_string", ""),

@@ -13,7 +13,9 @@ pub mod ord;
 pub mod partition;
 pub mod scan;
 pub mod sqlite;
+pub mod tiles;
 pub mod values;
+pub mod window;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -20,6 +20,8 @@ mod rows;
 mod scan;
 mod sqlite;
 mod threads;
+mod tiles;
+mod window;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -35,5 +37,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     scan::register(m)?;
     sqlite::register(m)?;
     threads::register(m)?;
+    tiles::register(m)?;
+    window::register(m)?;
     Ok(())
 }

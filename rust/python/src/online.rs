@@ -118,6 +118,8 @@ struct ViewPlan {
     fields: Vec<FieldRef>,
     decoder: banquet_core::values::ValueDecoder,
     ttl_us: Option<i64>,
+    /// An aggregated view: its blobs are tiles (`crate::tiles`), merged at `now_us`.
+    tiles: Option<Vec<banquet_core::tiles::TileSpec>>,
 }
 
 /// One output column: its name, the view and the field position in the view's schema.
@@ -145,13 +147,18 @@ impl OnlinePlan {
     /// index, value schema, ttl_us or None)`; `outputs`: `(name, view index, field index)`
     /// in request order. Kinds are banquet type names (int64, int32, string, bytes; others
     /// disable `serve`).
+    /// `tiles`: per view, None or the tile specs of an aggregated view.
     #[new]
+    #[pyo3(signature = (sigs, views, outputs, tiles=None))]
     fn new(
         py: Python<'_>,
         sigs: Vec<(Vec<String>, Vec<String>, Vec<String>)>,
         views: Vec<(String, usize, PySchema, Option<i64>)>,
         outputs: Vec<(String, usize, usize)>,
+        tiles: Option<Vec<Option<Vec<crate::tiles::SpecArg>>>>,
     ) -> PyResult<Self> {
+        let mut tiles = tiles.unwrap_or_default();
+        tiles.resize(views.len(), None);
         let sigs: Vec<KeySig> = sigs
             .into_iter()
             .map(|(names, columns, kinds)| KeySig {
@@ -171,7 +178,8 @@ impl OnlinePlan {
             .collect();
         let views: Vec<ViewPlan> = views
             .into_iter()
-            .map(|(name, sig, schema, ttl_us)| {
+            .zip(tiles)
+            .map(|((name, sig, schema, ttl_us), tiles)| {
                 let fields: Vec<FieldRef> = schema.into_inner().fields().iter().cloned().collect();
                 Ok(ViewPlan {
                     name,
@@ -180,6 +188,7 @@ impl OnlinePlan {
                         .map_err(crate::errors::to_py)?,
                     fields,
                     ttl_us,
+                    tiles: tiles.map(crate::tiles::specs_of).transpose()?,
                 })
             })
             .collect::<PyResult<_>>()?;
@@ -331,10 +340,43 @@ impl OnlinePlan {
     ) -> PyResult<Bound<'py, PyList>> {
         // Row by row, straight from the blob bytes (no Arrow arrays: a request holds a few
         // rows), into one flat table per view: row r's field k is values[r * fields + k].
+        // aggregated views: each row's window merged first (owned values the rows borrow)
+        let merged: Vec<Option<Vec<crate::tiles::Merged>>> = self
+            .views
+            .iter()
+            .zip(blobs)
+            .map(|(v, b)| {
+                v.tiles
+                    .as_ref()
+                    .map(|specs| crate::tiles::merge_rows(specs, b, now_us))
+                    .transpose()
+            })
+            .collect::<PyResult<_>>()?;
         let mut tables = Vec::with_capacity(self.views.len());
         let evs = PyList::empty(py);
-        for (v, blobs) in self.views.iter().zip(blobs) {
+        for ((v, blobs), merged) in self.views.iter().zip(blobs).zip(&merged) {
             let nf = v.fields.len();
+            if let Some(rows) = merged {
+                let mut values = Vec::with_capacity(n * nf);
+                let mut ev = Vec::with_capacity(n);
+                for row in rows {
+                    match row {
+                        None => {
+                            values.extend(std::iter::repeat_n(RowValue::Null, nf));
+                            ev.push(py.None().into_bound(py));
+                        }
+                        Some((ts, outs)) => {
+                            for (f, o) in v.fields.iter().zip(outs) {
+                                values.push(crate::tiles::row_value(f.data_type(), o));
+                            }
+                            ev.push(ts.into_pyobject(py)?.into_any());
+                        }
+                    }
+                }
+                evs.append(PyList::new(py, ev)?)?;
+                tables.push((values, Vec::new(), vec![false; n], nf));
+                continue;
+            }
             let mut values = Vec::with_capacity(n * nf);
             let mut elems = Vec::new();
             let mut expired = Vec::with_capacity(n);

@@ -14,7 +14,7 @@ use crate::keys::{hash_fixed, row_hash, KeyColumn, KeyValues};
 use crate::mem;
 
 /// Entity rows mapped to dense group ids, plus a way to look feature rows up.
-pub(super) trait Groups: Sync {
+pub(crate) trait Groups: Sync {
     /// Group id of every entity row (`NONE` for invalid rows).
     fn entity_gids(&self) -> &[u32];
     /// Number of group ids (some may be empty).
@@ -24,14 +24,14 @@ pub(super) trait Groups: Sync {
     fn feature_gids(&self, base: usize, fvalid: Option<&NullBuffer>, out: &mut [u32]);
 }
 
-pub(super) enum Grouping<'a> {
+pub(crate) enum Grouping<'a> {
     Dense(DenseGroups<'a>),
     IntHash(IntHashGroups<'a>),
     Rows(RowGroups<'a>),
 }
 
 /// Single integer key with a small value range: the group id is `key - min`.
-pub(super) struct DenseGroups<'a> {
+pub(crate) struct DenseGroups<'a> {
     egid: Vec<u32>,
     fkeys: Cow<'a, [i64]>,
     min: i64,
@@ -39,14 +39,14 @@ pub(super) struct DenseGroups<'a> {
 }
 
 /// Single integer key: a table keyed by the value itself.
-pub(super) struct IntHashGroups<'a> {
+pub(crate) struct IntHashGroups<'a> {
     egid: Vec<u32>,
     fkeys: Cow<'a, [i64]>,
     table: GroupTable,
 }
 
 /// Any key: a table keyed by a row hash, with exact equality against the group's key.
-pub(super) struct RowGroups<'a> {
+pub(crate) struct RowGroups<'a> {
     egid: Vec<u32>,
     fcols: &'a [KeyColumn<'a>],
     keys: KeyArena,
@@ -228,7 +228,7 @@ impl Groups for RowGroups<'_> {
 
 /// A single fixed-width key column as `i64` values (a timestamp as its whole second, the
 /// serialized identity); `None` for strings and bytes.
-pub(super) fn int_values<'a>(c: &KeyColumn<'a>) -> Option<Cow<'a, [i64]>> {
+pub(crate) fn int_values<'a>(c: &KeyColumn<'a>) -> Option<Cow<'a, [i64]>> {
     match c.values {
         KeyValues::Int64(v) | KeyValues::Timestamp(v, 1) => Some(Cow::Borrowed(v)),
         KeyValues::Int32(v) => Some(Cow::Owned(v.iter().map(|&x| x as i64).collect())),
@@ -239,7 +239,7 @@ pub(super) fn int_values<'a>(c: &KeyColumn<'a>) -> Option<Cow<'a, [i64]>> {
     }
 }
 
-pub(super) fn group_int<'a>(
+pub(crate) fn group_int<'a>(
     ekeys: Cow<'a, [i64]>,
     fkeys: Cow<'a, [i64]>,
     evalid: Option<&NullBuffer>,
@@ -293,7 +293,7 @@ pub(super) fn group_int<'a>(
     Ok(Grouping::IntHash(IntHashGroups { egid, fkeys, table }))
 }
 
-pub(super) fn group_rows<'a>(
+pub(crate) fn group_rows<'a>(
     ecols: &'a [KeyColumn<'a>],
     fcols: &'a [KeyColumn<'a>],
     n_ent: usize,

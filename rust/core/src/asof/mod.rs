@@ -70,7 +70,7 @@
 //! `groups.rs` maps rows to group ids, `merge.rs` lays out entity rows and merges the
 //! feature stream.
 
-mod groups;
+pub(crate) mod groups;
 mod merge;
 mod table;
 #[cfg(test)]
@@ -91,7 +91,7 @@ use merge::join_core;
 const OP: &str = "the point-in-time join (asof_join)";
 
 /// "No value" marker for group ids, slot positions and result indices.
-const NONE: u32 = u32::MAX;
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// Rows per parallel task when streaming the feature side. (The tests use small values
 /// for this and the other size thresholds so that every code path runs on small inputs.)
@@ -264,7 +264,7 @@ fn bitmap(n: usize, bit: impl Fn(usize) -> bool) -> Result<Buffer> {
 // ---- inputs ------------------------------------------------------------------------------
 
 /// The key columns of one side, read by the shared key reader.
-fn key_cols<'a>(side: &str, keys: &'a [ArrayRef]) -> Result<Vec<KeyColumn<'a>>> {
+pub(crate) fn key_cols<'a>(side: &str, keys: &'a [ArrayRef]) -> Result<Vec<KeyColumn<'a>>> {
     keys.iter()
         .enumerate()
         .map(|(i, k)| KeyColumn::new(k, &format!("{side} key column {i}")))
@@ -272,7 +272,7 @@ fn key_cols<'a>(side: &str, keys: &'a [ArrayRef]) -> Result<Vec<KeyColumn<'a>>> 
 }
 
 /// The AND of the validity of all key columns and the timestamp column; `None` = all valid.
-fn row_validity(keys: &[ArrayRef], ts: &dyn Array) -> Option<NullBuffer> {
+pub(crate) fn row_validity(keys: &[ArrayRef], ts: &dyn Array) -> Option<NullBuffer> {
     let mut acc = ts.logical_nulls();
     for k in keys {
         acc = NullBuffer::union(acc.as_ref(), k.logical_nulls().as_ref());
@@ -281,6 +281,6 @@ fn row_validity(keys: &[ArrayRef], ts: &dyn Array) -> Option<NullBuffer> {
 }
 
 #[inline]
-fn is_valid(nulls: Option<&NullBuffer>, i: usize) -> bool {
+pub(crate) fn is_valid(nulls: Option<&NullBuffer>, i: usize) -> bool {
     nulls.is_none_or(|n| n.is_valid(i))
 }

@@ -1,0 +1,718 @@
+//! Online aggregation tiles: per entity key and aggregated view, partial aggregates over
+//! `slide`-long tiles, kept in the online store as one blob per key and merged at read time
+//! (ARCHITECTURE.md, "Online aggregation tiles").
+//!
+//! A tile with end `e` (a multiple of the spec's slide on the UTC epoch) holds the rows with
+//! event time in `(e - slide, e]`, so a hopping window `(T - w, T]` with `T = floor(now,
+//! slide)` and `slide | w` is exactly the tiles with `T - w < e <= T`. A tile holds what
+//! its function needs: the non-null count; an exact `i128` sum (integers) or a
+//! Neumaier-compensated sum with non-finite values counted apart (floats); Welford's mean and
+//! M2 (stddev, merged with Chan's formula); the extreme value (min/max, `f64::total_cmp`);
+//! the latest value by (event time, created time, arrival); the distinct values
+//! (count_distinct) or their distinct 64-bit hashes (approx_count_distinct: the read builds
+//! the precision-14 HyperLogLog registers of the window from them, the offline kernel's
+//! hashes and estimate, so the estimate equals the offline one).
+//!
+//! Blob layout (little-endian): magic `BT`, version 1, `u8` spec count, `i64` newest event
+//! time of the key; per spec: `u8` function, `u8` kind, `i64` window, `i64` slide, `u32`
+//! tile count, then per tile (ascending end) `i64` end and the function's partial. The spec
+//! header is checked at every read and merge: a blob written for another definition is
+//! `Error::Corrupt` naming the fix (re-materialize).
+
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::keys::{hash_bytes, hash_fixed};
+
+const MAGIC: &[u8; 2] = b"BT";
+const VERSION: u8 = 1;
+
+/// An aggregate function (the names of banquet's `Aggregation.function`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    Count,
+    Sum,
+    Mean,
+    Min,
+    Max,
+    Last,
+    Stddev,
+    CountDistinct,
+    ApproxCountDistinct,
+}
+
+impl Func {
+    pub fn parse(name: &str) -> Result<Func> {
+        const ALL: [(&str, Func); 9] = [
+            ("count", Func::Count),
+            ("sum", Func::Sum),
+            ("mean", Func::Mean),
+            ("min", Func::Min),
+            ("max", Func::Max),
+            ("last", Func::Last),
+            ("stddev", Func::Stddev),
+            ("count_distinct", Func::CountDistinct),
+            ("approx_count_distinct", Func::ApproxCountDistinct),
+        ];
+        ALL.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| Error::Invalid(format!("unknown aggregate function {name:?}")))
+    }
+
+    fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// How a spec's values are represented: integers (int32/int64/bool/timestamps), floats or
+/// bytes (strings, binary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Int = 0,
+    Float = 1,
+    Bytes = 2,
+}
+
+/// One aggregation: function, value kind, window and slide in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileSpec {
+    pub func: Func,
+    pub kind: Kind,
+    pub window: i64,
+    pub slide: i64,
+}
+
+impl TileSpec {
+    pub fn check(&self) -> Result<()> {
+        if self.slide <= 0 || self.window <= 0 || self.window % self.slide != 0 {
+            return Err(Error::Invalid(format!(
+                "tiles need a positive slide dividing the window (window {} us, slide {} us)",
+                self.window, self.slide
+            )));
+        }
+        Ok(())
+    }
+
+    /// The end of the tile holding event time `t`: `ceil(t / slide) * slide`.
+    #[inline]
+    pub fn tile_end(&self, t: i64) -> i64 {
+        let r = t.rem_euclid(self.slide);
+        if r == 0 {
+            t
+        } else {
+            t - r + self.slide
+        }
+    }
+
+    /// The window's end for a read at `at`: `floor(at / slide) * slide`.
+    #[inline]
+    pub fn window_end(&self, at: i64) -> i64 {
+        at - at.rem_euclid(self.slide)
+    }
+}
+
+/// One value of a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    I(i64),
+    F(f64),
+    B(Vec<u8>),
+}
+
+impl Val {
+    fn cmp_total(&self, other: &Val) -> Ordering {
+        match (self, other) {
+            (Val::I(a), Val::I(b)) => a.cmp(b),
+            (Val::F(a), Val::F(b)) => a.total_cmp(b),
+            (Val::B(a), Val::B(b)) => a.cmp(b),
+            _ => Ordering::Equal,
+        }
+    }
+
+    /// The HyperLogLog hash the offline kernel uses for this value.
+    fn hll_hash(&self) -> u64 {
+        match self {
+            Val::I(x) => hash_fixed((*x as u64) ^ 0x9e37_79b9_7f4a_7c15),
+            Val::F(x) => hash_fixed(x.to_bits() ^ 0x9e37_79b9_7f4a_7c15),
+            Val::B(b) => hash_bytes(b),
+        }
+    }
+}
+
+/// A tile's partial aggregate (the fields its function uses).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Partial {
+    pub n: i64,
+    pub sum_i: i128,
+    pub sum_f: f64,
+    pub comp: f64,
+    pub nan: u32,
+    pub pos_inf: u32,
+    pub neg_inf: u32,
+    pub mean: f64,
+    pub m2: f64,
+    pub ext: Option<Val>,
+    /// (event time, created time or i64::MIN when null, value)
+    pub last: Option<(i64, i64, Val)>,
+    pub distinct: Vec<Val>,
+    pub hashes: Vec<u64>,
+}
+
+fn neumaier(s: &mut f64, c: &mut f64, x: f64) {
+    let t = *s + x;
+    if s.abs() >= x.abs() {
+        *c += (*s - t) + x;
+    } else {
+        *c += (x - t) + *s;
+    }
+    *s = t;
+}
+
+impl Partial {
+    /// Add one non-null value of a row at (`ts`, `created`).
+    pub fn add(&mut self, spec: &TileSpec, v: Val, ts: i64, created: i64) {
+        self.n += 1;
+        match spec.func {
+            Func::Count => {}
+            Func::Sum | Func::Mean => match v {
+                Val::I(x) => self.sum_i += x as i128,
+                Val::F(x) => self.add_float(x),
+                Val::B(_) => {}
+            },
+            Func::Stddev => {
+                let x = match v {
+                    Val::I(x) => x as f64,
+                    Val::F(x) => x,
+                    Val::B(_) => return,
+                };
+                let d = x - self.mean;
+                self.mean += d / self.n as f64;
+                self.m2 += d * (x - self.mean);
+            }
+            Func::Min | Func::Max => {
+                let better = match &self.ext {
+                    None => true,
+                    Some(e) => {
+                        let o = v.cmp_total(e);
+                        if spec.func == Func::Max {
+                            o == Ordering::Greater
+                        } else {
+                            o == Ordering::Less
+                        }
+                    }
+                };
+                if better {
+                    self.ext = Some(v);
+                }
+            }
+            Func::Last => {
+                // a full tie goes to the later row (arrival order), as offline's row index
+                if self
+                    .last
+                    .as_ref()
+                    .is_none_or(|(t, c, _)| (ts, created) >= (*t, *c))
+                {
+                    self.last = Some((ts, created, v));
+                }
+            }
+            Func::CountDistinct => {
+                if let Err(i) = self.distinct.binary_search_by(|x| x.cmp_total(&v)) {
+                    self.distinct.insert(i, v);
+                }
+            }
+            Func::ApproxCountDistinct => {
+                let h = v.hll_hash();
+                if let Err(i) = self.hashes.binary_search(&h) {
+                    self.hashes.insert(i, h);
+                }
+            }
+        }
+    }
+
+    fn add_float(&mut self, x: f64) {
+        if x.is_finite() {
+            neumaier(&mut self.sum_f, &mut self.comp, x);
+        } else if x.is_nan() {
+            self.nan += 1;
+        } else if x > 0.0 {
+            self.pos_inf += 1;
+        } else {
+            self.neg_inf += 1;
+        }
+    }
+
+    /// Merge `other` (rows of the same tile) into `self`.
+    pub fn merge(&mut self, spec: &TileSpec, other: &Partial) {
+        if other.n == 0 {
+            return;
+        }
+        let n0 = self.n;
+        self.n += other.n;
+        match spec.func {
+            Func::Count => {}
+            Func::Sum | Func::Mean => {
+                self.sum_i += other.sum_i;
+                neumaier(&mut self.sum_f, &mut self.comp, other.sum_f);
+                self.comp += other.comp;
+                self.nan += other.nan;
+                self.pos_inf += other.pos_inf;
+                self.neg_inf += other.neg_inf;
+            }
+            Func::Stddev => {
+                if n0 == 0 {
+                    self.mean = other.mean;
+                    self.m2 = other.m2;
+                } else {
+                    let (na, nb, n) = (n0 as f64, other.n as f64, self.n as f64);
+                    let d = other.mean - self.mean;
+                    self.mean += d * nb / n;
+                    self.m2 += other.m2 + d * d * na * nb / n;
+                }
+            }
+            Func::Min | Func::Max | Func::Last => {
+                if let Some(v) = &other.ext {
+                    self.n -= 1; // add() counts again
+                    self.add(spec, v.clone(), 0, 0);
+                }
+                if let Some((t, c, v)) = &other.last {
+                    self.n -= 1;
+                    self.add(spec, v.clone(), *t, *c);
+                }
+            }
+            Func::CountDistinct => {
+                for v in &other.distinct {
+                    self.n -= 1;
+                    self.add(spec, v.clone(), 0, 0);
+                }
+                self.n = n0 + other.n;
+            }
+            Func::ApproxCountDistinct => {
+                for h in &other.hashes {
+                    if let Err(i) = self.hashes.binary_search(h) {
+                        self.hashes.insert(i, *h);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The tiles of one key: per spec, partials by tile end; and the newest event time seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileSet {
+    pub newest: i64,
+    pub tiles: Vec<BTreeMap<i64, Partial>>,
+}
+
+impl TileSet {
+    pub fn new(n_specs: usize) -> TileSet {
+        TileSet {
+            newest: i64::MIN,
+            tiles: vec![BTreeMap::new(); n_specs],
+        }
+    }
+
+    /// Add a row's values (one per spec, None = null) at (`ts`, `created`).
+    pub fn add_row(&mut self, specs: &[TileSpec], ts: i64, created: i64, vals: Vec<Option<Val>>) {
+        self.newest = self.newest.max(ts);
+        for ((spec, tiles), v) in specs.iter().zip(&mut self.tiles).zip(vals) {
+            let tile = tiles.entry(spec.tile_end(ts)).or_default();
+            if let Some(v) = v {
+                tile.add(spec, v, ts, created);
+            }
+        }
+    }
+
+    /// Pushed rows: add `other`'s tiles to ours (at-least-once: a row pushed twice counts
+    /// twice).
+    pub fn add_tiles(&mut self, specs: &[TileSpec], other: &TileSet) {
+        self.newest = self.newest.max(other.newest);
+        for ((spec, mine), theirs) in specs.iter().zip(&mut self.tiles).zip(&other.tiles) {
+            for (end, p) in theirs {
+                mine.entry(*end).or_default().merge(spec, p);
+            }
+        }
+    }
+
+    /// A materialization read the source rows in `(lo, hi]` (`other`): every tile lying
+    /// wholly after `lo` (and the one holding `hi`) is replaced by `other`'s, or goes when
+    /// the source has no rows for it (idempotent). Tiles only partly read keep their value.
+    pub fn replace_tiles(&mut self, specs: &[TileSpec], other: &TileSet, lo: i64, hi: i64) {
+        self.newest = self.newest.max(other.newest);
+        for ((spec, mine), theirs) in specs.iter().zip(&mut self.tiles).zip(&other.tiles) {
+            let a = spec.tile_end(lo.saturating_add(spec.slide));
+            let b = spec.tile_end(hi);
+            mine.retain(|e, _| *e < a || *e > b);
+            for (end, p) in theirs.range(a..=b) {
+                mine.insert(*end, p.clone());
+            }
+        }
+    }
+
+    /// Drop tiles no read at or after the newest event can use: ends at or before
+    /// `newest - window - slide` (the tiles' ttl is window + slide).
+    pub fn expire(&mut self, specs: &[TileSpec]) {
+        let newest = self.newest;
+        for (spec, tiles) in specs.iter().zip(&mut self.tiles) {
+            let cut = newest.saturating_sub(spec.window + spec.slide);
+            tiles.retain(|e, p| *e > cut && p.n > 0);
+        }
+    }
+
+    /// Spec `i`'s partial over the window of a read at `at`: the merge of the tiles with
+    /// `T - w < end <= T`, `T = floor(at, slide)`.
+    pub fn window(&self, specs: &[TileSpec], i: usize, at: i64) -> Partial {
+        let spec = &specs[i];
+        let t = spec.window_end(at);
+        let mut acc = Partial::default();
+        for (_, p) in self.tiles[i].range(t - spec.window + 1..=t) {
+            acc.merge(spec, p);
+        }
+        acc
+    }
+}
+
+/// A finished aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Out {
+    Null,
+    Int(i64),
+    Float(f64),
+    Val(Val),
+}
+
+/// The aggregate of a window's partial, with the offline kernel's rules: empty windows give
+/// count 0 (and distinct counts 0), null otherwise; stddev is the sample one, null below two
+/// values; an integer sum that overflows int64 is an error.
+pub fn finish(spec: &TileSpec, p: &Partial) -> Result<Out> {
+    Ok(match spec.func {
+        Func::Count => Out::Int(p.n),
+        Func::CountDistinct => Out::Int(p.distinct.len() as i64),
+        Func::ApproxCountDistinct => Out::Int(if p.hashes.is_empty() {
+            0
+        } else {
+            hll_estimate(&p.hashes)
+        }),
+        _ if p.n == 0 => Out::Null,
+        Func::Sum | Func::Mean => {
+            let (s, float) = match spec.kind {
+                Kind::Int => (p.sum_i as f64, false),
+                _ => (float_sum(p), true),
+            };
+            if spec.func == Func::Mean {
+                Out::Float(s / p.n as f64)
+            } else if float {
+                Out::Float(s)
+            } else {
+                Out::Int(i64::try_from(p.sum_i).map_err(|_| {
+                    Error::Invalid(
+                        "an integer sum overflows int64 (cast the column to a float)".into(),
+                    )
+                })?)
+            }
+        }
+        Func::Stddev => {
+            if p.n < 2 {
+                Out::Null
+            } else {
+                Out::Float((p.m2 / (p.n - 1) as f64).max(0.0).sqrt())
+            }
+        }
+        Func::Min | Func::Max => p.ext.clone().map_or(Out::Null, Out::Val),
+        Func::Last => p
+            .last
+            .as_ref()
+            .map_or(Out::Null, |(_, _, v)| Out::Val(v.clone())),
+    })
+}
+
+fn float_sum(p: &Partial) -> f64 {
+    if p.nan > 0 || (p.pos_inf > 0 && p.neg_inf > 0) {
+        f64::NAN
+    } else if p.pos_inf > 0 {
+        f64::INFINITY
+    } else if p.neg_inf > 0 {
+        f64::NEG_INFINITY
+    } else {
+        p.sum_f + p.comp
+    }
+}
+
+/// Precision-14 HyperLogLog estimate of a set of hashes: the registers and estimate of the
+/// offline kernel (`window::hll`), so both sides agree.
+fn hll_estimate(hashes: &[u64]) -> i64 {
+    const P: u32 = 14;
+    const M: usize = 1 << P;
+    let mut regs = vec![0u8; M];
+    for h in hashes {
+        let idx = (h >> (64 - P)) as usize;
+        let w = (h << P) | (1 << (P - 1));
+        let rank = (w.leading_zeros() + 1) as u8;
+        regs[idx] = regs[idx].max(rank);
+    }
+    const ONE: u128 = 1 << 52;
+    let z: u128 = regs.iter().map(|&r| ONE >> r).sum();
+    let zeros = regs.iter().filter(|&&r| r == 0).count();
+    let m = M as f64;
+    let alpha = 0.7213 / (1.0 + 1.079 / m);
+    let e = alpha * m * m / (z as f64 / ONE as f64);
+    let e = if e <= 2.5 * m && zeros > 0 {
+        m * (m / zeros as f64).ln()
+    } else {
+        e
+    };
+    e.round() as i64
+}
+
+// ---- codec ---------------------------------------------------------------------------------
+
+struct W(Vec<u8>);
+
+impl W {
+    fn i64(&mut self, x: i64) {
+        self.0.extend_from_slice(&x.to_le_bytes());
+    }
+    fn u32(&mut self, x: u32) {
+        self.0.extend_from_slice(&x.to_le_bytes());
+    }
+    fn val(&mut self, v: &Val) {
+        match v {
+            Val::I(x) => self.i64(*x),
+            Val::F(x) => self.0.extend_from_slice(&x.to_bits().to_le_bytes()),
+            Val::B(b) => {
+                self.u32(b.len() as u32);
+                self.0.extend_from_slice(b);
+            }
+        }
+    }
+    fn opt(&mut self, v: &Option<Val>) {
+        match v {
+            None => self.0.push(0),
+            Some(v) => {
+                self.0.push(1);
+                self.val(v);
+            }
+        }
+    }
+}
+
+/// Encode a key's tiles.
+pub fn encode(specs: &[TileSpec], set: &TileSet) -> Vec<u8> {
+    let mut w = W(Vec::with_capacity(64));
+    w.0.extend_from_slice(MAGIC);
+    w.0.push(VERSION);
+    w.0.push(specs.len() as u8);
+    w.i64(set.newest);
+    for (spec, tiles) in specs.iter().zip(&set.tiles) {
+        w.0.push(spec.func.code());
+        w.0.push(spec.kind as u8);
+        w.i64(spec.window);
+        w.i64(spec.slide);
+        w.u32(tiles.len() as u32);
+        for (end, p) in tiles {
+            w.i64(*end);
+            w.i64(p.n);
+            match spec.func {
+                Func::Count => {}
+                Func::Sum | Func::Mean => match spec.kind {
+                    Kind::Int => w.0.extend_from_slice(&p.sum_i.to_le_bytes()),
+                    _ => {
+                        w.val(&Val::F(p.sum_f));
+                        w.val(&Val::F(p.comp));
+                        w.u32(p.nan);
+                        w.u32(p.pos_inf);
+                        w.u32(p.neg_inf);
+                    }
+                },
+                Func::Stddev => {
+                    w.val(&Val::F(p.mean));
+                    w.val(&Val::F(p.m2));
+                }
+                Func::Min | Func::Max => w.opt(&p.ext),
+                Func::Last => match &p.last {
+                    None => w.0.push(0),
+                    Some((t, c, v)) => {
+                        w.0.push(1);
+                        w.i64(*t);
+                        w.i64(*c);
+                        w.val(v);
+                    }
+                },
+                Func::CountDistinct => {
+                    w.u32(p.distinct.len() as u32);
+                    for v in &p.distinct {
+                        w.val(v);
+                    }
+                }
+                Func::ApproxCountDistinct => {
+                    w.u32(p.hashes.len() as u32);
+                    for h in &p.hashes {
+                        w.i64(*h as i64);
+                    }
+                }
+            }
+        }
+    }
+    w.0
+}
+
+struct R<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::Corrupt(format!("online aggregation tiles: {what}"))
+}
+
+impl R<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len());
+        let end = end.ok_or_else(|| corrupt("truncated blob"))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_bits(self.i64()? as u64))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn val(&mut self, k: Kind) -> Result<Val> {
+        Ok(match k {
+            Kind::Int => Val::I(self.i64()?),
+            Kind::Float => Val::F(self.f64()?),
+            Kind::Bytes => {
+                let n = self.u32()? as usize;
+                Val::B(self.take(n)?.to_vec())
+            }
+        })
+    }
+    fn opt(&mut self, k: Kind) -> Result<Option<Val>> {
+        Ok(match self.u8()? {
+            0 => None,
+            1 => Some(self.val(k)?),
+            _ => return Err(corrupt("bad presence byte")),
+        })
+    }
+}
+
+/// Decode a key's tiles written for `specs` (another definition: `Error::Corrupt`).
+pub fn decode(specs: &[TileSpec], blob: &[u8]) -> Result<TileSet> {
+    let mut set = TileSet::new(specs.len());
+    set.newest = parse(specs, blob, |i, end, p| {
+        set.tiles[i].insert(end, p);
+    })?;
+    Ok(set)
+}
+
+/// The read path: each spec's aggregate over the window of a read at `at`, straight from
+/// the blob (only the window's tiles merged, nothing else kept), and the newest event time.
+pub fn read_window(specs: &[TileSpec], blob: &[u8], at: i64) -> Result<(i64, Vec<Out>)> {
+    let mut acc = vec![Partial::default(); specs.len()];
+    let newest = parse(specs, blob, |i, end, p| {
+        let s = &specs[i];
+        let t = s.window_end(at);
+        if t - s.window < end && end <= t {
+            acc[i].merge(s, &p);
+        }
+    })?;
+    let outs = specs
+        .iter()
+        .zip(&acc)
+        .map(|(s, p)| finish(s, p))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((newest, outs))
+}
+
+/// Walks a blob written for `specs`, handing each tile (spec index, end, partial) to
+/// `visit` in blob order; returns the newest event time.
+fn parse(
+    specs: &[TileSpec],
+    blob: &[u8],
+    mut visit: impl FnMut(usize, i64, Partial),
+) -> Result<i64> {
+    let mut r = R { b: blob, pos: 0 };
+    if r.take(2)? != MAGIC || r.u8()? != VERSION {
+        return Err(corrupt("not a tile blob of a known version"));
+    }
+    if r.u8()? as usize != specs.len() {
+        return Err(changed());
+    }
+    let newest = r.i64()?;
+    for (i, spec) in specs.iter().enumerate() {
+        let (f, k, w, s) = (r.u8()?, r.u8()?, r.i64()?, r.i64()?);
+        if f != spec.func.code() || k != spec.kind as u8 || w != spec.window || s != spec.slide {
+            return Err(changed());
+        }
+        let n = r.u32()?;
+        for _ in 0..n {
+            let end = r.i64()?;
+            let mut p = Partial {
+                n: r.i64()?,
+                ..Partial::default()
+            };
+            match spec.func {
+                Func::Count => {}
+                Func::Sum | Func::Mean => match spec.kind {
+                    Kind::Int => p.sum_i = i128::from_le_bytes(r.take(16)?.try_into().unwrap()),
+                    _ => {
+                        p.sum_f = r.f64()?;
+                        p.comp = r.f64()?;
+                        p.nan = r.u32()?;
+                        p.pos_inf = r.u32()?;
+                        p.neg_inf = r.u32()?;
+                    }
+                },
+                Func::Stddev => {
+                    p.mean = r.f64()?;
+                    p.m2 = r.f64()?;
+                }
+                Func::Min | Func::Max => p.ext = r.opt(spec.kind)?,
+                Func::Last => {
+                    p.last = match r.u8()? {
+                        0 => None,
+                        1 => Some((r.i64()?, r.i64()?, r.val(spec.kind)?)),
+                        _ => return Err(corrupt("bad presence byte")),
+                    }
+                }
+                Func::CountDistinct => {
+                    let c = r.u32()?;
+                    for _ in 0..c {
+                        p.distinct.push(r.val(spec.kind)?);
+                    }
+                }
+                Func::ApproxCountDistinct => {
+                    let c = r.u32()?;
+                    for _ in 0..c {
+                        p.hashes.push(r.i64()? as u64);
+                    }
+                }
+            }
+            visit(i, end, p);
+        }
+    }
+    if r.pos != blob.len() {
+        return Err(corrupt("bytes after the last tile"));
+    }
+    Ok(newest)
+}
+
+fn changed() -> Error {
+    corrupt(
+        "the blob was written for another definition of the view's aggregations; \
+         re-materialize the view",
+    )
+}
