@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import banquet
+import banquet.aggregation
 import banquet.data_format
 import banquet.errors as errors
 import banquet.stream
@@ -58,6 +59,8 @@ PATHS = {
     ),
     "feast.data_format": ("JsonFormat", banquet.data_format.JsonFormat),
     "feast.stream_feature_view": ("StreamFeatureView", banquet.stream.StreamFeatureView),
+    "feast.aggregation": ("Aggregation", banquet.aggregation.Aggregation),
+    "feast.batch_feature_view": ("BatchFeatureView", banquet.BatchFeatureView),
     "feast.infra.online_stores.redis": ("RedisOnlineStoreConfig", None),
     "feast.infra.online_stores.postgres_online_store.postgres": (
         "PostgreSQLOnlineStoreConfig",
