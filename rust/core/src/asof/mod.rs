@@ -97,28 +97,17 @@ pub(crate) const NONE: u32 = u32::MAX;
 /// for this and the other size thresholds so that every code path runs on small inputs.)
 const CHUNK: usize = if cfg!(test) { 1 << 8 } else { 1 << 15 };
 
-/// For each entity row, the index of the matching feature row or null (see the module
-/// documentation for the exact semantics and tie rule).
-///
-/// * `entity_keys` / `feature_keys`: the key columns, pairwise of equal types. Every entity
-///   key column has `entity_ts.len()` rows, every feature key column `feature_ts.len()`.
-/// * `entity_ts`, `feature_ts`: event timestamps in microseconds (`Timestamp(us, _)` or
-///   `Int64`).
-/// * `feature_created`: optional created timestamps (same types), the first tie-breaker.
-/// * `ttl`: maximum age in microseconds; `None` or `0` = unbounded, negative is an error.
-///
-/// Errors: [`Error::Mismatch`] for differing key counts, key types or lengths,
-/// [`Error::UnsupportedType`] for a column type the kernel does not handle,
-/// [`Error::Invalid`] for a negative ttl or more than `u32::MAX - 1` rows on a side.
-pub fn asof_join(
+/// The checks every kernel over an entity side and a feature side makes (the as-of join,
+/// windowed aggregation): as many key columns on both sides, pairwise equal key types, every
+/// column as long as its side's timestamps, fewer than `u32::MAX` rows a side. Returns the
+/// row counts `(entity, feature)`.
+pub(crate) fn check_sides(
     entity_keys: &[ArrayRef],
     entity_ts: &dyn Array,
     feature_keys: &[ArrayRef],
     feature_ts: &dyn Array,
     feature_created: Option<&dyn Array>,
-    ttl: Option<i64>,
-) -> Result<UInt32Array> {
-    // ---- validation -------------------------------------------------------------------
+) -> Result<(usize, usize)> {
     if entity_keys.len() != feature_keys.len() {
         return Err(Error::Mismatch(format!(
             "entity side has {} key columns, feature side has {}",
@@ -126,11 +115,6 @@ pub fn asof_join(
             feature_keys.len()
         )));
     }
-    let ttl = match ttl {
-        None | Some(0) => 0,
-        Some(t) if t < 0 => return Err(Error::Invalid(format!("ttl must be >= 0, got {t}"))),
-        Some(t) => t,
-    };
     let n_ent = entity_ts.len();
     let n_feat = feature_ts.len();
     for (side, n) in [("entity", n_ent), ("feature", n_feat)] {
@@ -162,18 +146,55 @@ pub fn asof_join(
             )));
         }
     }
+    if let Some(c) = feature_created {
+        if c.len() != n_feat {
+            return Err(Error::Mismatch(format!(
+                "feature_created has {} rows, feature_ts has {n_feat}",
+                c.len()
+            )));
+        }
+    }
+    Ok((n_ent, n_feat))
+}
+
+/// For each entity row, the index of the matching feature row or null (see the module
+/// documentation for the exact semantics and tie rule).
+///
+/// * `entity_keys` / `feature_keys`: the key columns, pairwise of equal types. Every entity
+///   key column has `entity_ts.len()` rows, every feature key column `feature_ts.len()`.
+/// * `entity_ts`, `feature_ts`: event timestamps in microseconds (`Timestamp(us, _)` or
+///   `Int64`).
+/// * `feature_created`: optional created timestamps (same types), the first tie-breaker.
+/// * `ttl`: maximum age in microseconds; `None` or `0` = unbounded, negative is an error.
+///
+/// Errors: [`Error::Mismatch`] for differing key counts, key types or lengths,
+/// [`Error::UnsupportedType`] for a column type the kernel does not handle,
+/// [`Error::Invalid`] for a negative ttl or more than `u32::MAX - 1` rows on a side.
+pub fn asof_join(
+    entity_keys: &[ArrayRef],
+    entity_ts: &dyn Array,
+    feature_keys: &[ArrayRef],
+    feature_ts: &dyn Array,
+    feature_created: Option<&dyn Array>,
+    ttl: Option<i64>,
+) -> Result<UInt32Array> {
+    // ---- validation -------------------------------------------------------------------
+    let (n_ent, n_feat) = check_sides(
+        entity_keys,
+        entity_ts,
+        feature_keys,
+        feature_ts,
+        feature_created,
+    )?;
+    let ttl = match ttl {
+        None | Some(0) => 0,
+        Some(t) if t < 0 => return Err(Error::Invalid(format!("ttl must be >= 0, got {t}"))),
+        Some(t) => t,
+    };
     let ets = TsColumn::new(entity_ts, "entity_ts")?.values;
     let fts = TsColumn::new(feature_ts, "feature_ts")?.values;
     let created = match feature_created {
-        Some(c) => {
-            if c.len() != n_feat {
-                return Err(Error::Mismatch(format!(
-                    "feature_created has {} rows, feature_ts has {n_feat}",
-                    c.len()
-                )));
-            }
-            Some(TsColumn::new(c, "feature_created")?)
-        }
+        Some(c) => Some(TsColumn::new(c, "feature_created")?),
         None => None,
     };
     let ecols = key_cols("entity", entity_keys)?;

@@ -6,8 +6,8 @@ use rayon::prelude::*;
 
 use super::OP;
 use crate::asof::groups::{group_int, group_rows, int_values, Grouping, Groups};
-use crate::asof::{key_cols, row_validity, NONE};
-use crate::error::{Error, Result};
+use crate::asof::{check_sides, key_cols, row_validity, NONE};
+use crate::error::Result;
 use crate::mem;
 use crate::ord::TsColumn;
 
@@ -37,49 +37,16 @@ impl Layout {
         feature_ts: &dyn Array,
         feature_created: Option<&dyn Array>,
     ) -> Result<Layout> {
-        if entity_keys.len() != feature_keys.len() {
-            return Err(Error::Mismatch(format!(
-                "entity side has {} key columns, feature side has {}",
-                entity_keys.len(),
-                feature_keys.len()
-            )));
-        }
-        let n_ent = entity_ts.len();
-        let n_feat = feature_ts.len();
-        for (side, n) in [("entity", n_ent), ("feature", n_feat)] {
-            if n >= NONE as usize {
-                return Err(Error::Invalid(format!(
-                    "{side} side has {n} rows, at most {} are supported",
-                    NONE - 1
-                )));
-            }
-        }
-        for (i, (ek, fk)) in entity_keys.iter().zip(feature_keys).enumerate() {
-            if ek.data_type() != fk.data_type() {
-                return Err(Error::Mismatch(format!(
-                    "key column {i}: entity side has type {}, feature side has type {}",
-                    ek.data_type(),
-                    fk.data_type()
-                )));
-            }
-            if ek.len() != n_ent || fk.len() != n_feat {
-                return Err(Error::Mismatch(format!(
-                    "key column {i} has {} entity and {} feature rows, the timestamps have \
-                     {n_ent} and {n_feat}",
-                    ek.len(),
-                    fk.len()
-                )));
-            }
-        }
+        let (n_ent, n_feat) = check_sides(
+            entity_keys,
+            entity_ts,
+            feature_keys,
+            feature_ts,
+            feature_created,
+        )?;
         let ets_all = TsColumn::new(entity_ts, "entity_ts")?.values;
         let fts_all = TsColumn::new(feature_ts, "feature_ts")?.values;
         let created = match feature_created {
-            Some(c) if c.len() != n_feat => {
-                return Err(Error::Mismatch(format!(
-                    "feature_created has {} rows, feature_ts has {n_feat}",
-                    c.len()
-                )))
-            }
             Some(c) => Some(TsColumn::new(c, "feature_created")?),
             None => None,
         };
