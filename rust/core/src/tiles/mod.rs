@@ -31,43 +31,9 @@ use crate::keys::{hash_bytes, hash_fixed};
 const MAGIC: &[u8; 2] = b"BT";
 const VERSION: u8 = 1;
 
-/// An aggregate function (the names of banquet's `Aggregation.function`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Func {
-    Count,
-    Sum,
-    Mean,
-    Min,
-    Max,
-    Last,
-    Stddev,
-    CountDistinct,
-    ApproxCountDistinct,
-}
-
-impl Func {
-    pub fn parse(name: &str) -> Result<Func> {
-        const ALL: [(&str, Func); 9] = [
-            ("count", Func::Count),
-            ("sum", Func::Sum),
-            ("mean", Func::Mean),
-            ("min", Func::Min),
-            ("max", Func::Max),
-            ("last", Func::Last),
-            ("stddev", Func::Stddev),
-            ("count_distinct", Func::CountDistinct),
-            ("approx_count_distinct", Func::ApproxCountDistinct),
-        ];
-        ALL.iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, f)| *f)
-            .ok_or_else(|| Error::Invalid(format!("unknown aggregate function {name:?}")))
-    }
-
-    fn code(self) -> u8 {
-        self as u8
-    }
-}
+/// The aggregate functions are the offline kernel's; a tile blob stores one as its
+/// discriminant (`spec.func as u8`), so their order is part of the format.
+pub use crate::window::Function as Func;
 
 /// How a spec's values are represented: integers (int32/int64/bool/timestamps), floats or
 /// bytes (strings, binary).
@@ -509,7 +475,7 @@ pub fn encode(specs: &[TileSpec], set: &TileSet) -> Vec<u8> {
     w.0.push(specs.len() as u8);
     w.i64(set.newest);
     for (spec, tiles) in specs.iter().zip(&set.tiles) {
-        w.0.push(spec.func.code());
+        w.0.push(spec.func as u8);
         w.0.push(spec.kind as u8);
         w.i64(spec.window);
         w.i64(spec.slide);
@@ -654,7 +620,7 @@ fn parse(
     let newest = r.i64()?;
     for (i, spec) in specs.iter().enumerate() {
         let (f, k, w, s) = (r.u8()?, r.u8()?, r.i64()?, r.i64()?);
-        if f != spec.func.code() || k != spec.kind as u8 || w != spec.window || s != spec.slide {
+        if f != spec.func as u8 || k != spec.kind as u8 || w != spec.window || s != spec.slide {
             return Err(changed());
         }
         let n = r.u32()?;

@@ -59,7 +59,8 @@ use crate::mem;
 
 pub(crate) const OP: &str = "the windowed aggregation (window_aggregate)";
 
-/// An aggregate function.
+/// An aggregate function. The order of the variants is part of the online tile format
+/// (`tiles`: a blob stores the discriminant): append new ones, never reorder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
     Count,
