@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::keys::{hash_bytes, hash_fixed};
+use crate::window::{float_sum, neumaier};
 
 const MAGIC: &[u8; 2] = b"BT";
 const VERSION: u8 = 1;
@@ -127,16 +128,6 @@ pub struct Partial {
     pub last: Option<(i64, i64, Val)>,
     pub distinct: Vec<Val>,
     pub hashes: Vec<u64>,
-}
-
-fn neumaier(s: &mut f64, c: &mut f64, x: f64) {
-    let t = *s + x;
-    if s.abs() >= x.abs() {
-        *c += (*s - t) + x;
-    } else {
-        *c += (x - t) + *s;
-    }
-    *s = t;
 }
 
 impl Partial {
@@ -368,7 +359,10 @@ pub fn finish(spec: &TileSpec, p: &Partial) -> Result<Out> {
         Func::Sum | Func::Mean => {
             let (s, float) = match spec.kind {
                 Kind::Int => (p.sum_i as f64, false),
-                _ => (float_sum(p), true),
+                _ => (
+                    float_sum(p.sum_f, p.comp, p.nan, p.pos_inf, p.neg_inf),
+                    true,
+                ),
             };
             if spec.func == Func::Mean {
                 Out::Float(s / p.n as f64)
@@ -395,18 +389,6 @@ pub fn finish(spec: &TileSpec, p: &Partial) -> Result<Out> {
             .as_ref()
             .map_or(Out::Null, |(_, _, v)| Out::Val(v.clone())),
     })
-}
-
-fn float_sum(p: &Partial) -> f64 {
-    if p.nan > 0 || (p.pos_inf > 0 && p.neg_inf > 0) {
-        f64::NAN
-    } else if p.pos_inf > 0 {
-        f64::INFINITY
-    } else if p.neg_inf > 0 {
-        f64::NEG_INFINITY
-    } else {
-        p.sum_f + p.comp
-    }
 }
 
 /// Precision-14 HyperLogLog estimate of a set of hashes: the registers and estimate of the

@@ -468,16 +468,38 @@ pub(crate) struct KSum {
     neg_inf: u32,
 }
 
+/// One compensated (Neumaier) summation step: `s + c` keeps the sum of finite values.
+#[inline]
+pub(crate) fn neumaier(s: &mut f64, c: &mut f64, x: f64) {
+    let t = *s + x;
+    if s.abs() >= x.abs() {
+        *c += (*s - t) + x;
+    } else {
+        *c += (x - t) + *s;
+    }
+    *s = t;
+}
+
+/// A float sum from its compensated finite part and the non-finite values seen: NaN if any
+/// NaN or both infinities, else the infinity seen, else `s + c`. The offline kernel and the
+/// online tiles both finish their sums here, so they agree on special values.
+#[inline]
+pub(crate) fn float_sum(s: f64, c: f64, nan: u32, pos_inf: u32, neg_inf: u32) -> f64 {
+    if nan > 0 || (pos_inf > 0 && neg_inf > 0) {
+        f64::NAN
+    } else if pos_inf > 0 {
+        f64::INFINITY
+    } else if neg_inf > 0 {
+        f64::NEG_INFINITY
+    } else {
+        s + c
+    }
+}
+
 impl KSum {
     #[inline]
     fn acc(&mut self, x: f64) {
-        let t = self.s + x;
-        if self.s.abs() >= x.abs() {
-            self.c += (self.s - t) + x;
-        } else {
-            self.c += (x - t) + self.s;
-        }
-        self.s = t;
+        neumaier(&mut self.s, &mut self.c, x);
     }
 
     #[inline]
@@ -516,15 +538,7 @@ impl KSum {
 
     #[inline]
     pub(crate) fn value(&self) -> f64 {
-        if self.nan > 0 || (self.pos_inf > 0 && self.neg_inf > 0) {
-            f64::NAN
-        } else if self.pos_inf > 0 {
-            f64::INFINITY
-        } else if self.neg_inf > 0 {
-            f64::NEG_INFINITY
-        } else {
-            self.s + self.c
-        }
+        float_sum(self.s, self.c, self.nan, self.pos_inf, self.neg_inf)
     }
 }
 

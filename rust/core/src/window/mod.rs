@@ -40,6 +40,7 @@
 //! `O(E + F)` per spec for the walks; groups run in parallel.
 
 mod funcs;
+pub(crate) use funcs::{float_sum, neumaier};
 pub mod hll;
 mod layout;
 #[cfg(test)]
