@@ -24,6 +24,7 @@ from banquet.entity_data import flat, key_column, timestamp_column, to_table, ut
 from banquet.errors import FeatureNameCollisionError, SchemaMismatch, SourceColumnMissing
 from banquet.offline.base import RetrievalJob
 from banquet.offline.spark import join
+from banquet.offline.spark import window as spark_window
 from banquet.offline.spark.store import spark_errors
 
 if TYPE_CHECKING:
@@ -230,6 +231,7 @@ class SparkRetrievalJob(RetrievalJob):
 
         view = g.view
         spark = self._store.spark
+        reach = spark_window.reach_us(view, g.features)  # the ttl, or the widest window
         if self._local is not None:
             where = _where(g)
             ts = flat(
@@ -243,7 +245,7 @@ class SparkRetrievalJob(RetrievalJob):
             cols[join.TS] = ts
             with spark_errors("entity_df"):
                 frame = spark.createDataFrame(pa.table(cols))
-            lo, hi = _window(ts, view.ttl_us)
+            lo, hi = _window(ts, reach)
             return frame, lo, hi
         full = self._entity_full()
         keys = []
@@ -264,7 +266,7 @@ class SparkRetrievalJob(RetrievalJob):
         )
         if lo_hi[1] is None:
             return frame, 0, 0
-        lo = None if view.ttl_us is None else lo_hi[0] - view.ttl_us
+        lo = None if reach is None else lo_hi[0] - reach
         return frame, lo, lo_hi[1]
 
     def _view_result(self, g: ViewGroup) -> DataFrame:
@@ -274,6 +276,8 @@ class SparkRetrievalJob(RetrievalJob):
         src = view.batch_source
         entity, lo, hi = self._entity_keys(g)
         store = self._store
+        if view.is_aggregated:  # windowed aggregates (window.py)
+            return spark_window.aggregate_view(store, g, entity, lo, hi, _where(g))
         df = store.frame(src)
         needed = [
             src.source_column(n)

@@ -1,0 +1,220 @@
+"""Windowed aggregations on Spark: ``get_historical_features`` of an aggregated view
+(ARCHITECTURE.md, "Windowed aggregations" and "Spark").
+
+The same shape as the plain join (``join.py``): entity rows (``ROW, k0.., TS``) and the
+feature rows of ``[min T - widest window, max T]`` (keys, event and created times, source
+order, the aggregated columns) are unioned with a side tag and repartitioned by a hash of the
+keys; each partition is one ``mapInArrow`` call that puts its feature rows in source order and
+runs ``offline/window.aggregate`` (the Rust kernel ``window_aggregate``, GIL released), the
+file store's code, so one rule has one implementation. Out comes ``ROW, f0..`` (one row per
+entity row, ``f{i}`` the i-th requested aggregate in its output type).
+
+Hot keys are split by time as in the plain join, but a window needs the rows before each split
+point: a hot key's bucket ``[lo, hi)`` gets its entity rows with ``lo <= T < hi`` and its
+feature rows with ``lo - widest window <= t < hi`` (a feature row is copied into every bucket
+whose extended range holds it: about ``1 + widest window / bucket span`` copies). The bucket
+stays a grouping key inside the partition (two buckets may share one), so no copy counts twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from banquet.offline import window as agg_window
+from banquet.offline.spark import join
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from banquet.aggregation import Aggregation
+    from banquet.feature_view import FeatureView
+    from banquet.field import Field
+    from banquet.offline.spark.store import SparkOfflineStore
+    from banquet.request import ViewGroup
+
+
+def reach_us(view: FeatureView, features: list[Field]) -> int | None:
+    """How far before an entity row's time its feature rows can lie: the widest requested
+    window (plus its slide) for an aggregated view, the ttl otherwise."""
+    if not view.is_aggregated:
+        return view.ttl_us
+    return agg_window.max_window_us(agg_window.requested(view, features))
+
+
+def aggregate_view(
+    store: SparkOfflineStore,
+    g: ViewGroup,
+    entity: DataFrame,
+    lo: int | None,
+    hi: int | None,
+    where: str,
+) -> DataFrame:
+    """``g``'s aggregates for every entity row of ``entity`` (``ROW, k0.., TS``), from the
+    source rows with ``lo <= t <= hi``: ``ROW, f0..``."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_type, to_arrow_schema
+
+    from banquet.errors import SourceColumnMissing
+
+    view = g.view
+    aggs = agg_window.requested(view, g.features)
+    read = agg_window.source_fields(view, aggs)
+    src = view.batch_source
+    df = store.frame(src)
+    needed = [src.source_column(n) for n in (*view.join_keys, src.timestamp_field)]
+    needed += [src.source_column(f.name) for f in read]
+    created = src.created_timestamp_column
+    if created:
+        needed.append(src.source_column(created))
+    missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
+    if missing:
+        raise SourceColumnMissing(
+            f"{where}: {src.describe()} has no column {missing[0]!r}; its columns are "
+            f"{sorted(df.columns)}"
+        )
+    df = df.withColumn(join.SEQ, store.sequence(df, src))
+    ts = F.col(src.source_column(src.timestamp_field)).cast("timestamp")
+    if lo is not None:
+        df = df.where(ts >= join.ts_literal(lo))
+    if hi is not None:
+        df = df.where(ts <= join.ts_literal(hi))
+    nkeys = len(view.join_keys)
+    keys = [join.key_name(i) for i in range(nkeys)]
+    eschema = entity.schema
+    feats = df.select(
+        *(
+            F.col(src.source_column(k)).cast(eschema[keys[i]].dataType).alias(keys[i])
+            for i, k in enumerate(view.join_keys)
+        ),
+        ts.alias(join.TS),
+        (
+            F.col(src.source_column(created)).cast("timestamp")
+            if created
+            else F.lit(None).cast("timestamp")
+        ).alias(join.CREATED),
+        F.col(join.SEQ),
+        *(F.col(src.source_column(f.name)).alias(_col(j)) for j, f in enumerate(read)),
+    )
+    fschema = feats.schema
+    cols = [_col(j) for j in range(len(read))]
+    ent = entity.select(
+        F.lit(0).cast("byte").alias(join.SIDE),
+        F.col(join.ROW),
+        *keys,
+        F.col(join.TS),
+        F.lit(None).cast("timestamp").alias(join.CREATED),
+        F.lit(None).cast("long").alias(join.SEQ),
+        *(F.lit(None).cast(fschema[c].dataType).alias(c) for c in cols),
+    )
+    feat = feats.select(
+        F.lit(1).cast("byte").alias(join.SIDE),
+        F.lit(None).cast("long").alias(join.ROW),
+        *keys,
+        F.col(join.TS),
+        F.col(join.CREATED),
+        F.col(join.SEQ),
+        *cols,
+    )
+    part_cols = keys
+    if store.hot_key_rows > 0:
+        from banquet.offline.spark.store import spark_errors
+
+        with spark_errors(f"{where}: looking for hot keys"):
+            hot = join.hot_key_buckets(feats, nkeys, store.hot_key_rows)
+        if hot is not None:
+            reach = agg_window.max_window_us(aggs)
+            ent, feat = _split_hot(ent, feat, keys, hot, reach)
+            part_cols = [*keys, join.BUCKET]
+    # a hot key's buckets share rows (the reach before each start) and may share a Spark
+    # partition: the bucket stays a key of the kernel's grouping, so no row counts twice
+    both = ent.unionByName(feat).repartition(*part_cols)
+    # the output schema: ROW, then each aggregate in the type the file store gives it
+    out_schema = entity.select(join.ROW).schema
+    by_column = {f.name: _col(j) for j, f in enumerate(read)}
+    col_arrow = to_arrow_schema(fschema, timezone="UTC")
+    for i, a in enumerate(aggs):
+        t = agg_window.output_arrow_type(a, col_arrow.field(by_column[a.column]).type)
+        out_schema = out_schema.add(join.feature_name(i), from_arrow_type(t), True)
+    arrow_out = to_arrow_schema(out_schema, timezone="UTC")
+    fn = _partition_aggregator(part_cols, by_column, aggs, bool(created), arrow_out)
+    return both.mapInArrow(fn, out_schema)
+
+
+def _col(j: int) -> str:
+    return f"__banquet_c{j}"
+
+
+def _split_hot(
+    ent: DataFrame, feat: DataFrame, keys: list[str], buckets: DataFrame, reach: int
+) -> tuple[DataFrame, DataFrame]:
+    """Every row gets a ``BUCKET`` (0 for keys that are not hot). A hot key's entity row goes
+    to the bucket whose ``[lo, hi)`` holds its time (a null time to the first); its feature
+    row to every bucket whose ``[lo - reach, hi)`` holds its time (a null time is never
+    aggregated: dropped)."""
+    from pyspark.sql import functions as F
+
+    b = F.broadcast(buckets.select(*keys, join.BUCKET, "lo", "hi"))
+    ts, lo, hi = F.col(join.TS), F.col("lo"), F.col("hi")
+    no_bucket = F.col(join.BUCKET).isNull()
+    inside = (lo.isNull() | (ts >= lo)) & (hi.isNull() | (ts < hi))
+    ekeep = no_bucket | F.when(ts.isNull(), lo.isNull()).otherwise(inside)
+    start = F.unix_micros(lo) - F.lit(reach)
+    reached = (lo.isNull() | (F.unix_micros(ts) >= start)) & (hi.isNull() | (ts < hi))
+    fkeep = no_bucket | (ts.isNotNull() & reached)
+
+    def bucketed(df: DataFrame, keep: Any) -> DataFrame:
+        j = df.join(b, on=keys, how="left").where(keep)
+        return j.withColumn(join.BUCKET, F.coalesce(F.col(join.BUCKET), F.lit(0))).drop("lo", "hi")
+
+    return bucketed(ent, ekeep), bucketed(feat, fkeep)
+
+
+def _partition_aggregator(
+    keys: list[str],
+    by_column: dict[str, str],
+    aggs: list[Aggregation],
+    has_created: bool,
+    out: pa.Schema,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The function each partition runs (pickled to the executors)."""
+
+    def aggregate(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow.compute as pc
+
+        from banquet.offline import window
+
+        got = list(batches)
+        if not got:
+            return
+        table = pa.Table.from_batches(got)
+        del got
+        is_entity = pc.equal(table.column(join.SIDE), 0)
+        ent = table.filter(is_entity)
+        if ent.num_rows == 0:
+            return
+        feat = table.filter(pc.invert(is_entity))
+        if feat.num_rows > 1:  # source order: the kernel's last tie-break is the row order
+            feat = feat.take(pc.sort_indices(feat.column(join.SEQ)))
+
+        def us(t: pa.Table, name: str) -> pa.Array:
+            return join._flat(t.column(name)).cast(pa.int64())
+
+        outs = window.aggregate(
+            aggs,
+            {c: join._flat(feat.column(name)) for c, name in by_column.items()},
+            [join._flat(ent.column(k)) for k in keys],
+            us(ent, join.TS),
+            [join._flat(feat.column(k)) for k in keys],
+            us(feat, join.TS),
+            us(feat, join.CREATED) if has_created else None,
+        )
+        cols = [join._flat(ent.column(join.ROW))]
+        cols += [o.cast(f.type) for o, f in zip(outs, list(out)[1:], strict=True)]
+        result = pa.RecordBatch.from_arrays(cols, schema=out)
+        for start in range(0, result.num_rows, join.BATCH_ROWS):
+            yield result.slice(start, join.BATCH_ROWS)
+
+    return aggregate
