@@ -125,7 +125,7 @@ def agg_view(kind: str, multi: bool, aggs: list[Aggregation] = AGGS) -> BatchFea
         name="tx_agg",
         entities=[REGION, USER] if multi else [USER],
         source=src,
-        schema=SCHEMA,
+        schema=[f for f in SCHEMA if f.name in {a.column for a in aggs}],
         aggregations=aggs,
         online=False,
     )
