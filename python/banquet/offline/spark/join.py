@@ -51,6 +51,7 @@ def join_view(
     ttl_us: int | None,
     has_created: bool,
     hot_buckets: DataFrame | None = None,
+    partitions: int | None = None,
 ) -> DataFrame:
     """``entity``: ``ROW, k0.., TS``; ``features``: ``k0.., TS, CREATED, SEQ, f0..``, keys of
     the same Spark types on both sides. Returns ``ROW, f0..`` (one row per entity row).
@@ -86,7 +87,8 @@ def join_view(
         part_cols = [*keys, BUCKET]
     else:
         part_cols = keys
-    both = ent.unionByName(feat).repartition(*part_cols)
+    both = ent.unionByName(feat)
+    both = both.repartition(partitions, *part_cols) if partitions else both.repartition(*part_cols)
     if hot_buckets is not None:
         both = both.drop(BUCKET)  # after the repartition: it only spread the rows
     out_schema = entity.select(ROW).schema
@@ -162,25 +164,22 @@ def hot_key_buckets(features: DataFrame, nkeys: int, hot_rows: int) -> DataFrame
     sample = features.select(*keys, TS)
     if fraction < 1.0:
         sample = sample.sample(fraction=fraction, seed=17)
-    sample = sample.cache()
-    try:
-        counts = (
-            sample.groupBy(*keys).count().where(F.col("count") >= hot_rows * fraction).collect()
-        )
-        if not counts:
-            return None
-        hot = features.sparkSession.createDataFrame(
-            [tuple(r[k] for k in keys) for r in counts], features.select(*keys).schema
-        )
-        grid = [i / MAX_BUCKETS for i in range(1, MAX_BUCKETS)]
-        cuts = (
-            sample.join(F.broadcast(hot), on=keys, how="left_semi")
-            .groupBy(*keys)
-            .agg(F.percentile_approx(TS, grid, 1000).alias("q"))
-            .collect()
-        )
-    finally:
-        sample.unpersist()
+    # not cached: usually no key is hot and this one job is all (caching the sample cost
+    # an extra pass); the quantiles below sample again (the same seed: the same rows, and
+    # the cuts only need to be roughly right)
+    counts = sample.groupBy(*keys).count().where(F.col("count") >= hot_rows * fraction).collect()
+    if not counts:
+        return None
+    hot = features.sparkSession.createDataFrame(
+        [tuple(r[k] for k in keys) for r in counts], features.select(*keys).schema
+    )
+    grid = [i / MAX_BUCKETS for i in range(1, MAX_BUCKETS)]
+    cuts = (
+        sample.join(F.broadcast(hot), on=keys, how="left_semi")
+        .groupBy(*keys)
+        .agg(F.percentile_approx(TS, grid, 1000).alias("q"))
+        .collect()
+    )
     n_of = {tuple(r[k] for k in keys): r["count"] / fraction for r in counts}
     rows = []
     for r in cuts:

@@ -225,12 +225,31 @@ class SparkRetrievalJob(RetrievalJob):
                 ).cache()
         return self._cached
 
+    def _local_frame(self, table: pa.Table) -> DataFrame:
+        """Local rows as a Spark frame: written to Parquet in the store's staging folder and
+        read back (parallel reads, a small plan), else through ``createDataFrame``. The file
+        lives as long as this job (a lazy ``to_spark_df`` may read it later)."""
+        spark = self._store.spark
+        folder = self._store.staging_dir()
+        if folder is None:
+            return spark.createDataFrame(table)
+        import os
+        import uuid
+        import weakref
+
+        import pyarrow.parquet as pq
+
+        path = os.path.join(folder, f"entity-{uuid.uuid4().hex}.parquet")
+        # row groups of 256k rows: Spark splits the file into tasks at row groups
+        pq.write_table(table, path, row_group_size=262_144, compression="none")
+        weakref.finalize(self, _remove, path)
+        return spark.read.parquet(path)
+
     def _entity_keys(self, g: ViewGroup) -> tuple[DataFrame, int | None, int | None]:
         """``ROW, k0.., TS`` for ``g``'s view and the feature time window ``[lo, hi]``."""
         from pyspark.sql import functions as F
 
         view = g.view
-        spark = self._store.spark
         reach = spark_window.reach_us(view, g.features)  # the ttl, or the widest window
         if self._local is not None:
             where = _where(g)
@@ -244,7 +263,7 @@ class SparkRetrievalJob(RetrievalJob):
                 )
             cols[join.TS] = ts
             with spark_errors("entity_df"):
-                frame = spark.createDataFrame(pa.table(cols))
+                frame = self._local_frame(pa.table(cols))
             lo, hi = _window(ts, reach)
             return frame, lo, hi
         full = self._entity_full()
@@ -277,7 +296,9 @@ class SparkRetrievalJob(RetrievalJob):
         entity, lo, hi = self._entity_keys(g)
         store = self._store
         if view.is_aggregated:  # windowed aggregates (window.py)
-            return spark_window.aggregate_view(store, g, entity, lo, hi, _where(g))
+            return spark_window.aggregate_view(
+                store, g, entity, lo, hi, _where(g), self._join_partitions
+            )
         df = store.frame(src)
         needed = [
             src.source_column(n)
@@ -332,7 +353,46 @@ class SparkRetrievalJob(RetrievalJob):
             view.ttl_us,
             bool(created),
             hot_buckets=hot,
+            partitions=self._join_partitions(entity, feats),
         )
+
+    def _join_partitions(self, entity: DataFrame, feats: DataFrame) -> int | None:
+        """The join's partition count: ``banquet.join_partitions`` if set, else a multiple of
+        the cores (``defaultParallelism``) giving about ``PARTITION_BYTES`` of rows each, by
+        Spark's size estimate of both sides (a partition is joined whole in one Python
+        worker, so this bounds its memory; more partitions than that only add tasks and
+        Python hand-overs). None when Spark cannot estimate (a source without statistics):
+        ``spark.sql.shuffle.partitions``, which adaptive execution may coalesce."""
+        if self._store.join_partitions > 0:
+            return self._store.join_partitions
+        cores = max(1, self._store.spark.sparkContext.defaultParallelism)
+        try:
+            size = sum(_size_estimate(f) for f in (entity, feats))
+        except Exception:
+            return None
+        if size >= UNKNOWN_SIZE:
+            return None
+        per_core = -(-size // (cores * PARTITION_BYTES))
+        return int(cores * max(1, per_core))
+
+
+# about this many bytes (Spark's in-memory estimate) per join partition
+PARTITION_BYTES = 128 << 20
+UNKNOWN_SIZE = 1 << 62  # Spark's estimate when it has none is Long.MaxValue
+
+
+def _size_estimate(df: DataFrame) -> int:
+    """Spark's estimate of ``df``'s size in bytes (plan statistics: no job runs)."""
+    stats = df._jdf.queryExecution().optimizedPlan().stats()
+    return int(str(stats.sizeInBytes()))
+
+
+def _remove(path: str) -> None:
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError):
+        os.remove(path)
 
 
 def _is_spark_frame(obj: Any) -> bool:

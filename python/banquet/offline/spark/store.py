@@ -7,8 +7,12 @@ go through the same session; ``read`` collects the window's rows to the driver a
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,6 +65,17 @@ class SparkOfflineStore(OfflineStore):
                 f"'offline_store.spark_conf.banquet.hot_key_rows' is {hot!r}; expected a "
                 "number of rows (0 turns hot-key splitting off)"
             ) from None
+        parts = self.spark_conf.get("banquet.join_partitions", "0")
+        try:
+            self.join_partitions = int(parts)
+        except ValueError:
+            raise ConfigError(
+                f"'offline_store.spark_conf.banquet.join_partitions' is {parts!r}; expected a "
+                "number of partitions (0: chosen from the data size and the cores)"
+            ) from None
+        # a folder the driver writes and every executor reads at the same path
+        self.staging_path = self.spark_conf.get("banquet.staging_path", "")
+        self._staging: str | None = None
         self._session: SparkSession | None = None
 
     @property
@@ -70,6 +85,28 @@ class SparkOfflineStore(OfflineStore):
 
             self._session = spark_session(self.spark_conf)
         return self._session
+
+    def staging_dir(self) -> str | None:
+        """A folder for local entity rows written as Parquet, which Spark then reads in
+        parallel (``createDataFrame`` of a large local table ships the rows inside the task
+        plan: one 55 MB task per 1M rows, and a slow plan on the driver). It must be visible
+        to the executors at the same path: ``banquet.staging_path`` when set (a shared
+        mount); else, on a ``local[...]`` master or a cluster on this machine (loopback), a
+        temporary folder under ``spark.local.dir``. None elsewhere: the rows then go through
+        ``createDataFrame``."""
+        if self._staging is not None:
+            return self._staging
+        base = self.staging_path
+        if not base:
+            master = self.spark.sparkContext.master or ""
+            if not re.match(r"^(local(\[.*\])?$|spark://(127\.0\.0\.1|localhost)[:/])", master):
+                return None
+            local = self.spark.sparkContext.getConf().get("spark.local.dir")
+            base = (local or "").split(",")[0] or tempfile.gettempdir()
+        os.makedirs(base, exist_ok=True)
+        self._staging = tempfile.mkdtemp(prefix="banquet-spark-", dir=base)
+        atexit.register(shutil.rmtree, self._staging, True)
+        return self._staging
 
     # --- sources -------------------------------------------------------------------------
 
