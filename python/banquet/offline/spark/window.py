@@ -51,9 +51,11 @@ def aggregate_view(
     lo: int | None,
     hi: int | None,
     where: str,
+    partitions: Callable[[DataFrame, DataFrame], int | None] | None = None,
 ) -> DataFrame:
     """``g``'s aggregates for every entity row of ``entity`` (``ROW, k0.., TS``), from the
-    source rows with ``lo <= t <= hi``: ``ROW, f0..``."""
+    source rows with ``lo <= t <= hi``: ``ROW, f0..``. ``partitions(entity, features)``: the
+    partition count the plain join would use (None: ``spark.sql.shuffle.partitions``)."""
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_type, to_arrow_schema
 
@@ -130,7 +132,9 @@ def aggregate_view(
             part_cols = [*keys, join.BUCKET]
     # a hot key's buckets share rows (the reach before each start) and may share a Spark
     # partition: the bucket stays a key of the kernel's grouping, so no row counts twice
-    both = ent.unionByName(feat).repartition(*part_cols)
+    n = partitions(entity, feats) if partitions is not None else None
+    both = ent.unionByName(feat)
+    both = both.repartition(n, *part_cols) if n else both.repartition(*part_cols)
     # the output schema: ROW, then each aggregate in the type the file store gives it
     out_schema = entity.select(join.ROW).schema
     by_column = {f.name: _col(j) for j, f in enumerate(read)}
