@@ -32,10 +32,11 @@ from banquet import (  # noqa: E402
     SparkSource,
 )
 from banquet.aggregation import Aggregation  # noqa: E402
+from banquet.errors import ResourceExhausted  # noqa: E402
 from banquet.offline.spark import join as spark_join  # noqa: E402
 from banquet.types import Float64, Int32, String  # noqa: E402
 from test_historical import SPARK_TEST_CONF  # noqa: E402
-from test_window_aggregations import ALL_AGGS, H_US, T0_US, USER, UTC_US, H  # noqa: E402
+from test_window_aggregations import ALL_AGGS, H_US, T0, T0_US, USER, UTC_US, H  # noqa: E402
 
 pytestmark = [pytest.mark.spark]
 
@@ -220,6 +221,48 @@ def test_no_entity_time_in_reach_gives_empty_windows(tmp_path: Path) -> None:
     assert spark.equals(file)
     assert spark.column("tx_agg__count_amount_7200s").to_pylist() == [0, 0, 0]
     assert spark.column("tx_agg__sum_amount_86400s").to_pylist() == [None, None, None]
+
+
+# --- online tiles: materialized from the Spark read on the driver ---------------------------
+
+ONLINE_AGGS = [a for a in AGGS if a.slide_us]  # online views need a slide_interval
+
+
+def materialized(root: Path, kind: str, conf: dict[str, str] | None = None) -> FeatureStore:
+    s = open_store(root, kind, conf)
+    v = agg_view(kind, False, ONLINE_AGGS)
+    v.online = True
+    s.apply([USER, REGION, v])  # SQLite is allowed: the driver writes the tiles
+    s.materialize(T0 - 2 * H, T0 + 30 * H)
+    return s
+
+
+def test_materialized_tiles_equal_the_file_stores(tmp_path: Path) -> None:
+    from banquet import _core
+    from banquet.online import tiles
+
+    write_rows(tmp_path, 2000, 10, seed=10)
+    keys = _core.serialize_entity_keys(["user_id"], [pa.array(range(12), pa.int64())])
+    stores = [materialized(tmp_path, kind) for kind in ("file", "spark")]
+    for at in (T0_US + 5 * H_US + 1, T0_US + 13 * H_US, T0_US + 30 * H_US):
+        file, spark = (
+            tiles.read_at(s, s.get_feature_view("tx_agg"), keys.to_pylist(), at) for s in stores
+        )
+        assert spark == file
+        assert any(v is not None for v in spark[1][0])  # the windows hold rows
+
+
+def test_materialize_past_driver_rows_is_refused_before_writing(tmp_path: Path) -> None:
+    write_rows(tmp_path, 500, 5, seed=11)
+    with pytest.raises(ResourceExhausted, match="banquet.driver_rows = 100; materialize"):
+        materialized(tmp_path, "spark", {"banquet.driver_rows": "100"})
+    from banquet import _core
+    from banquet.online import tiles
+
+    s = open_store(tmp_path, "spark")
+    keys = _core.serialize_entity_keys(["user_id"], [pa.array(range(5), pa.int64())])
+    stamps, _ = tiles.read_at(s, s.get_feature_view("tx_agg"), keys.to_pylist(), T0_US)
+    assert stamps == [None] * 5  # nothing was written
 
 
 # --- the standalone cluster ----------------------------------------------------------------

@@ -127,7 +127,8 @@ class SparkOfflineStore(OfflineStore):
             return self.frame(src).limit(0).toArrow().schema
 
     def check_view(self, config: RepoConfig, fv: FeatureView) -> None:
-        if config.online_store.type == "sqlite" and fv.online:
+        # an aggregated view's tiles are built and written by the driver (window.py)
+        if config.online_store.type == "sqlite" and fv.online and not fv.is_aggregated:
             raise ConfigError(
                 f"feature view {fv.name!r}: the Spark offline store cannot materialize into "
                 "the SQLite online store (a local file the executors cannot share); set "
@@ -159,6 +160,9 @@ class SparkOfflineStore(OfflineStore):
             df = df.where(ts >= ts_literal(start_us))
         if end_us is not None:
             df = df.where(ts <= ts_literal(end_us))
+        from banquet.offline.spark.window import check_driver_read
+
+        check_driver_read(self, df, src.describe())  # bounded: refused past banquet.driver_rows
         with spark_errors(src.describe()):
             return self.frame_order(df, src).select(*columns).toArrow()
 

@@ -222,3 +222,37 @@ def _partition_aggregator(
             yield result.slice(start, join.BATCH_ROWS)
 
     return aggregate
+
+
+# --- online tiles: materialization reads on the driver --------------------------------------
+
+# Rows a driver read (``SparkOfflineStore.read``: aggregated views' tiles at materialize,
+# audit) may collect; ``banquet.driver_rows`` in spark_conf overrides it, 0 turns it off.
+DRIVER_ROWS = 10_000_000
+
+
+def check_driver_read(store: SparkOfflineStore, df: DataFrame, what: str) -> None:
+    """Refuse (``ResourceExhausted``, before anything is collected or written) a read of more
+    than ``banquet.driver_rows`` rows to the driver: one count job over the filtered rows."""
+    from banquet.errors import ConfigError, ResourceExhausted
+    from banquet.offline.spark.store import spark_errors
+
+    raw = store.spark_conf.get("banquet.driver_rows", str(DRIVER_ROWS))
+    try:
+        cap = int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"'offline_store.spark_conf.banquet.driver_rows' is {raw!r}; expected a number of "
+            "rows (0 turns the check off)"
+        ) from None
+    if cap <= 0:
+        return
+    with spark_errors(f"{what}: counting the rows to read"):
+        n = df.count()
+    if n > cap:
+        raise ResourceExhausted(
+            f"{what}: {n} rows would be collected to the Spark driver (online tiles of an "
+            f"aggregated view are built there), over banquet.driver_rows = {cap}; materialize "
+            "a shorter interval (materialize(start, end) in steps, or materialize-incremental "
+            "more often), or raise offline_store.spark_conf.banquet.driver_rows"
+        )
