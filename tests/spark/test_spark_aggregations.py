@@ -223,6 +223,16 @@ def test_no_entity_time_in_reach_gives_empty_windows(tmp_path: Path) -> None:
     assert spark.column("tx_agg__sum_amount_86400s").to_pylist() == [None, None, None]
 
 
+def test_null_entity_key_gets_nulls(tmp_path: Path) -> None:
+    write_rows(tmp_path, 300, 5, seed=7)
+    at = pa.array([T0_US + 10 * H_US] * 3, pa.int64()).cast(UTC_US)
+    ent = pa.table({"user_id": pa.array([0, None, 2], pa.int64()), "event_timestamp": at})
+    file, spark = both(tmp_path, ent, False)
+    assert spark.equals(file)
+    counts = spark.column("tx_agg__count_amount_7200s").to_pylist()
+    assert counts[1] is None and counts[0] and counts[2]  # as the plain join: nulls
+
+
 # --- online tiles: materialized from the Spark read on the driver ---------------------------
 
 ONLINE_AGGS = [a for a in AGGS if a.slide_us]  # online views need a slide_interval
