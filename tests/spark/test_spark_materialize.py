@@ -61,7 +61,10 @@ def small_read_tasks() -> Iterator[None]:
         spark.conf.set(k, "8192")
     yield
     for k, v in old.items():
-        spark.conf.set(k, v)
+        if v is None:
+            spark.conf.unset(k)
+        else:
+            spark.conf.set(k, v)
 
 
 def test_two_step_pick_equals_one_pick_with_ties_across_tasks(
