@@ -23,7 +23,9 @@ entity rows' Parquet read):
   promise input order: its output is sorted back by a row number column);
 - ``materialize-*``: banquet's ``materialize`` of both views from Spark into the local Redis
   (a fresh project: torn down before the clock), rows/s = source rows in the window per second,
-  keys/s = distinct keys written per second.
+  keys/s = distinct keys written per second; ``-local`` / ``-2w`` / ``-1w`` as above; cpu =
+  CPU seconds of this process's tree and the application's executors (JVMs, Python workers)
+  during the call, which the machine's other load moves much less than the wall time.
 
     .venv/bin/python benches/historical_spark.py --sizes 1Mx1M,hot1Mx100k
     .venv/bin/python benches/historical_spark.py --sizes 1Mx1M --runs materialize-local,materialize-2w
@@ -58,6 +60,7 @@ RUNS = [
     "feast-2w",
     "materialize-local",
     "materialize-2w",
+    "materialize-1w",
 ]
 PROJECT = "bench_spark"
 
@@ -267,9 +270,11 @@ def child_main(a: argparse.Namespace) -> None:
                     stages[_name] = stages.get(_name, 0.0) + time.perf_counter() - t
 
             setattr(M, name, timed)
+        cpu0 = _tree_cpu(spark)
         t0 = time.perf_counter()
         store.materialize(start, end)
         wall = time.perf_counter() - t0
+        result["cpu_s"] = _tree_cpu(spark) - cpu0
         n_rows = sum(pq.ParquetFile(d / f).metadata.num_rows for _, f, _, _ in H.VIEWS)
         n_keys = 0
         for _, f, _, _ in H.VIEWS:
@@ -299,6 +304,38 @@ def child_main(a: argparse.Namespace) -> None:
     pq.write_table(canon, d / "out" / f"{a.run}.parquet")
     result.update(wall_s=wall, rows=out.num_rows, checksum=H.checksum(canon))
     C.report(result)
+
+
+def _tree_cpu(spark) -> float:
+    """CPU seconds (user + system, with reaped children's) of this process, its descendants
+    (local[N]: the JVM and its Python workers) and this application's executors on the
+    cluster (their JVMs and Python workers): a measure the other load on the machine moves
+    much less than the wall time."""
+    app = spark.sparkContext.applicationId
+    parent: dict[int, int] = {}
+    stat: dict[int, list[str]] = {}
+    cmd: dict[int, bytes] = {}
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{e}/stat").read_text()
+            cmd[int(e)] = Path(f"/proc/{e}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        stat[int(e)] = fields
+        parent[int(e)] = int(fields[1])
+    roots = {os.getpid()} | {p for p, c in cmd.items() if app.encode() in c}
+    mine = set()
+    for p in stat:
+        q = p
+        while q > 1 and q not in roots:
+            q = parent.get(q, 1)
+        if q in roots:
+            mine.add(p)
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum(sum(int(x) for x in stat[p][11:15]) for p in mine) / tick
 
 
 def _spot_check(store, d: Path) -> str:
@@ -358,7 +395,8 @@ def parent_main(a: argparse.Namespace) -> None:
                 if "source_rows" in r:
                     msg += (
                         f", {r['source_rows'] / r['wall_s']:,.0f} source rows/s, "
-                        f"{r['keys'] / r['wall_s']:,.0f} keys/s; {r['spot_check']}; "
+                        f"{r['keys'] / r['wall_s']:,.0f} keys/s, cpu {r.get('cpu_s', 0):.1f} s; "
+                        f"{r['spot_check']}; "
                         + ", ".join(f"{k} {v:.2f} s" for k, v in r["stages"].items())
                     )
                 print(msg, flush=True)

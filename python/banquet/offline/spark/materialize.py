@@ -2,19 +2,21 @@
 Spark tasks, straight from each executor to the online store (Redis, Redis Cluster,
 Postgres).
 
-Per view: the window's rows are repartitioned by a hash of the join keys, so every key's rows
-meet in one task; each task (one ``mapInArrow`` call) puts its rows in source order, runs
-``_core.latest_per_key`` (the same tie rules as in-process), serializes and encodes the
-winners in Rust, and writes them in batches of ``WRITE_ROWS`` through its own
-``OnlineStore`` (opened from the repo config, closed at the end). The write keeps the newer
-event on conflict, so a task Spark re-runs (a lost executor, a speculative copy) writes the same
-rows again without harm: the job is idempotent by construction. The registry records the
-interval only after the job returned, i.e. after every task succeeded; a failed job records
-nothing.
+Per view, one job: each read task (``mapInArrow``) puts its rows in source order and keeps
+its latest row per key (``_core.latest_per_key``, the in-process tie rules); only those rows
+are repartitioned by a hash of the join keys, so every key's candidates meet in one task,
+which puts them in source order again (the source-order number ``SEQ`` travels with each
+row), picks the final winners with the same kernel, serializes and encodes them in Rust, and
+writes them in batches of ``WRITE_ROWS`` through its own ``OnlineStore`` (opened from the
+repo config, closed at the end). The write keeps the newer event on conflict, so a task
+Spark re-runs (a lost executor, a speculative copy) writes the same rows again without harm:
+the job is idempotent by construction. The registry records the interval only after the job
+returned, i.e. after every task succeeded; a failed job records nothing. The views' jobs run
+at the same time (a thread each).
 
-Before any task writes, one aggregate over the window checks the event and created times
-(the representable range, the future skew) as the in-process path does; a view that fails
-is refused whole.
+Before any task writes, the event and created times of the window are checked (the
+representable range, the future skew) as the in-process path does, from the Parquet footers
+of a local path source or else by one aggregate job; a view that fails is refused whole.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from banquet.errors import InvalidTimestamp
 from banquet.offline.spark import join
 from banquet.offline.spark.store import spark_errors
 
@@ -39,28 +42,48 @@ if TYPE_CHECKING:
 # Rows per online write from a task: the store pipelines each write in waves of script / HSETNX
 # calls; a larger batch means fewer write calls (each one HSETNX pass, then a script pass).
 WRITE_ROWS = 250_000
+# Views whose jobs run at the same time (each a driver thread submitting its own jobs).
+PARALLEL_VIEWS = 4
 
 
 def materialize_windows(
     store: FeatureStore, windows: list[Window], progress: bool, overwrite: bool = False
 ) -> None:
-    """Each view in one Spark job; the intervals of the views whose job succeeded are recorded
-    together at the end (also when a later view failed)."""
+    """The views' jobs run at the same time (one driver thread each, at most ``PARALLEL_VIEWS``):
+    a view's read is one task per Parquet row group, so one view alone can leave cores idle.
+    The intervals of the views whose job succeeded are recorded together at the end (also when
+    another view failed); the first failure is then raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from banquet.materialize import record_intervals
 
+    offline: SparkOfflineStore = store.offline_store  # type: ignore[assignment]
+    offline.spark  # noqa: B018 -- the session, started once, before the threads
+    for w in windows:  # once per view, before any task writes
+        store.online_store.ensure_view(store.project, w.view)
     done: list[Window] = []
-    try:
-        for w in windows:
-            write_view(store, w, overwrite)
-            done.append(w)
-    finally:
-        if done:
-            store.online_store.sync()
-            record_intervals(store, done)
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_VIEWS, len(windows)))) as pool:
+        futures = [pool.submit(write_view, store, w, overwrite) for w in windows]
+        for w, fut in zip(windows, futures):
+            try:
+                fut.result()
+                done.append(w)
+            except BaseException as e:  # noqa: BLE001 -- re-raised below, after recording
+                failure = failure or e
+    if done:
+        store.online_store.sync()
+        record_intervals(store, done)
+    if failure is not None:
+        raise failure
 
 
 def write_view(store: FeatureStore, w: Window, overwrite: bool) -> int:
-    """One view's window, reduced and written by the executors; returns the keys written."""
+    """One view's window, reduced and written by the executors; returns the keys written.
+
+    Each read task keeps its rows' latest per key (``_local_latest``); only those rows are
+    repartitioned by key, and each task of the shuffle picks the final winners and writes
+    them (``_partition_writer``)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import LongType, StructField, StructType
 
@@ -68,11 +91,12 @@ def write_view(store: FeatureStore, w: Window, overwrite: bool) -> int:
     view = w.view
     rows = window_rows(offline, view, w.start_us, w.end_us)
     check_times(store, w, rows)
-    store.online_store.ensure_view(store.project, view)  # once, before the tasks write
+    has_created = bool(view.batch_source.created_timestamp_column)
+    reduced = rows.mapInArrow(_local_latest(view, w.start_us, w.end_us, has_created), rows.schema)
     writer = _partition_writer(store.config, store.project, view, w.start_us, w.end_us, overwrite)
-    schema = StructType([StructField("written", LongType(), False)])
+    out = StructType([StructField("written", LongType(), False)])
     keys = [join.key_name(i) for i in range(len(view.join_keys))]
-    job = rows.repartition(*keys).mapInArrow(writer, schema)
+    job = reduced.repartition(*keys).mapInArrow(writer, out)
     with spark_errors(f"materialize: feature view {view.name!r} on Spark"):
         total = job.agg(F.sum("written")).collect()[0][0]
     return int(total or 0)
@@ -112,12 +136,20 @@ def window_rows(
 
 
 def check_times(store: FeatureStore, w: Window, rows: DataFrame) -> None:
-    """The write path's time checks over the window's extremes (one aggregate job)."""
+    """The write path's time checks over the window's extremes. A local Parquet source's
+    footers bound them without a job (the window's rows are among the files' rows, so bounds
+    that pass prove the window passes); otherwise, or when the bounds fail, one aggregate job
+    finds the window's exact extremes."""
     from pyspark.sql import functions as F
 
-    from banquet.write_checks import check_times as check
-    from banquet.write_checks import max_future_skew_us
-
+    offline: SparkOfflineStore = store.offline_store  # type: ignore[assignment]
+    bounds = footer_times(offline, w.view)
+    if bounds is not None:
+        try:
+            _check(store, w, *bounds)
+            return
+        except InvalidTimestamp:
+            pass  # maybe rows outside the window: the exact check decides
     with spark_errors(f"materialize: feature view {w.view.name!r}: checking times"):
         ext = rows.agg(
             F.min(join.TS).alias("a"),
@@ -128,15 +160,84 @@ def check_times(store: FeatureStore, w: Window, rows: DataFrame) -> None:
     utc = pa.timestamp("us", tz="UTC")
     event = pa.array([v for v in (ext["a"][0].as_py(), ext["b"][0].as_py()) if v], utc)
     created = pa.array([v for v in (ext["c"][0].as_py(), ext["d"][0].as_py()) if v], utc)
+    _check(store, w, event, created if len(created) else None)
+
+
+def _check(store: FeatureStore, w: Window, event: pa.Array, created: pa.Array | None) -> None:
+    from banquet.write_checks import check_times as check
+    from banquet.write_checks import max_future_skew_us
+
     check(
         event,
-        created if len(created) else None,
+        created,
         f"materialize: feature view {w.view.name!r}: source rows in the window",
         max_future_skew_us(store.config),
         fix_future="fix the source data, raise online_store.max_future_skew (null turns the "
         "check off), or materialize with an earlier end",
         written="Nothing of this view was written",
     )
+
+
+def footer_times(
+    offline: SparkOfflineStore, view: FeatureView
+) -> tuple[pa.Array, pa.Array | None] | None:
+    """The least and greatest event and created times of a Parquet ``path`` source on the
+    local file system, from its footers' statistics (no rows read); None when they cannot
+    tell (another kind of source or file system, a column without statistics, times not
+    stored as INT64 timestamps)."""
+    from urllib.parse import unquote, urlparse
+
+    import pyarrow.parquet as pq
+
+    from banquet.offline.spark.source import SparkSource
+
+    src = view.batch_source
+    if not isinstance(src, SparkSource) or not src.path or src.file_format != "parquet":
+        return None
+    try:
+        files = offline.frame(src).inputFiles()
+    except Exception:  # noqa: BLE001 -- the exact check will say what is wrong
+        return None
+    if not files or not all(f.startswith("file:") for f in files):
+        return None
+    names = [src.source_column(src.timestamp_field)]
+    if src.created_timestamp_column:
+        names.append(src.source_column(src.created_timestamp_column))
+    lo: list[int | None] = [None] * len(names)
+    hi: list[int | None] = [None] * len(names)
+    scale = {"s": 1_000_000, "ms": 1_000, "us": 1}
+    try:
+        for f in files:
+            pf = pq.ParquetFile(unquote(urlparse(f).path))
+            md, schema = pf.metadata, pf.schema_arrow
+            for n, name in enumerate(names):
+                i = schema.get_field_index(name)
+                if i < 0 or not pa.types.is_timestamp(schema.field(i).type):
+                    return None
+                unit = schema.field(i).type.unit
+                if unit not in scale:  # ns: Spark reads it as µs, truncated; rare: exact job
+                    return None
+                col = next(j for j in range(md.num_columns) if md.schema.column(j).path == name)
+                for g in range(md.num_row_groups):
+                    rg = md.row_group(g)
+                    st = rg.column(col).statistics
+                    if rg.column(col).physical_type != "INT64" or st is None:
+                        return None
+                    if not st.has_min_max:
+                        if st.null_count == rg.num_rows:
+                            continue  # all null
+                        return None
+                    a, b = int(st.min_raw) * scale[unit], int(st.max_raw) * scale[unit]
+                    lo[n] = a if lo[n] is None else min(lo[n], a)  # type: ignore[type-var]
+                    hi[n] = b if hi[n] is None else max(hi[n], b)  # type: ignore[type-var]
+    except Exception:  # noqa: BLE001 -- an unreadable footer: the exact check reads the rows
+        return None
+    utc = pa.timestamp("us", tz="UTC")
+
+    def arr(n: int) -> pa.Array:
+        return pa.array([v for v in (lo[n], hi[n]) if v is not None], pa.int64()).cast(utc)
+
+    return arr(0), (arr(1) if len(names) > 1 and len(arr(1)) else None)
 
 
 def _partition_writer(
@@ -205,6 +306,39 @@ def _partition_writer(
         yield pa.RecordBatch.from_arrays([pa.array([written], pa.int64())], names=["written"])
 
     return write
+
+
+def _local_latest(
+    view: FeatureView, start_us: int | None, end_us: int, has_created: bool
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The read tasks' function: the task's rows in source order and its latest row per key
+    (``_core.latest_per_key``), kept whole (``SEQ`` too). The pick after the shuffle sees each
+    key's local winners in source order again, so it chooses what one pick over all the rows
+    would: the kernel's order (event, created, row index) is total, and the latest of the
+    tasks' latest rows is the latest row."""
+
+    def reduce(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow.compute as pc
+
+        from banquet import _core
+
+        got = list(batches)
+        if not got or not sum(b.num_rows for b in got):
+            return
+        table = pa.Table.from_batches(got)
+        del got
+        perm = pc.sort_indices(table.column(join.SEQ))
+        keys = [
+            _as_key(_flat(table.column(join.key_name(i))).take(perm), view, k)
+            for i, k in enumerate(view.join_keys)
+        ]
+        ev = _flat(table.column(join.TS)).take(perm)
+        cr = _flat(table.column(join.CREATED)).take(perm) if has_created else None
+        idx = _core.latest_per_key(keys, ev, cr, start_us, end_us)
+        kept = table.take(perm.take(idx)).combine_chunks()
+        yield from kept.to_batches(max_chunksize=join.BATCH_ROWS)
+
+    return reduce
 
 
 def _as_key(col: pa.Array, view: FeatureView, key: str) -> pa.Array:
