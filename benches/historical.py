@@ -656,9 +656,10 @@ def child_main(args) -> None:
     gc.collect()
     rss_start = C.rss_mb("VmRSS")
     before = set(sys.modules)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = run()
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0  # all threads of the process: load-independent-ish
     imported = sorted(m for m in set(sys.modules) - before if "." not in m or m.count(".") < 2)
     peak = C.rss_mb("VmHWM")  # before writing the output, which is not part of the benchmark
     rows = out.num_rows
@@ -668,6 +669,7 @@ def child_main(args) -> None:
         "peer": args.peer,
         "version": version,
         "wall_s": wall,
+        "cpu_s": cpu,
         "peak_mb": peak,
         "rss_start_mb": rss_start,
         "rows": rows,
@@ -881,7 +883,7 @@ def summarize(res: dict, peers: list[str]) -> str:
     for peer in peers:
         b = best(peer)
         if b is None:
-            rows.append([peer, "-", "failed", "-", "-", "-", "-", "no run (see below)"])
+            rows.append([peer, "-", "failed", "-", "-", "-", "-", "-", "no run (see below)"])
             continue
         verify = runs[peer][0].get("verify", ["not verified"])
         ok = "yes" if not verify else "**NO** (see below)"
@@ -895,6 +897,7 @@ def summarize(res: dict, peers: list[str]) -> str:
                 b["version"].split(" (")[0],
                 f"{b['wall_s']:.2f}{note}",
                 every,
+                f"{b['cpu_s']:.2f}" if "cpu_s" in b else "-",
                 f"{peak:.0f}",
                 f"{b['rss_start_mb']:.0f}",
                 ratio,
@@ -907,13 +910,14 @@ def summarize(res: dict, peers: list[str]) -> str:
             "version",
             "wall s (best)",
             "all runs s",
+            "CPU s (best run)",
             "peak RSS MB",
             "RSS before MB",
             "time vs banquet",
             "correct",
         ],
         rows,
-        right={2, 3, 4, 5, 6},
+        right={2, 3, 4, 5, 6, 7},
     )
     notes = [f"- {p}: {why}" for p, why in failures.items() if p in peers]
     line = target_line(res, peers)

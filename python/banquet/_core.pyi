@@ -332,6 +332,9 @@ class ParquetDataset:
     @property
     def files(self) -> list[str]:
         """The files, in the order they are read."""
+    @property
+    def num_rows(self) -> int:
+        """Rows in the dataset (every row group of every file, per the footers)."""
     def scan(
         self,
         columns: list[str],
@@ -341,13 +344,20 @@ class ParquetDataset:
         key_columns: list[str] = ...,
         entity_keys: list[ArrowArray] | None = None,
         batch_rows: int = 65536,
+        locate: bool = False,
     ) -> pa.RecordBatchReader:
         """Rows of ``columns`` with ``lo_us <= ts_column <= hi_us`` (UTC µs, None: unbounded;
         a bound in seconds or milliseconds is floored; with no bound a null timestamp is
         kept), and with ``entity_keys`` only rows whose ``key_columns`` tuple (no null)
         occurs among the entity keys' tuples (integers compared as int64, any string layout
         alike). Row groups are pruned by statistics and read in parallel; the non-key,
-        non-timestamp columns are decoded only for surviving rows. Source order kept."""
+        non-timestamp columns are decoded only for surviving rows. Source order kept. With
+        ``locate``, each batch ends with a ``__banquet_row`` column (``uint64``, the row's
+        file index and row in file) for ``take``."""
+    def take(self, columns: list[str], locators: ArrowArray) -> pa.RecordBatch:
+        """The rows of ``columns`` at ``locators`` (``uint64`` values of a ``locate`` scan
+        of this dataset; null allowed: a row of nulls), one row per locator in its order.
+        Each row group is read with a selection of its asked rows only."""
 
 def scan_parquet(
     path_or_url: str,

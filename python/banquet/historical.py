@@ -4,7 +4,10 @@ For each feature view in the request: the offline store scans the needed columns
 ``[min entity ts - ttl, max entity ts]`` whose keys occur among the entity rows
 (``OfflineStore.scan_view``); ``offline.join`` joins them, in memory with the Rust kernel
 ``asof_join`` + ``take`` while they fit in ``offline_store.memory_limit``, else partitioned by
-key and spilled to disk (the output then streams out chunk by chunk). The output keeps every
+key and spilled to disk (the output then streams out chunk by chunk). Views whose source has
+many rows per entity row are first tried by ``offline.join.join_two_pass`` (keys and times
+joined first, feature columns decoded for the winning rows only), all such views at once on
+threads. The output keeps every
 entity column unchanged and first, one row per entity row in input order, then the features
 in request order.
 """
@@ -12,7 +15,9 @@ in request order.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -22,7 +27,14 @@ from banquet._memory import memory_bound
 from banquet.entity_data import flat, key_column, timestamp_column, to_table, utc_us
 from banquet.errors import FeatureNameCollisionError, SchemaMismatch
 from banquet.offline.base import RetrievalJob
-from banquet.offline.join import Budget, MemoryResult, SpilledResult, ViewResult, join_view
+from banquet.offline.join import (
+    Budget,
+    MemoryResult,
+    SpilledResult,
+    ViewResult,
+    join_two_pass,
+    join_view,
+)
 from banquet.offline.spill import SpillDir, default_memory_limit
 from banquet.request import ResolvedRequest, ViewGroup
 
@@ -110,20 +122,43 @@ class HistoricalJob(RetrievalJob):
         ts = ts.combine_chunks() if isinstance(ts, pa.ChunkedArray) else ts
         budget = self._budget()
         budget.used += ts.nbytes
+        groups = [g for g in self._request.groups if not g.is_on_demand]
+        keys = {
+            id(g): [
+                flat(
+                    key_column(
+                        entity, g.view.entity_column(k), _join_dtype(g.view.key_dtype(k)), _where(g)
+                    )
+                )
+                for k in g.view.join_keys
+            ]
+            for g in groups
+        }
+
+        def two_pass(g: ViewGroup) -> MemoryResult | None:
+            return join_two_pass(self._store, g.view, g.features, keys[id(g)], ts, budget)
+
+        # Join first, features last, for every view that can: the views at once (the Rust
+        # scan releases the GIL; a view of one row group is read by one thread, so two views
+        # use two cores). The others, and any whose first pass outgrew the budget, then go
+        # one at a time through the path that can spill.
+        if len(groups) > 1:
+            with ThreadPoolExecutor(min(len(groups), os.cpu_count() or 1)) as pool:
+                fast = list(pool.map(two_pass, groups))
+        else:
+            fast = [two_pass(g) for g in groups]
+        done = {id(g): r for g, r in zip(groups, fast) if r is not None}
+        for r in done.values():
+            budget.used += r.nbytes
         out: list[ViewResult | None] = []
         for g in self._request.groups:
             if g.is_on_demand:
                 out.append(None)  # computed from the joined inputs, per output chunk
                 continue
-            view = g.view
-            where = _where(g)
-            keys = [
-                flat(
-                    key_column(entity, view.entity_column(k), _join_dtype(view.key_dtype(k)), where)
-                )
-                for k in view.join_keys
-            ]
-            res = join_view(self._store, view, g.features, keys, ts, budget, spill)
+            if id(g) in done:
+                out.append(done[id(g)])
+                continue
+            res = join_view(self._store, g.view, g.features, keys[id(g)], ts, budget, spill)
             if isinstance(res, MemoryResult):
                 budget.used += res.nbytes
             out.append(res)

@@ -302,3 +302,44 @@ def test_scan_view_is_read_view_restricted_to_the_entity_keys(
         assert got.num_rows == 8  # keys 3 (rows 12 21 30 39) and 5 (rows 5 14 23 32)
         everything = store.offline_store.scan_view(fv, feats, lo, hi).read_all()
         assert everything.equals(full.table)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(spec=datasets(), order_seed=st.integers(0, 2**32 - 1))
+def test_locate_then_take_equals_the_one_pass_scan(
+    tmp_path: Path, spec: dict[str, Any], order_seed: int
+) -> None:
+    """The two-pass read (``offline.join.join_two_pass``): a ``locate`` scan of the key and
+    time columns, then ``take`` of the other columns at its locators in any order (repeats,
+    nulls) gives the rows the one-pass scan gives."""
+    import random
+
+    root = _write(tmp_path / f"d{next(_dir_counter)}", spec)
+    dataset = ParquetDataset(str(root))
+    keys = _key_names(spec)
+    rest = ["v", *(["part"] if spec["hive"] else [])]
+    args: dict[str, Any] = {
+        "ts_column": "ts",
+        "lo_us": spec["lo"],
+        "hi_us": spec["hi"],
+        "key_columns": keys,
+        "entity_keys": _entity_keys(spec) if spec["semi"] else None,
+        "batch_rows": 7,
+    }
+    one = dataset.scan([*keys, "ts", *rest], **args).read_all()
+    located = dataset.scan([*keys, "ts"], locate=True, **args).read_all()
+    assert located.column_names == [*keys, "ts", "__banquet_row"]
+    assert located.select([*keys, "ts"]).equals(one.select([*keys, "ts"]))
+    locs = located.column("__banquet_row").to_pylist()
+    order: list[int | None] = list(range(len(locs)))
+    rng = random.Random(order_seed)
+    rng.shuffle(order)
+    order += [None] + order[:3]  # a null and repeats
+    asked = pa.array([None if i is None else locs[i] for i in order], pa.uint64())
+    got = dataset.take(rest, asked)
+    assert got.schema.names == rest
+    want = one.select(rest).take(pa.array(order, pa.int64()))
+    for name in rest:
+        assert got.column(name).equals(want.column(name).combine_chunks()), name

@@ -5,7 +5,7 @@ parallel, pruning by statistics, the key semi-join and late materialization). Of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,23 @@ if TYPE_CHECKING:
 
 #: Rows per batch the scan yields.
 BATCH_ROWS = 1 << 16
+
+#: The column a locating scan appends: each row's locator (UInt64) for ``Located.take``.
+LOCATOR = "__banquet_row"
+
+
+class Located:
+    """Pass 1 of the two-pass join (``offline.join``): a view's key and time columns with
+    each row's locator (``reader``, the ``scan_view`` columns minus the features, then
+    ``LOCATOR``), and ``take``, which reads the feature columns of given rows only."""
+
+    def __init__(
+        self,
+        reader: pa.RecordBatchReader,
+        take: Callable[[list[Field], pa.Array], list[pa.Array]],
+    ) -> None:
+        self.reader = reader
+        self.take = take
 
 
 class FileOfflineStore(OfflineStore):
@@ -122,6 +139,7 @@ class FileOfflineStore(OfflineStore):
         end_us: int | None,
         key_columns: list[str] | None = None,
         entity_keys: list[pa.Array] | None = None,
+        locate: bool = False,
     ) -> Iterator[pa.RecordBatch]:
         """The scan's batches; every failure a typed error naming the source."""
         import pyarrow as pa
@@ -136,11 +154,10 @@ class FileOfflineStore(OfflineStore):
                 key_columns=key_columns or [],
                 entity_keys=entity_keys,
                 batch_rows=BATCH_ROWS,
+                locate=locate,
             )
         except DataSourceError as e:
-            raise (
-                _s3_error(on_s3, e) if on_s3 else type(e)(f"source {source.name!r}: {e}")
-            ) from None
+            raise self._named(source, e) from None
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -159,6 +176,10 @@ class FileOfflineStore(OfflineStore):
                     f"source {source.name!r}: reading {self._where(source)} failed: {msg}"
                 ) from None
             yield batch
+
+    def _named(self, source: DataSource, e: DataSourceError) -> DataSourceError:
+        on_s3 = s3.target(source, self.config)
+        return _s3_error(on_s3, e) if on_s3 else type(e)(f"source {source.name!r}: {e}")
 
     def read(
         self,
@@ -186,6 +207,50 @@ class FileOfflineStore(OfflineStore):
         batches in source order, in ``[start_us, end_us]``, and, with ``entity_keys`` (one
         array per join key, cast to the join keys' types), only rows whose key tuple occurs
         among them: tested in Rust on the key columns before any feature column is decoded."""
+        reader, _ = self._view_scan(view, features, start_us, end_us, entity_keys, None)
+        return reader
+
+    def locate_view(
+        self,
+        view: FeatureView,
+        start_us: int | None,
+        end_us: int | None,
+        entity_keys: list[pa.Array],
+        min_rows: int,
+    ) -> Located | None:
+        """Pass 1 of the two-pass join: ``scan_view``'s rows without the feature columns,
+        each with its locator, and a ``take`` that decodes the features of given rows only;
+        None when the source holds fewer than ``min_rows`` rows (``offline.join`` decides:
+        reading the features of every surviving row at once is then cheaper)."""
+        import pyarrow as pa
+
+        source = view.batch_source
+        reader, dataset = self._view_scan(view, [], start_us, end_us, entity_keys, min_rows)
+        if dataset is None:
+            return None
+
+        def take(features: list[Field], locators: pa.Array) -> list[pa.Array]:
+            columns = list(dict.fromkeys(source.source_column(f.name) for f in features))
+            try:
+                batch = dataset.take(columns, locators.cast(pa.uint64()))
+            except DataSourceError as e:
+                raise self._named(source, e) from None
+            by_name = dict(zip(columns, batch.columns, strict=True))
+            return [by_name[source.source_column(f.name)] for f in features]
+
+        return Located(reader, take)
+
+    def _view_scan(
+        self,
+        view: FeatureView,
+        features: list[Field],
+        start_us: int | None,
+        end_us: int | None,
+        entity_keys: list[pa.Array] | None,
+        locate_min_rows: int | None,
+    ) -> tuple[pa.RecordBatchReader, ParquetDataset | None]:
+        """``scan_view``'s reader; with ``locate_min_rows`` a locating scan (and its dataset),
+        or (an unread reader, None) when the source has fewer rows than that."""
         import pyarrow as pa
 
         source = view.batch_source
@@ -194,6 +259,9 @@ class FileOfflineStore(OfflineStore):
         wanted += [f.name for f in features]
         columns = list(dict.fromkeys(source.source_column(n) for n in wanted))
         dataset = self._checked(source, columns)
+        locate = locate_min_rows is not None
+        if locate and dataset.num_rows < (locate_min_rows or 0):
+            return pa.RecordBatchReader.from_batches(pa.schema([]), []), None
         key_columns = [source.source_column(k) for k in view.join_keys]
         keys = None
         if entity_keys is not None:
@@ -206,14 +274,19 @@ class FileOfflineStore(OfflineStore):
             ):
                 keys = None  # kinds differ (e.g. string keys in the file): match after the cast
         mapping = source.field_mapping
-        out = pa.schema([dataset.schema.field(c).with_name(mapping.get(c, c)) for c in columns])
-        batches = self._scan(source, dataset, columns, start_us, end_us, key_columns, keys)
+        fields = [dataset.schema.field(c).with_name(mapping.get(c, c)) for c in columns]
+        if locate:
+            fields.append(pa.field(LOCATOR, pa.uint64(), nullable=False))
+        out = pa.schema(fields)
+        batches = self._scan(
+            source, dataset, columns, start_us, end_us, key_columns, keys, locate=locate
+        )
         renamed: Iterator[pa.RecordBatch] = (
             pa.RecordBatch.from_arrays(b.columns, schema=out) for b in batches
         )
         if entity_keys is not None and keys is None:
             renamed = _semi_join_after_cast(view, renamed, out, [_flat(k) for k in entity_keys])
-        return pa.RecordBatchReader.from_batches(out, renamed)
+        return pa.RecordBatchReader.from_batches(out, renamed), dataset if locate else None
 
     def append(self, source: DataSource, rows: pa.Table) -> None:
         """A directory source gets a new Parquet file; a single-file source is rewritten

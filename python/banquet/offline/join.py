@@ -12,6 +12,15 @@ id. A partition still too large for the budget is split again with another hash 
 ``SpilledResult`` then hands out the features of consecutive entity-row ranges by merging the
 partitions' sorted results, so the final output streams in input order without ever being
 held whole.
+
+Join first, features last (``join_two_pass``): when the source holds at least
+``TWO_PASS_RATIO`` (32) times as many rows as there are entity rows, a plain view supporting it
+(the file store's ``locate_view``) is read in two passes. Pass 1 scans the key and time
+columns of the surviving rows with each row's locator; the same as-of kernel picks the
+winning row per entity row; pass 2 decodes the feature columns of those winners only (at
+most one row per entity row, a Parquet row selection per row group), instead of every
+surviving row's. The output is the same arrays. Pass 1 must fit half the free budget: when it
+does not, the view falls back to the one-pass path above (which can spill).
 """
 
 from __future__ import annotations
@@ -53,6 +62,12 @@ MAX_SPLITS = 4  # levels of re-partitioning; one hot key cannot be split at all
 MIN_SPLIT_BYTES = 1 << 20  # a smaller partition is joined as it is (splitting costs more)
 RESULT_BATCH_ROWS = 8192  # rows per batch of a partition's result file
 ROW_ID = pa.uint32()
+# The two-pass join is chosen when the source has at least this many rows per entity row:
+# then most surviving rows lose the as-of join and decoding their features is wasted. Below
+# it, winners are a large share of the rows read and one pass is cheaper (measured at 10M
+# rows x 1M entity rows, ratio 10: two passes took 1.4x the CPU of one; at ratio 100 and
+# 1000 they win).
+TWO_PASS_RATIO = 32
 
 
 @dataclass
@@ -194,6 +209,53 @@ def join_view(
         if parts is not None:
             parts.close()
         reader.close()
+
+
+def join_two_pass(
+    store: OfflineStore,
+    view: FeatureView,
+    features: list[Field],
+    entity_keys: list[pa.Array],
+    ts: pa.Array,
+    budget: Budget,
+) -> MemoryResult | None:
+    """The view joined by the two-pass path (see the module doc), or None when it does not
+    apply (an aggregated view, a store without ``locate_view``, a source with too few rows
+    per entity row) or pass 1 outgrew half the free budget: ``join_view`` then does it."""
+    from banquet.offline.file import LOCATOR, FileOfflineStore
+
+    if view.is_aggregated or not isinstance(store, FileOfflineStore):
+        return None
+    lo, hi = window(ts, view.ttl_us)
+    located = store.locate_view(view, lo, hi, entity_keys, TWO_PASS_RATIO * len(ts))
+    if located is None:
+        return None
+    reader = located.reader
+    held: list[pa.RecordBatch] = []
+    held_bytes = 0
+    try:
+        for batch in reader:
+            held.append(batch)
+            held_bytes += batch.nbytes
+            if held_bytes > budget.free() // 2:
+                return None
+        table = pa.Table.from_batches(held, schema=reader.schema)
+    finally:
+        reader.close()
+    del held
+    rows = view_rows(view, table)
+    pairs = [_as_int64_if_widths_differ(ek, rk) for ek, rk in zip(entity_keys, rows.keys)]
+    idx = _core.asof_join(
+        [e for e, _ in pairs],
+        ts,
+        [r for _, r in pairs],
+        rows.event_ts,
+        rows.created_ts,
+        view.ttl_us,
+    )
+    winners = flat(table.column(LOCATOR)).take(idx)
+    del table, rows, pairs
+    return MemoryResult(located.take(features, winners))
 
 
 def _aggregate_in_memory(

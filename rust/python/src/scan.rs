@@ -6,11 +6,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, RecordBatchReader};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchReader};
 use arrow_schema::{ArrowError, SchemaRef};
 use banquet_core::scan::{Dataset, Scan, ScanRequest};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3_arrow::{PyArray, PyRecordBatchReader, PySchema};
+use pyo3_arrow::{PyArray, PyRecordBatch, PyRecordBatchReader, PySchema};
 
 use crate::gil::run_pooled;
 use crate::threads;
@@ -70,6 +72,7 @@ fn start<'py>(
     key_columns: Vec<String>,
     entity_keys: Option<Vec<PyArray>>,
     batch_rows: usize,
+    locate: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let entity_keys: Option<Vec<ArrayRef>> =
         entity_keys.map(|v| v.into_iter().map(|a| a.into_inner().0).collect());
@@ -81,6 +84,7 @@ fn start<'py>(
         key_columns,
         entity_keys,
         batch_rows,
+        locate,
     };
     let ds = Arc::clone(ds);
     let scan = run_pooled(py, move || ds.scan(req))?;
@@ -119,8 +123,9 @@ impl ParquetDataset {
 
     /// A `pyarrow.RecordBatchReader` over the rows of `columns` with `lo_us <= ts <= hi_us`
     /// (None: unbounded) and, when `entity_keys` is given, whose `key_columns` tuple occurs
-    /// among the entity keys' tuples; in file order.
-    #[pyo3(signature = (columns, ts_column=None, lo_us=None, hi_us=None, key_columns=Vec::new(), entity_keys=None, batch_rows=65536))]
+    /// among the entity keys' tuples; in file order. With `locate`, each batch ends with a
+    /// `__banquet_row` column (UInt64): the row's locator for `take`.
+    #[pyo3(signature = (columns, ts_column=None, lo_us=None, hi_us=None, key_columns=Vec::new(), entity_keys=None, batch_rows=65536, locate=false))]
     #[allow(clippy::too_many_arguments)]
     fn scan<'py>(
         &self,
@@ -132,6 +137,7 @@ impl ParquetDataset {
         key_columns: Vec<String>,
         entity_keys: Option<Vec<PyArray>>,
         batch_rows: usize,
+        locate: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         start(
             py,
@@ -143,7 +149,40 @@ impl ParquetDataset {
             key_columns,
             entity_keys,
             batch_rows,
+            locate,
         )
+    }
+
+    /// The rows of `columns` at `locators` (a `locate` scan's `__banquet_row` values, UInt64,
+    /// nulls allowed) as one `pyarrow.RecordBatch`, one row per locator in its order (a null
+    /// locator: nulls). Each row group is read with a selection of its asked rows only.
+    fn take<'py>(
+        &self,
+        py: Python<'py>,
+        columns: Vec<String>,
+        locators: PyArray,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (arr, _) = locators.into_inner();
+        let Some(locs) = arr.as_primitive_opt::<arrow_array::types::UInt64Type>() else {
+            return Err(PyTypeError::new_err(format!(
+                "locators must be uint64, got {}",
+                arr.data_type()
+            )));
+        };
+        let locs = locs.clone();
+        let ds = Arc::clone(&self.inner);
+        let batch = run_pooled(py, move || ds.take(&columns, &locs))?;
+        PyRecordBatch::new(batch).into_pyarrow(py)
+    }
+
+    /// Rows in the dataset (every row group of every file, per the footers).
+    #[getter]
+    fn num_rows(&self) -> u64 {
+        self.inner
+            .files
+            .iter()
+            .map(|f| f.meta.metadata().file_metadata().num_rows().max(0) as u64)
+            .sum()
     }
 }
 
@@ -174,6 +213,7 @@ fn scan_parquet<'py>(
         key_columns,
         entity_keys,
         batch_rows,
+        false,
     )
 }
 

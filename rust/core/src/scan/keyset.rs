@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef};
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder};
 use arrow_cast::{cast_with_options, CastOptions};
@@ -132,6 +134,31 @@ impl KeySet {
             .enumerate()
             .map(|(i, a)| KeyColumn::new(a, &format!("key column {i}")))
             .collect::<Result<_>>()?;
+        // The common case, one int64 key (narrower ones were widened above): a word of the
+        // mask at a time straight off the values, nulls masked after.
+        if let (Some(a), 1) = (arrays[0].as_primitive_opt::<Int64Type>(), self.n_cols) {
+            let vals = a.values();
+            let hits = match &self.table {
+                Table::Bitmap { min, bits } => {
+                    let span = bits.len() as u64 * 64;
+                    BooleanBuffer::collect_bool(n, |i| {
+                        let d = vals[i].wrapping_sub(*min) as u64;
+                        d < span && (bits[(d >> 6) as usize] >> (d & 63)) & 1 == 1
+                    })
+                }
+                Table::Ints(table) => BooleanBuffer::collect_bool(n, |i| {
+                    let v = vals[i];
+                    table.find(hash_fixed(v as u64), |&x| x == v).is_some()
+                }),
+                Table::Rows { .. } => BooleanBuffer::new_unset(0),
+            };
+            if hits.len() == n {
+                return Ok(match a.nulls() {
+                    Some(nulls) => &hits & nulls.inner(),
+                    None => hits,
+                });
+            }
+        }
         let mut out = BooleanBufferBuilder::new(n);
         match &self.table {
             Table::Bitmap { min, bits } => {

@@ -6,6 +6,12 @@
 //! 3. the key semi-join and the exact time filter, on the key and timestamp columns only;
 //! 4. the other columns decoded for the surviving rows only (late materialization).
 //!
+//! The two-pass form (join first, features last): a scan with `locate` set appends each
+//! row's locator (`LOCATOR`: file index and row in file, see [`locator`]) and is asked for
+//! the key and time columns only; the caller joins those rows and then reads the other
+//! columns of the winning rows alone with [`Dataset::take`] (a Parquet `RowSelection` per
+//! row group), so feature columns are decoded for at most one row per entity row.
+//!
 //! Output keeps the source's order (files in path order, row groups and rows in file
 //! order: the as-of join's "last row wins" tie-break depends on it), as a stream of record
 //! batches with one schema (the first file's, partition columns appended; other files'
@@ -19,6 +25,7 @@ mod keyset;
 mod prune;
 mod read;
 mod store;
+mod take;
 
 #[cfg(test)]
 mod tests;
@@ -55,6 +62,21 @@ pub struct ScanRequest {
     pub entity_keys: Option<Vec<ArrayRef>>,
     /// Rows per output batch at most.
     pub batch_rows: usize,
+    /// Append the `LOCATOR` column (each row's [`locator`]) for a later [`Dataset::take`].
+    pub locate: bool,
+}
+
+/// The name of the locator column a `locate` scan appends (UInt64, never null).
+pub const LOCATOR: &str = "__banquet_row";
+
+/// Bits of a locator holding the row's index in its file; the file's index is above them.
+pub const ROW_BITS: u32 = 40;
+
+/// A row's locator: its file's index in the dataset and its index in the file (row groups
+/// counted in file order), one u64. Files are listed once per `Dataset`, so a locator is
+/// only meaningful to the dataset that produced it.
+pub fn locator(file: usize, row_in_file: u64) -> u64 {
+    ((file as u64) << ROW_BITS) | row_in_file
 }
 
 /// Counters of one scan, for tests and tuning.
@@ -83,6 +105,7 @@ pub(crate) struct Plan {
     pub bounds: Option<RawBounds>,
     pub keys: Option<KeyFilter>,
     pub batch_rows: usize,
+    pub locate: bool,
     pub stats: Arc<ScanStats>,
 }
 
@@ -153,6 +176,17 @@ impl Dataset {
             .iter()
             .map(|c| field(c).cloned())
             .collect::<Result<Vec<_>>>()?;
+        let mut fields = fields;
+        if req.locate {
+            if self.files.len() >= 1 << (64 - ROW_BITS) {
+                return Err(Error::Invalid(format!(
+                    "{}: {} files are too many to locate rows in",
+                    self.location,
+                    self.files.len()
+                )));
+            }
+            fields.push(arrow_schema::Field::new(LOCATOR, DataType::UInt64, false));
+        }
         let schema = Arc::new(Schema::new(fields));
         let ts = match &req.ts_column {
             Some(c) => Some((c.clone(), field(c)?.data_type().clone())),
@@ -200,6 +234,7 @@ impl Dataset {
             } else {
                 req.batch_rows
             },
+            locate: req.locate,
             stats: Arc::new(ScanStats::default()),
         })
     }

@@ -93,13 +93,13 @@ impl ChunkReader for Fetched {
 }
 
 /// Where an output column comes from in one file.
-enum Col {
+pub(crate) enum Col {
     File,
     Partition(usize),
     Missing,
 }
 
-fn col_source(ds: &Dataset, file: &FileEntry, name: &str) -> Col {
+pub(crate) fn col_source(ds: &Dataset, file: &FileEntry, name: &str) -> Col {
     if file.meta.schema().index_of(name).is_ok() {
         return Col::File;
     }
@@ -112,7 +112,7 @@ fn col_source(ds: &Dataset, file: &FileEntry, name: &str) -> Col {
 
 /// Reads `names` (columns of the file) from row group `rg`, only the rows `selection`
 /// keeps (all when None).
-fn read_columns(
+pub(crate) fn read_columns(
     ds: &Dataset,
     file: &FileEntry,
     rg: usize,
@@ -173,7 +173,7 @@ fn read_columns(
 }
 
 /// `a` as type `t` (the dataset's), or an error naming the file and the column.
-fn fit(a: ArrayRef, t: &DataType, file: &FileEntry, name: &str) -> Result<ArrayRef> {
+pub(crate) fn fit(a: ArrayRef, t: &DataType, file: &FileEntry, name: &str) -> Result<ArrayRef> {
     if a.data_type() == t {
         return Ok(a);
     }
@@ -244,7 +244,7 @@ fn time_mask(ts: &ArrayRef, b: RawBounds) -> BooleanBuffer {
 }
 
 /// A partition column's value repeated `n` times.
-fn repeat(value: &ArrayRef, n: usize) -> Result<ArrayRef> {
+pub(crate) fn repeat(value: &ArrayRef, n: usize) -> Result<ArrayRef> {
     let idx = arrow_array::UInt32Array::from(vec![0u32; n]);
     Ok(arrow_select::take::take(value.as_ref(), &idx, None)?)
 }
@@ -276,6 +276,48 @@ fn narrow(
         None => now,
     });
     Ok(true)
+}
+
+/// The first row of row group `rg` within its file.
+pub(crate) fn first_row(file: &FileEntry, rg: usize) -> u64 {
+    let meta = file.meta.metadata();
+    meta.row_groups()[..rg]
+        .iter()
+        .map(|g| g.num_rows().max(0) as u64)
+        .sum()
+}
+
+/// The locators of the rows `sel` keeps of row group `rg` (all `n_rows` when None).
+fn locators(
+    fi: usize,
+    file: &FileEntry,
+    rg: usize,
+    sel: Option<&RowSelection>,
+    n_rows: usize,
+) -> Result<ArrayRef> {
+    let first = first_row(file, rg);
+    if first + n_rows as u64 >= 1 << super::ROW_BITS {
+        return Err(Error::Invalid(format!(
+            "{}: too many rows to locate",
+            file.display
+        )));
+    }
+    let base = super::locator(fi, first);
+    let out: Vec<u64> = match sel {
+        None => (0..n_rows as u64).map(|i| base + i).collect(),
+        Some(s) => {
+            let mut out = Vec::with_capacity(s.row_count());
+            let mut at = base;
+            for r in s.iter() {
+                if !r.skip {
+                    out.extend(at..at + r.row_count as u64);
+                }
+                at += r.row_count as u64;
+            }
+            out
+        }
+    };
+    Ok(Arc::new(arrow_array::UInt64Array::from(out)))
 }
 
 /// The rows of row group `rg` of file `fi` that `plan` asks for, in file order, in
@@ -355,6 +397,12 @@ pub(crate) fn read_unit(
         }
     }
 
+    let located = if plan.locate {
+        Some(locators(fi, file, rg, sel.as_ref(), n_rows)?)
+    } else {
+        None
+    };
+
     // Pass 2: the other columns of the file, decoded for the selected rows only.
     let rest: Vec<&str> = plan
         .columns
@@ -388,6 +436,7 @@ pub(crate) fn read_unit(
         };
         columns.push(fit(a, field.data_type(), file, name)?);
     }
+    columns.extend(located);
     let batch = RecordBatch::try_new_with_options(
         Arc::clone(&plan.schema),
         columns,
