@@ -6,6 +6,7 @@ the standalone cluster's tests are in test_cluster.py."""
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -195,6 +196,31 @@ def test_entity_rows_as_spark_frame_and_sql(repo: Repo) -> None:
     assert [None if v != v else v for v in out["f_int"].tolist()] == [12, None, 10, 20]
     with pytest.raises(DataSourceError, match="entity_df"):
         s.get_historical_features("SELECT nope FROM nowhere_at_all", ["v:f_int"]).to_arrow()
+
+
+def test_local_entity_rows_staged_as_parquet_or_shipped(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Local entity rows go to Spark as Parquet in the staging folder (removed with the job),
+    or through createDataFrame where no folder is shared; any partition count, same rows."""
+    from banquet.offline.spark.store import SparkOfflineStore
+
+    write_small(repo.root)
+    stage = repo.root / "stage"
+    s = repo.store(extra={"banquet.staging_path": str(stage), "banquet.join_partitions": "3"})
+    s.apply([user, view(path_source())])
+    job = s.get_historical_features(ENTITY, ["v:f_int", "v:f_str"])
+    assert job.to_arrow().column("f_int").to_pylist() == WANT_INT
+    (folder,) = stage.iterdir()
+    assert [p.suffix for p in folder.iterdir()] == [".parquet"]  # one file: the one view
+    del job
+    gc.collect()
+    assert list(folder.iterdir()) == []
+    monkeypatch.setattr(SparkOfflineStore, "staging_dir", lambda self: None)
+    out = repo.store().get_historical_features(ENTITY, ["v:f_int"]).to_arrow()
+    assert out.column("f_int").to_pylist() == WANT_INT
+    with pytest.raises(ConfigError, match="join_partitions"):
+        repo.store(extra={"banquet.join_partitions": "many"}).offline_store  # noqa: B018
 
 
 def test_to_spark_df_and_to_parquet_by_spark(repo: Repo) -> None:
