@@ -330,12 +330,17 @@ def _audit_tiles(
 ) -> None:
     """An aggregated view: the tiles read at the watermark against the historical join's
     aggregates there. A read at the watermark merges only tiles ending at or before it, so
-    rows pushed since do not count: every difference is an error (``missing`` when the key
-    has no tiles, else ``different``)."""
+    rows pushed since do not count: every difference is an error. Its reason: ``missing``
+    when the key has no tiles; ``stale`` when the tiles' newest event time is older than the
+    key's newest offline row at or before the watermark within the longest window (the
+    tiles lack rows the source has: a materialization lost or older tiles written back);
+    else ``different``."""
     from banquet.online.tiles import read_at
 
     stamps, online_vals = read_at(store, view, key_bytes, watermark)
     offline = _offline_at(store, view, keys, [watermark] * len(key_bytes))
+    longest = max(a.window_us for a in view.aggregations)
+    newest_offline = _offline_event_times(store, view, keys, watermark, longest)
     for i, stamp in enumerate(stamps):
         for f, feature in enumerate(view.features):
             on, off = online_vals[f][i], offline[f][i]
@@ -345,10 +350,24 @@ def _audit_tiles(
             close = isinstance(on, float) and isinstance(off, float)
             if close and math.isclose(on, off, rel_tol=1e-12, abs_tol=1e-12):
                 continue
-            reason = MISSING if stamp is None else DIFFERENT
+            fts = newest_offline[i]
+            if stamp is None:
+                reason = MISSING
+            elif fts is not None and stamp < fts:
+                reason = STALE
+            else:
+                reason = DIFFERENT
             report.differences.append(
                 Difference(
-                    view.name, key_dicts[i], feature.name, on, off, reason, _dt(stamp), None, True
+                    view.name,
+                    key_dicts[i],
+                    feature.name,
+                    on,
+                    off,
+                    reason,
+                    _dt(stamp),
+                    _dt(fts),
+                    True,
                 )
             )
 
@@ -394,13 +413,19 @@ def _offline_at(
 
 
 def _offline_event_times(
-    store: FeatureStore, view: FeatureView, keys: list[pa.Array], watermark: int
+    store: FeatureStore,
+    view: FeatureView,
+    keys: list[pa.Array],
+    watermark: int,
+    lookback_us: int | None = None,
 ) -> list[int | None]:
-    """The event time of each key's latest offline row at the watermark (within the ttl),
-    for telling a stale online row from a different one."""
+    """The event time of each key's latest offline row at the watermark (within
+    ``lookback_us``, by default the ttl), for telling a stale online row from a different
+    one."""
     from banquet.offline.base import view_rows
 
-    start = None if view.ttl_us is None else watermark - view.ttl_us
+    lookback = view.ttl_us if lookback_us is None else lookback_us
+    start = None if lookback is None else watermark - lookback
     reader = store.offline_store.scan_view(view, [], start, watermark, keys)
     try:
         table = reader.read_all()

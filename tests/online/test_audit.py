@@ -181,3 +181,85 @@ def test_bad_arguments(repo: tuple[Path, FeatureStore]) -> None:
     sample = store.audit(sample=2, seed=7)
     assert sample.views[0].keys_checked == 2
     assert store.audit(sample=2, seed=7).views == sample.views
+
+
+AGG_FEATURES = """\
+from datetime import timedelta as td
+
+from banquet import Entity, FeatureView, Field, FileSource
+from banquet.aggregation import Aggregation as A
+from banquet.types import Float64
+
+user = Entity(name="user", join_keys=["user_id"])
+events = FileSource(name="events", path="data/events.parquet", timestamp_field="ts")
+spend = FeatureView(
+    name="spend",
+    entities=[user],
+    schema=[Field(name="amount", dtype=Float64)],
+    source=events,
+    aggregations=[
+        A("amount", "count", td(hours=1), td(minutes=10)),
+        A("amount", "sum", td(hours=2), td(minutes=30)),
+    ],
+)
+"""
+
+
+def test_planted_stale_aggregated_value(backend: Backend, tmp_path: Path) -> None:
+    """Tiles written back from before the key's newest rows (a lost materialization): the
+    aggregates at the watermark differ and the tiles' newest event time is older than the
+    key's newest offline row there, so every differing aggregate is ``stale``."""
+    from banquet.online import tiles
+    from banquet.online.base import rows_batch
+
+    root = tmp_path / "agg"
+    (root / "data").mkdir(parents=True)
+    (root / "feature_store.yaml").write_text(
+        f"project: {backend.project}\nregistry: data/registry.db\nprovider: local\n"
+        + backend.yaml()
+        + "offline_store:\n  type: file\n"
+    )
+    (root / "features.py").write_text(AGG_FEATURES)
+    early, late = MARK - timedelta(minutes=100), MARK - timedelta(minutes=20)
+    rows = pa.table(
+        {
+            "user_id": pa.array([1, 1, 1, 2], pa.int64()),
+            "ts": pa.array([early, MARK - timedelta(minutes=50), late, late], US),
+            "amount": pa.array([1.5, 2.0, 4.0, 8.0]),
+        }
+    )
+    pq.write_table(rows, root / "data" / "events.parquet")
+    store = FeatureStore(repo_path=root)
+    try:
+        store.apply()
+        store.materialize(T1 - timedelta(days=1), MARK)
+        assert store.audit(sample=10).ok
+        view = store.get_feature_view("spend")
+        # user 1's tiles rebuilt from its first row only and written over the stored ones
+        first = rows.slice(0, 1)
+        key_bytes, blobs = tiles.build(
+            view,
+            [first.column("user_id").combine_chunks()],
+            first.column("ts").combine_chunks().cast(pa.int64()),
+            None,
+            {"amount": first.column("amount").combine_chunks()},
+        )
+        early_us = int(early.timestamp() * 1_000_000)
+        store.online_store.write(
+            store.project,
+            view.storage_name,
+            rows_batch(key_bytes, pa.array([early_us], pa.int64()), None, blobs),
+            overwrite=True,
+        )
+        report = store.audit(sample=10)
+        assert not report.ok
+        got = [(d.key, d.feature, d.reason, d.online_ts, d.offline_ts) for d in report.errors]
+        assert got == [
+            ({"user_id": 1}, "count_amount_3600s", STALE, early, late),
+            ({"user_id": 1}, "sum_amount_7200s", STALE, early, late),
+        ], report.to_table()
+        result = CliRunner().invoke(cli, ["-c", str(root), "audit"])
+        assert result.exit_code == 1 and "stale" in result.output, result.output
+    finally:
+        store.teardown()
+        store.online_store.close()

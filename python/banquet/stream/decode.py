@@ -42,8 +42,9 @@ class Decoder:
         src = view.stream_source
         self.ts_name = src.timestamp_field
         self.created_name = src.created_timestamp_column
-        # message field -> declared type, for the keys and features the message carries
-        fields = [*view.entity_columns, *view.features]
+        # message field -> declared type, for the keys and source columns the message carries
+        # (an aggregated view's features are its aggregates, not message fields)
+        fields = [*view.entity_columns, *view.source_fields]
         self.schema = pa.schema(
             [pa.field(src.source_column(f.name), f.dtype.to_arrow()) for f in fields]
         )
