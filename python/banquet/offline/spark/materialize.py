@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from banquet.errors import InvalidTimestamp
-from banquet.offline.spark import join
+from banquet.offline.spark import direct, join
 from banquet.offline.spark.store import spark_errors
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructType
 
     from banquet.config import RepoConfig
     from banquet.feature_view import FeatureView
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 # Rows per online write from a task: the store pipelines each write in waves of script / HSETNX
 # calls; a larger batch means fewer write calls (each one HSETNX pass, then a script pass).
 WRITE_ROWS = 250_000
+# Source rows per write task of a direct read (the task holds at most their winners).
+WRITE_TASK_ROWS = 4_000_000
 # Views whose jobs run at the same time (each a driver thread submitting its own jobs).
 PARALLEL_VIEWS = 4
 
@@ -81,25 +84,46 @@ def materialize_windows(
 def write_view(store: FeatureStore, w: Window, overwrite: bool) -> int:
     """One view's window, reduced and written by the executors; returns the keys written.
 
-    Each read task keeps its rows' latest per key (``_local_latest``); only those rows are
+    Each read task keeps its rows' latest per key (``_keep_latest``); only those rows are
     repartitioned by key, and each task of the shuffle picks the final winners and writes
-    them (``_partition_writer``)."""
-    from pyspark.sql import functions as F
+    them (``_partition_writer``). A local Parquet path source is read by the tasks with
+    pyarrow (``direct.py``), anything else by Spark."""
     from pyspark.sql.types import LongType, StructField, StructType
 
     offline: SparkOfflineStore = store.offline_store  # type: ignore[assignment]
     view = w.view
     rows = window_rows(offline, view, w.start_us, w.end_us)
-    check_times(store, w, rows)
+    files = direct.footers(offline, view)
+    check_times(store, w, rows, files.times if files is not None else None)
     has_created = bool(view.batch_source.created_timestamp_column)
-    reduced = rows.mapInArrow(_local_latest(view, w.start_us, w.end_us, has_created), rows.schema)
+    keep = _keep_latest(view, w.start_us, w.end_us, has_created)
+    target = arrow_schema(offline, rows.schema)
+    if files is not None and direct.readable(view, files, target):
+        reduced = direct.read_frame(offline, view, files, rows.schema, target, keep)
+        # the reduced rows are at most the source's: a write task per 4M of them, at least
+        # one per core (not spark.sql.shuffle.partitions tasks, each with its connection)
+        cores = offline.spark.sparkContext.defaultParallelism
+        parts: int | None = max(cores, -(-files.rows // WRITE_TASK_ROWS))
+    else:
+        reduced = rows.mapInArrow(_local_latest(keep), rows.schema)
+        parts = None
     writer = _partition_writer(store.config, store.project, view, w.start_us, w.end_us, overwrite)
     out = StructType([StructField("written", LongType(), False)])
     keys = [join.key_name(i) for i in range(len(view.join_keys))]
-    job = reduced.repartition(*keys).mapInArrow(writer, out)
+    shuffled = reduced.repartition(parts, *keys) if parts else reduced.repartition(*keys)
+    job = shuffled.mapInArrow(writer, out)
     with spark_errors(f"materialize: feature view {view.name!r} on Spark"):
-        total = job.agg(F.sum("written")).collect()[0][0]
-    return int(total or 0)
+        # each task's count, summed here (an aggregate would add a stage)
+        return sum(int(r[0]) for r in job.collect())
+
+
+def arrow_schema(offline: SparkOfflineStore, schema: StructType) -> pa.Schema:
+    """The Arrow types Spark hands a ``mapInArrow`` task for ``schema`` (and checks coming
+    back)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    large = offline.spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false")
+    return to_arrow_schema(schema, timezone="UTC", prefers_large_types=large == "true")
 
 
 def window_rows(
@@ -135,15 +159,18 @@ def window_rows(
     )
 
 
-def check_times(store: FeatureStore, w: Window, rows: DataFrame) -> None:
+def check_times(
+    store: FeatureStore,
+    w: Window,
+    rows: DataFrame,
+    bounds: tuple[pa.Array, pa.Array | None] | None,
+) -> None:
     """The write path's time checks over the window's extremes. A local Parquet source's
-    footers bound them without a job (the window's rows are among the files' rows, so bounds
-    that pass prove the window passes); otherwise, or when the bounds fail, one aggregate job
-    finds the window's exact extremes."""
+    footers (``bounds``) bound them without a job (the window's rows are among the files'
+    rows, so bounds that pass prove the window passes); otherwise, or when the bounds fail,
+    one aggregate job finds the window's exact extremes."""
     from pyspark.sql import functions as F
 
-    offline: SparkOfflineStore = store.offline_store  # type: ignore[assignment]
-    bounds = footer_times(offline, w.view)
     if bounds is not None:
         try:
             _check(store, w, *bounds)
@@ -185,59 +212,8 @@ def footer_times(
     local file system, from its footers' statistics (no rows read); None when they cannot
     tell (another kind of source or file system, a column without statistics, times not
     stored as INT64 timestamps)."""
-    from urllib.parse import unquote, urlparse
-
-    import pyarrow.parquet as pq
-
-    from banquet.offline.spark.source import SparkSource
-
-    src = view.batch_source
-    if not isinstance(src, SparkSource) or not src.path or src.file_format != "parquet":
-        return None
-    try:
-        files = offline.frame(src).inputFiles()
-    except Exception:  # noqa: BLE001 -- the exact check will say what is wrong
-        return None
-    if not files or not all(f.startswith("file:") for f in files):
-        return None
-    names = [src.source_column(src.timestamp_field)]
-    if src.created_timestamp_column:
-        names.append(src.source_column(src.created_timestamp_column))
-    lo: list[int | None] = [None] * len(names)
-    hi: list[int | None] = [None] * len(names)
-    scale = {"s": 1_000_000, "ms": 1_000, "us": 1}
-    try:
-        for f in files:
-            pf = pq.ParquetFile(unquote(urlparse(f).path))
-            md, schema = pf.metadata, pf.schema_arrow
-            for n, name in enumerate(names):
-                i = schema.get_field_index(name)
-                if i < 0 or not pa.types.is_timestamp(schema.field(i).type):
-                    return None
-                unit = schema.field(i).type.unit
-                if unit not in scale:  # ns: Spark reads it as µs, truncated; rare: exact job
-                    return None
-                col = next(j for j in range(md.num_columns) if md.schema.column(j).path == name)
-                for g in range(md.num_row_groups):
-                    rg = md.row_group(g)
-                    st = rg.column(col).statistics
-                    if rg.column(col).physical_type != "INT64" or st is None:
-                        return None
-                    if not st.has_min_max:
-                        if st.null_count == rg.num_rows:
-                            continue  # all null
-                        return None
-                    a, b = int(st.min_raw) * scale[unit], int(st.max_raw) * scale[unit]
-                    lo[n] = a if lo[n] is None else min(lo[n], a)  # type: ignore[type-var]
-                    hi[n] = b if hi[n] is None else max(hi[n], b)  # type: ignore[type-var]
-    except Exception:  # noqa: BLE001 -- an unreadable footer: the exact check reads the rows
-        return None
-    utc = pa.timestamp("us", tz="UTC")
-
-    def arr(n: int) -> pa.Array:
-        return pa.array([v for v in (lo[n], hi[n]) if v is not None], pa.int64()).cast(utc)
-
-    return arr(0), (arr(1) if len(names) > 1 and len(arr(1)) else None)
+    files = direct.footers(offline, view)
+    return files.times if files is not None else None
 
 
 def _partition_writer(
@@ -308,25 +284,20 @@ def _partition_writer(
     return write
 
 
-def _local_latest(
+def _keep_latest(
     view: FeatureView, start_us: int | None, end_us: int, has_created: bool
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The read tasks' function: the task's rows in source order and its latest row per key
-    (``_core.latest_per_key``), kept whole (``SEQ`` too). The pick after the shuffle sees each
+) -> Callable[[pa.Table], pa.Table]:
+    """A read task's reduction: its rows put in source order, its latest row per key
+    (``_core.latest_per_key``) kept whole (``SEQ`` too). The pick after the shuffle sees each
     key's local winners in source order again, so it chooses what one pick over all the rows
     would: the kernel's order (event, created, row index) is total, and the latest of the
     tasks' latest rows is the latest row."""
 
-    def reduce(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def keep(table: pa.Table) -> pa.Table:
         import pyarrow.compute as pc
 
         from banquet import _core
 
-        got = list(batches)
-        if not got or not sum(b.num_rows for b in got):
-            return
-        table = pa.Table.from_batches(got)
-        del got
         perm = pc.sort_indices(table.column(join.SEQ))
         keys = [
             _as_key(_flat(table.column(join.key_name(i))).take(perm), view, k)
@@ -335,7 +306,23 @@ def _local_latest(
         ev = _flat(table.column(join.TS)).take(perm)
         cr = _flat(table.column(join.CREATED)).take(perm) if has_created else None
         idx = _core.latest_per_key(keys, ev, cr, start_us, end_us)
-        kept = table.take(perm.take(idx)).combine_chunks()
+        return table.take(perm.take(idx))
+
+    return keep
+
+
+def _local_latest(
+    keep: Callable[[pa.Table], pa.Table],
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The JVM read tasks' function: ``keep`` over the task's rows."""
+
+    def reduce(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        got = list(batches)
+        if not got or not sum(b.num_rows for b in got):
+            return
+        table = pa.Table.from_batches(got)
+        del got
+        kept = keep(table).combine_chunks()
         yield from kept.to_batches(max_chunksize=join.BATCH_ROWS)
 
     return reduce
