@@ -18,13 +18,15 @@ feature rows inside the bucket plus the one row that wins just before the bucket
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
+
+    from banquet.offline.spark.source import SparkSource
 
 ROW = "__banquet_row"
 SIDE = "__banquet_side"
@@ -41,6 +43,23 @@ def key_name(i: int) -> str:
 
 def feature_name(j: int) -> str:
     return f"__banquet_f{j}"
+
+
+def require_columns(df: DataFrame, src: SparkSource, fields: Iterable[str], where: str) -> None:
+    """Raise ``SourceColumnMissing`` unless ``df`` (``src``'s rows) has the source column of
+    every name in ``fields`` (keys, timestamp, features) and ``src``'s created column: before
+    any job, so a missing column is named, not a Spark analysis error."""
+    from banquet.errors import SourceColumnMissing
+
+    needed = [src.source_column(n) for n in fields]
+    if src.created_timestamp_column:
+        needed.append(src.source_column(src.created_timestamp_column))
+    missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
+    if missing:
+        raise SourceColumnMissing(
+            f"{where}: {src.describe()} has no column {missing[0]!r}; its columns are "
+            f"{sorted(df.columns)}"
+        )
 
 
 def join_view(

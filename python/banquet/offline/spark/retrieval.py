@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from banquet import types
 from banquet._memory import memory_bound
 from banquet.entity_data import flat, key_column, timestamp_column, to_table, utc_us
-from banquet.errors import FeatureNameCollisionError, SchemaMismatch, SourceColumnMissing
+from banquet.errors import FeatureNameCollisionError, SchemaMismatch
 from banquet.offline.base import RetrievalJob
 from banquet.offline.spark import join
 from banquet.offline.spark import window as spark_window
@@ -300,18 +300,8 @@ class SparkRetrievalJob(RetrievalJob):
                 store, g, entity, lo, hi, _where(g), self._join_partitions
             )
         df = store.frame(src)
-        needed = [
-            src.source_column(n)
-            for n in (*view.join_keys, src.timestamp_field, *(f.name for f in g.features))
-        ]
-        if src.created_timestamp_column:
-            needed.append(src.source_column(src.created_timestamp_column))
-        missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
-        if missing:
-            raise SourceColumnMissing(
-                f"{_where(g)}: {src.describe()} has no column {missing[0]!r}; its columns are "
-                f"{sorted(df.columns)}"
-            )
+        fields = (*view.join_keys, src.timestamp_field, *(f.name for f in g.features))
+        join.require_columns(df, src, fields, _where(g))
         df = df.withColumn(join.SEQ, store.sequence(df, src))
         ts = F.col(src.source_column(src.timestamp_field)).cast("timestamp")
         if lo is not None:

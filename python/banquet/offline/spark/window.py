@@ -59,24 +59,15 @@ def aggregate_view(
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_type, to_arrow_schema
 
-    from banquet.errors import SourceColumnMissing
-
     view = g.view
     aggs = agg_window.requested(view, g.features)
     read = agg_window.source_fields(view, aggs)
     src = view.batch_source
     df = store.frame(src)
-    needed = [src.source_column(n) for n in (*view.join_keys, src.timestamp_field)]
-    needed += [src.source_column(f.name) for f in read]
+    join.require_columns(
+        df, src, (*view.join_keys, src.timestamp_field, *(f.name for f in read)), where
+    )
     created = src.created_timestamp_column
-    if created:
-        needed.append(src.source_column(created))
-    missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
-    if missing:
-        raise SourceColumnMissing(
-            f"{where}: {src.describe()} has no column {missing[0]!r}; its columns are "
-            f"{sorted(df.columns)}"
-        )
     df = df.withColumn(join.SEQ, store.sequence(df, src))
     ts = F.col(src.source_column(src.timestamp_field)).cast("timestamp")
     if lo is not None:
