@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 
     from banquet.config import RepoConfig
     from banquet.feature_view import FeatureView
+    from banquet.field import Field
     from banquet.materialize import Window
-    from banquet.offline.base import RetrievalJob
+    from banquet.offline.base import RetrievalJob, ViewRows
     from banquet.request import ResolvedRequest
     from banquet.sources import DataSource
     from banquet.store import FeatureStore
@@ -143,11 +144,35 @@ class SparkOfflineStore(OfflineStore):
         start_us: int | None,
         end_us: int | None,
     ) -> pa.Table:
+        src = _spark_source(source)
+        df = self._rows(src, columns, start_us, end_us)
+        with spark_errors(src.describe()):
+            return self.frame_order(df, src).select(*columns).toArrow()
+
+    def read_view(
+        self, view: FeatureView, features: list[Field], start_us: int | None, end_us: int | None
+    ) -> ViewRows:
+        """``OfflineStore.read_view``; an aggregated view's rows (its online tiles are built
+        on the driver, at materialize and audit) are counted first and refused past
+        ``banquet.driver_rows``. A plain view's read runs no count job."""
+        if view.is_aggregated:
+            from banquet.offline.base import view_source_columns
+            from banquet.offline.spark.window import check_driver_read
+
+            src = _spark_source(view.batch_source)
+            columns = view_source_columns(view, features)
+            check_driver_read(self, self._rows(src, columns, start_us, end_us), src.describe())
+        return super().read_view(view, features, start_us, end_us)
+
+    def _rows(
+        self, src: SparkSource, columns: list[str], start_us: int | None, end_us: int | None
+    ) -> DataFrame:
+        """``src``'s rows with ``start_us <= timestamp <= end_us`` (lazy), after checking it
+        has ``columns``."""
         from pyspark.sql import functions as F
 
         from banquet.offline.spark.join import ts_literal
 
-        src = _spark_source(source)
         df = self.frame(src)
         missing = [c for c in columns if c not in df.columns]
         if missing:
@@ -160,11 +185,7 @@ class SparkOfflineStore(OfflineStore):
             df = df.where(ts >= ts_literal(start_us))
         if end_us is not None:
             df = df.where(ts <= ts_literal(end_us))
-        from banquet.offline.spark.window import check_driver_read
-
-        check_driver_read(self, df, src.describe())  # bounded: refused past banquet.driver_rows
-        with spark_errors(src.describe()):
-            return self.frame_order(df, src).select(*columns).toArrow()
+        return df
 
     def frame_order(self, df: DataFrame, src: SparkSource) -> DataFrame:
         """``df`` (rows of ``src``) in source order, as the file store reads them."""

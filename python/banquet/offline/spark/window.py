@@ -217,8 +217,9 @@ def _partition_aggregator(
 
 # --- online tiles: materialization reads on the driver --------------------------------------
 
-# Rows a driver read (``SparkOfflineStore.read``: aggregated views' tiles at materialize,
-# audit) may collect; ``banquet.driver_rows`` in spark_conf overrides it, 0 turns it off.
+# Rows an aggregated view's driver read (``SparkOfflineStore.read_view``: its tiles at
+# materialize, audit) may collect; ``banquet.driver_rows`` in spark_conf overrides it, 0 turns
+# it off. Plain views' reads are not counted.
 DRIVER_ROWS = 10_000_000
 
 
