@@ -19,13 +19,6 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 import test_spark_store as t  # noqa: E402
 
-from banquet import (  # noqa: E402
-    FeatureStore,  # noqa: E402
-    FileSource,
-    RepoConfig,
-    SparkSource,
-)
-
 
 def executor_pids(app_id: str) -> list[int]:
     """This application's executor JVMs (children of the cluster's workers)."""
@@ -83,26 +76,8 @@ def main() -> None:
     killed: list[int] = []
     seconds = 0.0
     for kind in ("file", "spark"):
-        cls: Any = FileSource if kind == "file" else SparkSource
-        src = cls(
-            name="src",
-            path="data",
-            timestamp_field="event_timestamp",
-            created_timestamp_column="created",
-        )
-        off: dict[str, Any] = {"type": "file"}
-        if kind == "spark":
-            off = {"type": "spark", "spark_conf": conf}
-        cfg = RepoConfig.from_dict(
-            {
-                "project": "cluster",
-                "registry": str(root / f"registry-{kind}.db"),
-                "online_store": t._redis(),
-                "offline_store": off,
-            },
-            repo_path=root,
-        )
-        store = FeatureStore(config=cfg)
+        src = t.data_source(kind)
+        store = t.data_store(root, kind, t._redis(), conf, project="cluster")
         store.apply([t.user, t.view(src, "unbounded"), t.view(src, "ttl", ttl=7 * t.H)])
         job = store.get_historical_features(entity, refs, full_feature_names=True)
         if kind == "spark" and a.kill_executor:

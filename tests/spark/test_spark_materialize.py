@@ -5,19 +5,17 @@ fallback to the exact aggregate."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_spark_store import T0, UTC_US, H, _redis, user, view
+from test_spark_store import T0, UTC_US, H, _redis, data_source, data_store, user, view
 
-from banquet import FeatureStore, FileSource, RepoConfig, SparkSource
+from banquet import FeatureStore
 from banquet.offline.spark import materialize as M
 from test_historical import SPARK_TEST_CONF
 
@@ -25,27 +23,8 @@ pytestmark = [pytest.mark.spark, pytest.mark.redis]
 
 
 def _store(root: Path, kind: str) -> FeatureStore:
-    cls: Any = FileSource if kind == "file" else SparkSource
-    src = cls(
-        name="src",
-        path="data",
-        timestamp_field="event_timestamp",
-        created_timestamp_column="created",
-    )
-    off: dict[str, Any] = {"type": "file"}
-    if kind == "spark":
-        off = {"type": "spark", "spark_conf": SPARK_TEST_CONF}
-    cfg = RepoConfig.from_dict(
-        {
-            "project": f"m{uuid.uuid4().hex[:10]}",
-            "registry": str(root / f"registry-{kind}.db"),
-            "online_store": _redis(),
-            "offline_store": off,
-        },
-        repo_path=root,
-    )
-    s = FeatureStore(config=cfg)
-    s.apply([user, view(src)])
+    s = data_store(root, kind, _redis())
+    s.apply([user, view(data_source(kind))])
     return s
 
 

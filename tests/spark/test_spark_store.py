@@ -299,27 +299,51 @@ def _random_data(root: Path, rows: int, keys: int, hot_share: float, seed: int) 
     )
 
 
+def data_source(kind: str) -> DataSource:
+    """``_random_data``'s folder as a FileSource (``kind`` "file") or a SparkSource."""
+    cls: Any = FileSource if kind == "file" else SparkSource
+    src: DataSource = cls(
+        name="src",
+        path="data",
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created",
+    )
+    return src
+
+
+def data_store(
+    root: Path,
+    kind: str,
+    online: dict[str, Any],
+    spark_conf: dict[str, str] = SPARK_TEST_CONF,
+    project: str | None = None,
+) -> FeatureStore:
+    """A store over ``root`` on files or on Spark (``spark_conf``), a registry per kind;
+    nothing applied. A fresh project unless named: no online rows of another run leak in."""
+    import uuid
+
+    off: dict[str, Any] = {"type": "file"}
+    if kind == "spark":
+        off = {"type": "spark", "spark_conf": spark_conf}
+    cfg = RepoConfig.from_dict(
+        {
+            "project": project or f"m{uuid.uuid4().hex[:10]}",
+            "registry": str(root / f"registry-{kind}.db"),
+            "online_store": online,
+            "offline_store": off,
+        },
+        repo_path=root,
+    )
+    return FeatureStore(config=cfg)
+
+
 @pytest.mark.parametrize("hot_share", [0.0, 0.5], ids=["uniform", "hot_key"])
 def test_identical_to_the_file_store_over_many_partitions(repo: Repo, hot_share: float) -> None:
     entity = _random_data(repo.root, 40_000, 3000, hot_share, seed=7)
     refs = ["unbounded:f_int", "unbounded:f_str", "ttl:f_int", "ttl:f_str"]
     outs = []
     for kind in ("file", "spark"):
-        src: DataSource
-        if kind == "file":
-            src = FileSource(
-                name="src",
-                path="data",
-                timestamp_field="event_timestamp",
-                created_timestamp_column="created",
-            )
-        else:
-            src = SparkSource(
-                name="src",
-                path="data",
-                timestamp_field="event_timestamp",
-                created_timestamp_column="created",
-            )
+        src = data_source(kind)
         # hot keys: key 0 (half the rows) is split into ~20 time buckets
         s = repo.store(kind, extra={"banquet.hot_key_rows": "2000" if hot_share else "0"})
         s.apply([user, view(src, "unbounded"), view(src, "ttl", ttl=7 * H)])
@@ -361,6 +385,36 @@ def test_apply_names_missing_columns_paths_and_foreign_sources(repo: Repo) -> No
         s.apply([user, view(foreign, "f")])
 
 
+def test_driver_rows_bounds_only_aggregated_views_reads(repo: Repo) -> None:
+    """Only an aggregated view's read (its tiles are built on the driver) is counted and
+    refused past banquet.driver_rows, or stopped by a bad value; a plain view's is not."""
+    from banquet import BatchFeatureView
+    from banquet.aggregation import Aggregation
+    from banquet.errors import ResourceExhausted
+
+    write_small(repo.root)
+    plain = view(path_source())
+    agg = BatchFeatureView(
+        name="agg",
+        entities=[user],
+        source=path_source(),
+        schema=[Field(name="f_int", dtype=Int64)],
+        aggregations=[Aggregation(column="f_int", function="sum", time_window=2 * H)],
+        online=False,
+    )
+    for cap in ("1", "many"):
+        off: Any = repo.store(extra={"banquet.driver_rows": cap}).offline_store
+        assert off.read_view(plain, plain.features, None, None).table.num_rows == 5
+    with pytest.raises(ResourceExhausted, match="5 rows would be collected"):
+        off = repo.store(extra={"banquet.driver_rows": "1"}).offline_store
+        off.read_view(agg, agg.source_fields, None, None)
+    with pytest.raises(ConfigError, match="banquet.driver_rows' is 'many'"):
+        off = repo.store(extra={"banquet.driver_rows": "many"}).offline_store
+        off.read_view(agg, agg.source_fields, None, None)
+    off = repo.store(extra={"banquet.driver_rows": "5"}).offline_store
+    assert off.read_view(agg, agg.source_fields, None, None).table.num_rows == 5
+
+
 def test_entity_key_checks_run_before_any_job(repo: Repo) -> None:
     write_small(repo.root)
     s = repo.store()
@@ -399,33 +453,12 @@ def test_materialize_on_the_executors(tmp_path: Path, online: str) -> None:
     """Each task writes its keys' latest rows straight to the online store; the values read
     back equal an in-process materialization's, and a second run (a retried task writes the
     same rows again) changes nothing."""
-    import uuid
-
     _random_data(tmp_path, 30_000, 2000, 0.1, seed=5)
     results = []
     for kind in ("file", "spark"):
-        cls: Any = FileSource if kind == "file" else SparkSource
-        src = cls(
-            name="src",
-            path="data",
-            timestamp_field="event_timestamp",
-            created_timestamp_column="created",
-        )
-        off: dict[str, Any] = {"type": "file"}
-        if kind == "spark":
-            off = {"type": "spark", "spark_conf": SPARK_TEST_CONF}
-        cfg = RepoConfig.from_dict(
-            {
-                "project": f"m{uuid.uuid4().hex[:10]}",
-                "registry": str(tmp_path / f"registry-{kind}.db"),
-                "online_store": _online(online),
-                "offline_store": off,
-            },
-            repo_path=tmp_path,
-        )
-        s = FeatureStore(config=cfg)
+        s = data_store(tmp_path, kind, _online(online))
         try:
-            s.apply([user, view(src)])
+            s.apply([user, view(data_source(kind))])
             for _ in range(2 if kind == "spark" else 1):
                 s.materialize(T0 - H, T0 + 150 * H)
             assert s._registry.read(s.project)["materializations"]["v"]  # recorded
