@@ -19,7 +19,7 @@ feature rows inside the bucket plus the one row that wins just before the bucket
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -267,3 +267,44 @@ def ts_literal(us: int) -> Column:
     from pyspark.sql import functions as F
 
     return F.timestamp_micros(F.lit(int(us)))
+
+
+def feature_rows(
+    df: DataFrame,
+    src: SparkSource,
+    join_keys: list[str],
+    features: list[str],
+    seq: Column,
+    lo: int | None,
+    hi: int | None,
+    key_types: list[Any] | None = None,
+    name: Callable[[int], str] = feature_name,
+) -> DataFrame:
+    """``k0.., TS, CREATED, SEQ, f0..`` of ``df`` (``src``'s rows; ``features``: field names,
+    read through the field mapping, named ``name(j)``) with ``lo <= event time <= hi`` (None:
+    unbounded); ``seq`` numbers the rows in source order; the keys cast to ``key_types``
+    (Spark types) when given. The one shape the join, the windowed aggregation and
+    materialization read."""
+    from pyspark.sql import functions as F
+
+    df = df.withColumn(SEQ, seq)
+    ts = F.col(src.source_column(src.timestamp_field)).cast("timestamp")
+    if lo is not None:
+        df = df.where(ts >= ts_literal(lo))
+    if hi is not None:
+        df = df.where(ts <= ts_literal(hi))
+    keys = [F.col(src.source_column(k)) for k in join_keys]
+    if key_types is not None:
+        keys = [k.cast(t) for k, t in zip(keys, key_types, strict=True)]
+    created = src.created_timestamp_column
+    return df.select(
+        *(k.alias(key_name(i)) for i, k in enumerate(keys)),
+        ts.alias(TS),
+        (
+            F.col(src.source_column(created)).cast("timestamp")
+            if created
+            else F.lit(None).cast("timestamp")
+        ).alias(CREATED),
+        F.col(SEQ),
+        *(F.col(src.source_column(f)).alias(name(j)) for j, f in enumerate(features)),
+    )
