@@ -39,7 +39,8 @@ def kafka() -> str:
 
 
 def create_topic(bootstrap: str, partitions: int = 1, name: str | None = None) -> str:
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic  # admin re-exports it untyped
 
     name = name or f"t-{uuid.uuid4().hex[:10]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -176,27 +177,32 @@ def make_repo(
     redis: str = "",
 ) -> Path:
     """A feature repo with the stream view ``tx_live`` over ``topic``, applied."""
-    from banquet import FeatureStore
-
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "data" / "tx").mkdir(parents=True)
-    project = f"s{uuid.uuid4().hex[:8]}"
-    (root / "feature_store.yaml").write_text(YAML[online].format(project=project, redis=redis))
     fmt_src = (
         "JsonFormat()"
         if fmt == "json"
         else f"AvroFormat(schema_json={json.dumps(json.dumps(AVRO_SCHEMA))})"
     )
     udf_arg = "udf=double_amount, mode='pandas'," if udf else ""
-    (root / "features.py").write_text(
-        FEATURES.format(
-            bootstrap=bootstrap,
-            topic=topic,
-            fmt=fmt_src,
-            udf=textwrap.dedent(udf),
-            udf_arg=udf_arg,
-        )  # fmt: skip
+    features = FEATURES.format(
+        bootstrap=bootstrap,
+        topic=topic,
+        fmt=fmt_src,
+        udf=textwrap.dedent(udf),
+        udf_arg=udf_arg,
     )
+    return write_repo(root, features, online=online, redis=redis)
+
+
+def write_repo(root: Path, features: str, *, online: str = "sqlite", redis: str = "") -> Path:
+    """A feature repo at ``root`` (a fresh project) whose features.py is ``features``, over
+    the batch source ``data/tx`` (``user_id, event_timestamp, amount, n, label``), applied."""
+    from banquet import FeatureStore
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "data" / "tx").mkdir(parents=True)
+    project = f"s{uuid.uuid4().hex[:8]}"
+    (root / "feature_store.yaml").write_text(YAML[online].format(project=project, redis=redis))
+    (root / "features.py").write_text(features)
     # the batch source: one (old) row, so apply can check its columns
     pq.write_table(
         pa.table(

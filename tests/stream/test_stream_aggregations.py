@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
-from stream_support import YAML, Ingest, event, produce, wait_for
+from stream_support import Ingest, event, produce, wait_for, write_repo
 
 from banquet import FeatureStore, _core
 from banquet.online import tiles
@@ -56,33 +54,9 @@ tx_agg = StreamFeatureView(
 """
 
 
-def _repo(root: Path, topic: str, bootstrap: str) -> Path:
-    (root / "data" / "tx").mkdir(parents=True)
-    project = f"s{uuid.uuid4().hex[:8]}"
-    (root / "feature_store.yaml").write_text(YAML["sqlite"].format(project=project, redis=""))
-    (root / "features.py").write_text(FEATURES.format(bootstrap=bootstrap, topic=topic))
-    # the batch source: one old row, so apply can check its columns
-    pq.write_table(
-        pa.table(
-            {
-                "user_id": pa.array([0], pa.int64()),
-                "event_timestamp": pa.array([0], US),
-                "amount": [0.0],
-                "n": pa.array([0], pa.int64()),
-                "label": ["seed"],
-            }
-        ),
-        root / "data" / "tx" / "seed.parquet",
-    )
-    store = FeatureStore(repo_path=root)
-    store.apply()
-    store.online_store.close()
-    return root
-
-
 def test_ingested_rows_give_online_equal_offline(tmp_path: Path, kafka: str, topic: Any) -> None:
     t = topic(2)
-    repo = _repo(tmp_path / "r", t, kafka)
+    repo = write_repo(tmp_path / "r", FEATURES.format(bootstrap=kafka, topic=t))
     rng = random.Random(18)
     now = float(int(time.time()))
     users = 12
