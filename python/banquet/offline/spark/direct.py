@@ -41,7 +41,7 @@ _SCALE = {"s": 1_000_000, "ms": 1_000, "us": 1}
 @dataclass(frozen=True)
 class Unit:
     """One row group: its file (local path, rank in path order), index, first row in the
-    file, rows and compressed bytes."""
+    file, rows and bytes (compressed, as stored)."""
 
     path: str
     rank: int
@@ -66,9 +66,10 @@ class Footers:
         return sum(u.rows for u in self.units)
 
 
-def footers(offline: SparkOfflineStore, view: FeatureView) -> Footers | None:
-    """The footers of a Parquet ``path`` source on the local file system; None for another
-    kind of source or file system, or an unreadable footer."""
+def footers(offline: SparkOfflineStore, view: FeatureView, frame: DataFrame) -> Footers | None:
+    """The footers of a Parquet ``path`` source on the local file system (``frame``: its
+    Spark frame, for the file list); None for another kind of source or file system, or an
+    unreadable footer."""
     from urllib.parse import unquote, urlparse
 
     import pyarrow.parquet as pq
@@ -79,7 +80,7 @@ def footers(offline: SparkOfflineStore, view: FeatureView) -> Footers | None:
     if not isinstance(src, SparkSource) or not src.path or src.file_format != "parquet":
         return None
     try:
-        files = offline.frame(src).inputFiles()
+        files = frame.inputFiles()
     except Exception:  # noqa: BLE001 -- the JVM read will say what is wrong
         return None
     if not files or not all(f.startswith("file:") for f in files):
@@ -101,7 +102,8 @@ def footers(offline: SparkOfflineStore, view: FeatureView) -> Footers | None:
             first = 0
             for g in range(md.num_row_groups):
                 rg = md.row_group(g)
-                units.append(Unit(path, rank, g, first, rg.num_rows, rg.total_byte_size))
+                size = sum(rg.column(j).total_compressed_size for j in range(rg.num_columns))
+                units.append(Unit(path, rank, g, first, rg.num_rows, size))
                 first += rg.num_rows
             for n, name in enumerate(names):
                 if not known:
@@ -215,43 +217,64 @@ def _same_values(have: pa.DataType, want: pa.DataType) -> bool:
 
 
 def tasks(f: Footers, max_split: int, open_cost: int, cores: int) -> list[list[Unit]]:
-    """Row groups cut into read tasks as Spark cuts files: at most ``min(max_split,
-    max(open_cost, bytes / cores))`` bytes (each row group costing ``open_cost`` more) per
-    task, consecutive row groups together, so each task reads a run in source order."""
-    total = sum(u.size + open_cost for u in f.units)
+    """Row groups cut into read tasks as Spark packs file splits: a task takes consecutive
+    row groups while its bytes so far plus the next one's stay within ``min(max_split,
+    max(open_cost, (bytes + files * open_cost) / cores))``, each file counting ``open_cost``
+    more when the task starts reading it. Each task reads a run in source order."""
+    files = len({u.rank for u in f.units})
+    total = sum(u.size for u in f.units) + files * open_cost
     cap = max(1, min(max_split, max(open_cost, math.ceil(total / max(1, cores)))))
     out: list[list[Unit]] = []
     size = 0
     for u in f.units:
-        cost = u.size + open_cost
-        if out and out[-1] and size + cost <= cap:
-            out[-1].append(u)
-            size += cost
-        else:
-            out.append([u])
-            size = cost
+        if not out or (out[-1] and size + u.size > cap):
+            out.append([])
+            size = 0
+        if not out[-1] or out[-1][-1].rank != u.rank:
+            size += open_cost
+        out[-1].append(u)
+        size += u.size
     return out
+
+
+def plan(offline: SparkOfflineStore, f: Footers) -> list[list[Unit]]:
+    """``f``'s row groups cut into read tasks by the session's file-split settings."""
+    spark = offline.spark
+    conf = spark.conf
+    max_split = _bytes(conf.get("spark.sql.files.maxPartitionBytes", "128m") or "128m")
+    open_cost = _bytes(conf.get("spark.sql.files.openCostInBytes", "4m") or "4m")
+    return tasks(f, max_split, open_cost, spark.sparkContext.defaultParallelism)
 
 
 def read_frame(
     offline: SparkOfflineStore,
     view: FeatureView,
-    f: Footers,
+    parts: list[list[Unit]],
     schema: StructType,
     target: pa.Schema,
     reduce: Callable[[pa.Table], pa.Table],
+    then: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None,
 ) -> DataFrame:
     """The window's rows reduced per read task (``reduce``: rows in source order -> the rows
-    to keep) with ``schema`` (the JVM read's): one ``spark.range`` id per task."""
-    spark = offline.spark
-    conf = spark.conf
-    max_split = _bytes(conf.get("spark.sql.files.maxPartitionBytes", "128m") or "128m")
-    open_cost = _bytes(conf.get("spark.sql.files.openCostInBytes", "4m") or "4m")
-    parts = tasks(f, max_split, open_cost, spark.sparkContext.defaultParallelism)
-    ids = spark.range(0, len(parts), 1, numPartitions=len(parts))
+    to keep, in the JVM read's Arrow types ``target``), one task per entry of ``parts`` (a
+    ``spark.range`` id each); ``then`` (the task's reduced batches -> its output of
+    ``schema``) runs in the same task, else the output is the reduced rows (``schema``: the
+    JVM read's)."""
     has_created = bool(view.batch_source.created_timestamp_column)
     read = _reader(parts, source_columns(view), target, has_created, reduce)
-    return ids.mapInArrow(read, schema)
+    fn = read if then is None else _chain(read, then)
+    ids = offline.spark.range(0, len(parts), 1, numPartitions=len(parts))
+    return ids.mapInArrow(fn, schema)
+
+
+def _chain(
+    first: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
+    then: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def both(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        return then(first(batches))
+
+    return both
 
 
 def _reader(

@@ -87,31 +87,39 @@ def write_view(store: FeatureStore, w: Window, overwrite: bool) -> int:
     Each read task keeps its rows' latest per key (``_keep_latest``); only those rows are
     repartitioned by key, and each task of the shuffle picks the final winners and writes
     them (``_partition_writer``). A local Parquet path source is read by the tasks with
-    pyarrow (``direct.py``), anything else by Spark."""
+    pyarrow (``direct.py``), anything else by Spark; a direct read of one task writes its
+    winners itself (no shuffle: it saw every row)."""
     from pyspark.sql.types import LongType, StructField, StructType
 
     offline: SparkOfflineStore = store.offline_store  # type: ignore[assignment]
     view = w.view
-    rows = window_rows(offline, view, w.start_us, w.end_us)
-    files = direct.footers(offline, view)
+    src = offline.frame(view.batch_source)
+    files = direct.footers(offline, view, src)
+    rows = window_rows(offline, view, w.start_us, w.end_us, src, numbered=files is None)
     check_times(store, w, rows, files.times if files is not None else None)
     has_created = bool(view.batch_source.created_timestamp_column)
     keep = _keep_latest(view, w.start_us, w.end_us, has_created)
     target = arrow_schema(offline, rows.schema)
-    if files is not None and direct.readable(view, files, target):
-        reduced = direct.read_frame(offline, view, files, rows.schema, target, keep)
-        # the reduced rows are at most the source's: a write task per 4M of them, at least
-        # one per core (not spark.sql.shuffle.partitions tasks, each with its connection)
-        cores = offline.spark.sparkContext.defaultParallelism
-        parts: int | None = max(cores, -(-files.rows // WRITE_TASK_ROWS))
-    else:
-        reduced = rows.mapInArrow(_local_latest(keep), rows.schema)
-        parts = None
     writer = _partition_writer(store.config, store.project, view, w.start_us, w.end_us, overwrite)
     out = StructType([StructField("written", LongType(), False)])
     keys = [join.key_name(i) for i in range(len(view.join_keys))]
-    shuffled = reduced.repartition(parts, *keys) if parts else reduced.repartition(*keys)
-    job = shuffled.mapInArrow(writer, out)
+    if files is not None and not direct.readable(view, files, target):
+        rows = window_rows(offline, view, w.start_us, w.end_us, src)  # numbered after all
+        files = None
+    if files is not None:
+        plan = direct.plan(offline, files)
+        if len(plan) == 1:  # one task saw every row: its winners are final
+            job = direct.read_frame(offline, view, plan, out, target, keep, writer)
+        else:
+            reduced = direct.read_frame(offline, view, plan, rows.schema, target, keep)
+            # the reduced rows are at most the source's: a write task per 4M of them, at
+            # least one per core (not spark.sql.shuffle.partitions tasks, each connecting)
+            cores = offline.spark.sparkContext.defaultParallelism
+            parts = max(cores, -(-files.rows // WRITE_TASK_ROWS))
+            job = reduced.repartition(parts, *keys).mapInArrow(writer, out)
+    else:
+        reduced = rows.mapInArrow(_local_latest(keep), rows.schema)
+        job = reduced.repartition(*keys).mapInArrow(writer, out)
     with spark_errors(f"materialize: feature view {view.name!r} on Spark"):
         # each task's count, summed here (an aggregate would add a stage)
         return sum(int(r[0]) for r in job.collect())
@@ -127,35 +135,30 @@ def arrow_schema(offline: SparkOfflineStore, schema: StructType) -> pa.Schema:
 
 
 def window_rows(
-    offline: SparkOfflineStore, view: FeatureView, start_us: int | None, end_us: int
+    offline: SparkOfflineStore,
+    view: FeatureView,
+    start_us: int | None,
+    end_us: int,
+    src: DataFrame | None = None,
+    numbered: bool = True,
 ) -> DataFrame:
-    """``k0.., TS, CREATED, SEQ, f0..`` of the view's rows with ``start <= ts <= end``."""
+    """``k0.., TS, CREATED, SEQ, f0..`` of the view's rows with ``start <= ts <= end``
+    (``src``: the source's frame, if already made; without ``numbered`` ``SEQ`` is 0: only
+    the schema or the times are used)."""
     from pyspark.sql import functions as F
 
-    src = offline.frame(view.batch_source)
     source = view.batch_source
-    df = src.withColumn(join.SEQ, offline.sequence(src, source.batch))  # type: ignore[arg-type]
-    ts = F.col(source.source_column(source.timestamp_field)).cast("timestamp")
-    if start_us is not None:
-        df = df.where(ts >= join.ts_literal(start_us))
-    df = df.where(ts <= join.ts_literal(end_us))
-    created = source.created_timestamp_column
-    return df.select(
-        *(
-            F.col(source.source_column(k)).alias(join.key_name(i))
-            for i, k in enumerate(view.join_keys)
-        ),
-        ts.alias(join.TS),
-        (
-            F.col(source.source_column(created)).cast("timestamp")
-            if created
-            else F.lit(None).cast("timestamp")
-        ).alias(join.CREATED),
-        F.col(join.SEQ),
-        *(
-            F.col(source.source_column(f.name)).alias(join.feature_name(j))
-            for j, f in enumerate(view.features)
-        ),
+    if src is None:
+        src = offline.frame(source)
+    seq = offline.sequence(src, source) if numbered else F.lit(0).cast("long")  # type: ignore[arg-type]
+    return join.feature_rows(
+        src,
+        source,  # type: ignore[arg-type]
+        view.join_keys,
+        [f.name for f in view.features],
+        seq,
+        start_us,
+        end_us,
     )
 
 
@@ -212,7 +215,7 @@ def footer_times(
     local file system, from its footers' statistics (no rows read); None when they cannot
     tell (another kind of source or file system, a column without statistics, times not
     stored as INT64 timestamps)."""
-    files = direct.footers(offline, view)
+    files = direct.footers(offline, view, offline.frame(view.batch_source))
     return files.times if files is not None else None
 
 

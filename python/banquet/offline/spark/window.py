@@ -68,28 +68,19 @@ def aggregate_view(
         df, src, (*view.join_keys, src.timestamp_field, *(f.name for f in read)), where
     )
     created = src.created_timestamp_column
-    df = df.withColumn(join.SEQ, store.sequence(df, src))
-    ts = F.col(src.source_column(src.timestamp_field)).cast("timestamp")
-    if lo is not None:
-        df = df.where(ts >= join.ts_literal(lo))
-    if hi is not None:
-        df = df.where(ts <= join.ts_literal(hi))
     nkeys = len(view.join_keys)
     keys = [join.key_name(i) for i in range(nkeys)]
     eschema = entity.schema
-    feats = df.select(
-        *(
-            F.col(src.source_column(k)).cast(eschema[keys[i]].dataType).alias(keys[i])
-            for i, k in enumerate(view.join_keys)
-        ),
-        ts.alias(join.TS),
-        (
-            F.col(src.source_column(created)).cast("timestamp")
-            if created
-            else F.lit(None).cast("timestamp")
-        ).alias(join.CREATED),
-        F.col(join.SEQ),
-        *(F.col(src.source_column(f.name)).alias(_col(j)) for j, f in enumerate(read)),
+    feats = join.feature_rows(
+        df,
+        src,
+        view.join_keys,
+        [f.name for f in read],
+        store.sequence(df, src),
+        lo,
+        hi,
+        key_types=[eschema[k].dataType for k in keys],
+        name=_col,
     )
     fschema = feats.schema
     cols = [_col(j) for j in range(len(read))]
