@@ -125,10 +125,12 @@ entity_key_serialization_version: 3
 """,
 }
 
-FEATURES = """\
+# features.py up to the views: the entity ``user`` and the Kafka source ``source``
+PRELUDE = """\
 from datetime import timedelta
 
 from banquet import Entity, Field, FileSource, KafkaSource, StreamFeatureView
+from banquet.aggregation import Aggregation
 from banquet.data_format import AvroFormat, JsonFormat
 from banquet.types import Float64, Int64, String
 
@@ -141,6 +143,9 @@ source = KafkaSource(
     message_format={fmt},
     batch_source=FileSource(name="tx_batch", path="data/tx", timestamp_field="event_timestamp"),
 )
+"""
+
+FEATURES = """\
 {udf}
 tx_live = StreamFeatureView(
     name="tx_live",
@@ -183,14 +188,15 @@ def make_repo(
         else f"AvroFormat(schema_json={json.dumps(json.dumps(AVRO_SCHEMA))})"
     )
     udf_arg = "udf=double_amount, mode='pandas'," if udf else ""
-    features = FEATURES.format(
-        bootstrap=bootstrap,
-        topic=topic,
-        fmt=fmt_src,
-        udf=textwrap.dedent(udf),
-        udf_arg=udf_arg,
+    body = FEATURES.format(udf=textwrap.dedent(udf), udf_arg=udf_arg)
+    return write_repo(
+        root, features_py(body, bootstrap, topic, fmt_src), online=online, redis=redis
     )
-    return write_repo(root, features, online=online, redis=redis)
+
+
+def features_py(body: str, bootstrap: str, topic: str, fmt: str = "JsonFormat()") -> str:
+    """A features.py: ``PRELUDE`` (``source`` reads ``topic`` as ``fmt``), then ``body``."""
+    return PRELUDE.format(bootstrap=bootstrap, topic=topic, fmt=fmt) + body
 
 
 def write_repo(root: Path, features: str, *, online: str = "sqlite", redis: str = "") -> Path:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from stream_support import Ingest, event, produce, wait_for, write_repo
+from stream_support import Ingest, event, features_py, produce, wait_for, write_repo
 
 from banquet import FeatureStore, _core
 from banquet.online import tiles
@@ -21,22 +21,6 @@ US = pa.timestamp("us", tz="UTC")
 MIN10 = 600_000_000
 
 FEATURES = """\
-from datetime import timedelta as td
-
-from banquet import Entity, Field, FileSource, KafkaSource, StreamFeatureView
-from banquet.aggregation import Aggregation as A
-from banquet.data_format import JsonFormat
-from banquet.types import Float64, Int64, String
-
-user = Entity(name="user", join_keys=["user_id"])
-source = KafkaSource(
-    name="tx_stream",
-    kafka_bootstrap_servers="{bootstrap}",
-    topic="{topic}",
-    timestamp_field="ts",
-    message_format=JsonFormat(),
-    batch_source=FileSource(name="tx_batch", path="data/tx", timestamp_field="event_timestamp"),
-)
 tx_agg = StreamFeatureView(
     name="tx_agg",
     entities=[user],
@@ -44,11 +28,11 @@ tx_agg = StreamFeatureView(
             Field(name="label", dtype=String)],
     source=source,
     aggregations=[
-        A("amount", "count", td(hours=4), td(minutes=10)),
-        A("amount", "sum", td(hours=1), td(minutes=10)),
-        A("amount", "mean", td(hours=2), td(minutes=30)),
-        A("n", "max", td(hours=1), td(minutes=10)),
-        A("label", "last", td(hours=2), td(minutes=10)),
+        Aggregation("amount", "count", timedelta(hours=4), timedelta(minutes=10)),
+        Aggregation("amount", "sum", timedelta(hours=1), timedelta(minutes=10)),
+        Aggregation("amount", "mean", timedelta(hours=2), timedelta(minutes=30)),
+        Aggregation("n", "max", timedelta(hours=1), timedelta(minutes=10)),
+        Aggregation("label", "last", timedelta(hours=2), timedelta(minutes=10)),
     ],
 )
 """
@@ -56,7 +40,7 @@ tx_agg = StreamFeatureView(
 
 def test_ingested_rows_give_online_equal_offline(tmp_path: Path, kafka: str, topic: Any) -> None:
     t = topic(2)
-    repo = write_repo(tmp_path / "r", FEATURES.format(bootstrap=kafka, topic=t))
+    repo = write_repo(tmp_path / "r", features_py(FEATURES, kafka, t))
     rng = random.Random(18)
     now = float(int(time.time()))
     users = 12
