@@ -285,30 +285,34 @@ def _reader(
     reduce: Callable[[pa.Table], pa.Table],
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The read tasks' function (pickled with the task list)."""
-    names, types = _layout(target, has_created)
+    _, types = _layout(target, has_created)
+    at, seq_at = target.get_field_index(join.CREATED), target.get_field_index(join.SEQ)
+    created = target.field(join.CREATED).type
 
     def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import numpy as np
         import pyarrow.parquet as pq
 
         wanted = list(dict.fromkeys(cols))
+        opened: dict[str, pq.ParquetFile] = {}
         for b in batches:
             for task in b.column(0).to_pylist():
-                pieces: list[pa.Table] = []
+                # each row group reduced as it is read, then the survivors together: the
+                # task holds one row group's rows at a time (the two-step pick is exact)
+                kept: list[pa.Table] = []
                 for u in parts[task]:
-                    t = pq.ParquetFile(u.path).read_row_group(u.group, columns=wanted)
+                    if u.path not in opened:
+                        opened[u.path] = pq.ParquetFile(u.path)
+                    t = opened[u.path].read_row_group(u.group, columns=wanted)
                     arrays = [t.column(c).cast(ty) for c, ty in zip(cols, types, strict=True)]
-                    seq = (u.rank << 40) + u.first_row + np.arange(u.rows, dtype=np.int64)
-                    arrays.append(pa.chunked_array([pa.array(seq, pa.int64())]))
-                    pieces.append(pa.table(arrays, names=[*names, join.SEQ]))
-                table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
-                if not has_created:
-                    at = table.schema.get_field_index(join.TS) + 1
-                    table = table.add_column(
-                        at, join.CREATED, pa.nulls(table.num_rows, target.field(join.CREATED).type)
-                    )
-                kept = reduce(table.select(target.names)).combine_chunks()
-                yield from kept.to_batches(max_chunksize=join.BATCH_ROWS)
+                    seq = (u.rank << 40) + u.first_row + np.arange(t.num_rows, dtype=np.int64)
+                    if not has_created:  # CREATED all null
+                        arrays.insert(at, pa.chunked_array([pa.nulls(t.num_rows, created)]))
+                    arrays.insert(seq_at, pa.chunked_array([pa.array(seq, pa.int64())]))
+                    del t
+                    kept.append(reduce(pa.table(arrays, names=target.names)))
+                table = reduce(pa.concat_tables(kept)) if len(kept) > 1 else kept[0]
+                yield from table.combine_chunks().to_batches(max_chunksize=join.BATCH_ROWS)
 
     return read
 

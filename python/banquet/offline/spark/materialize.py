@@ -108,6 +108,8 @@ def write_view(store: FeatureStore, w: Window, overwrite: bool) -> int:
         files = None
     if files is not None:
         plan = direct.plan(offline, files)
+        if not plan:  # no row groups: no rows
+            return 0
         if len(plan) == 1:  # one task saw every row: its winners are final
             job = direct.read_frame(offline, view, plan, out, target, keep, writer)
         else:
