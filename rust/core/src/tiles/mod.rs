@@ -24,6 +24,12 @@
 //! Version 1 blobs are still read (re-written as version 2 at the next write). The spec
 //! header is checked at every read and merge: a blob written for another definition is
 //! `Error::Corrupt` naming the fix (re-materialize).
+//!
+//! The online read (`read_window`) never builds the key's tile map: it walks the blob once
+//! and folds each window tile's fields, borrowed from the bytes, into one accumulator per
+//! aggregate, with `Partial::merge`'s operations in its order (so the value is bit for bit
+//! the decode-then-merge one, which the tests check); the write path's `decode` walks the
+//! same reader into owned partials.
 
 #[cfg(test)]
 mod tests;
@@ -562,27 +568,44 @@ fn corrupt(what: &str) -> Error {
     Error::Corrupt(format!("online aggregation tiles: {what}"))
 }
 
-impl R<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
+impl<'a> R<'a> {
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len());
         let end = end.ok_or_else(|| corrupt("truncated blob"))?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
     }
+    #[inline]
     fn u8(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
     }
+    #[inline]
     fn i64(&mut self) -> Result<i64> {
         Ok(i64::from_le_bytes(self.take(8)?.try_into().unwrap()))
     }
+    #[inline]
     fn f64(&mut self) -> Result<f64> {
         Ok(f64::from_bits(self.i64()? as u64))
     }
+    #[inline]
     fn u32(&mut self) -> Result<u32> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
     }
+    /// LEB128. Most varints of a blob (tile index deltas, counts) are one byte: that case
+    /// first, inlined.
+    #[inline]
     fn var(&mut self) -> Result<u128> {
+        match self.b.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u128::from(b))
+            }
+            _ => self.var_long(),
+        }
+    }
+    fn var_long(&mut self) -> Result<u128> {
         let mut x = 0u128;
         for shift in (0..128).step_by(7) {
             let b = self.u8()?;
@@ -593,25 +616,29 @@ impl R<'_> {
         }
         Err(corrupt("bad varint"))
     }
+    #[inline]
     fn zig(&mut self) -> Result<i128> {
         let x = self.var()?;
         Ok((x >> 1) as i128 ^ -((x & 1) as i128))
     }
     /// A count (tiles, values, non-finite values) that must fit `T`.
+    #[inline]
     fn count<T: TryFrom<u128>>(&mut self) -> Result<T> {
         T::try_from(self.var()?).map_err(|_| corrupt("count out of range"))
     }
-    fn val(&mut self, k: Kind) -> Result<Val> {
+    #[inline]
+    fn val(&mut self, k: Kind) -> Result<ValRef<'a>> {
         Ok(match k {
-            Kind::Int => Val::I(self.i64()?),
-            Kind::Float => Val::F(self.f64()?),
+            Kind::Int => ValRef::I(self.i64()?),
+            Kind::Float => ValRef::F(self.f64()?),
             Kind::Bytes => {
                 let n = self.u32()? as usize;
-                Val::B(self.take(n)?.to_vec())
+                ValRef::B(self.take(n)?)
             }
         })
     }
-    fn opt(&mut self, k: Kind) -> Result<Option<Val>> {
+    #[inline]
+    fn opt(&mut self, k: Kind) -> Result<Option<ValRef<'a>>> {
         Ok(match self.u8()? {
             0 => None,
             1 => Some(self.val(k)?),
@@ -620,148 +647,415 @@ impl R<'_> {
     }
 }
 
+/// A stored value, bytes borrowed from the blob: the read compares them in place and copies
+/// only the window's result.
+#[derive(Debug, Clone, Copy)]
+enum ValRef<'a> {
+    I(i64),
+    F(f64),
+    B(&'a [u8]),
+}
+
+impl ValRef<'_> {
+    /// `Val::cmp_total` against an owned value.
+    #[inline]
+    fn cmp_total(&self, other: &Val) -> Ordering {
+        match (self, other) {
+            (ValRef::I(a), Val::I(b)) => a.cmp(b),
+            (ValRef::F(a), Val::F(b)) => a.total_cmp(b),
+            (ValRef::B(a), Val::B(b)) => (*a).cmp(b.as_slice()),
+            _ => Ordering::Equal,
+        }
+    }
+
+    /// `Val::cmp_total` between two borrowed values.
+    #[inline]
+    fn cmp_ref(&self, other: &ValRef<'_>) -> Ordering {
+        match (self, other) {
+            (ValRef::I(a), ValRef::I(b)) => a.cmp(b),
+            (ValRef::F(a), ValRef::F(b)) => a.total_cmp(b),
+            (ValRef::B(a), ValRef::B(b)) => a.cmp(b),
+            _ => Ordering::Equal,
+        }
+    }
+
+    fn to_val(self) -> Val {
+        match self {
+            ValRef::I(x) => Val::I(x),
+            ValRef::F(x) => Val::F(x),
+            ValRef::B(b) => Val::B(b.to_vec()),
+        }
+    }
+}
+
+/// One stored tile as the blob holds it: the fields of its function (the others stay at
+/// their defaults), values borrowed; count_distinct's values and approx_count_distinct's
+/// hashes as `items` encoded values in `raw`.
+#[derive(Debug, Default)]
+struct TileRef<'a> {
+    n: i64,
+    sum_i: i128,
+    sum_f: f64,
+    comp: f64,
+    nan: u32,
+    pos_inf: u32,
+    neg_inf: u32,
+    mean: f64,
+    m2: f64,
+    ext: Option<ValRef<'a>>,
+    last: Option<(i64, i64, ValRef<'a>)>,
+    items: u32,
+    raw: &'a [u8],
+}
+
+impl<'a> TileRef<'a> {
+    /// The `items` values in `raw` (checked when the tile was read).
+    fn values(&self, k: Kind) -> impl Iterator<Item = ValRef<'a>> + 'a {
+        let mut r = R {
+            b: self.raw,
+            pos: 0,
+        };
+        (0..self.items).map_while(move |_| r.val(k).ok())
+    }
+
+    fn hashes(&self) -> impl Iterator<Item = u64> + 'a {
+        self.raw
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+    }
+
+    /// The tile as an owned partial (decode: the write path's tile map).
+    fn to_partial(&self, spec: &TileSpec) -> Partial {
+        Partial {
+            n: self.n,
+            sum_i: self.sum_i,
+            sum_f: self.sum_f,
+            comp: self.comp,
+            nan: self.nan,
+            pos_inf: self.pos_inf,
+            neg_inf: self.neg_inf,
+            mean: self.mean,
+            m2: self.m2,
+            ext: self.ext.map(ValRef::to_val),
+            last: self.last.map(|(t, c, v)| (t, c, v.to_val())),
+            distinct: match spec.func {
+                Func::CountDistinct => self.values(spec.kind).map(ValRef::to_val).collect(),
+                _ => Vec::new(),
+            },
+            hashes: match spec.func {
+                Func::ApproxCountDistinct => self.hashes().collect(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+/// The read's accumulator of one spec: `Partial::merge` of the window's tiles, folded
+/// straight from the blob (no partial per tile), with the extreme and latest values kept
+/// borrowed until the end.
+struct Acc<'a> {
+    p: Partial,
+    ext: Option<ValRef<'a>>,
+    last: Option<(i64, i64, ValRef<'a>)>,
+}
+
+impl<'a> Acc<'a> {
+    /// Exactly `Partial::merge(self, tile)`: the same operations in the same order (float
+    /// sums included), so the window's value is the decode-then-merge one.
+    #[inline]
+    fn fold(&mut self, spec: &TileSpec, t: &TileRef<'a>) {
+        if t.n == 0 {
+            return;
+        }
+        let p = &mut self.p;
+        let n0 = p.n;
+        p.n += t.n;
+        match spec.func {
+            Func::Count => {}
+            Func::Sum | Func::Mean => {
+                p.sum_i += t.sum_i;
+                neumaier(&mut p.sum_f, &mut p.comp, t.sum_f);
+                p.comp += t.comp;
+                p.nan += t.nan;
+                p.pos_inf += t.pos_inf;
+                p.neg_inf += t.neg_inf;
+            }
+            Func::Stddev => {
+                if n0 == 0 {
+                    p.mean = t.mean;
+                    p.m2 = t.m2;
+                } else {
+                    let (na, nb, n) = (n0 as f64, t.n as f64, p.n as f64);
+                    let d = t.mean - p.mean;
+                    p.mean += d * nb / n;
+                    p.m2 += t.m2 + d * d * na * nb / n;
+                }
+            }
+            Func::Min | Func::Max => {
+                if let Some(v) = t.ext {
+                    let better = match &self.ext {
+                        None => true,
+                        Some(e) => {
+                            let o = v.cmp_ref(e);
+                            if spec.func == Func::Max {
+                                o == Ordering::Greater
+                            } else {
+                                o == Ordering::Less
+                            }
+                        }
+                    };
+                    if better {
+                        self.ext = Some(v);
+                    }
+                }
+            }
+            Func::Last => {
+                if let Some((ts, c, v)) = t.last {
+                    if self
+                        .last
+                        .as_ref()
+                        .is_none_or(|(t0, c0, _)| (ts, c) >= (*t0, *c0))
+                    {
+                        self.last = Some((ts, c, v));
+                    }
+                }
+            }
+            Func::CountDistinct => {
+                for v in t.values(spec.kind) {
+                    if let Err(i) = p.distinct.binary_search_by(|x| v.cmp_total(x).reverse()) {
+                        p.distinct.insert(i, v.to_val());
+                    }
+                }
+            }
+            Func::ApproxCountDistinct => {
+                for h in t.hashes() {
+                    if let Err(i) = p.hashes.binary_search(&h) {
+                        p.hashes.insert(i, h);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(mut self, spec: &TileSpec) -> Result<Out> {
+        self.p.ext = self.ext.map(ValRef::to_val);
+        self.p.last = self.last.map(|(t, c, v)| (t, c, v.to_val()));
+        finish(spec, &self.p)
+    }
+}
+
 /// Decode a key's tiles written for `specs` (another definition: `Error::Corrupt`).
 pub fn decode(specs: &[TileSpec], blob: &[u8]) -> Result<TileSet> {
+    let (mut walk, newest) = Walk::open(specs, blob)?;
     let mut set = TileSet::new(specs.len());
-    set.newest = parse(specs, blob, |i, end, p| {
-        set.tiles[i].insert(end, p);
-    })?;
+    set.newest = newest;
+    for (spec, map) in specs.iter().zip(&mut set.tiles) {
+        let mut tiles = walk.spec(spec)?;
+        while let Some((end, t)) = tiles.next()? {
+            map.insert(end, t.to_partial(spec));
+        }
+    }
+    walk.finish()?;
     Ok(set)
 }
 
 /// The read path: each spec's aggregate over the window of a read at `at`, straight from
-/// the blob (only the window's tiles merged, nothing else kept), and the newest event time.
+/// the blob: the window's tiles folded into one local accumulator per spec as they are
+/// read (its running sums stay in registers), nothing else kept; and the newest event time.
 pub fn read_window(specs: &[TileSpec], blob: &[u8], at: i64) -> Result<(i64, Vec<Out>)> {
-    let mut acc = vec![Partial::default(); specs.len()];
-    let newest = parse(specs, blob, |i, end, p| {
-        let s = &specs[i];
-        let t = s.window_end(at);
-        if t - s.window < end && end <= t {
-            acc[i].merge(s, &p);
+    let (mut walk, newest) = Walk::open(specs, blob)?;
+    let mut outs = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let hi = spec.window_end(at);
+        let lo = hi - spec.window;
+        let mut acc = Acc {
+            p: Partial::default(),
+            ext: None,
+            last: None,
+        };
+        let mut tiles = walk.spec(spec)?;
+        while let Some((end, t)) = tiles.next()? {
+            if lo < end && end <= hi {
+                acc.fold(spec, &t);
+            }
         }
-    })?;
+        outs.push(acc);
+    }
+    walk.finish()?;
     let outs = specs
         .iter()
-        .zip(&acc)
-        .map(|(s, p)| finish(s, p))
+        .zip(outs)
+        .map(|(s, a)| a.finish(s))
         .collect::<Result<Vec<_>>>()?;
     Ok((newest, outs))
 }
 
-/// Walks a blob written for `specs`, handing each tile (spec index, end, partial) to
-/// `visit` in blob order; returns the newest event time.
-fn parse(
-    specs: &[TileSpec],
-    blob: &[u8],
-    mut visit: impl FnMut(usize, i64, Partial),
-) -> Result<i64> {
-    let mut r = R { b: blob, pos: 0 };
-    if r.take(2)? != MAGIC {
-        return Err(corrupt("not a tile blob"));
+/// A reader of a blob written for `specs`: `open` checks the header, then `spec` gives each
+/// spec's tiles in turn (checking its header), and `finish` that nothing follows.
+struct Walk<'a> {
+    r: R<'a>,
+    v1: bool,
+}
+
+impl<'a> Walk<'a> {
+    /// The reader and the blob's newest event time.
+    fn open(specs: &[TileSpec], blob: &'a [u8]) -> Result<(Walk<'a>, i64)> {
+        let mut r = R { b: blob, pos: 0 };
+        if r.take(2)? != MAGIC {
+            return Err(corrupt("not a tile blob"));
+        }
+        let version = r.u8()?;
+        if version != 1 && version != VERSION {
+            return Err(corrupt(&format!(
+                "blob version {version} is not one this build reads (1, {VERSION}); \
+                 re-materialize the view with this version"
+            )));
+        }
+        if r.u8()? as usize != specs.len() {
+            return Err(changed());
+        }
+        let newest = r.i64()?;
+        Ok((
+            Walk {
+                r,
+                v1: version == 1,
+            },
+            newest,
+        ))
     }
-    let version = r.u8()?;
-    if version != 1 && version != VERSION {
-        return Err(corrupt(&format!(
-            "blob version {version} is not one this build reads (1, {VERSION}); \
-             re-materialize the view with this version"
-        )));
-    }
-    let v1 = version == 1;
-    if r.u8()? as usize != specs.len() {
-        return Err(changed());
-    }
-    let newest = r.i64()?;
-    for (i, spec) in specs.iter().enumerate() {
+
+    /// The next spec's tiles (`spec` must be the next of the `specs` given to `open`, and
+    /// the previous spec's tiles all read).
+    fn spec<'w>(&'w mut self, spec: &TileSpec) -> Result<Tiles<'a, 'w>> {
+        let r = &mut self.r;
         let (f, k, w, s) = (r.u8()?, r.u8()?, r.i64()?, r.i64()?);
         if f != spec.func as u8 || k != spec.kind as u8 || w != spec.window || s != spec.slide {
             return Err(changed());
         }
-        let n: u32 = if v1 { r.u32()? } else { r.count()? };
-        let float_sum = matches!(spec.func, Func::Sum | Func::Mean) && spec.kind != Kind::Int;
-        let mut idx = 0i64;
-        for t in 0..n {
-            let end = if v1 {
-                r.i64()?
-            } else {
-                let d = if t == 0 { r.zig()? } else { r.var()? as i128 };
-                idx = i64::try_from(if t == 0 { d } else { idx as i128 + d })
-                    .map_err(|_| corrupt("tile index out of range"))?;
-                idx.checked_mul(spec.slide)
-                    .ok_or_else(|| corrupt("tile end out of range"))?
-            };
-            let mut p = Partial::default();
-            let mut flags = 0u8;
-            if v1 {
-                p.n = r.i64()?;
-            } else if float_sum {
-                let x = r.var()?;
-                p.n = i64::try_from(x >> 4).map_err(|_| corrupt("count out of range"))?;
-                flags = (x & 0xf) as u8;
-            } else {
-                p.n = r.count()?;
-            }
-            match spec.func {
-                Func::Count => {}
-                Func::Sum | Func::Mean => match spec.kind {
-                    Kind::Int if v1 => {
-                        p.sum_i = i128::from_le_bytes(r.take(16)?.try_into().unwrap())
-                    }
-                    Kind::Int => p.sum_i = r.zig()?,
-                    _ if v1 => {
-                        p.sum_f = r.f64()?;
-                        p.comp = r.f64()?;
-                        p.nan = r.u32()?;
-                        p.pos_inf = r.u32()?;
-                        p.neg_inf = r.u32()?;
-                    }
-                    _ => {
-                        p.sum_f = r.f64()?;
-                        if flags & 1 != 0 {
-                            p.comp = r.f64()?;
-                        }
-                        if flags & 2 != 0 {
-                            p.nan = r.count()?;
-                        }
-                        if flags & 4 != 0 {
-                            p.pos_inf = r.count()?;
-                        }
-                        if flags & 8 != 0 {
-                            p.neg_inf = r.count()?;
-                        }
-                    }
-                },
-                Func::Stddev => {
-                    p.mean = r.f64()?;
-                    p.m2 = r.f64()?;
-                }
-                Func::Min | Func::Max => p.ext = r.opt(spec.kind)?,
-                Func::Last => {
-                    p.last = match r.u8()? {
-                        0 => None,
-                        1 => Some((r.i64()?, r.i64()?, r.val(spec.kind)?)),
-                        _ => return Err(corrupt("bad presence byte")),
-                    }
-                }
-                Func::CountDistinct => {
-                    let c: u32 = if v1 { r.u32()? } else { r.count()? };
-                    for _ in 0..c {
-                        p.distinct.push(r.val(spec.kind)?);
-                    }
-                }
-                Func::ApproxCountDistinct => {
-                    let c: u32 = if v1 { r.u32()? } else { r.count()? };
-                    for _ in 0..c {
-                        p.hashes.push(r.i64()? as u64);
-                    }
-                }
-            }
-            visit(i, end, p);
+        let left: u32 = if self.v1 { r.u32()? } else { r.count()? };
+        Ok(Tiles {
+            spec: *spec,
+            float_sum: matches!(spec.func, Func::Sum | Func::Mean) && spec.kind != Kind::Int,
+            left,
+            first: true,
+            idx: 0,
+            w: self,
+        })
+    }
+
+    fn finish(self) -> Result<()> {
+        if self.r.pos != self.r.b.len() {
+            return Err(corrupt("bytes after the last tile"));
         }
+        Ok(())
     }
-    if r.pos != blob.len() {
-        return Err(corrupt("bytes after the last tile"));
+}
+
+/// One spec's tiles, read one at a time in blob order (ascending end).
+struct Tiles<'a, 'w> {
+    w: &'w mut Walk<'a>,
+    spec: TileSpec,
+    float_sum: bool,
+    left: u32,
+    first: bool,
+    idx: i64,
+}
+
+impl<'a> Tiles<'a, '_> {
+    /// The next tile: its end and its fields borrowed from the blob; None after the last.
+    /// Inlined into each caller's loop, so a tile's fields go straight to the fold.
+    #[inline(always)]
+    fn next(&mut self) -> Result<Option<(i64, TileRef<'a>)>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        let (spec, v1) = (&self.spec, self.w.v1);
+        let r = &mut self.w.r;
+        let end = if v1 {
+            r.i64()?
+        } else {
+            let d = if self.first {
+                r.zig()?
+            } else {
+                r.var()? as i128
+            };
+            self.idx = i64::try_from(if self.first { d } else { self.idx as i128 + d })
+                .map_err(|_| corrupt("tile index out of range"))?;
+            self.first = false;
+            self.idx
+                .checked_mul(spec.slide)
+                .ok_or_else(|| corrupt("tile end out of range"))?
+        };
+        let mut p = TileRef::default();
+        let mut flags = 0u8;
+        if v1 {
+            p.n = r.i64()?;
+        } else if self.float_sum {
+            let x = r.var()?;
+            p.n = i64::try_from(x >> 4).map_err(|_| corrupt("count out of range"))?;
+            flags = (x & 0xf) as u8;
+        } else {
+            p.n = r.count()?;
+        }
+        match spec.func {
+            Func::Count => {}
+            Func::Sum | Func::Mean => match spec.kind {
+                Kind::Int if v1 => p.sum_i = i128::from_le_bytes(r.take(16)?.try_into().unwrap()),
+                Kind::Int => p.sum_i = r.zig()?,
+                _ if v1 => {
+                    p.sum_f = r.f64()?;
+                    p.comp = r.f64()?;
+                    p.nan = r.u32()?;
+                    p.pos_inf = r.u32()?;
+                    p.neg_inf = r.u32()?;
+                }
+                _ => {
+                    p.sum_f = r.f64()?;
+                    if flags & 1 != 0 {
+                        p.comp = r.f64()?;
+                    }
+                    if flags & 2 != 0 {
+                        p.nan = r.count()?;
+                    }
+                    if flags & 4 != 0 {
+                        p.pos_inf = r.count()?;
+                    }
+                    if flags & 8 != 0 {
+                        p.neg_inf = r.count()?;
+                    }
+                }
+            },
+            Func::Stddev => {
+                p.mean = r.f64()?;
+                p.m2 = r.f64()?;
+            }
+            Func::Min | Func::Max => p.ext = r.opt(spec.kind)?,
+            Func::Last => {
+                p.last = match r.u8()? {
+                    0 => None,
+                    1 => Some((r.i64()?, r.i64()?, r.val(spec.kind)?)),
+                    _ => return Err(corrupt("bad presence byte")),
+                }
+            }
+            Func::CountDistinct | Func::ApproxCountDistinct => {
+                p.items = if v1 { r.u32()? } else { r.count()? };
+                let start = r.pos;
+                if spec.func == Func::CountDistinct {
+                    for _ in 0..p.items {
+                        r.val(spec.kind)?;
+                    }
+                } else {
+                    let len = (p.items as usize)
+                        .checked_mul(8)
+                        .ok_or_else(|| corrupt("count out of range"))?;
+                    r.take(len)?;
+                }
+                p.raw = &r.b[start..r.pos];
+            }
+        }
+        Ok(Some((end, p)))
     }
-    Ok(newest)
 }
 
 fn changed() -> Error {
