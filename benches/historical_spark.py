@@ -25,7 +25,9 @@ entity rows' Parquet read):
   (a fresh project: torn down before the clock), rows/s = source rows in the window per second,
   keys/s = distinct keys written per second; ``-local`` / ``-2w`` / ``-1w`` as above; cpu =
   CPU seconds of this process's tree and the application's executors (JVMs, Python workers)
-  during the call, which the machine's other load moves much less than the wall time.
+  during the call, which the machine's other load moves much less than the wall time;
+  ``--split N`` reads the views rewritten with N row groups per file (``rg<N>/``: several
+  read tasks per view, the shuffle path) instead of one.
 
     .venv/bin/python benches/historical_spark.py --sizes 1Mx1M,hot1Mx100k
     .venv/bin/python benches/historical_spark.py --sizes 1Mx1M --runs materialize-local,materialize-2w
