@@ -32,6 +32,18 @@ def _store(root: Path, kind: str) -> FeatureStore:
     return s
 
 
+def _online_rows(s: FeatureStore, keys: int) -> dict[str, Any]:
+    """``s`` materialized over ``[T0 - H, T0 + 10 H]``, then its online ``f_int, f_str`` of
+    keys ``0 .. keys - 1``; the project torn down after."""
+    try:
+        s.materialize(T0 - H, T0 + 10 * H)
+        rows = [{"user_id": k} for k in range(keys)]
+        return s.get_online_features(["v:f_int", "v:f_str"], rows).to_dict()
+    finally:
+        s.teardown()
+        s.online_store.close()
+
+
 @contextlib.contextmanager
 def _split_bytes(size: str | None) -> Iterator[None]:
     """Read tasks of about ``size`` bytes of row groups (Spark's file splits and the direct
@@ -103,15 +115,8 @@ def test_two_step_pick_equals_one_pick_with_ties_across_tasks(
         monkeypatch.setattr(direct, "footers", lambda *a: None)
     results = []
     for kind in ("file", "spark"):
-        s = _store(tmp_path, kind)
-        try:
-            with _split_bytes(None if read == "direct_one_task" else "8192"):
-                s.materialize(T0 - H, T0 + 10 * H)
-            rows = [{"user_id": k} for k in range(keys)]
-            results.append(s.get_online_features(["v:f_int", "v:f_str"], rows).to_dict())
-        finally:
-            s.teardown()
-            s.online_store.close()
+        with _split_bytes(None if read == "direct_one_task" else "8192"):
+            results.append(_online_rows(_store(tmp_path, kind), keys))
     assert results[1] == results[0]
     assert all(v is not None for v in results[1]["f_int"])
     want = {"direct_many_tasks": "many", "direct_one_task": [1], "jvm_many_tasks": []}[read]
@@ -158,13 +163,7 @@ def test_direct_read_without_a_created_column_equals_the_file_store(tmp_path: Pa
     for kind, cls in (("file", FileSource), ("spark", SparkSource)):
         s = data_store(tmp_path, kind, _redis())
         s.apply([user, view(cls(name="src", path="data", timestamp_field="event_timestamp"))])
-        try:
-            s.materialize(T0 - H, T0 + 10 * H)
-            rows = [{"user_id": k} for k in range(200)]
-            results.append(s.get_online_features(["v:f_int", "v:f_str"], rows).to_dict())
-        finally:
-            s.teardown()
-            s.online_store.close()
+        results.append(_online_rows(s, 200))
     assert results[1] == results[0]
     assert sum(v is not None for v in results[1]["f_int"]) == 200
 
