@@ -168,6 +168,49 @@ def test_direct_read_without_a_created_column_equals_the_file_store(tmp_path: Pa
     assert sum(v is not None for v in results[1]["f_int"]) == 200
 
 
+def test_a_hive_folder_column_is_read_by_spark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feature from a ``k=v`` folder name is in no file: the tasks cannot read it from the
+    Parquet files, so Spark reads the source; the online rows equal the file store's."""
+    from banquet import FileSource, SparkSource
+
+    calls: list[int] = []
+    read_frame = direct.read_frame
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        return read_frame(*args, **kw)
+
+    monkeypatch.setattr(direct, "read_frame", counted)
+    for part in (3, 4):
+        (tmp_path / "data" / f"part={part}").mkdir(parents=True)
+        pq.write_table(
+            pa.table(
+                {
+                    "user_id": pa.array([part, part + 10], pa.int64()),
+                    "event_timestamp": pa.array([T0, T0 + H], UTC_US),
+                    "f_str": ["a", "b"],
+                }
+            ),
+            tmp_path / "data" / f"part={part}" / "x.parquet",
+        )
+    results = []
+    for kind, cls in (("file", FileSource), ("spark", SparkSource)):
+        src = cls(
+            name="src",
+            path="data",
+            timestamp_field="event_timestamp",
+            field_mapping={"part": "f_int"},
+        )
+        s = data_store(tmp_path, kind, _redis())
+        s.apply([user, view(src)])
+        results.append(_online_rows(s, 20))
+    assert results[1] == results[0]
+    assert [v for v in results[1]["f_int"] if v is not None] == [3, 4, 3, 4]
+    assert calls == []
+
+
 def test_footer_times_bound_the_window_and_a_failing_bound_falls_back(tmp_path: Path) -> None:
     """A row dated 2200 is outside the window: the footers' bound fails the future check, the
     exact aggregate over the window passes, and the window's rows are written."""
