@@ -365,65 +365,56 @@ def peer_banquet(d: Path, profile: dict | None):
 
 
 def _instrument_banquet(timers: dict) -> None:
-    """Wrap the stages of banquet's historical path with timers (no change to banquet).
-    Each stage is labelled with the phase it ran in: ``init`` (the job's constructor), ``run``
-    (``_run`` outside the views), ``view`` (``_join_view``) or ``read_view`` (the offline
-    store's read of one view's rows). Hooks that no longer exist are skipped and listed."""
-    import banquet.entity_data as E
+    """Wrap the stages of banquet's historical path with wall-clock timers (no change to
+    banquet). Labels starting with ``view:`` run once per feature view, on the views' threads
+    (two-pass views run concurrently), so they are summed over the views and can add up to
+    more than the wall time; the others run once on the caller's thread. Hooks that no
+    longer exist are skipped and listed. For where the CPU goes inside the Rust scan, use
+    perf on a child: ``perf record -g -- .venv/bin/python benches/historical.py child
+    --peer banquet --size 1Mx10k`` (the ``child`` subcommand runs one timed retrieval)."""
+    import threading
+
     import banquet.historical as H
-    from banquet.offline.base import OfflineStore
+    import banquet.offline.join as J
+    from banquet.offline.file import FileOfflineStore, Located
 
-    state = {"phase": "init"}
     missing = []
+    lock = threading.Lock()
 
-    def timed(name, fn, phase=None):
+    def timed(label, fn):
         def wrapper(*a, **k):
-            label = f"TOTAL {phase}" if phase else f"{state['phase']}: {name}"
-            prev = state["phase"]
-            if phase:
-                state["phase"] = phase
             t = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
-                timers[label] = timers.get(label, 0.0) + time.perf_counter() - t
-                state["phase"] = prev
+                with lock:
+                    timers[label] = timers.get(label, 0.0) + time.perf_counter() - t
 
         return wrapper
 
-    def hook(owners, attr, name, phase=None):
+    def hook(owners, attr, label):
         found = [o for o in owners if hasattr(o, attr)]
         if not found:
             missing.append(attr)
             return
-        w = timed(name, getattr(found[0], attr), phase)
+        w = timed(label, getattr(found[0], attr))
         for o in found:  # the same wrapper everywhere the function is bound
             setattr(o, attr, w)
 
-    # the kernel: replace the module object historical calls through
-    real_core = H._core
+    hook([H.HistoricalJob], "__init__", "init: entity_df checks (HistoricalJob)")
+    hook([H.HistoricalJob], "_join_views", "TOTAL views")
+    hook([H.HistoricalJob], "_assemble", "run: assembling the output table")
+    hook([J, H], "join_two_pass", "TOTAL view: two-pass")
+    hook([J, H], "join_view", "view: one-pass join (join_view)")
+    hook([FileOfflineStore], "open", "view: open dataset (list files, read footers)")
+    hook([J], "_winners", "view: as-of join (view_rows + asof_join kernel)")
+    if hasattr(Located, "__init__"):
+        real_init = Located.__init__
 
-    class CoreShim:
-        def __getattr__(self, name):
-            return getattr(real_core, name)
+        def located_init(self, reader, take, *a, **k):
+            real_init(self, reader, timed("view: pass 2, take of the winners' features", take))
 
-    shim = CoreShim()
-    shim.asof_join = timed("asof_join kernel (Rust)", real_core.asof_join)
-    H._core = shim
-    from banquet.offline.file import FileOfflineStore
-
-    hook([FileOfflineStore], "read", "Parquet read (pyarrow.dataset, filtered)")
-    hook([OfflineStore, FileOfflineStore], "read_view", "", phase="read_view")
-    hook([E, H], "key_column", "key_column (checks, casts)")
-    hook([E, H], "utc_us", "utc_us (timestamps to UTC us)")
-    hook([E, H], "flat", "flat (combine chunks)")
-    hook([H], "_flat", "flat (combine chunks)")
-    hook([E, H], "to_table", "to_table")
-    hook([H.HistoricalJob], "_join_view", "", phase="view")
-    hook([H.HistoricalJob], "_run", "", phase="run")
-    missing = [m for m in missing if m not in ("flat", "_flat")] + (
-        ["flat"] if "flat" in missing and "_flat" in missing else []
-    )
+        Located.__init__ = located_init
     if missing:
         timers["missing hooks: " + ", ".join(missing)] = 0.0
 
@@ -1008,42 +999,35 @@ def overview(results: list[dict], peers: list[str]) -> str:
 
 
 def profile_lines(res: dict) -> list[str]:
-    """Banquet's time split from the fastest profiled run (stages summed over both views)."""
+    """Banquet's time split from the fastest profiled run (``view:`` stages summed over the
+    views, which run concurrently)."""
     rs = [r for r in res["runs"].get("banquet") or [] if "profile" in r]
     if not rs:
         return []
     p = min(rs, key=lambda r: r["wall_s"])
     prof, total = dict(p["profile"]), p["wall_s"]
-    notes = [k for k in prof if k.startswith("missing hooks")]
+    notes = [k for k in prof if k.startswith(("missing hooks", "note:"))]
     for k in notes:
         prof.pop(k)
-    tot = {ph: prof.pop(f"TOTAL {ph}", 0.0) for ph in ("run", "view", "read_view")}
+    views = prof.pop("TOTAL views", 0.0)
+    two_pass = prof.pop("TOTAL view: two-pass", 0.0)
     parts = {
         "entity Parquet read (pq.read_table, in the benchmark)": prof.pop(
             "entity parquet read", 0.0
         )
     }
-    stages = {
-        ph: {k: v for k, v in prof.items() if k.startswith(ph + ":")}
-        for ph in ("init", "run", "view", "read_view")
-    }
-    for d in stages.values():
-        parts.update(d)
-    s = {ph: sum(d.values()) for ph, d in stages.items()}
-    parts["read_view: rest (column selection, renames)"] = tot["read_view"] - s["read_view"]
-    parts["view: rest (take + cast of the features, min/max of entity ts)"] = (
-        tot["view"] - tot["read_view"] - s["view"]
-    )
-    parts["run: rest (assembling the output table)"] = tot["run"] - tot["view"] - s["run"]
-    parts["init: rest (resolve the request, job checks)"] = (
-        total
-        - parts["entity Parquet read (pq.read_table, in the benchmark)"]
-        - tot["run"]
-        - s["init"]
+    parts.update(prof)
+    inner = sum(v for k, v in prof.items() if k.startswith("view:") and "one-pass" not in k)
+    inner -= prof.get("view: open dataset (list files, read footers)", 0.0)
+    parts["view: pass 1 scan (keys, times, locators) + glue"] = two_pass - inner
+    parts["views: wall of all views (the views' threads)"] = views
+    parts["rest (request resolution, outside the stages above)"] = total - sum(
+        v for k, v in parts.items() if not k.startswith("view:")
     )
     lines = [
-        f"banquet time split, {SIZE_LABEL[res['size']]}: total {total:.2f}s, peak {p['peak_mb']:.0f} MB "
-        "(timers around banquet's own functions; stages summed over both views)"
+        f"banquet time split, {SIZE_LABEL[res['size']]}: total {total:.3f}s, peak "
+        f"{p['peak_mb']:.0f} MB (wall-clock timers around banquet's functions; 'view:' "
+        "stages summed over the views, which run on threads at once)"
     ]
     for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
         if abs(v) >= 0.0005:

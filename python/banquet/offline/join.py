@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from banquet import _core
 from banquet.entity_data import flat
 from banquet.offline import window as agg_window
-from banquet.offline.base import view_rows
+from banquet.offline.base import ViewRows, view_rows
 from banquet.offline.spill import (
     Partitioner,
     SpillDir,
@@ -243,18 +243,9 @@ def join_two_pass(
     finally:
         reader.close()
     del held
-    rows = view_rows(view, table)
-    pairs = [_as_int64_if_widths_differ(ek, rk) for ek, rk in zip(entity_keys, rows.keys)]
-    idx = _core.asof_join(
-        [e for e, _ in pairs],
-        ts,
-        [r for _, r in pairs],
-        rows.event_ts,
-        rows.created_ts,
-        view.ttl_us,
-    )
+    idx, _ = _winners(view, entity_keys, ts, table)
     winners = flat(table.column(LOCATOR)).take(idx)
-    del table, rows, pairs
+    del table
     return MemoryResult(located.take(features, winners))
 
 
@@ -288,6 +279,18 @@ def _join_in_memory(
     ts: pa.Array,
     table: pa.Table,
 ) -> MemoryResult:
+    idx, rows = _winners(view, entity_keys, ts, table)
+    # take on one chunk is ~2x faster than on many
+    return MemoryResult([flat(rows.table.column(f.name)).take(idx) for f in features])
+
+
+def _winners(
+    view: FeatureView, entity_keys: list[pa.Array], ts: pa.Array, table: pa.Table
+) -> tuple[pa.Array, ViewRows]:
+    """The as-of join of the entity rows with a view's rows (``table``, source columns
+    renamed): for each entity row the index of its winning row in ``table`` (null: none),
+    and the rows' typed keys and times (``view_rows``), which the one-pass path takes the
+    features from."""
     rows = view_rows(view, table)
     pairs = [_as_int64_if_widths_differ(ek, rk) for ek, rk in zip(entity_keys, rows.keys)]
     idx = _core.asof_join(
@@ -298,8 +301,7 @@ def _join_in_memory(
         rows.created_ts,
         view.ttl_us,
     )
-    # take on one chunk is ~2x faster than on many
-    return MemoryResult([flat(rows.table.column(f.name)).take(idx) for f in features])
+    return idx, rows
 
 
 def _as_int64_if_widths_differ(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:

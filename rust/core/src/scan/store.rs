@@ -1,6 +1,20 @@
-//! Where a dataset's bytes come from: the local file system (positioned reads of exactly the
-//! byte ranges asked for) or an S3-compatible object store (object_store's `AmazonS3`, ranged
-//! GETs, so only the column chunks a scan needs cross the network).
+//! Where a dataset's bytes come from: the local file system (the byte ranges asked for
+//! memory-mapped and decoded in place) or an
+//! S3-compatible object store (object_store's `AmazonS3`, ranged GETs, so only the column
+//! chunks a scan needs cross the network).
+//!
+//! Why a mapping and not positioned reads: a read copies the page cache into a fresh buffer,
+//! which the kernel must first zero and fault in page by page; measured on the 1M-row bench
+//! file (two views, ~84 MB of column chunks per request), that was ~22k page faults and more
+//! system time than the decoding itself. Slices of a mapping are decoded in place, pages
+//! mapped 16 at a time (fault-around). Each read maps just the span of the ranges asked and
+//! is unmapped when its last slice is dropped, so resident memory stays what the reads in
+//! flight hold (mapping whole files made the 10M-row bench's peak RSS 2.6x larger: a mapped
+//! page stays resident while mapped). The file is opened once per `Dataset`, so the footers
+//! and the data come from the same file even if a writer renames a new one over it
+//! (banquet's own writers replace files by rename). A file truncated in place by another
+//! program while a read maps it would fault on access; reads past the size seen at open are
+//! refused instead. That is the price polars also pays (it maps local Parquet files).
 //!
 //! The object store is async; its calls run on one small tokio runtime per process, built
 //! on first use (and afresh in a forked child, where the parent's runtime has no threads).
@@ -29,8 +43,14 @@ pub struct Object {
 
 /// The storage a dataset lives in.
 pub enum Store {
-    Local,
+    Local(LocalFiles),
     S3(S3),
+}
+
+/// The local files read so far (open, with their size at opening), by path.
+#[derive(Default)]
+pub struct LocalFiles {
+    open: Mutex<HashMap<String, (Arc<std::fs::File>, u64)>>,
 }
 
 /// An S3 bucket reached through object_store.
@@ -49,7 +69,7 @@ impl Store {
         options: Option<&HashMap<String, String>>,
     ) -> Result<(Store, String)> {
         let Some(rest) = location.strip_prefix("s3://") else {
-            return Ok((Store::Local, location.to_string()));
+            return Ok((Store::Local(LocalFiles::default()), location.to_string()));
         };
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -110,7 +130,7 @@ impl Store {
     /// How `key` is named in messages: the local path or `s3://bucket/key`.
     pub fn display(&self, key: &str) -> String {
         match self {
-            Store::Local => key.to_string(),
+            Store::Local(_) => key.to_string(),
             Store::S3(s3) => format!("s3://{}/{key}", s3.bucket),
         }
     }
@@ -120,7 +140,7 @@ impl Store {
     /// metadata files, as pyarrow's discovery skips them).
     pub fn list(&self, root: &str) -> Result<Vec<Object>> {
         match self {
-            Store::Local => list_local(root),
+            Store::Local(_) => list_local(root),
             Store::S3(s3) => s3.list(root),
         }
     }
@@ -128,7 +148,7 @@ impl Store {
     /// The bytes of `ranges` of file `key`, in order.
     pub fn read_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
         match self {
-            Store::Local => read_local(key, ranges),
+            Store::Local(files) => files.read(key, ranges),
             Store::S3(s3) => {
                 let path = ObjectPath::from(key);
                 block_on(s3.inner.get_ranges(&path, ranges))?.map_err(|e| s3.error(key, e))
@@ -175,18 +195,105 @@ fn walk(dir: &Path, out: &mut Vec<Object>) -> Result<()> {
     Ok(())
 }
 
-fn read_local(path: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
-    ranges
-        .iter()
-        .map(|r| {
-            let mut buf = vec![0u8; (r.end - r.start) as usize];
-            file.read_exact_at(&mut buf, r.start)
-                .map_err(|e| Error::Source(format!("{path}: reading bytes {r:?} failed: {e}")))?;
-            Ok(Bytes::from(buf))
-        })
-        .collect()
+impl LocalFiles {
+    /// The bytes of `ranges` of the file at `path`: slices of one mapping of their span, no
+    /// copy.
+    fn read(&self, path: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        let (file, size) = self.file(path)?;
+        let (Some(lo), Some(hi)) = (
+            ranges.iter().map(|r| r.start).min(),
+            ranges.iter().map(|r| r.end).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        if let Some(r) = ranges.iter().find(|r| r.start > r.end || r.end > size) {
+            return Err(Error::Source(format!(
+                "{path}: bytes {r:?} are past its end ({size} bytes)"
+            )));
+        }
+        if hi == lo {
+            return Ok(ranges.iter().map(|_| Bytes::new()).collect());
+        }
+        let page = page_size();
+        let base = lo - lo % page; // a mapping starts on a page boundary
+        let span = Mapping::new(&file, base, (hi - base) as usize)
+            .map_err(|e| Error::Source(format!("{path}: mapping bytes {lo}..{hi} failed: {e}")))?;
+        let span = Bytes::from_owner(span);
+        Ok(ranges
+            .iter()
+            .map(|r| span.slice((r.start - base) as usize..(r.end - base) as usize))
+            .collect())
+    }
+
+    fn file(&self, path: &str) -> Result<(Arc<std::fs::File>, u64)> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((f, size)) = open.get(path) {
+            return Ok((Arc::clone(f), *size));
+        }
+        let file = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
+        let size = file.metadata().map_err(|e| io_error(path, &e))?.len();
+        let file = Arc::new(file);
+        open.insert(path.to_string(), (Arc::clone(&file), size));
+        Ok((file, size))
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
+
+/// A read-only shared mapping of part of a file, unmapped when its last slice is dropped.
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+// The mapping is read-only and owned: sharing the pointer between threads is safe.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// `len` (> 0) bytes from `offset` (a multiple of the page size).
+    fn new(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Mapping> {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: a fresh read-only mapping of an open file; the pointer is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes for the life of `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe {
+            libc::munmap(self.ptr, self.len);
+        }
+    }
 }
 
 fn io_error(path: &str, e: &std::io::Error) -> Error {
