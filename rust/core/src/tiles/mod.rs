@@ -27,9 +27,9 @@
 //!
 //! The online read (`read_window`) never builds the key's tile map: it walks the blob once
 //! and folds each window tile's fields, borrowed from the bytes, into one accumulator per
-//! aggregate, with `Partial::merge`'s operations in its order (so the value is bit for bit
-//! the decode-then-merge one, which the tests check); the write path's `decode` walks the
-//! same reader into owned partials.
+//! aggregate, with `Partial::merge`'s operations in its order (the numeric part is the same
+//! `Num::merge`), so the value is bit for bit the decode-then-merge one, which the tests
+//! check; the write path's `decode` walks the same reader into owned partials.
 
 #[cfg(test)]
 mod tests;
@@ -125,9 +125,11 @@ impl Val {
     }
 }
 
-/// A tile's partial aggregate (the fields its function uses).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Partial {
+/// A tile's non-null count and numeric partials: the integer or compensated float sum with
+/// its non-finite counts (sum/mean), Welford's mean and M2 (stddev). The owned partial and
+/// the read's borrowed tile both hold one, so they merge with the same code.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Num {
     pub n: i64,
     pub sum_i: i128,
     pub sum_f: f64,
@@ -137,6 +139,55 @@ pub struct Partial {
     pub neg_inf: u32,
     pub mean: f64,
     pub m2: f64,
+}
+
+impl Num {
+    /// Merge `other` (rows of the same tile, `other.n > 0`) into `self`: the count, and
+    /// `func`'s sums or moments.
+    #[inline]
+    pub fn merge(&mut self, func: Func, other: &Num) {
+        let n0 = self.n;
+        self.n += other.n;
+        match func {
+            Func::Sum | Func::Mean => self.merge_sums(other),
+            Func::Stddev => self.merge_moments(n0, other),
+            _ => {}
+        }
+    }
+
+    /// Sum/mean: add `other`'s sums (the counts are added apart, before). `Partial::merge`
+    /// and the read's fold both call this (the fold in its own single dispatch on the
+    /// function: a second one per tile cost ~5% of the read), so the read's float sums
+    /// are the decode-then-merge ones bit for bit.
+    #[inline(always)]
+    fn merge_sums(&mut self, other: &Num) {
+        self.sum_i += other.sum_i;
+        neumaier(&mut self.sum_f, &mut self.comp, other.sum_f);
+        self.comp += other.comp;
+        self.nan += other.nan;
+        self.pos_inf += other.pos_inf;
+        self.neg_inf += other.neg_inf;
+    }
+
+    /// Stddev: Chan's formula; `n0` is `self`'s count before `other`'s was added.
+    #[inline(always)]
+    fn merge_moments(&mut self, n0: i64, other: &Num) {
+        if n0 == 0 {
+            self.mean = other.mean;
+            self.m2 = other.m2;
+        } else {
+            let (na, nb, n) = (n0 as f64, other.n as f64, self.n as f64);
+            let d = other.mean - self.mean;
+            self.mean += d * nb / n;
+            self.m2 += other.m2 + d * d * na * nb / n;
+        }
+    }
+}
+
+/// A tile's partial aggregate (the fields its function uses).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Partial {
+    pub num: Num,
     pub ext: Option<Val>,
     /// (event time, created time or i64::MIN when null, value)
     pub last: Option<(i64, i64, Val)>,
@@ -147,11 +198,11 @@ pub struct Partial {
 impl Partial {
     /// Add one non-null value of a row at (`ts`, `created`).
     pub fn add(&mut self, spec: &TileSpec, v: Val, ts: i64, created: i64) {
-        self.n += 1;
+        self.num.n += 1;
         match spec.func {
             Func::Count => {}
             Func::Sum | Func::Mean => match v {
-                Val::I(x) => self.sum_i += x as i128,
+                Val::I(x) => self.num.sum_i += x as i128,
                 Val::F(x) => self.add_float(x),
                 Val::B(_) => {}
             },
@@ -161,33 +212,17 @@ impl Partial {
                     Val::F(x) => x,
                     Val::B(_) => return,
                 };
-                let d = x - self.mean;
-                self.mean += d / self.n as f64;
-                self.m2 += d * (x - self.mean);
+                let d = x - self.num.mean;
+                self.num.mean += d / self.num.n as f64;
+                self.num.m2 += d * (x - self.num.mean);
             }
             Func::Min | Func::Max => {
-                let better = match &self.ext {
-                    None => true,
-                    Some(e) => {
-                        let o = v.cmp_total(e);
-                        if spec.func == Func::Max {
-                            o == Ordering::Greater
-                        } else {
-                            o == Ordering::Less
-                        }
-                    }
-                };
-                if better {
+                if beats_ext(spec.func, self.ext.as_ref(), |e| v.cmp_total(e)) {
                     self.ext = Some(v);
                 }
             }
             Func::Last => {
-                // a full tie goes to the later row (arrival order), as offline's row index
-                if self
-                    .last
-                    .as_ref()
-                    .is_none_or(|(t, c, _)| (ts, created) >= (*t, *c))
-                {
+                if beats_last(self.last.as_ref(), ts, created) {
                     self.last = Some((ts, created, v));
                 }
             }
@@ -207,60 +242,41 @@ impl Partial {
 
     fn add_float(&mut self, x: f64) {
         if x.is_finite() {
-            neumaier(&mut self.sum_f, &mut self.comp, x);
+            neumaier(&mut self.num.sum_f, &mut self.num.comp, x);
         } else if x.is_nan() {
-            self.nan += 1;
+            self.num.nan += 1;
         } else if x > 0.0 {
-            self.pos_inf += 1;
+            self.num.pos_inf += 1;
         } else {
-            self.neg_inf += 1;
+            self.num.neg_inf += 1;
         }
     }
 
     /// Merge `other` (rows of the same tile) into `self`.
     pub fn merge(&mut self, spec: &TileSpec, other: &Partial) {
-        if other.n == 0 {
+        if other.num.n == 0 {
             return;
         }
-        let n0 = self.n;
-        self.n += other.n;
+        let n0 = self.num.n;
+        self.num.merge(spec.func, &other.num);
         match spec.func {
-            Func::Count => {}
-            Func::Sum | Func::Mean => {
-                self.sum_i += other.sum_i;
-                neumaier(&mut self.sum_f, &mut self.comp, other.sum_f);
-                self.comp += other.comp;
-                self.nan += other.nan;
-                self.pos_inf += other.pos_inf;
-                self.neg_inf += other.neg_inf;
-            }
-            Func::Stddev => {
-                if n0 == 0 {
-                    self.mean = other.mean;
-                    self.m2 = other.m2;
-                } else {
-                    let (na, nb, n) = (n0 as f64, other.n as f64, self.n as f64);
-                    let d = other.mean - self.mean;
-                    self.mean += d * nb / n;
-                    self.m2 += other.m2 + d * d * na * nb / n;
-                }
-            }
+            Func::Count | Func::Sum | Func::Mean | Func::Stddev => {}
             Func::Min | Func::Max | Func::Last => {
                 if let Some(v) = &other.ext {
-                    self.n -= 1; // add() counts again
+                    self.num.n -= 1; // add() counts again
                     self.add(spec, v.clone(), 0, 0);
                 }
                 if let Some((t, c, v)) = &other.last {
-                    self.n -= 1;
+                    self.num.n -= 1;
                     self.add(spec, v.clone(), *t, *c);
                 }
             }
             Func::CountDistinct => {
                 for v in &other.distinct {
-                    self.n -= 1;
+                    self.num.n -= 1;
                     self.add(spec, v.clone(), 0, 0);
                 }
-                self.n = n0 + other.n;
+                self.num.n = n0 + other.num.n;
             }
             Func::ApproxCountDistinct => {
                 for h in &other.hashes {
@@ -271,6 +287,25 @@ impl Partial {
             }
         }
     }
+}
+
+/// Min/max: whether a value replaces the kept extreme `kept` (none yet: it does); `cmp`
+/// orders the value against it. Shared by `Partial::add` and the read's fold.
+#[inline]
+fn beats_ext<E>(func: Func, kept: Option<&E>, cmp: impl FnOnce(&E) -> Ordering) -> bool {
+    let wins = if func == Func::Max {
+        Ordering::Greater
+    } else {
+        Ordering::Less
+    };
+    kept.is_none_or(|e| cmp(e) == wins)
+}
+
+/// Last: whether a value at (`ts`, `created`) replaces the kept latest one; a full tie goes
+/// to the later row (arrival order), as offline's row index.
+#[inline]
+fn beats_last<V>(kept: Option<&(i64, i64, V)>, ts: i64, created: i64) -> bool {
+    kept.is_none_or(|(t, c, _)| (ts, created) >= (*t, *c))
 }
 
 /// The tiles of one key: per spec, partials by tile end; and the newest event time seen.
@@ -331,7 +366,7 @@ impl TileSet {
         let newest = self.newest;
         for (spec, tiles) in specs.iter().zip(&mut self.tiles) {
             let cut = newest.saturating_sub(spec.window + spec.slide);
-            tiles.retain(|e, p| *e > cut && p.n > 0);
+            tiles.retain(|e, p| *e > cut && p.num.n > 0);
         }
     }
 
@@ -362,28 +397,34 @@ pub enum Out {
 /// values; an integer sum that overflows int64 is an error.
 pub fn finish(spec: &TileSpec, p: &Partial) -> Result<Out> {
     Ok(match spec.func {
-        Func::Count => Out::Int(p.n),
+        Func::Count => Out::Int(p.num.n),
         Func::CountDistinct => Out::Int(p.distinct.len() as i64),
         Func::ApproxCountDistinct => Out::Int(if p.hashes.is_empty() {
             0
         } else {
             hll_estimate(&p.hashes)
         }),
-        _ if p.n == 0 => Out::Null,
+        _ if p.num.n == 0 => Out::Null,
         Func::Sum | Func::Mean => {
             let (s, float) = match spec.kind {
-                Kind::Int => (p.sum_i as f64, false),
+                Kind::Int => (p.num.sum_i as f64, false),
                 _ => (
-                    float_sum(p.sum_f, p.comp, p.nan, p.pos_inf, p.neg_inf),
+                    float_sum(
+                        p.num.sum_f,
+                        p.num.comp,
+                        p.num.nan,
+                        p.num.pos_inf,
+                        p.num.neg_inf,
+                    ),
                     true,
                 ),
             };
             if spec.func == Func::Mean {
-                Out::Float(s / p.n as f64)
+                Out::Float(s / p.num.n as f64)
             } else if float {
                 Out::Float(s)
             } else {
-                Out::Int(i64::try_from(p.sum_i).map_err(|_| {
+                Out::Int(i64::try_from(p.num.sum_i).map_err(|_| {
                     Error::Invalid(
                         "an integer sum overflows int64 (cast the column to a float)".into(),
                     )
@@ -391,10 +432,10 @@ pub fn finish(spec: &TileSpec, p: &Partial) -> Result<Out> {
             }
         }
         Func::Stddev => {
-            if p.n < 2 {
+            if p.num.n < 2 {
                 Out::Null
             } else {
-                Out::Float((p.m2 / (p.n - 1) as f64).max(0.0).sqrt())
+                Out::Float((p.num.m2 / (p.num.n - 1) as f64).max(0.0).sqrt())
             }
         }
         Func::Min | Func::Max => p.ext.clone().map_or(Out::Null, Out::Val),
@@ -490,9 +531,9 @@ pub fn encode(specs: &[TileSpec], set: &TileSet) -> Vec<u8> {
         w.0.push(spec.kind as u8);
         w.i64(spec.window);
         w.i64(spec.slide);
-        w.var(tiles.values().filter(|p| p.n > 0).count() as u128);
+        w.var(tiles.values().filter(|p| p.num.n > 0).count() as u128);
         let mut prev: Option<i64> = None;
-        for (end, p) in tiles.iter().filter(|(_, p)| p.n > 0) {
+        for (end, p) in tiles.iter().filter(|(_, p)| p.num.n > 0) {
             // ends are multiples of the slide: the first as its index, then index deltas
             let idx = end.div_euclid(spec.slide);
             match prev {
@@ -502,25 +543,25 @@ pub fn encode(specs: &[TileSpec], set: &TileSet) -> Vec<u8> {
             prev = Some(idx);
             let float_sum = matches!(spec.func, Func::Sum | Func::Mean) && spec.kind != Kind::Int;
             if !float_sum {
-                w.var(p.n as u128);
+                w.var(p.num.n as u128);
             }
             match spec.func {
                 Func::Count => {}
                 Func::Sum | Func::Mean => match spec.kind {
-                    Kind::Int => w.zig(p.sum_i),
+                    Kind::Int => w.zig(p.num.sum_i),
                     _ => {
                         // n and 4 flags in one varint: most tiles have no compensation
                         // and no non-finite values, so a tile is ~10 bytes
-                        let flags = u128::from(p.comp.to_bits() != 0)
-                            | u128::from(p.nan > 0) << 1
-                            | u128::from(p.pos_inf > 0) << 2
-                            | u128::from(p.neg_inf > 0) << 3;
-                        w.var((p.n as u128) << 4 | flags);
-                        w.f64(p.sum_f);
-                        if p.comp.to_bits() != 0 {
-                            w.f64(p.comp);
+                        let flags = u128::from(p.num.comp.to_bits() != 0)
+                            | u128::from(p.num.nan > 0) << 1
+                            | u128::from(p.num.pos_inf > 0) << 2
+                            | u128::from(p.num.neg_inf > 0) << 3;
+                        w.var((p.num.n as u128) << 4 | flags);
+                        w.f64(p.num.sum_f);
+                        if p.num.comp.to_bits() != 0 {
+                            w.f64(p.num.comp);
                         }
-                        for c in [p.nan, p.pos_inf, p.neg_inf] {
+                        for c in [p.num.nan, p.num.pos_inf, p.num.neg_inf] {
                             if c > 0 {
                                 w.var(c.into());
                             }
@@ -528,8 +569,8 @@ pub fn encode(specs: &[TileSpec], set: &TileSet) -> Vec<u8> {
                     }
                 },
                 Func::Stddev => {
-                    w.f64(p.mean);
-                    w.f64(p.m2);
+                    w.f64(p.num.mean);
+                    w.f64(p.num.m2);
                 }
                 Func::Min | Func::Max => w.opt(&p.ext),
                 Func::Last => match &p.last {
@@ -693,15 +734,7 @@ impl ValRef<'_> {
 /// hashes as `items` encoded values in `raw`.
 #[derive(Debug, Default)]
 struct TileRef<'a> {
-    n: i64,
-    sum_i: i128,
-    sum_f: f64,
-    comp: f64,
-    nan: u32,
-    pos_inf: u32,
-    neg_inf: u32,
-    mean: f64,
-    m2: f64,
+    num: Num,
     ext: Option<ValRef<'a>>,
     last: Option<(i64, i64, ValRef<'a>)>,
     items: u32,
@@ -727,15 +760,7 @@ impl<'a> TileRef<'a> {
     /// The tile as an owned partial (decode: the write path's tile map).
     fn to_partial(&self, spec: &TileSpec) -> Partial {
         Partial {
-            n: self.n,
-            sum_i: self.sum_i,
-            sum_f: self.sum_f,
-            comp: self.comp,
-            nan: self.nan,
-            pos_inf: self.pos_inf,
-            neg_inf: self.neg_inf,
-            mean: self.mean,
-            m2: self.m2,
+            num: self.num,
             ext: self.ext.map(ValRef::to_val),
             last: self.last.map(|(t, c, v)| (t, c, v.to_val())),
             distinct: match spec.func {
@@ -760,62 +785,31 @@ struct Acc<'a> {
 }
 
 impl<'a> Acc<'a> {
-    /// Exactly `Partial::merge(self, tile)`: the same operations in the same order (float
-    /// sums included), so the window's value is the decode-then-merge one.
+    /// Exactly `Partial::merge(self, tile)`: the same `Num::merge` of the count, sums and
+    /// moments, then the same extreme, latest and distinct steps, so the window's value is
+    /// the decode-then-merge one.
     #[inline]
     fn fold(&mut self, spec: &TileSpec, t: &TileRef<'a>) {
-        if t.n == 0 {
+        if t.num.n == 0 {
             return;
         }
         let p = &mut self.p;
-        let n0 = p.n;
-        p.n += t.n;
+        let n0 = p.num.n;
+        p.num.n += t.num.n;
         match spec.func {
             Func::Count => {}
-            Func::Sum | Func::Mean => {
-                p.sum_i += t.sum_i;
-                neumaier(&mut p.sum_f, &mut p.comp, t.sum_f);
-                p.comp += t.comp;
-                p.nan += t.nan;
-                p.pos_inf += t.pos_inf;
-                p.neg_inf += t.neg_inf;
-            }
-            Func::Stddev => {
-                if n0 == 0 {
-                    p.mean = t.mean;
-                    p.m2 = t.m2;
-                } else {
-                    let (na, nb, n) = (n0 as f64, t.n as f64, p.n as f64);
-                    let d = t.mean - p.mean;
-                    p.mean += d * nb / n;
-                    p.m2 += t.m2 + d * d * na * nb / n;
-                }
-            }
+            Func::Sum | Func::Mean => p.num.merge_sums(&t.num),
+            Func::Stddev => p.num.merge_moments(n0, &t.num),
             Func::Min | Func::Max => {
                 if let Some(v) = t.ext {
-                    let better = match &self.ext {
-                        None => true,
-                        Some(e) => {
-                            let o = v.cmp_ref(e);
-                            if spec.func == Func::Max {
-                                o == Ordering::Greater
-                            } else {
-                                o == Ordering::Less
-                            }
-                        }
-                    };
-                    if better {
+                    if beats_ext(spec.func, self.ext.as_ref(), |e| v.cmp_ref(e)) {
                         self.ext = Some(v);
                     }
                 }
             }
             Func::Last => {
                 if let Some((ts, c, v)) = t.last {
-                    if self
-                        .last
-                        .as_ref()
-                        .is_none_or(|(t0, c0, _)| (ts, c) >= (*t0, *c0))
-                    {
+                    if beats_last(self.last.as_ref(), ts, c) {
                         self.last = Some((ts, c, v));
                     }
                 }
@@ -990,45 +984,47 @@ impl<'a> Tiles<'a, '_> {
         let mut p = TileRef::default();
         let mut flags = 0u8;
         if v1 {
-            p.n = r.i64()?;
+            p.num.n = r.i64()?;
         } else if self.float_sum {
             let x = r.var()?;
-            p.n = i64::try_from(x >> 4).map_err(|_| corrupt("count out of range"))?;
+            p.num.n = i64::try_from(x >> 4).map_err(|_| corrupt("count out of range"))?;
             flags = (x & 0xf) as u8;
         } else {
-            p.n = r.count()?;
+            p.num.n = r.count()?;
         }
         match spec.func {
             Func::Count => {}
             Func::Sum | Func::Mean => match spec.kind {
-                Kind::Int if v1 => p.sum_i = i128::from_le_bytes(r.take(16)?.try_into().unwrap()),
-                Kind::Int => p.sum_i = r.zig()?,
+                Kind::Int if v1 => {
+                    p.num.sum_i = i128::from_le_bytes(r.take(16)?.try_into().unwrap())
+                }
+                Kind::Int => p.num.sum_i = r.zig()?,
                 _ if v1 => {
-                    p.sum_f = r.f64()?;
-                    p.comp = r.f64()?;
-                    p.nan = r.u32()?;
-                    p.pos_inf = r.u32()?;
-                    p.neg_inf = r.u32()?;
+                    p.num.sum_f = r.f64()?;
+                    p.num.comp = r.f64()?;
+                    p.num.nan = r.u32()?;
+                    p.num.pos_inf = r.u32()?;
+                    p.num.neg_inf = r.u32()?;
                 }
                 _ => {
-                    p.sum_f = r.f64()?;
+                    p.num.sum_f = r.f64()?;
                     if flags & 1 != 0 {
-                        p.comp = r.f64()?;
+                        p.num.comp = r.f64()?;
                     }
                     if flags & 2 != 0 {
-                        p.nan = r.count()?;
+                        p.num.nan = r.count()?;
                     }
                     if flags & 4 != 0 {
-                        p.pos_inf = r.count()?;
+                        p.num.pos_inf = r.count()?;
                     }
                     if flags & 8 != 0 {
-                        p.neg_inf = r.count()?;
+                        p.num.neg_inf = r.count()?;
                     }
                 }
             },
             Func::Stddev => {
-                p.mean = r.f64()?;
-                p.m2 = r.f64()?;
+                p.num.mean = r.f64()?;
+                p.num.m2 = r.f64()?;
             }
             Func::Min | Func::Max => p.ext = r.opt(spec.kind)?,
             Func::Last => {
