@@ -396,3 +396,22 @@ def test_values_hidden_under_nulls_are_ignored():
     ft = _with_hidden_values([60, 70], [True, False], TS)
     got = _core.asof_join([pa.array([7])], pa.array([100], TS), [fk], ft, None, None)
     assert got.to_pylist() == [None]
+
+
+def test_take_rows_reads_chunked_columns_like_take():
+    ints = pa.chunked_array([[1, None, 3], [], [4, 5]], pa.int64())
+    strs = pa.chunked_array([["a", "b"], [None, "d", "e"]])
+    stamps = pa.chunked_array([pa.array([1, 2, 3, 4, 5], TS)])
+    idx = pa.array([4, None, 0, 1, 2, 4], pa.uint32())
+    got = _core.take_rows([ints, strs, stamps], idx)
+    for col, out in zip([ints, strs, stamps], got):
+        assert out.equals(col.combine_chunks().take(idx))
+    assert got[2].type == TS
+
+
+def test_take_rows_rejects_bad_indices():
+    col = pa.chunked_array([[1, 2]], pa.int64())
+    with pytest.raises(_core.KernelError, match="out of range"):
+        _core.take_rows([col], pa.array([2], pa.uint32()))
+    with pytest.raises(TypeError, match="uint32"):
+        _core.take_rows([col], pa.array([0], pa.int64()))

@@ -21,6 +21,9 @@ class ArrowArray(Protocol):
 class ArrowSchema(Protocol):
     def __arrow_c_schema__(self) -> Any: ...
 
+class ArrowStream(Protocol):
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any: ...
+
 # The kernels raise banquet's own classes (all ``BanquetError``): ``KernelError`` (bad input),
 # ``KernelTypeError`` (an unsupported column type; also a ``TypeError``), ``CorruptDataError``
 # (a stored value that does not decode) and ``ResourceExhausted`` (the allocator refused a
@@ -71,6 +74,12 @@ def asof_join(
     compared pairwise (a timestamp key by its whole second, as the serialized key stores it)
     and must have the same types on both sides (else ``KernelError``);
     unsupported column types raise ``KernelTypeError``, a negative ``ttl_us`` ``KernelError``."""
+
+def take_rows(columns: list[ArrowStream], indices: ArrowArray) -> list[pa.Array]:
+    """The rows at ``indices`` (``uint32``, as ``asof_join`` returns them; null: a null row)
+    of each column (a ``pyarrow.ChunkedArray`` or any Arrow stream), one array per column,
+    read straight from the chunks on banquet's threads. An index past the column's end raises
+    ``KernelError``; indices of another type ``TypeError``."""
 
 # --- window: point-in-time windowed aggregation ---------------------------------------------
 

@@ -6,6 +6,7 @@
 
 pub mod asof;
 pub mod error;
+pub mod gather;
 pub mod keys;
 pub mod latest;
 pub mod mem;

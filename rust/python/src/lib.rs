@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 mod asof;
 mod codec;
 mod errors;
+mod gather;
 mod gil;
 mod keys;
 mod online;
@@ -29,6 +30,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     keys::register(m)?;
     asof::register(m)?;
+    gather::register(m)?;
     codec::register(m)?;
     online::register(m)?;
     partition::register(m)?;
