@@ -146,6 +146,27 @@ def test_spilled_join_equals_the_in_memory_join_and_streams(repo: Path) -> None:
     assert not any(spill.iterdir())
 
 
+@pytest.mark.parametrize("limit", [None, "256KiB"])
+def test_small_views_side_by_side_equal_one_at_a_time(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, limit: str | None
+) -> None:
+    """Views with small sources are joined on threads (in memory, or spilling into one
+    shared spill folder); the result is the one-view-at-a-time result."""
+    from banquet import historical
+
+    entity = entity_rows(4_000, 3_000, seed=11)
+    spill = repo / f"spill-side-{limit}"
+    opts: dict[str, Any] = {"spill_dir": str(spill)}
+    if limit:
+        opts["memory_limit"] = limit
+    store = open_store(repo, f"side-{limit}", **opts)
+    side = store.get_historical_features(entity, FEATURES, full_feature_names=True).to_arrow()
+    monkeypatch.setattr(historical, "SMALL_VIEW_ROWS", 0)
+    one = store.get_historical_features(entity, FEATURES, full_feature_names=True).to_arrow()
+    assert side.equals(one)
+    assert not spill.exists() or not any(spill.iterdir())
+
+
 def test_oversized_partitions_are_split_again(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     entity = entity_rows(3_000, 3_000, seed=5)
     want = (

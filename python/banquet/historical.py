@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -37,6 +37,11 @@ from banquet.offline.join import (
 )
 from banquet.offline.spill import SpillDir, default_memory_limit
 from banquet.request import ResolvedRequest, ViewGroup
+
+# A source of at most this many rows is one or two scan units (pyarrow writes 1M-row groups
+# by default): views that small are joined side by side to use the cores.
+SMALL_VIEW_ROWS = 2 << 20
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from banquet.field import Field
@@ -138,31 +143,46 @@ class HistoricalJob(RetrievalJob):
         def two_pass(g: ViewGroup) -> MemoryResult | None:
             return join_two_pass(self._store, g.view, g.features, keys[id(g)], ts, budget)
 
+        def one_pass(g: ViewGroup) -> ViewResult:
+            return join_view(self._store, g.view, g.features, keys[id(g)], ts, budget, spill)
+
+        done: dict[int, ViewResult] = {}
+
+        def keep(g: ViewGroup, r: ViewResult) -> None:
+            done[id(g)] = r
+            if isinstance(r, MemoryResult):
+                budget.used += r.nbytes
+
         # Join first, features last, for every view that can: the views at once (the Rust
         # scan releases the GIL; a view of one row group is read by one thread, so two views
-        # use two cores). The others, and any whose first pass outgrew the budget, then go
-        # one at a time through the path that can spill.
-        if len(groups) > 1:
-            with ThreadPoolExecutor(min(len(groups), os.cpu_count() or 1)) as pool:
-                fast = list(pool.map(two_pass, groups))
-        else:
-            fast = [two_pass(g) for g in groups]
-        done = {id(g): r for g, r in zip(groups, fast) if r is not None}
-        for r in done.values():
-            budget.used += r.nbytes
-        out: list[ViewResult | None] = []
-        for g in self._request.groups:
-            if g.is_on_demand:
-                out.append(None)  # computed from the joined inputs, per output chunk
-                continue
-            if id(g) in done:
-                out.append(done[id(g)])
-                continue
-            res = join_view(self._store, g.view, g.features, keys[id(g)], ts, budget, spill)
-            if isinstance(res, MemoryResult):
-                budget.used += res.nbytes
-            out.append(res)
-        return out
+        # use two cores).
+        for g, fast in zip(groups, _on_threads(two_pass, groups)):
+            if fast is not None:
+                keep(g, fast)
+        # The others, and any whose first pass outgrew the budget, go through the path that
+        # can spill, one at a time, except small views: a source of one or two row groups
+        # is read by one or two threads, so those are joined side by side (each still spills
+        # past half the free budget: together at most all of it).
+        small = self._small_views([g for g in groups if id(g) not in done])
+        if len(small) > 1:
+            for g, r in zip(small, _on_threads(one_pass, small)):
+                keep(g, r)
+        for g in groups:
+            if id(g) not in done:
+                keep(g, one_pass(g))
+        # on-demand views: computed from the joined inputs, per output chunk
+        return [None if g.is_on_demand else done[id(g)] for g in self._request.groups]
+
+    def _small_views(self, groups: list[ViewGroup]) -> list[ViewGroup]:
+        """The views among ``groups`` whose Parquet source holds at most ``SMALL_VIEW_ROWS``
+        rows (footers only; other stores: none)."""
+        from banquet.offline.file import FileOfflineStore
+
+        store = self._store
+        if len(groups) < 2 or not isinstance(store, FileOfflineStore):
+            return []
+        rows = [store.source_rows(g.view.batch_source) for g in groups]
+        return [g for g, n in zip(groups, rows) if n is not None and n <= SMALL_VIEW_ROWS]
 
     def _assemble(self, lo: int, hi: int, results: list[ViewResult | None]) -> pa.Table:
         """Entity rows ``lo..hi`` with their features: the entity columns unchanged, then the
@@ -189,6 +209,14 @@ class HistoricalJob(RetrievalJob):
 
             out = apply_historical(out, self._request, per_group)
         return out
+
+
+def _on_threads(fn: Callable[[ViewGroup], T], groups: list[ViewGroup]) -> list[T]:
+    """``fn`` of each view, on threads when there are several (the kernels release the GIL)."""
+    if len(groups) < 2:
+        return [fn(g) for g in groups]
+    with ThreadPoolExecutor(min(len(groups), os.cpu_count() or 1)) as pool:
+        return list(pool.map(fn, groups))
 
 
 def _declared(g: ViewGroup, f: Field, taken: pa.Array) -> pa.Array:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from banquet import s3
 from banquet.errors import (
+    BanquetError,
     DataSourceError,
     ResourceExhausted,
     SchemaMismatch,
@@ -106,6 +107,16 @@ class FileOfflineStore(OfflineStore):
             return ParquetDataset(str(path))
         except DataSourceError as e:  # the same class, with the source named
             raise type(e)(f"source {source.name!r}: {e}") from None
+
+    def source_rows(self, source: DataSource) -> int | None:
+        """Rows in a local Parquet source, from its footers; None on S3 (a footer read is a
+        round trip) or when the source cannot be read here (the scan then says why)."""
+        if not isinstance(source, FileSource) or s3.target(source, self.config) is not None:
+            return None
+        try:
+            return self.open(source).num_rows
+        except BanquetError:
+            return None
 
     def source_schema(self, source: DataSource) -> pa.Schema | None:
         from banquet.sources import PushSource

@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -55,24 +56,29 @@ def default_memory_limit() -> int:
 
 
 class SpillDir:
-    """A temporary folder for spill files, created on first use, removed on exit."""
+    """A temporary folder for spill files, created on first use, removed on exit. Views
+    joined side by side share one (hence the lock)."""
 
     def __init__(self, parent: str | None) -> None:
         self.parent = parent
         self._path: Path | None = None
         self._count = 0
+        self._lock = threading.Lock()
 
     @property
     def path(self) -> Path:
-        if self._path is None:
-            if self.parent is not None:
-                Path(self.parent).mkdir(parents=True, exist_ok=True)
-            self._path = Path(tempfile.mkdtemp(prefix="banquet-spill-", dir=self.parent))
-        return self._path
+        with self._lock:
+            if self._path is None:
+                if self.parent is not None:
+                    Path(self.parent).mkdir(parents=True, exist_ok=True)
+                self._path = Path(tempfile.mkdtemp(prefix="banquet-spill-", dir=self.parent))
+            return self._path
 
     def new_file(self, stem: str) -> Path:
-        self._count += 1
-        return self.path / f"{stem}-{self._count}.arrow"
+        with self._lock:
+            self._count += 1
+            n = self._count
+        return self.path / f"{stem}-{n}.arrow"
 
     def __enter__(self) -> SpillDir:
         return self
