@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -146,9 +147,25 @@ def test_spilled_join_equals_the_in_memory_join_and_streams(repo: Path) -> None:
     assert not any(spill.iterdir())
 
 
-@pytest.mark.parametrize("limit", [None, "256KiB"])
+@pytest.fixture
+def join_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The threads ``historical`` calls ``join_view`` on, in call order."""
+    from banquet import historical
+
+    callers: list[int] = []
+    real = historical.join_view
+
+    def spy(*a: Any, **k: Any) -> Any:
+        callers.append(threading.get_ident())
+        return real(*a, **k)
+
+    monkeypatch.setattr(historical, "join_view", spy)
+    return callers
+
+
+@pytest.mark.parametrize("limit", [None, "1MiB"])
 def test_small_views_side_by_side_equal_one_at_a_time(
-    repo: Path, monkeypatch: pytest.MonkeyPatch, limit: str | None
+    repo: Path, monkeypatch: pytest.MonkeyPatch, join_threads: list[int], limit: str | None
 ) -> None:
     """Views with small sources are joined on threads (in memory, or spilling into one
     shared spill folder); the result is the one-view-at-a-time result."""
@@ -161,10 +178,27 @@ def test_small_views_side_by_side_equal_one_at_a_time(
         opts["memory_limit"] = limit
     store = open_store(repo, f"side-{limit}", **opts)
     side = store.get_historical_features(entity, FEATURES, full_feature_names=True).to_arrow()
+    assert (
+        len(join_threads) == 2 and threading.get_ident() not in join_threads
+    )  # on the pool's threads
+    if limit:
+        assert spill.exists()  # the views spilled
     monkeypatch.setattr(historical, "SMALL_VIEW_ROWS", 0)
+    join_threads.clear()
     one = store.get_historical_features(entity, FEATURES, full_feature_names=True).to_arrow()
+    assert join_threads == [threading.get_ident()] * 2
     assert side.equals(one)
     assert not spill.exists() or not any(spill.iterdir())
+
+
+def test_views_stay_one_at_a_time_when_their_results_fill_the_budget(
+    repo: Path, join_threads: list[int]
+) -> None:
+    store = open_store(repo, "side-full", memory_limit="256KiB")  # 4 x 8 B x 4k rows > half
+    entity = entity_rows(4_000, 3_000, seed=11)
+    got = store.get_historical_features(entity, FEATURES, full_feature_names=True).to_arrow()
+    assert got.num_rows == 4_000
+    assert join_threads == [threading.get_ident()] * 2
 
 
 def test_oversized_partitions_are_split_again(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:

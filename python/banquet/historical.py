@@ -163,7 +163,7 @@ class HistoricalJob(RetrievalJob):
         # can spill, one at a time, except small views: a source of one or two row groups
         # is read by one or two threads, so those are joined side by side (each still spills
         # past half the free budget: together at most all of it).
-        small = self._small_views([g for g in groups if id(g) not in done])
+        small = self._small_views([g for g in groups if id(g) not in done], budget)
         if len(small) > 1:
             for g, r in zip(small, _on_threads(one_pass, small)):
                 keep(g, r)
@@ -173,16 +173,20 @@ class HistoricalJob(RetrievalJob):
         # on-demand views: computed from the joined inputs, per output chunk
         return [None if g.is_on_demand else done[id(g)] for g in self._request.groups]
 
-    def _small_views(self, groups: list[ViewGroup]) -> list[ViewGroup]:
+    def _small_views(self, groups: list[ViewGroup], budget: Budget) -> list[ViewGroup]:
         """The views among ``groups`` whose Parquet source holds at most ``SMALL_VIEW_ROWS``
-        rows (footers only; other stores: none)."""
+        rows (footers only; other stores: none), if their results (~8 bytes per entity row
+        and feature) fit in half the free budget: a view joined alongside another does not
+        see the other's result in the budget, so it could not spill in its place."""
         from banquet.offline.file import FileOfflineStore
 
         store = self._store
         if len(groups) < 2 or not isinstance(store, FileOfflineStore):
             return []
         rows = [store.source_rows(g.view.batch_source) for g in groups]
-        return [g for g, n in zip(groups, rows) if n is not None and n <= SMALL_VIEW_ROWS]
+        small = [g for g, n in zip(groups, rows) if n is not None and n <= SMALL_VIEW_ROWS]
+        result_bytes = 8 * self._entity.num_rows * sum(len(g.features) for g in small)
+        return small if result_bytes <= budget.free() // 2 else []
 
     def _assemble(self, lo: int, hi: int, results: list[ViewResult | None]) -> pa.Table:
         """Entity rows ``lo..hi`` with their features: the entity columns unchanged, then the
