@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from cluster_support import master_url, run_job  # noqa: E402
 
 from banquet import (  # noqa: E402
     BatchFeatureView,
@@ -103,10 +104,15 @@ def entity_rows(n: int, n_keys: int, seed: int, multi: bool) -> pa.Table:
     return pa.table(cols)
 
 
-def open_store(root: Path, kind: str, conf: dict[str, str] | None = None) -> FeatureStore:
+def open_store(
+    root: Path, kind: str, conf: dict[str, str] | None = None, base: dict[str, str] | None = None
+) -> FeatureStore:
+    """The test repo's store on the file store or on Spark (``base`` conf, default the test
+    run's local[2] one, updated by ``conf``)."""
     off: dict[str, Any] = {"type": "file"}
     if kind == "spark":
-        off = {"type": "spark", "spark_conf": {**SPARK_TEST_CONF, **(conf or {})}}
+        base = SPARK_TEST_CONF if base is None else base
+        off = {"type": "spark", "spark_conf": {**base, **(conf or {})}}
     cfg = RepoConfig.from_dict(
         {
             "project": "sparkagg",
@@ -280,25 +286,7 @@ def test_materialize_past_driver_rows_is_refused_before_writing(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_cluster_equals_the_file_store(tmp_path: Path) -> None:
-    import socket
-
-    url = os.environ["BANQUET_SPARK_MASTER"]
-    host, _, port = url.removeprefix("spark://").partition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as e:
-        pytest.fail(f"the Spark master at {url} does not answer: run `make services` ({e})")
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
-    proc = subprocess.run(
-        [sys.executable, __file__, str(tmp_path), url],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    got = json.loads(lines[-1])
+    got, _ = run_job([__file__, str(tmp_path), master_url()])
     assert got["rows"] == got["entity_rows"]
     assert got["equal"], "the cluster's result differs from the file store's"
 
@@ -322,19 +310,7 @@ def _cluster_main(root: Path, master: str) -> None:
     outs = []
     refs = [f"tx_agg:{a.feature_name}" for a in AGGS]
     for kind in ("file", "spark"):
-        off: dict[str, Any] = {"type": "file"}
-        if kind == "spark":
-            off = {"type": "spark", "spark_conf": conf}
-        cfg = RepoConfig.from_dict(
-            {
-                "project": "sparkagg",
-                "registry": str(root / f"registry-{kind}.db"),
-                "online_store": {"type": "sqlite", "path": str(root / f"online-{kind}.db")},
-                "offline_store": off,
-            },
-            repo_path=root,
-        )
-        s = FeatureStore(config=cfg)
+        s = open_store(root, kind, base=conf)
         s.apply([USER, REGION, agg_view(kind, True)])
         outs.append(s.get_historical_features(ent, refs, full_feature_names=True).to_arrow())
     print(

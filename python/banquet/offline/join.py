@@ -183,26 +183,20 @@ def join_view(
         reach = agg_window.max_window_us(aggs)
     lo, hi = window(ts, reach)
     reader = store.scan_view(view, read, lo, hi, entity_keys=entity_keys)
-    held: list[pa.RecordBatch] = []
-    held_bytes = 0
     parts: _FeatureSpill | None = None
     try:
-        for batch in reader:
-            if parts is not None:
-                parts.add(batch)
-                continue
-            held.append(batch)
-            held_bytes += batch.nbytes
-            if held_bytes > budget.free() // 2:
-                parts = _FeatureSpill(view, read, entity_keys, spill, budget, aggs)
-                for b in held:
-                    parts.add(b)
-                held = []
-        if parts is None:
+        held, over = _hold(reader, budget)
+        if not over:
             table = pa.Table.from_batches(held, schema=reader.schema)
             if aggs is not None:
                 return _aggregate_in_memory(view, aggs, entity_keys, ts, table)
             return _join_in_memory(view, features, entity_keys, ts, table)
+        parts = _FeatureSpill(view, read, entity_keys, spill, budget, aggs)
+        for batch in held:
+            parts.add(batch)
+        held.clear()
+        for batch in reader:
+            parts.add(batch)
         parts.finish()
         return parts.join(ts)
     finally:
@@ -231,14 +225,10 @@ def join_two_pass(
     if located is None:
         return None
     reader = located.reader
-    held: list[pa.RecordBatch] = []
-    held_bytes = 0
     try:
-        for batch in reader:
-            held.append(batch)
-            held_bytes += batch.nbytes
-            if held_bytes > budget.free() // 2:
-                return None
+        held, over = _hold(reader, budget)
+        if over:
+            return None
         table = pa.Table.from_batches(held, schema=reader.schema)
     finally:
         reader.close()
@@ -247,6 +237,20 @@ def join_two_pass(
     winners = flat(table.column(LOCATOR)).take(idx)
     del table
     return MemoryResult(located.take(features, winners))
+
+
+def _hold(reader: pa.RecordBatchReader, budget: Budget) -> tuple[list[pa.RecordBatch], bool]:
+    """The reader's batches while they fit in half the budget's free memory, and whether
+    they outgrew it (the reader then stands after the batch that crossed the line, which is
+    the last one held)."""
+    held: list[pa.RecordBatch] = []
+    size = 0
+    for batch in reader:
+        held.append(batch)
+        size += batch.nbytes
+        if size > budget.free() // 2:
+            return held, True
+    return held, False
 
 
 def _aggregate_in_memory(

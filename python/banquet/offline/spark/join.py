@@ -228,21 +228,12 @@ def _partition_joiner(
     """The function each partition runs (pickled to the executors: plain values only)."""
 
     def join(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import pyarrow.compute as pc
-
         from banquet import _core
 
-        got = list(batches)
-        if not got:
+        sides = partition_sides(batches)
+        if sides is None:
             return
-        table = pa.Table.from_batches(got)
-        is_entity = pc.equal(table.column(SIDE), 0)
-        ent = table.filter(is_entity)
-        if ent.num_rows == 0:
-            return
-        feat = table.filter(pc.invert(is_entity))
-        if feat.num_rows > 1:  # source order: the last of fully tied rows wins
-            feat = feat.take(pc.sort_indices(feat.column(SEQ)))
+        ent, feat = sides
         # the same per-partition kernel as the file store's partitioned join
         entity = pa.RecordBatch.from_arrays(
             [_flat(ent.column(c)) for c in (*keys, TS, ROW)], names=[*keys, TS, ROW]
@@ -250,11 +241,36 @@ def _partition_joiner(
         cols = [*keys, TS, *([CREATED] if has_created else []), *feats]
         feature = pa.RecordBatch.from_arrays([_flat(feat.column(c)) for c in cols], names=cols)
         out = _core.join_partition(entity, feature, len(keys), has_created, ttl_us)
-        out = pa.RecordBatch.from_arrays(out.columns, names=[ROW, *feats])
-        for start in range(0, out.num_rows, BATCH_ROWS):
-            yield out.slice(start, BATCH_ROWS)
+        yield from in_batches(pa.RecordBatch.from_arrays(out.columns, names=[ROW, *feats]))
 
     return join
+
+
+def partition_sides(batches: Iterator[pa.RecordBatch]) -> tuple[pa.Table, pa.Table] | None:
+    """A partition's entity rows and its feature rows, these in source order (the kernels'
+    last tie-break is the row order: the last of fully tied rows wins); None when the
+    partition holds no entity row."""
+    import pyarrow.compute as pc
+
+    got = list(batches)
+    if not got:
+        return None
+    table = pa.Table.from_batches(got)
+    del got
+    is_entity = pc.equal(table.column(SIDE), 0)
+    ent = table.filter(is_entity)
+    if ent.num_rows == 0:
+        return None
+    feat = table.filter(pc.invert(is_entity))
+    if feat.num_rows > 1:
+        feat = feat.take(pc.sort_indices(feat.column(SEQ)))
+    return ent, feat
+
+
+def in_batches(out: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """``out`` in slices of ``BATCH_ROWS`` rows, as batches go back to Spark."""
+    for start in range(0, out.num_rows, BATCH_ROWS):
+        yield out.slice(start, BATCH_ROWS)
 
 
 def _flat(col: pa.ChunkedArray) -> pa.Array:

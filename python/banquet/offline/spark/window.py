@@ -168,22 +168,12 @@ def _partition_aggregator(
     """The function each partition runs (pickled to the executors)."""
 
     def aggregate(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import pyarrow.compute as pc
-
         from banquet.offline import window
 
-        got = list(batches)
-        if not got:
+        sides = join.partition_sides(batches)
+        if sides is None:
             return
-        table = pa.Table.from_batches(got)
-        del got
-        is_entity = pc.equal(table.column(join.SIDE), 0)
-        ent = table.filter(is_entity)
-        if ent.num_rows == 0:
-            return
-        feat = table.filter(pc.invert(is_entity))
-        if feat.num_rows > 1:  # source order: the kernel's last tie-break is the row order
-            feat = feat.take(pc.sort_indices(feat.column(join.SEQ)))
+        ent, feat = sides
 
         def us(t: pa.Table, name: str) -> pa.Array:
             return join._flat(t.column(name)).cast(pa.int64())
@@ -199,9 +189,7 @@ def _partition_aggregator(
         )
         cols = [join._flat(ent.column(join.ROW))]
         cols += [o.cast(f.type) for o, f in zip(outs, list(out)[1:], strict=True)]
-        result = pa.RecordBatch.from_arrays(cols, schema=out)
-        for start in range(0, result.num_rows, join.BATCH_ROWS):
-            yield result.slice(start, join.BATCH_ROWS)
+        yield from join.in_batches(pa.RecordBatch.from_arrays(cols, schema=out))
 
     return aggregate
 
