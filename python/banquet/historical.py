@@ -3,13 +3,13 @@
 For each feature view in the request: the offline store scans the needed columns of rows in
 ``[min entity ts - ttl, max entity ts]`` whose keys occur among the entity rows
 (``OfflineStore.scan_view``); ``offline.join`` joins them, in memory with the Rust kernel
-``asof_join`` + ``take`` while they fit in ``offline_store.memory_limit``, else partitioned by
-key and spilled to disk (the output then streams out chunk by chunk). Views whose source has
-many rows per entity row are first tried by ``offline.join.join_two_pass`` (keys and times
-joined first, feature columns decoded for the winning rows only), all such views at once on
-threads. The output keeps every
-entity column unchanged and first, one row per entity row in input order, then the features
-in request order.
+``asof_join`` + ``take_rows`` while they fit in ``offline_store.memory_limit``, else
+partitioned by key and spilled to disk (the output then streams out chunk by chunk). Views
+whose source has many rows per entity row are first tried by ``offline.join.join_two_pass``
+(keys and times joined first, feature columns decoded for the winning rows only), all such
+views at once on threads; of the rest, views with small sources are joined side by side, the
+others one at a time. The output keeps every entity column unchanged and first, one row per
+entity row in input order, then the features in request order.
 """
 
 from __future__ import annotations
