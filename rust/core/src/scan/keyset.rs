@@ -243,6 +243,9 @@ fn range(c: &KeyColumn<'_>, n: usize, valid: &dyn Fn(usize) -> bool) -> KeyRange
     }
 }
 
+/// The span a bitmap may always cover: 2^23 bits, 1 MiB.
+const BITMAP_BITS: u128 = 1 << 23;
+
 fn int_table(c: &KeyColumn<'_>, n: usize, valid: &dyn Fn(usize) -> bool) -> Table {
     let vals: Vec<i64> = (0..n)
         .filter(|&i| valid(i))
@@ -252,8 +255,9 @@ fn int_table(c: &KeyColumn<'_>, n: usize, valid: &dyn Fn(usize) -> bool) -> Tabl
         .iter()
         .fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
     let span = (hi as i128 - lo as i128 + 1).max(0) as u128;
-    // A bitmap when it is at most 64 bits per key (plus 8 KiB): one load per lookup.
-    if !vals.is_empty() && span <= (vals.len() as u128) * 64 + 65_536 {
+    // A bitmap when it stays cache-sized (up to 1 MiB) or at most 64 bits per key: one load
+    // per lookup, several times cheaper than a hash probe on the scan's hot path.
+    if !vals.is_empty() && span <= ((vals.len() as u128) * 64).max(BITMAP_BITS) {
         let mut bits = vec![0u64; (span as usize).div_ceil(64)];
         for v in &vals {
             let d = (v - lo) as usize;
@@ -340,6 +344,20 @@ mod tests {
             bools(set.contains(&[probe]).unwrap()),
             [true, false, true, true, false]
         );
+    }
+
+    #[test]
+    fn few_keys_over_a_cache_sized_span_use_the_bitmap() {
+        let top = (1i64 << 23) - 1;
+        let set = KeySet::new(&[Arc::new(Int64Array::from(vec![0, 1000, top]))]).unwrap();
+        assert!(matches!(set.table, Table::Bitmap { .. }));
+        let probe: ArrayRef = Arc::new(Int64Array::from(vec![-1, 0, 999, 1000, top, top + 1]));
+        assert_eq!(
+            bools(set.contains(&[probe]).unwrap()),
+            [false, true, false, true, true, false]
+        );
+        let wider = KeySet::new(&[Arc::new(Int64Array::from(vec![0, top + 1]))]).unwrap();
+        assert!(matches!(wider.table, Table::Ints(_)));
     }
 
     #[test]

@@ -248,6 +248,13 @@ fn page_size() -> u64 {
     }
 }
 
+/// Map the page tables up front: one call instead of a fault per few pages as the decoder
+/// walks the span (~10% of a selective scan's CPU). The whole span is read anyway.
+#[cfg(target_os = "linux")]
+const POPULATE: libc::c_int = libc::MAP_POPULATE;
+#[cfg(not(target_os = "linux"))]
+const POPULATE: libc::c_int = 0;
+
 /// A read-only shared mapping of part of a file, unmapped when its last slice is dropped.
 struct Mapping {
     ptr: *mut libc::c_void,
@@ -268,7 +275,7 @@ impl Mapping {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ,
-                libc::MAP_SHARED,
+                libc::MAP_SHARED | POPULATE,
                 file.as_raw_fd(),
                 offset as libc::off_t,
             )
