@@ -45,6 +45,29 @@ enum Table {
     },
 }
 
+/// A one-integer-column key set, probed one `i64` at a time (the scans' hot loop).
+pub(crate) enum IntProbe<'a> {
+    Bitmap {
+        min: i64,
+        span: u64,
+        bits: &'a [u64],
+    },
+    Hash(&'a HashTable<i64>),
+}
+
+impl IntProbe<'_> {
+    #[inline]
+    pub(crate) fn contains(&self, v: i64) -> bool {
+        match self {
+            IntProbe::Bitmap { min, span, bits } => {
+                let d = v.wrapping_sub(*min) as u64;
+                d < *span && (bits[(d >> 6) as usize] >> (d & 63)) & 1 == 1
+            }
+            IntProbe::Hash(table) => table.find(hash_fixed(v as u64), |&x| x == v).is_some(),
+        }
+    }
+}
+
 /// The distinct key tuples of the entity rows.
 pub struct KeySet {
     table: Table,
@@ -112,6 +135,19 @@ impl KeySet {
         })
     }
 
+    /// The set as a probe of single `i64` keys, when it is one integer key column.
+    pub(crate) fn int_probe(&self) -> Option<IntProbe<'_>> {
+        match &self.table {
+            Table::Bitmap { min, bits } if self.n_cols == 1 => Some(IntProbe::Bitmap {
+                min: *min,
+                span: bits.len() as u64 * 64,
+                bits,
+            }),
+            Table::Ints(table) if self.n_cols == 1 => Some(IntProbe::Hash(table)),
+            _ => None,
+        }
+    }
+
     /// Per key column, the range of the entity keys (for pruning by statistics).
     pub fn ranges(&self) -> &[KeyRange] {
         &self.ranges
@@ -136,28 +172,15 @@ impl KeySet {
             .collect::<Result<_>>()?;
         // The common case, one int64 key (narrower ones were widened above): a word of the
         // mask at a time straight off the values, nulls masked after.
-        if let (Some(a), 1) = (arrays[0].as_primitive_opt::<Int64Type>(), self.n_cols) {
+        if let (Some(a), Some(probe)) =
+            (arrays[0].as_primitive_opt::<Int64Type>(), self.int_probe())
+        {
             let vals = a.values();
-            let hits = match &self.table {
-                Table::Bitmap { min, bits } => {
-                    let span = bits.len() as u64 * 64;
-                    BooleanBuffer::collect_bool(n, |i| {
-                        let d = vals[i].wrapping_sub(*min) as u64;
-                        d < span && (bits[(d >> 6) as usize] >> (d & 63)) & 1 == 1
-                    })
-                }
-                Table::Ints(table) => BooleanBuffer::collect_bool(n, |i| {
-                    let v = vals[i];
-                    table.find(hash_fixed(v as u64), |&x| x == v).is_some()
-                }),
-                Table::Rows { .. } => BooleanBuffer::new_unset(0),
-            };
-            if hits.len() == n {
-                return Ok(match a.nulls() {
-                    Some(nulls) => &hits & nulls.inner(),
-                    None => hits,
-                });
-            }
+            let hits = BooleanBuffer::collect_bool(n, |i| probe.contains(vals[i]));
+            return Ok(match a.nulls() {
+                Some(nulls) => &hits & nulls.inner(),
+                None => hits,
+            });
         }
         let mut out = BooleanBufferBuilder::new(n);
         match &self.table {

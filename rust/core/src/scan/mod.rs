@@ -20,6 +20,7 @@
 //! Work is split into (file, row group) units processed in waves on rayon; run the
 //! iterator inside the process's pool (the binding's `threads::install`).
 
+mod direct;
 mod files;
 mod keyset;
 mod prune;
@@ -27,6 +28,8 @@ mod read;
 mod store;
 mod take;
 
+#[cfg(test)]
+mod direct_tests;
 #[cfg(test)]
 mod tests;
 

@@ -25,6 +25,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::errors::ParquetError;
 use parquet::file::reader::{ChunkReader, Length};
 
+use super::direct::Direct;
 use super::files::{Dataset, FileEntry};
 use super::prune::{RawBounds, Time};
 use super::store::Store;
@@ -127,6 +128,61 @@ pub(crate) fn read_columns(
     names: &[&str],
     selection: Option<RowSelection>,
 ) -> Result<HashMap<String, ArrayRef>> {
+    // A selection's flat primitive columns are read page by page in place (see `direct`);
+    // the rest, and any column the direct reader gives back, through the parquet crate.
+    let direct: Vec<(&str, Direct)> = match &selection {
+        Some(_) => names
+            .iter()
+            .filter_map(|n| Direct::of(file, rg, n).map(|d| (*n, d)))
+            .collect(),
+        None => Vec::new(),
+    };
+    if direct.is_empty() {
+        return read_with_parquet(ds, file, rg, names, selection);
+    }
+    let rows = selected_rows(selection.as_ref().expect("direct reads have a selection"));
+    let reader = Arc::new(fetch(ds, file, rg, direct.iter().map(|(_, d)| d.leaf))?);
+    let mut out = HashMap::new();
+    let mut rest: Vec<&str> = names
+        .iter()
+        .filter(|n| !direct.iter().any(|(d, _)| d == *n))
+        .copied()
+        .collect();
+    for (name, d) in &direct {
+        match d.take(Arc::clone(&reader), file, rg, &rows)? {
+            Some(a) => {
+                out.insert(name.to_string(), a);
+            }
+            None => rest.push(name),
+        }
+    }
+    if !rest.is_empty() {
+        out.extend(read_with_parquet(ds, file, rg, &rest, selection)?);
+    }
+    Ok(out)
+}
+
+/// The row indices `sel` keeps, ascending.
+fn selected_rows(sel: &RowSelection) -> Vec<usize> {
+    let mut out = Vec::with_capacity(sel.row_count());
+    let mut at = 0;
+    for r in sel.iter() {
+        if !r.skip {
+            out.extend(at..at + r.row_count);
+        }
+        at += r.row_count;
+    }
+    out
+}
+
+/// `read_columns` through the parquet crate's record reader.
+pub(super) fn read_with_parquet(
+    ds: &Dataset,
+    file: &FileEntry,
+    rg: usize,
+    names: &[&str],
+    selection: Option<RowSelection>,
+) -> Result<HashMap<String, ArrayRef>> {
     // Without a selection, one batch of the whole row group. With one, batches of at most
     // SELECTED_BATCH_ROWS selected rows: a dense scattered selection is decoded as a mask
     // (every row of a chunk decoded, then filtered), and a chunk holding 1M rows' values
@@ -184,17 +240,9 @@ fn column_reader<'a>(
                 .expect("a column of the file")
         })
         .collect();
-    let group = meta.row_group(rg);
-    let ranges: Vec<Range<u64>> = (0..schema_descr.num_columns())
-        .filter(|&leaf| roots.contains(&schema_descr.get_column_root_idx(leaf)))
-        .map(|leaf| {
-            let (start, len) = group.column(leaf).byte_range();
-            start..start + len
-        })
-        .collect();
-    let fetched = ds.store.read_ranges(&file.object.key, &ranges)?;
-    let parts = ranges.iter().map(|r| r.start).zip(fetched).collect();
-    let reader = Fetched::new(&ds.store, &file.object.key, file.object.size, parts);
+    let leaves = (0..schema_descr.num_columns())
+        .filter(|&leaf| roots.contains(&schema_descr.get_column_root_idx(leaf)));
+    let reader = fetch(ds, file, rg, leaves)?;
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, file.meta.clone())
         .with_row_groups(vec![rg])
         .with_projection(ProjectionMask::roots(schema_descr, roots))
@@ -212,6 +260,30 @@ fn column_reader<'a>(
     Ok((reader, bad))
 }
 
+/// The column chunks `leaves` of row group `rg`, fetched (one request for all).
+pub(super) fn fetch(
+    ds: &Dataset,
+    file: &FileEntry,
+    rg: usize,
+    leaves: impl Iterator<Item = usize>,
+) -> Result<Fetched> {
+    let group = file.meta.metadata().row_group(rg);
+    let ranges: Vec<Range<u64>> = leaves
+        .map(|leaf| {
+            let (start, len) = group.column(leaf).byte_range();
+            start..start + len
+        })
+        .collect();
+    let fetched = ds.store.read_ranges(&file.object.key, &ranges)?;
+    let parts = ranges.iter().map(|r| r.start).zip(fetched).collect();
+    Ok(Fetched::new(
+        &ds.store,
+        &file.object.key,
+        file.object.size,
+        parts,
+    ))
+}
+
 /// The key columns `names` (all columns of the file) of row group `rg` read in batches of
 /// KEY_BATCH_ROWS, each batch tested against `set` (`columns`: the key columns in the key
 /// set's order) and cut to its matching rows at once: the keys that fail, usually nearly
@@ -225,6 +297,15 @@ fn read_keys_matching(
     columns: &[String],
     set: &super::KeySet,
 ) -> Result<(HashMap<String, ArrayRef>, BooleanBuffer)> {
+    // One integer key column (the common case): tested in place, page by page.
+    if let ([name], Some(probe)) = (names, set.int_probe()) {
+        if let Some(d) = Direct::of(file, rg, name).filter(Direct::is_int_key) {
+            let reader = Arc::new(fetch(ds, file, rg, std::iter::once(d.leaf))?);
+            if let Some((kept, mask)) = d.matching(reader, file, rg, &probe)? {
+                return Ok((HashMap::from([(name.to_string(), kept)]), mask));
+            }
+        }
+    }
     let n_rows = file.meta.metadata().row_group(rg).num_rows().max(0) as usize;
     let (reader, bad) = column_reader(ds, file, rg, names, None, KEY_BATCH_ROWS)?;
     let schema = arrow_array::RecordBatchReader::schema(&reader);
