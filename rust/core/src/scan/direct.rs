@@ -15,6 +15,7 @@ use std::cell::Cell;
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::{make_array, ArrayRef};
+use arrow_buffer::bit_chunk_iterator::UnalignedBitChunk;
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, MutableBuffer};
 use arrow_data::ArrayData;
 use arrow_schema::{DataType, TimeUnit};
@@ -211,12 +212,19 @@ impl Direct {
                         out.finish()
                     }
                 };
-                let mut counted = (0, 0);
-                for i in hits.set_indices() {
-                    let vi = page
-                        .value_index(i, &mut counted)
-                        .expect("a hit is not null");
-                    kept.extend_from_slice(page.value(vi, w)?);
+                if let (Values::Plain(v), None) = (&page.values, &page.valid) {
+                    // no null: runs of hits are runs of values
+                    for (from, to) in hits.set_slices() {
+                        kept.extend_from_slice(&v[from * w..to * w]);
+                    }
+                } else {
+                    let mut counted = (0, 0);
+                    for i in hits.set_indices() {
+                        let vi = page
+                            .value_index(i, &mut counted)
+                            .expect("a hit is not null");
+                        kept.extend_from_slice(page.value(vi, w)?);
+                    }
                 }
                 mask.append_buffer(&hits);
                 seen += n;
@@ -442,8 +450,13 @@ impl Decoded<'_> {
     /// (row, valid rows before it) between calls with rising `i`, so a page is counted once.
     fn value_index(&self, i: usize, counted: &mut (usize, usize)) -> Option<usize> {
         let Some(v) = &self.valid else { return Some(i) };
-        let (at, before) = *counted;
-        let before = before + v.slice(at, i - at).count_set_bits();
+        let (at, mut before) = *counted;
+        if i - at <= 64 {
+            before += (at..i).filter(|&j| v.value(j)).count();
+        } else {
+            let bits = UnalignedBitChunk::new(v.values(), v.offset() + at, i - at);
+            before += bits.count_ones();
+        }
         *counted = (i, before);
         v.value(i).then_some(before)
     }
