@@ -18,6 +18,7 @@ use parquet::file::properties::{WriterProperties, WriterVersion};
 use super::direct::Direct;
 use super::files::Dataset;
 use super::read::{read_columns, read_with_parquet};
+use super::tests::TempDir;
 use super::KeySet;
 
 const ROWS: usize = 30_000;
@@ -132,9 +133,9 @@ fn layouts() -> Vec<(&'static str, WriterProperties)> {
     ]
 }
 
-fn open(props: WriterProperties, seed: u64) -> (tempdir::Dir, Dataset) {
-    let dir = tempdir::Dir::new();
-    let path = dir.0.join("f.parquet");
+fn open(props: WriterProperties, seed: u64) -> (TempDir, Dataset) {
+    let dir = TempDir::new();
+    let path = dir.path("f.parquet");
     let b = batch(seed);
     let mut w = ArrowWriter::try_new(
         std::fs::File::create(&path).unwrap(),
@@ -144,30 +145,8 @@ fn open(props: WriterProperties, seed: u64) -> (tempdir::Dir, Dataset) {
     .unwrap();
     w.write(&b).unwrap();
     w.close().unwrap();
-    let ds = Dataset::open(path.to_str().unwrap(), None).unwrap();
+    let ds = Dataset::open(&path, None).unwrap();
     (dir, ds)
-}
-
-mod tempdir {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Dir {
-            let p = std::env::temp_dir().join(format!(
-                "banquet-direct-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 const NAMES: [&str; 10] = [

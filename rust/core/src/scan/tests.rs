@@ -19,10 +19,11 @@ use super::*;
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
-struct TempDir(PathBuf);
+/// A fresh directory under the system temp dir, removed on drop (shared by the scan tests).
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> TempDir {
+    pub(super) fn new() -> TempDir {
         let p = std::env::temp_dir().join(format!(
             "banquet-scan-test-{}-{}",
             std::process::id(),
@@ -31,7 +32,7 @@ impl TempDir {
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
-    fn path(&self, rel: &str) -> String {
+    pub(super) fn path(&self, rel: &str) -> String {
         let p = self.0.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         p.to_string_lossy().into_owned()
