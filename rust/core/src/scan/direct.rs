@@ -27,6 +27,7 @@ use parquet::file::serialized_reader::SerializedPageReader;
 
 use super::files::FileEntry;
 use super::keyset::IntProbe;
+use super::read::group_rows;
 use crate::{Error, Result};
 
 /// False when `BANQUET_SCAN_DIRECT=0`: every read goes through the parquet crate's reader.
@@ -120,7 +121,7 @@ impl Direct {
         let w = self.width;
         let mut values = MutableBuffer::with_capacity(rows.len() * w);
         let mut valid = BooleanBufferBuilder::new(rows.len());
-        let at = std::cell::Cell::new(0);
+        let at = Cell::new(0);
         let done = self.pages(
             reader,
             file,
@@ -136,7 +137,9 @@ impl Direct {
                     let i = r - first;
                     match page.value_index(i, &mut counted) {
                         Some(vi) => {
-                            values.extend_from_slice(page.value(vi, w)?);
+                            values.extend_from_slice(
+                                page.value(vi, w).ok_or_else(|| short(file, rg))?,
+                            );
                             valid.append(true);
                         }
                         None => {
@@ -155,7 +158,7 @@ impl Direct {
         if at.get() != rows.len() {
             return Err(corrupt(file, rg, "rows past the end of the column chunk"));
         }
-        self.array(values, valid.finish(), rows.len())
+        self.array(values, valid.finish(), rows.len()).map(Some)
     }
 
     /// The mask over row group `rg` of the rows whose value `probe` holds, and those rows'
@@ -167,7 +170,7 @@ impl Direct {
         rg: usize,
         probe: &IntProbe<'_>,
     ) -> Result<Option<(ArrayRef, BooleanBuffer)>> {
-        let n_rows = file.meta.metadata().row_group(rg).num_rows().max(0) as usize;
+        let n_rows = group_rows(file, rg);
         let w = self.width;
         let mut mask = BooleanBufferBuilder::new(n_rows);
         let mut kept = MutableBuffer::new(0);
@@ -203,7 +206,10 @@ impl Direct {
                                             idx.get(vi).ok_or_else(|| short(file, rg))? as usize;
                                         *dict_hits.get(k).ok_or_else(|| short(file, rg))?
                                     }
-                                    Values::Plain(_) => probe.contains(int(page.value(vi, w)?, w)),
+                                    Values::Plain(_) => {
+                                        let v = page.value(vi, w).ok_or_else(|| short(file, rg))?;
+                                        probe.contains(int(v, w))
+                                    }
                                 },
                                 None => false,
                             };
@@ -223,7 +229,7 @@ impl Direct {
                         let vi = page
                             .value_index(i, &mut counted)
                             .expect("a hit is not null");
-                        kept.extend_from_slice(page.value(vi, w)?);
+                        kept.extend_from_slice(page.value(vi, w).ok_or_else(|| short(file, rg))?);
                     }
                 }
                 mask.append_buffer(&hits);
@@ -237,22 +243,17 @@ impl Direct {
         let mask = mask.finish();
         let n_kept = mask.count_set_bits();
         let all = BooleanBuffer::new_set(n_kept);
-        Ok(self.array(kept, all, n_kept)?.map(|a| (a, mask)))
+        Ok(Some((self.array(kept, all, n_kept)?, mask)))
     }
 
-    fn array(
-        &self,
-        values: MutableBuffer,
-        valid: BooleanBuffer,
-        n: usize,
-    ) -> Result<Option<ArrayRef>> {
+    fn array(&self, values: MutableBuffer, valid: BooleanBuffer, n: usize) -> Result<ArrayRef> {
         let nulls = (valid.count_set_bits() != n).then(|| valid.into_inner());
         let data = ArrayData::builder(self.data_type.clone())
             .len(n)
             .add_buffer(values.into())
             .null_bit_buffer(nulls)
             .build()?;
-        Ok(Some(make_array(data)))
+        Ok(make_array(data))
     }
 
     /// Walks the pages of the column chunk. `wants(first_row, rows)` says whether a data page
@@ -461,13 +462,14 @@ impl Decoded<'_> {
         v.value(i).then_some(before)
     }
 
-    /// The bytes of non-null value `vi`.
-    fn value(&self, vi: usize, w: usize) -> Result<&[u8]> {
+    /// The bytes of non-null value `vi` (None: the page holds fewer values than its levels
+    /// or indices say).
+    fn value(&self, vi: usize, w: usize) -> Option<&[u8]> {
         let (bytes, k) = match &self.values {
             Values::Plain(v) => (*v, vi),
-            Values::Dict { dict, idx } => (*dict, idx.get(vi).ok_or_else(short_page)? as usize),
+            Values::Dict { dict, idx } => (*dict, idx.get(vi)? as usize),
         };
-        bytes.get(k * w..k * w + w).ok_or_else(short_page)
+        bytes.get(k * w..k * w + w)
     }
 }
 
@@ -488,12 +490,14 @@ fn corrupt(file: &FileEntry, rg: usize, what: &str) -> Error {
     ))
 }
 
+/// A page holding fewer values, or a dictionary fewer entries, than its levels or indices
+/// say.
 fn short(file: &FileEntry, rg: usize) -> Error {
-    corrupt(file, rg, "a dictionary index out of range")
-}
-
-fn short_page() -> Error {
-    Error::Source("a Parquet page holds fewer values than its levels say".into())
+    corrupt(
+        file,
+        rg,
+        "a page or dictionary holds fewer values than it is indexed by",
+    )
 }
 
 /// An unsigned LEB128 varint at `*pos`.

@@ -11,14 +11,13 @@ use arrow_array::{
 use arrow_buffer::BooleanBuffer;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::RowSelection;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{WriterProperties, WriterVersion};
 
 use super::direct::Direct;
 use super::files::Dataset;
 use super::read::{read_columns, read_with_parquet};
-use super::tests::TempDir;
+use super::tests::{write_with, TempDir};
 use super::KeySet;
 
 const ROWS: usize = 30_000;
@@ -136,15 +135,7 @@ fn layouts() -> Vec<(&'static str, WriterProperties)> {
 fn open(props: WriterProperties, seed: u64) -> (TempDir, Dataset) {
     let dir = TempDir::new();
     let path = dir.path("f.parquet");
-    let b = batch(seed);
-    let mut w = ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        b.schema(),
-        Some(props),
-    )
-    .unwrap();
-    w.write(&b).unwrap();
-    w.close().unwrap();
+    write_with(&path, &batch(seed), props);
     let ds = Dataset::open(&path, None).unwrap();
     (dir, ds)
 }

@@ -183,31 +183,21 @@ impl KeySet {
             });
         }
         let mut out = BooleanBufferBuilder::new(n);
+        if let Some(probe) = self.int_probe() {
+            // other fixed-width keys (timestamps as their second); byte strings never match
+            let c = &cols[0];
+            if !is_fixed(c) {
+                out.append_n(n, false);
+                return Ok(out.finish());
+            }
+            for i in 0..n {
+                let hit = probe.contains(c.values.fixed(i).unwrap_or(0));
+                out.append(hit && !c.is_null(i));
+            }
+            return Ok(out.finish());
+        }
         match &self.table {
-            Table::Bitmap { min, bits } => {
-                if !is_fixed(&cols[0]) {
-                    out.append_n(n, false);
-                    return Ok(out.finish());
-                }
-                let span = bits.len() as u64 * 64;
-                for i in 0..n {
-                    let d = cols[0].values.fixed(i).unwrap_or(0).wrapping_sub(*min) as u64;
-                    let hit = d < span && (bits[(d >> 6) as usize] >> (d & 63)) & 1 == 1;
-                    out.append(hit && !cols[0].is_null(i));
-                }
-            }
-            Table::Ints(table) => {
-                let c = &cols[0];
-                if !is_fixed(c) {
-                    out.append_n(n, false);
-                    return Ok(out.finish());
-                }
-                for i in 0..n {
-                    let v = c.values.fixed(i).unwrap_or(0);
-                    let hit = table.find(hash_fixed(v as u64), |&x| x == v).is_some();
-                    out.append(hit && !c.is_null(i));
-                }
-            }
+            Table::Bitmap { .. } | Table::Ints(_) => unreachable!("one integer column: probed"),
             Table::Rows { arena, table } => {
                 let mut buf = Vec::new();
                 for i in 0..n {

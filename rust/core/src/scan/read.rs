@@ -141,7 +141,8 @@ pub(crate) fn read_columns(
     if direct.is_empty() {
         return read_with_parquet(ds, file, rg, names, selection);
     }
-    let rows = selected_rows(selection.as_ref().expect("direct reads have a selection"));
+    let sel = selection.as_ref().expect("direct reads have a selection");
+    let rows: Vec<usize> = selected_rows(sel).collect();
     let reader = Arc::new(fetch(ds, file, rg, direct.iter().map(|(_, d)| d.leaf))?);
     let mut out = HashMap::new();
     let mut rest: Vec<&str> = names
@@ -168,21 +169,21 @@ pub(crate) fn read_columns(
 /// feature rows x 1M entity rows ~63% of the rows survive the semi-join).
 const DIRECT_MAX_SHARE: usize = 4;
 
-fn group_rows(file: &FileEntry, rg: usize) -> usize {
+/// The rows of row group `rg` of `file`.
+pub(super) fn group_rows(file: &FileEntry, rg: usize) -> usize {
     file.meta.metadata().row_group(rg).num_rows().max(0) as usize
 }
 
 /// The row indices `sel` keeps, ascending.
-fn selected_rows(sel: &RowSelection) -> Vec<usize> {
-    let mut out = Vec::with_capacity(sel.row_count());
-    let mut at = 0;
-    for r in sel.iter() {
-        if !r.skip {
-            out.extend(at..at + r.row_count);
-        }
-        at += r.row_count;
-    }
-    out
+fn selected_rows(sel: &RowSelection) -> impl Iterator<Item = usize> + '_ {
+    sel.iter()
+        .scan(0, |at, r| {
+            let from = *at;
+            *at += r.row_count;
+            Some((!r.skip).then_some(from..*at))
+        })
+        .flatten()
+        .flatten()
 }
 
 /// `read_columns` through the parquet crate's record reader.
@@ -316,7 +317,7 @@ fn read_keys_matching(
             }
         }
     }
-    let n_rows = file.meta.metadata().row_group(rg).num_rows().max(0) as usize;
+    let n_rows = group_rows(file, rg);
     let (reader, bad) = column_reader(ds, file, rg, names, None, KEY_BATCH_ROWS)?;
     let schema = arrow_array::RecordBatchReader::schema(&reader);
     let mut mask = BooleanBufferBuilder::new(n_rows);
@@ -467,17 +468,7 @@ fn locators(
     let base = super::locator(fi, first);
     let out: Vec<u64> = match sel {
         None => (0..n_rows as u64).map(|i| base + i).collect(),
-        Some(s) => {
-            let mut out = Vec::with_capacity(s.row_count());
-            let mut at = base;
-            for r in s.iter() {
-                if !r.skip {
-                    out.extend(at..at + r.row_count as u64);
-                }
-                at += r.row_count as u64;
-            }
-            out
-        }
+        Some(s) => selected_rows(s).map(|i| base + i as u64).collect(),
     };
     Ok(Arc::new(arrow_array::UInt64Array::from(out)))
 }

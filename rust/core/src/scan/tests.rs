@@ -71,6 +71,11 @@ fn write(path: &str, batch: &RecordBatch, rg_rows: usize) {
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(rg_rows))
         .build();
+    write_with(path, batch, props);
+}
+
+/// `batch` as one Parquet file at `path`, written with `props`.
+pub(super) fn write_with(path: &str, batch: &RecordBatch, props: WriterProperties) {
     let file = std::fs::File::create(path).unwrap();
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
     w.write(batch).unwrap();
@@ -145,14 +150,7 @@ fn time_filter_after_the_semi_join_matches_a_plain_filter() {
         .set_write_batch_size(100)
         .build();
     let path = dir.path("kt.parquet");
-    let mut w = ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        Some(props),
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_with(&path, &batch, props);
     let ds = Arc::new(Dataset::open(&path, None).unwrap());
     let wanted: Vec<i64> = (0..997).filter(|k| k % 5 == 1).collect();
     let (lo, hi) = (1_000_000_000, 3_500_000_000);
